@@ -1,0 +1,34 @@
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS ?= constraints-cpu.txt
+CONFIG ?= configs/demo.yaml
+
+.PHONY: setup demo test test-all lint bench clean
+
+$(BIN)/vloom: pyproject.toml $(CONSTRAINTS)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/vloom
+
+demo: setup
+	$(BIN)/vloom run $(CONFIG)
+
+test: setup
+	$(BIN)/pytest
+
+test-all: setup
+	$(BIN)/pytest -m ''
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: setup
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,216 @@
+"""Typed experiment config: one YAML file describes data, model, training and evaluation.
+
+Every section is a pydantic model that forbids unknown keys, so a typo in a YAML
+file is an error that names the key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NoiseConfig(_Strict):
+    """Defects the synthetic world injects into the training corpus, each a share of documents."""
+
+    exact_duplicate: float = Field(0.05, ge=0, le=1, description="copies of a document, byte-identical")
+    near_duplicate: float = Field(0.05, ge=0, le=1, description="copies with a few words changed")
+    spam: float = Field(0.05, ge=0, le=1, description="boilerplate / spam pages")
+    foreign_language: float = Field(0.03, ge=0, le=1, description="documents in another language")
+    broken_image: float = Field(0.02, ge=0, le=1, description="an image replaced by undecodable bytes")
+    tiny_image: float = Field(0.02, ge=0, le=1, description="an image shrunk to a few pixels")
+    unrelated_image: float = Field(0.02, ge=0, le=1, description="an image from another scene")
+
+
+class SynthConfig(_Strict):
+    """The procedural world: scenes of coloured shapes and documents about them."""
+
+    image_size: int = Field(32, ge=8, le=1024, description="rendered image side in pixels")
+    max_objects: int = Field(3, ge=1, le=9, description="objects per scene, 1..max_objects")
+    n_interleaved: int = Field(1500, ge=0, description="interleaved documents (several images each)")
+    images_per_doc: int = Field(3, ge=1, le=16, description="images per interleaved document")
+    n_pairs: int = Field(3000, ge=0, description="image-caption pair documents")
+    n_text: int = Field(3000, ge=0, description="text-only documents about the same world")
+    n_eval_vqa: int = Field(400, ge=4, description="held-out 4-way VQA questions")
+    n_eval_text: int = Field(200, ge=4, description="held-out text-only questions and documents")
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    shard_size: int = Field(1000, ge=1, description="documents per Parquet shard")
+
+
+class StepConfig(BaseModel):
+    """One curation step: a registry `name` plus that step's own parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items()}
+
+
+class CurateConfig(_Strict):
+    steps: list[StepConfig] = Field(
+        default_factory=lambda: [StepConfig(name="exact_dedup"), StepConfig(name="gopher_quality")],
+        description="ordered curation steps, each named from the step registry",
+    )
+    workers: int = Field(1, ge=1, description="local worker processes")
+    executor: Literal["local", "ray"] = "local"
+
+
+class PackConfig(_Strict):
+    vocab_size: int = Field(2048, ge=300, description="BPE vocabulary size (incl. special tokens)")
+    seq_len: int = Field(256, ge=16, description="tokens per packed sequence")
+    image_size: int = Field(32, ge=8, description="images are resized to this square side")
+    tokenizer_docs: int = Field(5000, ge=10, description="documents sampled to train the tokenizer")
+    shard_sequences: int = Field(2048, ge=1, description="sequences per packed shard")
+
+
+class VisionConfig(_Strict):
+    patch_size: int = Field(8, ge=1)
+    d_model: int = Field(128, ge=8)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(4, ge=1)
+
+
+class ModelConfig(_Strict):
+    d_model: int = Field(128, ge=8, description="LM width")
+    n_layers: int = Field(4, ge=1)
+    n_heads: int = Field(4, ge=1)
+    n_kv_heads: int | None = Field(None, ge=1, description="grouped-query heads; None = n_heads")
+    ffn_mult: float = Field(8 / 3, gt=0, description="SwiGLU hidden = ffn_mult * d_model (rounded)")
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    vision: VisionConfig = Field(default_factory=VisionConfig)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        kv = self.n_kv_heads or self.n_heads
+        if self.n_heads % kv:
+            raise ValueError(f"model.n_heads={self.n_heads} is not divisible by n_kv_heads={kv}")
+        if self.vision.d_model % self.vision.n_heads:
+            raise ValueError("model.vision.d_model is not divisible by model.vision.n_heads")
+        return self
+
+
+Part = Literal["vision", "connector", "lm"]
+
+
+class StageConfig(_Strict):
+    """A training stage: a share of the steps with its own trainable parts."""
+
+    name: str = "pretrain"
+    fraction: float = Field(1.0, gt=0, le=1, description="share of train.steps this stage takes")
+    trainable: list[Part] = Field(default_factory=lambda: ["vision", "connector", "lm"])
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(16, ge=1, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    warmup_steps: int = Field(30, ge=0)
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="WSD: share of steps spent decaying")
+    image_start_fraction: float = Field(
+        0.0, ge=0, le=1, description="step fraction at which image data enters; 1.0 = never"
+    )
+    image_text_ratio: float = Field(
+        0.5, ge=0, le=1, description="share of image-bearing sequences once images are on"
+    )
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()])
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto = bf16 autocast where the device supports it fast, else fp32"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    checkpoint_every: int = Field(200, ge=1)
+    log_every: int = Field(10, ge=1)
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+
+    @model_validator(mode="after")
+    def _stages_cover(self) -> TrainConfig:
+        total = sum(s.fraction for s in self.stages)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train.stages fractions sum to {total:g}, expected 1")
+        return self
+
+
+class EvalConfig(_Strict):
+    tasks: list[str] = Field(default_factory=lambda: ["text_ppl", "text_qa", "vqa", "caption_loss"])
+    max_examples: int | None = Field(None, ge=1, description="cap examples per task (None = all)")
+    batch_size: int = Field(32, ge=1)
+
+
+class ExperimentConfig(_Strict):
+    name: str = "experiment"
+    seed: int = 0
+    out_dir: str = Field("runs/experiment", description="run directory for every stage's output")
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    pack: PackConfig = Field(default_factory=PackConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    control: bool = Field(
+        False, description="also train a text-only control with the same budget (images never on)"
+    )
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def _fmt_errors(path: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{loc}: {msg}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file; `overrides` are dotted keys (e.g. {"train.steps": 10})."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_fmt_errors(source, e)) from None
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override {key}: {p} is not a section")
+    d[parts[-1]] = value
+
+
+def dump_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
