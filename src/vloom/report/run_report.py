@@ -1,0 +1,177 @@
+"""The run report: one markdown page that says what a run did, from whatever files it left.
+
+Each section reads one format from disk; a missing or unreadable file becomes a sentence
+saying which stage has not run (or what is wrong with the file), never an exception, so the
+report of a half-finished run is still useful.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vloom.report.plots import plot_eval, plot_loss
+from vloom.report.runfiles import (
+    CONFIG_FILE,
+    CONTROL_DIR,
+    METRICS_FILE,
+    RESULTS_FILE,
+    RunFileError,
+    eval_section,
+    image_entry_step,
+    read_json,
+    read_ledger,
+    read_metrics,
+    read_results,
+    train_summary,
+)
+from vloom.report.tables import (
+    config_table,
+    eval_table,
+    kv_table,
+    ledger_table,
+    per_type_tables,
+    train_table,
+)
+
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+# (stage directory, heading, what a missing ledger means)
+LEDGER_STAGES = (
+    ("curated", "Curation", "curation has not run"),
+    ("packed", "Packing", "packing has not run"),
+)
+
+
+def _try(fn: Any, *args: Any) -> tuple[Any, str | None]:
+    """(value, None), or (None, one-line reason) for a file that exists but cannot be used."""
+    try:
+        return fn(*args), None
+    except RunFileError as e:
+        return None, str(e)
+
+
+def _config_section(run_dir: Path, cfg: dict[str, Any] | None, err: str | None) -> list[str]:
+    out = ["## Configuration\n"]
+    if err:
+        out.append(f"{err}\n")
+    if cfg is None:
+        if not err:
+            out.append(f"no {CONFIG_FILE}: the run has not been configured.\n")
+        return out
+    out.append(config_table(cfg))
+    dumped = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None).rstrip()
+    out.append(
+        f"\n<details><summary>Full config (YAML)</summary>\n\n```yaml\n{dumped}\n```\n\n</details>\n"
+    )
+    return out
+
+
+def _data_section(run_dir: Path) -> list[str]:
+    out = ["## Data\n"]
+    for sub, heading, missing in LEDGER_STAGES:
+        out.append(f"### {heading} ledger\n")
+        ledger, err = _try(read_ledger, run_dir / sub)
+        if err:
+            out.append(f"{err}\n")
+        elif ledger is None:
+            out.append(f"no {sub}/ledger.json: {missing}.\n")
+        else:
+            out.append(ledger_table(ledger))
+    stats, err = _try(read_json, run_dir / "packed" / "stats.json")
+    if err or stats:
+        out.append("### Packed sequences\n")
+        out.append(f"{err}\n" if err else kv_table(stats))
+    return out
+
+
+def _metrics_notes(label: str, run_dir: Path) -> list[str]:
+    records, skipped = read_metrics(run_dir)
+    notes = []
+    if not records:
+        notes.append(f"- {label}: no usable {METRICS_FILE}: training has not run.")
+    if skipped:
+        notes.append(
+            f"- {label}: {skipped} unreadable line(s) in {METRICS_FILE} skipped "
+            "(a run interrupted mid-write leaves a truncated last line)."
+        )
+    entry = image_entry_step(records)
+    if entry is not None:
+        notes.append(f"- {label}: image data enters at step {entry} (image_frac > 0).")
+    return notes
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write RUN/report.md, RUN/plots/loss.png and RUN/plots/eval.png; return the report path.
+
+    A `control/` sub-run, when present, is shown side by side with the run.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a run directory")
+    results, results_err = _try(read_results, run_dir)
+    cfg, cfg_err = _try(read_json, run_dir / CONFIG_FILE)
+    if cfg is None and not cfg_err and isinstance((results or {}).get("config"), dict):
+        cfg = results["config"]  # an older run may carry its config only inside results.json
+    name = str((cfg or {}).get("name") or run_dir.name)
+    label = name if name != "control" else "run"
+
+    runs: dict[str, Path] = {label: run_dir}
+    control_dir = run_dir / CONTROL_DIR
+    if control_dir.is_dir():
+        runs["control"] = control_dir
+    all_results: dict[str, dict[str, Any] | None] = {label: results}
+    errors: dict[str, str | None] = {label: results_err}
+    if "control" in runs:
+        all_results["control"], errors["control"] = _try(read_results, control_dir)
+
+    out = [f"# Run report: {name}\n", f"Run directory: `{run_dir}`\n"]
+    out += _config_section(run_dir, cfg, cfg_err)
+    out += _data_section(run_dir)
+
+    # Training: loss curves and throughput.
+    out.append("## Training\n")
+    plots = run_dir / PLOTS_DIR
+    loss_png = plot_loss(runs, plots / "loss.png")
+    has_metrics = any(read_metrics(d)[0] for d in runs.values())
+    if has_metrics:
+        out.append(f"![training loss]({loss_png.relative_to(run_dir).as_posix()})\n")
+    notes = [n for lb, d in runs.items() for n in _metrics_notes(lb, d)]
+    if notes:
+        out.append("\n".join(notes) + "\n")
+    summaries = {lb: train_summary(all_results[lb], read_metrics(d)[0]) for lb, d in runs.items()}
+    if any(summaries.values()):
+        out.append("### Throughput\n")
+        out.append(train_table(summaries))
+
+    # Evaluation: the run and its control side by side.
+    out.append("## Evaluation\n")
+    missing = [
+        f"- {lb}: {errors[lb]}"
+        if errors[lb]
+        else f"- {lb}: no {RESULTS_FILE} in `{d}`: evaluation has not run."
+        for lb, d in runs.items()
+        if all_results[lb] is None
+    ]
+    if missing:
+        out.append("\n".join(missing))
+    evals = {lb: eval_section(r) for lb, r in all_results.items() if r is not None}
+    evals = {lb: ev for lb, ev in evals.items() if ev}
+    eval_png = plot_eval(evals, plots / "eval.png")
+    if evals:
+        out.append(f"![evaluation]({eval_png.relative_to(run_dir).as_posix()})\n")
+        out.append(eval_table(evals, delta=len(evals) == 2))
+        for task, table in per_type_tables(evals).items():
+            out.append(f"### {task}: accuracy per question type\n")
+            out.append(table)
+    elif not any(r is None for r in all_results.values()):
+        out.append("results.json holds no evaluation tasks.\n")
+
+    path = run_dir / REPORT_FILE
+    tmp = path.with_name(f".{REPORT_FILE}.tmp")
+    tmp.write_text("\n\n".join(part.strip("\n") for part in out) + "\n")
+    os.replace(tmp, path)
+    return path
