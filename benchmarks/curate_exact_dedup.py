@@ -74,7 +74,7 @@ def main() -> None:
         from datatrove.data import Document as DTDocument
         from datatrove.pipeline.filters import GopherQualityFilter
     except ImportError:
-        print("datatrove is not installed; for the side-by-side run: pip install datatrove nltk")
+        print("datatrove is not installed; for the side-by-side run: pip install datatrove spacy")
         return
 
     dt_docs = [DTDocument(text=t, id=str(i)) for i, t in enumerate(texts)]
@@ -84,10 +84,9 @@ def main() -> None:
 
     try:
         d_gopher, kept_d = rate(args.n, datatrove_gopher)
-    except LookupError as e:  # nltk tokenizer data missing
+    except (ImportError, LookupError) as e:  # its word tokenizer needs spacy (or nltk data)
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
-        print(f"datatrove could not run (nltk data missing): {first}")
-        print("  fix: python -c \"import nltk; nltk.download('punkt_tab')\"")
+        print(f"datatrove could not run its Gopher filter: {first}")
         return
     print(f"datatrove GopherQualityFilter:      {d_gopher:10.0f} docs/s (kept {kept_d}/{args.n})")
     print(f"ratio vloom/datatrove (gopher only): {v_gopher / d_gopher:.2f}x")
