@@ -20,11 +20,15 @@ class _Strict(BaseModel):
 class NoiseConfig(_Strict):
     """Defects the synthetic world injects into the training corpus, each a share of documents."""
 
-    exact_duplicate: float = Field(0.05, ge=0, le=1, description="copies of a document, byte-identical")
+    exact_duplicate: float = Field(
+        0.05, ge=0, le=1, description="copies of a document, byte-identical"
+    )
     near_duplicate: float = Field(0.05, ge=0, le=1, description="copies with a few words changed")
     spam: float = Field(0.05, ge=0, le=1, description="boilerplate / spam pages")
     foreign_language: float = Field(0.03, ge=0, le=1, description="documents in another language")
-    broken_image: float = Field(0.02, ge=0, le=1, description="an image replaced by undecodable bytes")
+    broken_image: float = Field(
+        0.02, ge=0, le=1, description="an image replaced by undecodable bytes"
+    )
     tiny_image: float = Field(0.02, ge=0, le=1, description="an image shrunk to a few pixels")
     unrelated_image: float = Field(0.02, ge=0, le=1, description="an image from another scene")
 
@@ -34,7 +38,9 @@ class SynthConfig(_Strict):
 
     image_size: int = Field(32, ge=8, le=1024, description="rendered image side in pixels")
     max_objects: int = Field(3, ge=1, le=9, description="objects per scene, 1..max_objects")
-    n_interleaved: int = Field(1500, ge=0, description="interleaved documents (several images each)")
+    n_interleaved: int = Field(
+        1500, ge=0, description="interleaved documents (several images each)"
+    )
     images_per_doc: int = Field(3, ge=1, le=16, description="images per interleaved document")
     n_pairs: int = Field(3000, ge=0, description="image-caption pair documents")
     n_text: int = Field(3000, ge=0, description="text-only documents about the same world")
@@ -72,10 +78,13 @@ class PackConfig(_Strict):
 
 
 class VisionConfig(_Strict):
-    patch_size: int = Field(8, ge=1)
+    patch_size: int = Field(8, ge=1, description="ViT patch side in pixels")
     d_model: int = Field(128, ge=8)
     n_layers: int = Field(2, ge=1)
     n_heads: int = Field(4, ge=1)
+    merge: int = Field(
+        2, ge=1, description="merge merge x merge neighbouring patches into one LM token (Qwen2-VL)"
+    )
 
 
 class ModelConfig(_Strict):
@@ -91,7 +100,9 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:
         if self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
         kv = self.n_kv_heads or self.n_heads
         if self.n_heads % kv:
             raise ValueError(f"model.n_heads={self.n_heads} is not divisible by n_kv_heads={kv}")

@@ -208,7 +208,10 @@ def list_shards(path: str | os.PathLike) -> list[Path]:
 
 
 def write_documents(
-    out_dir: str | os.PathLike, docs: Iterable[Document], shard_size: int = 1000, prefix: str = "shard"
+    out_dir: str | os.PathLike,
+    docs: Iterable[Document],
+    shard_size: int = 1000,
+    prefix: str = "shard",
 ) -> list[Path]:
     """Write documents into numbered shards of at most `shard_size` documents."""
     out_dir = Path(out_dir)

@@ -72,7 +72,9 @@ class Ledger:
         for step, reasons in d.get("dropped", {}).items():
             led.dropped[step].update({k: int(v) for k, v in reasons.items()})
         led.rejected.update({k: int(v) for k, v in d.get("rejected", {}).items()})
-        led.extra = {k: v for k, v in d.items() if k not in ("input", "kept", "dropped", "rejected")}
+        led.extra = {
+            k: v for k, v in d.items() if k not in ("input", "kept", "dropped", "rejected")
+        }
         return led
 
     def write(self, out_dir: str | os.PathLike) -> Path:

@@ -1,0 +1,5 @@
+import sys
+
+from vloom.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""Scoring primitives: per-token log-likelihoods of continuations, batched."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vloom.model.vlm import VLM
+from vloom.sequence import PAD_ID
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model: VLM,
+    prompts: list[list[int]],
+    continuations: list[list[int]],
+    images: list[torch.Tensor | None],
+    device: torch.device,
+) -> list[float]:
+    """Sum of log p(continuation | prompt) for each pair; images[i] is [n_i, H, W, 3] or None."""
+    seqs = [p + c for p, c in zip(prompts, continuations, strict=True)]
+    T = max(len(s) for s in seqs)
+    if T > model.lm.max_seq_len:
+        raise ValueError(f"an example of {T} tokens exceeds the model's {model.lm.max_seq_len}")
+    tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = torch.tensor(s)
+    ims = [im for im in images if im is not None and len(im)]
+    image_batch = torch.cat(ims).to(device) if ims else None
+    logits, _ = model(tokens.to(device), image_batch)
+    logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
+    out = []
+    for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)):
+        pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+        out.append(float(logp[i, pos, torch.tensor(c)].sum()))
+    return out
+
+
+@torch.no_grad()
+def sequence_loss(
+    model: VLM, seq: list[int], mask_from: int, images: torch.Tensor | None, device: torch.device
+) -> tuple[float, int]:
+    """Summed NLL of tokens seq[mask_from:] given what precedes, and their count."""
+    tokens = torch.tensor(seq, dtype=torch.long)[None]
+    logits, _ = model(tokens[:, :-1].to(device), images.to(device) if images is not None else None)
+    logp = F.log_softmax(logits[0].float(), dim=-1)  # [T-1, V]
+    tgt = tokens[0, 1:].to(device)
+    nll = -logp[torch.arange(len(tgt)), tgt]
+    keep = nll[max(mask_from - 1, 0) :]
+    return float(keep.sum()), int(keep.numel())
+
+
+def multiple_choice(
+    model: VLM,
+    prompts: list[list[int]],
+    options: list[list[list[int]]],
+    images: list[torch.Tensor | None],
+    device: torch.device,
+    batch_size: int = 32,
+) -> list[int]:
+    """Index of the most likely option (summed log-prob) for each question."""
+    flat_p, flat_c, flat_i, owner = [], [], [], []
+    for q, (p, opts, im) in enumerate(zip(prompts, options, images, strict=True)):
+        for o in opts:
+            flat_p.append(p)
+            flat_c.append(o)
+            flat_i.append(im)
+            owner.append(q)
+    scores: list[float] = []
+    for s in range(0, len(flat_p), batch_size):
+        sl = slice(s, s + batch_size)
+        scores += continuation_logprobs(model, flat_p[sl], flat_c[sl], flat_i[sl], device)
+    picks, k = [], 0
+    for opts in options:
+        best = max(range(len(opts)), key=lambda j: scores[k + j])
+        picks.append(best)
+        k += len(opts)
+    return picks
+
+
+def accuracy_by_type(picks: list[int], answers: list[int], qtypes: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    correct = [int(p == a) for p, a in zip(picks, answers, strict=True)]
+    out["accuracy"] = sum(correct) / max(len(correct), 1)
+    for qt in sorted(set(qtypes)):
+        idx = [i for i, t in enumerate(qtypes) if t == qt]
+        out[f"accuracy_{qt}"] = sum(correct[i] for i in idx) / len(idx)
+    out["n"] = len(correct)
+    return out

@@ -1,0 +1,33 @@
+"""Caption loss: mean NLL of a held-out caption's tokens given its image."""
+
+from __future__ import annotations
+
+import torch
+
+from vloom.doc import read_documents
+from vloom.evaluate.scoring import sequence_loss
+from vloom.evaluate.tasks import EvalContext, register
+from vloom.media import to_array
+from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, encode_text
+
+
+@register("caption_loss")
+def caption_loss(ctx: EvalContext) -> dict:
+    path = ctx.data_dir / "captions.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: evaluation file not found")
+    m = ctx.model
+    nll, n = 0.0, 0
+    for i, d in enumerate(read_documents(path)):
+        if ctx.max_examples and i >= ctx.max_examples:
+            break
+        ims = [im for im in d.images if im is not None]
+        caption = " ".join(t for t in d.texts if t is not None)
+        if len(ims) != 1:
+            continue
+        pixels = torch.from_numpy(to_array(ims[0], m.vision.image_size))[None]
+        prompt = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image
+        seq = prompt + encode_text(ctx.tokenizer, caption) + [EOS_ID]
+        a, b = sequence_loss(m, seq, len(prompt), pixels, ctx.device)
+        nll, n = nll + a, n + b
+    return {"loss": nll / max(n, 1), "tokens": n}

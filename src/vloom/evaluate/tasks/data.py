@@ -1,0 +1,27 @@
+"""Reading evaluation files with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+
+def read_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: evaluation file not found")
+    table = pq.read_table(path)
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    rows = table.slice(0, limit).to_pylist() if limit else table.to_pylist()
+    for i, r in enumerate(rows):
+        opts = r.get("options")
+        if opts is not None and (not opts or any(o is None or o == "" for o in opts)):
+            raise ValueError(f"{path}: row {i} ({r.get('id')}) has an empty answer option")
+        if opts is not None and not 0 <= int(r["answer"]) < len(opts):
+            raise ValueError(
+                f"{path}: row {i} ({r.get('id')}) answer index {r['answer']} is out of range"
+            )
+    return rows

@@ -1,0 +1,38 @@
+"""Decoder-only language model: RMSNorm, RoPE, SwiGLU, SDPA attention (Llama-shaped)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vloom.config import ModelConfig
+from vloom.model.layers import Block, RMSNorm, rope_cache
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_seq_len: int) -> None:
+        super().__init__()
+        self.cfg, self.vocab_size, self.max_seq_len = cfg, vocab_size, max_seq_len
+        self.embed_tokens = nn.Embedding(vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(
+            Block(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_mult, causal=True)
+            for _ in range(cfg.n_layers)
+        )
+        self.norm = RMSNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        cos, sin = rope_cache(max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward_embeds(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden states -> logits. x: [B, T, D] input embeddings."""
+        T = x.shape[1]
+        assert T <= self.max_seq_len, (
+            f"sequence of {T} tokens exceeds max_seq_len {self.max_seq_len}"
+        )
+        rope = (self.rope_cos, self.rope_sin)
+        for layer in self.layers:
+            x = layer(x, rope)
+        return self.lm_head(self.norm(x))  # [B, T, V]

@@ -1,0 +1,109 @@
+"""The vision-language model: vision encoder -> connector -> decoder LM.
+
+Image placeholder tokens (`<image>`, see vloom.sequence) in the input are replaced,
+in order, by the connector outputs of the images passed alongside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vloom.config import ModelConfig
+from vloom.model.connector import Connector
+from vloom.model.lm import LanguageModel
+from vloom.model.vision import VisionEncoder
+from vloom.sequence import IGNORE_INDEX, IMAGE_ID
+
+PARTS = ("vision", "connector", "lm")
+
+
+class VLM(nn.Module):
+    def __init__(
+        self, cfg: ModelConfig, vocab_size: int, max_seq_len: int, image_size: int
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionEncoder(cfg.vision, image_size)
+        self.connector = Connector(self.vision.d_out, cfg.d_model)
+        self.lm = LanguageModel(cfg, vocab_size, max_seq_len)
+        self.tokens_per_image = self.vision.n_tokens
+        self.apply(self._init)
+        # GPT-2 style: shrink residual output projections by depth for a stable start.
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                n = cfg.n_layers if name.startswith("lm.") else cfg.vision.n_layers
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def part(self, name: str) -> nn.Module:
+        if name not in PARTS:
+            raise ValueError(f"unknown model part {name!r}; parts are {', '.join(PARTS)}")
+        return getattr(self, name)
+
+    def set_trainable(self, parts: list[str] | tuple[str, ...]) -> None:
+        for name in PARTS:
+            self.part(name).requires_grad_(name in parts)
+
+    def embed(self, tokens: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+        """tokens [B, T], images [N, H, W, 3] for the N image blocks in row-major order -> [B, T, D]."""
+        x = self.lm.embed_tokens(tokens)  # [B, T, D]
+        is_img = tokens == IMAGE_ID
+        n_slots = int(is_img.sum())
+        if n_slots == 0:
+            return x
+        assert images is not None and images.shape[0] > 0, (
+            "image tokens present but no images given"
+        )
+        feats = self.connector(self.vision(images))  # [N, P, D]
+        assert feats.shape[0] * feats.shape[1] == n_slots, (
+            f"{n_slots} image tokens but {feats.shape[0]} images x {feats.shape[1]} patches"
+        )
+        x = x.clone()
+        x[is_img] = feats.reshape(-1, feats.shape[-1]).to(x.dtype)
+        return x
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        images: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.lm.forward_embeds(self.embed(tokens, images))  # [B, T, V]
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                targets.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        return logits, loss
+
+    def num_params(self, part: str | None = None) -> int:
+        mod = self if part is None else self.part(part)
+        seen, n = set(), 0
+        for p in mod.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        return n
+
+
+def make_targets(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """rows [B, T+1] -> inputs [B, T], targets [B, T] with pad/image/bos targets ignored."""
+    from vloom.sequence import BOS_ID, PAD_ID
+
+    inputs, targets = rows[:, :-1], rows[:, 1:].clone()
+    targets[(targets == PAD_ID) | (targets == IMAGE_ID) | (targets == BOS_ID)] = IGNORE_INDEX
+    return inputs.contiguous(), targets

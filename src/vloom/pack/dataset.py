@@ -1,0 +1,68 @@
+"""The streaming dataset training reads: packed rows, shuffled per epoch, resumable.
+
+Rows are read lazily from memory-mapped safetensors shards, so memory stays flat
+whatever the corpus size. The order is a pure function of (seed, epoch), and the
+position is two integers, which is all a checkpoint needs to resume exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+
+
+class PackedStream:
+    def __init__(self, packed_dir: str | Path, stream: str, seed: int = 0) -> None:
+        self.paths = sorted(Path(packed_dir).glob(f"{stream}-*.safetensors"))
+        self.stream, self.seed = stream, seed
+        self._files = [safe_open(str(p), framework="numpy") for p in self.paths]
+        self._index: list[tuple[int, int]] = []
+        self._offsets = []
+        for si, f in enumerate(self._files):
+            n = f.get_slice("tokens").get_shape()[0]
+            self._index.extend((si, r) for r in range(n))
+            self._offsets.append(f.get_tensor("image_offsets"))
+        self.epoch, self.cursor = 0, 0
+        self._order = self._perm(0) if self._index else np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self._index))
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row i (in storage order): tokens [T+1] int32 and its images [n, H, W, 3] uint8."""
+        si, r = self._index[i]
+        f = self._files[si]
+        tokens = f.get_slice("tokens")[r : r + 1][0]
+        lo, hi = self._offsets[si][r], self._offsets[si][r + 1]
+        if hi == lo:  # safetensors cannot slice an empty range
+            return tokens, np.zeros((0, *self._image_shape(si)), dtype=np.uint8)
+        images = f.get_slice("images")[int(lo) : int(hi)]
+        return tokens, images
+
+    def _image_shape(self, si: int) -> tuple[int, ...]:
+        return tuple(self._files[si].get_slice("images").get_shape()[1:])
+
+    def take(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        if not self._index:
+            raise ValueError(f"stream {self.stream!r} is empty: no packed rows to read")
+        out = []
+        for _ in range(n):
+            if self.cursor >= len(self._order):
+                self.epoch += 1
+                self.cursor = 0
+                self._order = self._perm(self.epoch)
+            out.append(self.row(int(self._order[self.cursor])))
+            self.cursor += 1
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._order = self._perm(self.epoch)

@@ -1,0 +1,108 @@
+"""Greedy sequence packing into fixed-length rows, two streams: text-only and image-bearing.
+
+Policy: documents are concatenated into rows of `seq_len + 1` tokens (inputs and
+shifted targets come from the same row). A document may continue into the next
+row, but an image block never straddles a row: when it does not fit, the rest of
+the row is padded (`<pad>`, skipped by the loss) and the block starts the next row.
+The cost is the padding share, reported in `stats.json` as `pad_fraction`; it
+stays small while image blocks are short relative to `seq_len`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from vloom.sequence import IMAGE_ID, PAD_ID
+
+
+@dataclass
+class PackedShardWriter:
+    """Accumulates rows (+ their images) and writes `<stream>-NNNNN.safetensors` shards."""
+
+    out_dir: Path
+    stream: str
+    row_len: int
+    image_size: int
+    shard_rows: int
+    rows: list[np.ndarray] = field(default_factory=list)
+    row_images: list[list[np.ndarray]] = field(default_factory=list)
+    n_shards: int = 0
+    n_rows: int = 0
+    n_images: int = 0
+    n_pad: int = 0
+
+    def add_row(self, tokens: list[int], images: list[np.ndarray]) -> None:
+        assert len(tokens) == self.row_len, (len(tokens), self.row_len)
+        arr = np.asarray(tokens, dtype=np.int32)
+        assert int((arr == IMAGE_ID).sum()) % max(len(images), 1) == 0
+        self.rows.append(arr)
+        self.row_images.append(images)
+        self.n_pad += int((arr == PAD_ID).sum())
+        if len(self.rows) >= self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        counts = [len(ims) for ims in self.row_images]
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(counts)
+        flat = [im for ims in self.row_images for im in ims]
+        s = self.image_size
+        images = np.stack(flat) if flat else np.zeros((0, s, s, 3), dtype=np.uint8)
+        path = self.out_dir / f"{self.stream}-{self.n_shards:05d}.safetensors"
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(
+            {"tokens": np.stack(self.rows), "image_offsets": offsets, "images": images}, str(tmp)
+        )
+        tmp.replace(path)
+        self.n_shards += 1
+        self.n_rows += len(self.rows)
+        self.n_images += len(flat)
+        self.rows, self.row_images = [], []
+
+
+class Packer:
+    """Feeds token blocks into rows for one stream."""
+
+    def __init__(self, writer: PackedShardWriter) -> None:
+        self.w = writer
+        self.row_len = writer.row_len
+        self.cur: list[int] = []
+        self.cur_images: list[np.ndarray] = []
+        self.tokens_in = 0
+
+    def _emit(self) -> None:
+        if self.cur:
+            self.cur.extend([PAD_ID] * (self.row_len - len(self.cur)))
+            self.w.add_row(self.cur, self.cur_images)
+        self.cur, self.cur_images = [], []
+
+    def add_text(self, ids: list[int]) -> None:
+        self.tokens_in += len(ids)
+        while ids:
+            room = self.row_len - len(self.cur)
+            self.cur.extend(ids[:room])
+            ids = ids[room:]
+            if len(self.cur) == self.row_len:
+                self._emit()
+
+    def add_image(self, n_tokens: int, pixels: np.ndarray) -> None:
+        if n_tokens > self.row_len - 1:
+            raise ValueError(
+                f"an image block of {n_tokens} tokens cannot fit a row of {self.row_len}"
+            )
+        self.tokens_in += n_tokens
+        # The last position of a row is only ever a target, so a block must end before it.
+        if len(self.cur) + n_tokens > self.row_len - 1:
+            self._emit()
+        self.cur.extend([IMAGE_ID] * n_tokens)
+        self.cur_images.append(pixels)
+
+    def close(self) -> None:
+        self._emit()
+        self.w.flush()

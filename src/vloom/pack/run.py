@@ -1,0 +1,119 @@
+"""`vloom pack`: documents -> tokenizer.json + packed safetensors shards + ledger + stats."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vloom.config import ExperimentConfig
+from vloom.doc import Rejected, SchemaError, list_shards, read_shard
+from vloom.ledger import Ledger
+from vloom.media import ImageError, to_array
+from vloom.pack.packing import PackedShardWriter, Packer
+from vloom.pack.tokenizer import train_tokenizer
+from vloom.sequence import blocks, load_tokenizer
+
+STATS_FILE = "stats.json"
+TOKENIZER_FILE = "tokenizer.json"
+STREAMS = ("text", "image")
+
+
+def tokens_per_image(cfg: ExperimentConfig) -> int:
+    side = cfg.pack.image_size
+    p = cfg.model.vision.patch_size * cfg.model.vision.merge
+    if side % p:
+        raise ValueError(
+            f"pack.image_size={side} is not a multiple of model.vision.patch_size x merge = {p}"
+        )
+    return (side // p) ** 2
+
+
+def _iter_docs(in_dir: Path, ledger: Ledger, quiet: bool):
+    for shard in list_shards(in_dir):
+        try:
+            rows = list(read_shard(shard))
+        except SchemaError as e:
+            print(f"error: {e}")
+            ledger.input += 1
+            ledger.reject("bad_shard")
+            continue
+        for d in rows:
+            yield d
+
+
+def run_pack(
+    in_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, quiet: bool = False
+) -> dict[str, Any]:
+    """Pack every document of `in_dir`; a document with an undecodable image is rejected, not fatal."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.exists():
+        raise FileNotFoundError(f"{in_dir}: input directory does not exist")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a partial pack is worthless: start clean
+    out_dir.mkdir(parents=True)
+    pc = cfg.pack
+    k = tokens_per_image(cfg)
+
+    def texts_for_tokenizer():
+        led = Ledger()
+        for d in itertools.islice(_iter_docs(in_dir, led, True), pc.tokenizer_docs):
+            if not isinstance(d, Rejected):
+                yield d.text
+
+    train_tokenizer(texts_for_tokenizer(), pc.vocab_size, out_dir / TOKENIZER_FILE)
+    tok = load_tokenizer(out_dir / TOKENIZER_FILE)
+
+    row_len = pc.seq_len + 1
+    packers = {
+        s: Packer(PackedShardWriter(out_dir, s, row_len, pc.image_size, pc.shard_sequences))
+        for s in STREAMS
+    }
+    ledger = Ledger()
+    docs = _iter_docs(in_dir, ledger, quiet)
+    for d in tqdm(docs, desc="pack", unit="doc", disable=quiet, mininterval=2):
+        ledger.input += 1
+        if isinstance(d, Rejected):
+            ledger.reject(d.reason)
+            continue
+        try:
+            pixels = [to_array(im, pc.image_size) for im in d.images if im is not None]
+        except ImageError as e:
+            ledger.reject(e.reason)
+            continue
+        items = [t if t is not None else None for t in d.texts]
+        if not any(items) and not pixels:
+            ledger.drop("pack", "empty")
+            continue
+        packer = packers["image" if pixels else "text"]
+        pit = iter(pixels)
+        for kind, ids in blocks(tok, items):
+            if kind == "image":
+                packer.add_image(k, next(pit))
+            else:
+                packer.add_text(ids)
+        ledger.kept += 1
+    for p in packers.values():
+        p.close()
+    ledger.write(out_dir)
+    writers = {s: p.w for s, p in packers.items()}
+    total = sum(w.n_rows for w in writers.values()) * row_len
+    stats = {
+        "sequences": {s: w.n_rows for s, w in writers.items()},
+        "shards": {s: w.n_shards for s, w in writers.items()},
+        "tokens": total,
+        "tokens_in": {s: p.tokens_in for s, p in packers.items()},
+        "pad_fraction": (sum(w.n_pad for w in writers.values()) / total) if total else 0.0,
+        "images": sum(w.n_images for w in writers.values()),
+        "vocab_size": tok.get_vocab_size(),
+        "seq_len": pc.seq_len,
+        "image_size": pc.image_size,
+        "tokens_per_image": k,
+    }
+    # Written last: its presence marks the stage complete.
+    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
