@@ -18,7 +18,7 @@ demo: setup
 	$(BIN)/vloom run $(CONFIG)
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 test-all: setup
 	$(BIN)/pytest -m ''

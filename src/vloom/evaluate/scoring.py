@@ -18,10 +18,17 @@ def continuation_logprobs(
     device: torch.device,
 ) -> list[float]:
     """Sum of log p(continuation | prompt) for each pair; images[i] is [n_i, H, W, 3] or None."""
+    limit = model.lm.max_seq_len
+    prompts = list(prompts)
+    for i, (p, c, im) in enumerate(zip(prompts, continuations, images, strict=True)):
+        if len(p) + len(c) > limit:
+            if im is not None:
+                raise ValueError(
+                    f"an image example of {len(p) + len(c)} tokens exceeds the model's {limit}"
+                )
+            prompts[i] = p[len(p) + len(c) - limit :]  # text: keep the end of the context
     seqs = [p + c for p, c in zip(prompts, continuations, strict=True)]
     T = max(len(s) for s in seqs)
-    if T > model.lm.max_seq_len:
-        raise ValueError(f"an example of {T} tokens exceeds the model's {model.lm.max_seq_len}")
     tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s)

@@ -65,7 +65,11 @@ def load_model(ckpt_dir: str | Path, map_location: str = "cpu") -> VLM:
         sd = load_file(str(w_path), device=map_location)
     except Exception as e:
         raise ValueError(f"{w_path}: corrupt safetensors file ({e})") from None
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches: a checkpoint of another architecture
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+        raise ValueError(f"{w_path}: weights do not match {cfg_path.name}: {first}") from None
     missing = [k for k in missing if k != "lm.lm_head.weight" or not model.cfg.tie_embeddings]
     if missing or unexpected:
         raise ValueError(

@@ -53,6 +53,8 @@ class VLM(nn.Module):
         return getattr(self, name)
 
     def set_trainable(self, parts: list[str] | tuple[str, ...]) -> None:
+        for name in parts:
+            self.part(name)  # validates the name
         for name in PARTS:
             self.part(name).requires_grad_(name in parts)
 

@@ -181,7 +181,8 @@ def train(
             )
             with ctx:
                 _, loss = model(inputs, images, targets)
-            (loss / tc.grad_accum).backward()
+            if loss.requires_grad:  # e.g. connector-only stage on a text-only micro-batch
+                (loss / tc.grad_accum).backward()
             step_loss += loss.item() / tc.grad_accum
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(

@@ -27,7 +27,7 @@ def caption_loss(ctx: EvalContext) -> dict:
             continue
         pixels = torch.from_numpy(to_array(ims[0], m.vision.image_size))[None]
         prompt = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image
-        seq = prompt + encode_text(ctx.tokenizer, caption) + [EOS_ID]
+        seq = (prompt + encode_text(ctx.tokenizer, caption) + [EOS_ID])[: m.lm.max_seq_len + 1]
         a, b = sequence_loss(m, seq, len(prompt), pixels, ctx.device)
         nll, n = nll + a, n + b
     return {"loss": nll / max(n, 1), "tokens": n}

@@ -1,0 +1,74 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import tiny_config
+
+from vloom.evaluate import TASKS, evaluate, write_results
+from vloom.evaluate.scoring import accuracy_by_type, continuation_logprobs
+from vloom.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    train(tiny_config(), tiny_data["packed"], out, quiet=True)
+    return out / "checkpoints" / "final"
+
+
+def test_all_tasks_write_results_in_the_contract_shape(tiny_data, tiny_ckpt, tmp_path):
+    evals = evaluate(tiny_ckpt, tiny_data["eval"], ["vqa", "text_qa", "text_ppl", "caption_loss"])
+    assert set(evals) == {"vqa", "text_qa", "text_ppl", "caption_loss"}
+    v = evals["vqa"]
+    assert 0 <= v["accuracy"] <= 1 and v["n"] == 16
+    assert {"accuracy_colour", "accuracy_shape", "accuracy_count", "accuracy_position"} <= set(v)
+    assert evals["text_ppl"]["perplexity"] > 1 and evals["text_ppl"]["tokens"] > 0
+    assert evals["caption_loss"]["loss"] > 0
+    path = write_results(tmp_path, evals, {"name": "tiny"}, {"steps": 8})
+    data = json.loads(path.read_text())
+    assert data["eval"]["vqa"]["accuracy"] == v["accuracy"] and data["config"] == {"name": "tiny"}
+
+
+def test_option_scores_are_real_log_probabilities(tiny_ckpt):
+    from vloom.model import load_model
+
+    m = load_model(tiny_ckpt).eval()
+    text_ids = list(range(4, m.lm.vocab_size))  # every non-special token
+    scores = torch.tensor(
+        continuation_logprobs(
+            m,
+            [[1, 10, 11]] * len(text_ids),
+            [[t] for t in text_ids],
+            [None] * len(text_ids),
+            torch.device("cpu"),
+        )
+    )
+    with torch.no_grad():
+        ref = torch.log_softmax(m(torch.tensor([[1, 10, 11]]))[0][0, -1], -1)
+    assert torch.allclose(scores, ref[4:], atol=1e-5)
+    assert scores.exp().sum() <= 1.0 + 1e-5
+    two = continuation_logprobs(m, [[1, 10]], [[11, 12]], [None], torch.device("cpu"))[0]
+    with torch.no_grad():
+        lp = torch.log_softmax(m(torch.tensor([[1, 10, 11]]))[0][0], -1)
+    assert two == pytest.approx(float(lp[1, 11] + lp[2, 12]), abs=1e-5)
+
+
+def test_accuracy_by_type():
+    r = accuracy_by_type([0, 1, 2, 3], [0, 1, 0, 0], ["a", "a", "b", "b"])
+    assert r == {"accuracy": 0.5, "accuracy_a": 1.0, "accuracy_b": 0.0, "n": 4}
+
+
+def test_unknown_task_and_bad_task_files(tiny_data, tiny_ckpt, tmp_path):
+    with pytest.raises(ValueError, match="unknown eval task 'vqaa'"):
+        evaluate(tiny_ckpt, tiny_data["eval"], ["vqaa"])
+    assert "vqa" in TASKS
+    rows = pq.read_table(tiny_data["eval"] / "vqa.parquet").to_pylist()
+    rows[2]["options"] = ["red", "", "blue", "green"]
+    (tmp_path / "bad").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bad" / "vqa.parquet")
+    with pytest.raises(ValueError, match=r"vqa\.parquet: row 2 .* empty answer option"):
+        evaluate(tiny_ckpt, tmp_path / "bad", ["vqa"])
+    with pytest.raises(FileNotFoundError, match="text_qa.parquet: evaluation file not found"):
+        evaluate(tiny_ckpt, tmp_path / "bad", ["text_qa"])
