@@ -72,7 +72,7 @@ def test_tiny_run_end_to_end_and_resume(tmp_path):
     raw["synth"]["noise"] = {"broken_image": 0.1}
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    r = vloom("run", cfg)
+    vloom("run", cfg)
     run = tmp_path / "run"
     for f in [
         "report.md",

@@ -36,14 +36,11 @@ def tokens_per_image(cfg: ExperimentConfig) -> int:
 def _iter_docs(in_dir: Path, ledger: Ledger, quiet: bool):
     for shard in list_shards(in_dir):
         try:
-            rows = list(read_shard(shard))
+            yield from read_shard(shard)  # a bad schema raises before the first row
         except SchemaError as e:
             print(f"error: {e}")
             ledger.input += 1
             ledger.reject("bad_shard")
-            continue
-        for d in rows:
-            yield d
 
 
 def run_pack(
@@ -85,7 +82,7 @@ def run_pack(
         except ImageError as e:
             ledger.reject(e.reason)
             continue
-        items = [t if t is not None else None for t in d.texts]
+        items = d.texts  # None marks an image slot
         if not any(items) and not pixels:
             ledger.drop("pack", "empty")
             continue
