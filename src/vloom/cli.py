@@ -49,7 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from vloom.synth import generate
 
     cfg = _config(args)
-    man = generate(cfg.synth, args.out, cfg.seed)
+    man = generate(cfg.synth, args.out, cfg.seed, quiet=args.quiet)
     print(json.dumps({"train": man["train"], "defects": man["defects"], "eval": man["eval"]}))
 
 

@@ -77,7 +77,7 @@ def run_experiment(
 
     if not (synth / MANIFEST).exists():
         _log(f"synth -> {synth}", quiet)
-        generate(cfg.synth, synth, cfg.seed)
+        generate(cfg.synth, synth, cfg.seed, quiet=quiet)
     else:
         _log("synth: complete, skipped", quiet)
     if not (curated / LEDGER_FILE).exists():

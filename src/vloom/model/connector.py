@@ -1,4 +1,6 @@
-"""Maps vision patch features to LM embeddings (a 2-layer MLP, as LLaVA-1.5)."""
+"""Maps vision features to LM embeddings: a 2-layer MLP (as LLaVA-1.5) plus a learned
+embedding per image-token slot, so the LM can address "the top-left part of the image"
+directly instead of recovering it from the encoder's features."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ from torch import nn
 
 
 class Connector(nn.Module):
-    def __init__(self, d_vision: int, d_lm: int) -> None:
+    def __init__(self, d_vision: int, d_lm: int, n_tokens: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_vision, d_lm)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(d_lm, d_lm)
+        self.slot_embed = nn.Parameter(torch.zeros(1, n_tokens, d_lm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))  # [N, P, D_lm]
+        """x: [N, P, Dv] -> [N, P, D_lm]."""
+        return self.fc2(self.act(self.fc1(x))) + self.slot_embed

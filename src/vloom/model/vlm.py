@@ -28,10 +28,11 @@ class VLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vision = VisionEncoder(cfg.vision, image_size)
-        self.connector = Connector(self.vision.d_out, cfg.d_model)
+        self.connector = Connector(self.vision.d_out, cfg.d_model, self.vision.n_tokens)
         self.lm = LanguageModel(cfg, vocab_size, max_seq_len)
         self.tokens_per_image = self.vision.n_tokens
         self.apply(self._init)
+        nn.init.normal_(self.connector.slot_embed, std=0.02)
         # GPT-2 style: shrink residual output projections by depth for a stable start.
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from vloom.config import SynthConfig
 from vloom.doc import Document, write_documents, write_shard
@@ -32,6 +33,7 @@ VQA_SCHEMA = pa.schema(
         ("options", pa.list_(pa.string())),
         ("answer", pa.int32()),
         ("qtype", pa.string()),
+        ("template", pa.string()),
     ]
 )
 TEXT_QA_SCHEMA = pa.schema(
@@ -42,6 +44,7 @@ TEXT_QA_SCHEMA = pa.schema(
         ("options", pa.list_(pa.string())),
         ("answer", pa.int32()),
         ("qtype", pa.string()),
+        ("template", pa.string()),
     ]
 )
 
@@ -123,16 +126,27 @@ def text_doc(i: int, scenes: Callable[[], Scene], rng: random.Random) -> Documen
     )
 
 
-def generate(cfg: SynthConfig, out_dir: str | Path, seed: int = 0) -> dict[str, Any]:
+def generate(
+    cfg: SynthConfig, out_dir: str | Path, seed: int = 0, quiet: bool = True
+) -> dict[str, Any]:
     """Write `train/` shards (with injected noise) and `eval/` sets under out_dir; return the manifest."""
     out = Path(out_dir)
     rng = random.Random(f"vloom-synth-{seed}")
     train_scenes = _SceneSource(random.Random(f"train-scenes-{seed}"), cfg.max_objects)
 
+    total = cfg.n_interleaved + cfg.n_pairs + cfg.n_text
+    bar = tqdm(total=total, desc="synth", unit="doc", disable=quiet, mininterval=2)
     docs: list[Document] = []
-    docs += [interleaved_doc(i, train_scenes, cfg, rng) for i in range(cfg.n_interleaved)]
-    docs += [pair_doc(i, train_scenes(), cfg, rng) for i in range(cfg.n_pairs)]
-    docs += [text_doc(i, train_scenes, rng) for i in range(cfg.n_text)]
+    for i in range(cfg.n_interleaved):
+        docs.append(interleaved_doc(i, train_scenes, cfg, rng))
+        bar.update()
+    for i in range(cfg.n_pairs):
+        docs.append(pair_doc(i, train_scenes(), cfg, rng))
+        bar.update()
+    for i in range(cfg.n_text):
+        docs.append(text_doc(i, train_scenes, rng))
+        bar.update()
+    bar.close()
     clean = len(docs)
     docs = inject_noise(docs, cfg.noise, random.Random(f"noise-{seed}"))
     train_paths = write_documents(out / "train", docs, shard_size=cfg.shard_size)
@@ -152,6 +166,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, seed: int = 0) -> dict[str, 
                 "options": list(qa.options),
                 "answer": qa.answer_index,
                 "qtype": qa.qtype,
+                "template": qa.template,
             }
         )
     tqa_rows = []
@@ -166,6 +181,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, seed: int = 0) -> dict[str, 
                 "options": list(qa.options),
                 "answer": qa.answer_index,
                 "qtype": qa.qtype,
+                "template": qa.template,
             }
         )
     (out / "eval").mkdir(parents=True, exist_ok=True)

@@ -18,18 +18,28 @@ COUNT_OPTIONS = COUNT_WORDS[1:5]
 
 @dataclass(frozen=True, slots=True)
 class QA:
+    """A question whose answer is a full sentence: `template` with one option filled in.
+
+    Options are short ("red"); scoring ranks the full answer sentences, whose shared
+    words cancel, so the ranking is decided by the option words.
+    """
+
     qtype: str
     question: str
     answer: str
     options: tuple[str, ...]  # 4 options, answer among them
+    template: str  # e.g. "The object at the top left is {}."
 
     @property
     def answer_index(self) -> int:
         return self.options.index(self.answer)
 
+    def answer_text(self, option: str | None = None) -> str:
+        return self.template.format(self.answer if option is None else option)
+
 
 def phrase(o: Obj, article: str = "a") -> str:
-    return f"{article} {o.size} {o.colour} {o.shape} at the {CELLS[o.cell]}"
+    return f"at the {CELLS[o.cell]} there is {article} {o.size} {o.colour} {o.shape}"
 
 
 def _join(parts: list[str]) -> str:
@@ -43,26 +53,38 @@ def count_sentence(scene: Scene) -> str:
     return f"There {'is' if n == 1 else 'are'} {COUNT_WORDS[n]} object{'' if n == 1 else 's'}."
 
 
-def caption(scene: Scene, rng: random.Random) -> str:
-    """A one-line caption for an image-caption pair."""
+def _reading_order(scene: Scene) -> list[Obj]:
+    # Objects are named in reading order (top left first), the order of the image's cells.
+    return sorted(scene.objects, key=lambda o: o.cell)
+
+
+def summary(scene: Scene, rng: random.Random) -> str:
+    """What the picture holds as a whole: its colours and its shapes, in random order."""
     objs = list(scene.objects)
     rng.shuffle(objs)
-    body = _join([phrase(o) for o in objs])
-    # Every lead carries a stop word besides the "the" of each phrase: captions are prose.
+    colours = _join([o.colour for o in objs])
+    shapes = _join([f"a {o.shape}" for o in objs])
+    return f"The picture has {colours} in it, and it shows {shapes}."
+
+
+def caption(scene: Scene, rng: random.Random) -> str:
+    """A caption for an image-caption pair: the whole, then each object in reading order."""
+    body = _join([phrase(o) for o in _reading_order(scene)])
     lead = rng.choice(
-        ["This is a picture of ", "The image shows ", "In the image there is ", "A picture with "]
+        ["In this picture, ", "In the image, ", "Looking at the picture, ", "In this image, "]
     )
-    return f"{lead}{body}. {count_sentence(scene)}"
+    return f"{summary(scene, rng)} {lead}{body}. {count_sentence(scene)}"
 
 
 def description(scene: Scene, rng: random.Random) -> str:
     """Prose describing a scene in full, for documents with or without the image."""
-    objs = list(scene.objects)
-    rng.shuffle(objs)
-    first = rng.choice(
-        ["In the scene there is ", "The scene has ", "Here we can see ", "The picture contains "]
-    )
-    out = [first + _join([phrase(o) for o in objs]) + ".", count_sentence(scene)]
+    objs = _reading_order(scene)
+    first = rng.choice(["In the scene, ", "In this scene, ", "Here, ", "In the picture, "])
+    out = [
+        summary(scene, rng),
+        first + _join([phrase(o) for o in objs]) + ".",
+        count_sentence(scene),
+    ]
     if scene.count > 1 and rng.random() < 0.5:
         a, b = rng.sample(objs, 2)
         ra, ca = divmod(a.cell, 2)
@@ -84,17 +106,32 @@ def _options(answer: str, pool: tuple[str, ...] | list[str], rng: random.Random)
 
 def make_qa(scene: Scene, qtype: str, rng: random.Random) -> QA:
     o = rng.choice(scene.objects)
+    cell = CELLS[o.cell]
     if qtype == "colour":
-        q, a, pool = f"What colour is the {o.shape}?", o.colour, list(COLOURS)
+        # Presence: the distractors are colours absent from the scene, so one answer is right.
+        absent = [c for c in COLOURS if c not in {x.colour for x in scene.objects}]
+        a = o.colour
+        opts = rng.sample(absent, 3) + [a]
+        rng.shuffle(opts)
+        return QA(
+            qtype,
+            "Which colour can be seen in the picture?",
+            a,
+            tuple(opts),
+            "There is a {} object.",
+        )
     elif qtype == "shape":
         q, a, pool = f"What shape is the {o.colour} object?", o.shape, SHAPES
+        t = f"The {o.colour} object is a {{}}."
     elif qtype == "count":
         q, a, pool = "How many objects are there?", COUNT_WORDS[scene.count], COUNT_OPTIONS
+        t = "The number of objects is {}."
     elif qtype == "position":
-        q, a, pool = f"Where is the {o.colour} {o.shape}?", CELLS[o.cell], CELLS
+        q, a, pool = f"Where is the {o.colour} object?", cell, CELLS
+        t = f"The {o.colour} object is at the {{}}."
     else:
         raise ValueError(f"unknown question type {qtype!r}; known: {', '.join(QTYPES)}")
-    return QA(qtype, q, a, _options(a, pool, rng))
+    return QA(qtype, q, a, _options(a, pool, rng), t)
 
 
 def qa_prompt(question: str) -> str:
@@ -102,4 +139,4 @@ def qa_prompt(question: str) -> str:
 
 
 def qa_text(qa: QA) -> str:
-    return f"{qa_prompt(qa.question)} {qa.answer}."
+    return f"{qa_prompt(qa.question)} {qa.answer_text()}"

@@ -81,7 +81,7 @@ def render(scene: Scene, size: int = 32) -> Image.Image:
     draw = ImageDraw.Draw(img)
     half = big / 2
     for o in scene.objects:
-        r = big * (0.14 if o.size == "large" else 0.085)
+        r = big * (0.18 if o.size == "large" else 0.11)
         room = max(half / 2 - r - big * 0.02, 0)
         row, col = divmod(o.cell, 2)
         cx = col * half + half / 2 + o.dx * room

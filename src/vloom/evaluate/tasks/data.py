@@ -25,3 +25,9 @@ def read_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[
                 f"{path}: row {i} ({r.get('id')}) answer index {r['answer']} is out of range"
             )
     return rows
+
+
+def answer_text(row: dict[str, Any], option: str) -> str:
+    """The continuation scored for an option: the row's answer template filled in, if it has one."""
+    template = row.get("template")
+    return template.format(option) if template else option

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import read_rows
+from vloom.evaluate.tasks.data import answer_text, read_rows
 from vloom.sequence import BOS_ID, encode_text
 
 
@@ -20,7 +20,7 @@ def text_qa(ctx: EvalContext) -> dict:
         [BOS_ID] + encode_text(tok, f"{r['context']} Question: {r['question']} Answer:")
         for r in rows
     ]
-    options = [[encode_text(tok, " " + o) for o in r["options"]] for r in rows]
+    options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
     picks = multiple_choice(
         ctx.model, prompts, options, [None] * len(rows), ctx.device, ctx.batch_size
     )

@@ -6,7 +6,7 @@ import torch
 
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import read_rows
+from vloom.evaluate.tasks.data import answer_text, read_rows
 from vloom.media import to_array
 from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
 
@@ -27,7 +27,7 @@ def vqa(ctx: EvalContext) -> dict:
             + [IMAGE_ID] * m.tokens_per_image
             + encode_text(tok, f"Question: {r['question']} Answer:")
         )
-        options.append([encode_text(tok, " " + o) for o in r["options"]])
+        options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
         images.append(pixels)
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
     return accuracy_by_type(picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows])
