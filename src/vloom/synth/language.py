@@ -107,19 +107,23 @@ def _options(answer: str, pool: tuple[str, ...] | list[str], rng: random.Random)
 def make_qa(scene: Scene, qtype: str, rng: random.Random) -> QA:
     o = rng.choice(scene.objects)
     cell = CELLS[o.cell]
-    if qtype in ("colour", "shape"):
-        # Presence: the distractors are absent from the scene, so exactly one option is right.
-        pool = list(COLOURS) if qtype == "colour" else list(SHAPES)
-        present = {getattr(x, qtype) for x in scene.objects}
-        a = getattr(o, qtype)
-        opts = rng.sample([p for p in pool if p not in present], 3) + [a]
+    if qtype == "colour":
+        # Presence: the distractors are colours absent from the scene, so one answer is right.
+        absent = [c for c in COLOURS if c not in {x.colour for x in scene.objects}]
+        a = o.colour
+        opts = rng.sample(absent, 3) + [a]
         rng.shuffle(opts)
-        if qtype == "colour":
-            q, t = "Which colour can be seen in the picture?", "There is a {} object."
-        else:
-            q, t = "Which shape can be seen in the picture?", "There is a {}."
-        return QA(qtype, q, a, tuple(opts), t)
-    if qtype == "count":
+        return QA(
+            qtype,
+            "Which colour can be seen in the picture?",
+            a,
+            tuple(opts),
+            "There is a {} object.",
+        )
+    elif qtype == "shape":
+        q, a, pool = f"What shape is the {o.colour} object?", o.shape, SHAPES
+        t = f"The {o.colour} object is a {{}}."
+    elif qtype == "count":
         q, a, pool = "How many objects are there?", COUNT_WORDS[scene.count], COUNT_OPTIONS
         t = "The number of objects is {}."
     elif qtype == "position":

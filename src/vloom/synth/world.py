@@ -21,7 +21,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (150, 60, 200),
     "white": (245, 245, 245),
 }
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
+SHAPES = ("circle", "square", "triangle", "diamond")
 SIZES = ("small", "large")
 CELLS = ("top left", "top right", "bottom left", "bottom right")
 COUNT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -70,13 +70,6 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
     if shape == "diamond":
         return [(cx, cy - r * 1.2), (cx + r, cy), (cx, cy + r * 1.2), (cx - r, cy)]
-    if shape == "cross":
-        w = r * 0.38
-        return [
-            (cx - w, cy - r), (cx + w, cy - r), (cx + w, cy - w), (cx + r, cy - w),
-            (cx + r, cy + w), (cx + w, cy + w), (cx + w, cy + r), (cx - w, cy + r),
-            (cx - w, cy + w), (cx - r, cy + w), (cx - r, cy - w), (cx - w, cy - w),
-        ]  # fmt: skip
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -96,8 +89,6 @@ def render(scene: Scene, size: int = 32) -> Image.Image:
         colour = COLOURS[o.colour]
         if o.shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-        elif o.shape == "ring":
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=int(r * 0.45))
         else:
             draw.polygon(_polygon(o.shape, cx, cy, r), fill=colour)
     return img.resize((size, size), Image.Resampling.LANCZOS)
