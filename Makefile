@@ -3,13 +3,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 CONFIG ?= configs/demo.yaml
+# Where a machine keeps the CPU torch wheel on disk, let pip find it without the network.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 .PHONY: setup demo test test-all lint bench clean
 
 $(BIN)/vloom: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install -q $(FIND_LINKS) -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/vloom
