@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import tiny_raw
 from PIL import Image
+from tinyexp import tiny_raw
 
 from vloom.cli import main
 

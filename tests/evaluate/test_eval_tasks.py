@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tiny_config
+from tinyexp import tiny_config
 
 from vloom.evaluate import TASKS, evaluate, write_results
 from vloom.evaluate.scoring import accuracy_by_type, continuation_logprobs

@@ -3,8 +3,8 @@ import random
 
 import numpy as np
 import pytest
-from conftest import tiny_config
 from PIL import Image
+from tinyexp import tiny_config
 
 from vloom.doc import Document, write_shard
 from vloom.ledger import Ledger

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 from safetensors.torch import load_file
+from tinyexp import tiny_config
 
 from vloom.config import TrainConfig
 from vloom.train import train

@@ -8,8 +8,8 @@ import time
 
 import torch
 import yaml
-from conftest import tiny_raw
 from safetensors.torch import load_file
+from tinyexp import tiny_raw
 
 
 def _cmd(cfg_path, packed, out):
