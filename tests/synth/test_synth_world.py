@@ -3,6 +3,7 @@ import io
 import random
 from collections import Counter
 
+import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -58,7 +59,7 @@ def test_render_draws_each_object_in_its_cell_with_its_colour():
         for o in s.objects:
             row, col = divmod(o.cell, 2)
             box = (col * 32, row * 32, col * 32 + 32, row * 32 + 32)
-            px = list(img.crop(box).getdata())
+            px = [tuple(p) for p in np.asarray(img.crop(box)).reshape(-1, 3).tolist()]
             want = COLOURS[o.colour]
             near = sum(1 for p in px if sum(abs(a - b) for a, b in zip(p, want, strict=True)) < 40)
             assert near >= 8, (o, CELLS[o.cell])
