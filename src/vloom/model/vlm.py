@@ -16,7 +16,7 @@ from vloom.config import ModelConfig
 from vloom.model.connector import Connector
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
-from vloom.sequence import IGNORE_INDEX, IMAGE_ID
+from vloom.sequence import BOS_ID, IGNORE_INDEX, IMAGE_ID, PAD_ID
 
 PARTS = ("vision", "connector", "lm")
 
@@ -105,8 +105,6 @@ class VLM(nn.Module):
 
 def make_targets(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """rows [B, T+1] -> inputs [B, T], targets [B, T] with pad/image/bos targets ignored."""
-    from vloom.sequence import BOS_ID, PAD_ID
-
     inputs, targets = rows[:, :-1], rows[:, 1:].clone()
     targets[(targets == PAD_ID) | (targets == IMAGE_ID) | (targets == BOS_ID)] = IGNORE_INDEX
     return inputs.contiguous(), targets

@@ -33,7 +33,7 @@ def tokens_per_image(cfg: ExperimentConfig) -> int:
     return (side // p) ** 2
 
 
-def _iter_docs(in_dir: Path, ledger: Ledger, quiet: bool):
+def _iter_docs(in_dir: Path, ledger: Ledger):
     for shard in list_shards(in_dir):
         try:
             yield from read_shard(shard)  # a bad schema raises before the first row
@@ -58,7 +58,7 @@ def run_pack(
 
     def texts_for_tokenizer():
         led = Ledger()
-        for d in itertools.islice(_iter_docs(in_dir, led, True), pc.tokenizer_docs):
+        for d in itertools.islice(_iter_docs(in_dir, led), pc.tokenizer_docs):
             if not isinstance(d, Rejected):
                 yield d.text
 
@@ -71,7 +71,7 @@ def run_pack(
         for s in STREAMS
     }
     ledger = Ledger()
-    docs = _iter_docs(in_dir, ledger, quiet)
+    docs = _iter_docs(in_dir, ledger)
     for d in tqdm(docs, desc="pack", unit="doc", disable=quiet, mininterval=2):
         ledger.input += 1
         if isinstance(d, Rejected):
