@@ -17,6 +17,7 @@ from vloom.config import (
     config_from_dict,
     dump_config,
     load_config,
+    load_curate_config,
 )
 
 
@@ -53,29 +54,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(json.dumps({"train": man["train"], "defects": man["defects"], "eval": man["eval"]}))
 
 
-def _curate_config(path: str | None) -> CurateConfig:
-    if not path:
-        return CurateConfig()
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: config file not found")
-    raw = yaml.safe_load(p.read_text()) or {}
-    if isinstance(raw, dict) and "steps" in raw:  # a bare curate.yaml: steps: [...]
-        from pydantic import ValidationError
-
-        from vloom.config import _fmt_errors
-
-        try:
-            return CurateConfig.model_validate(raw)
-        except ValidationError as e:
-            raise ConfigError(_fmt_errors(str(p), e)) from None
-    return load_config(p).curate
-
-
 def cmd_curate(args: argparse.Namespace) -> None:
     from vloom.curate import run_curate
 
-    cfg = _curate_config(args.config)
+    cfg = load_curate_config(args.config) if args.config else CurateConfig()
     if args.workers:
         cfg.workers = args.workers
     led = run_curate(args.input, args.out, cfg, quiet=args.quiet)

@@ -194,6 +194,13 @@ def _fmt_errors(path: str, err: ValidationError) -> str:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file; `overrides` are dotted keys (e.g. {"train.steps": 10})."""
     path = Path(path)
+    raw = _read_yaml(path)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return config_from_dict(raw, source=str(path))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -202,9 +209,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
-    return config_from_dict(raw, source=str(path))
+    return raw
+
+
+def load_curate_config(path: str | Path) -> CurateConfig:
+    """A bare curate YAML (`steps: [...]`) or the `curate` section of an experiment YAML."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if "steps" not in raw:
+        return config_from_dict(raw, source=str(path)).curate
+    try:
+        return CurateConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_fmt_errors(str(path), e)) from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from vloom.model.io import save_model
+from vloom.model.io import WEIGHTS, save_model
 
 OPTIM, STATE = "optimizer.safetensors", "state.json"
 
@@ -34,11 +32,9 @@ def _optim_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[st
 
 
 def rng_state() -> dict[str, Any]:
-    return {
-        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
-        "numpy": json.loads(json.dumps(np.random.get_state()[1].tolist())),
-        "python": repr(random.getstate()),
-    }
+    # Only torch's generator is global state here: the data order and the image mixture
+    # are pure functions of (seed, epoch/step), so they need no saved RNG.
+    return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
 
 
 def set_rng_state(st: dict[str, Any]) -> None:
@@ -72,8 +68,6 @@ def save_checkpoint(
 
 def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore optimizer tensors (by parameter name) and RNG; return state.json."""
-    from vloom.model.io import WEIGHTS
-
     sd = load_file(str(ckpt / WEIGHTS))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if unexpected:
