@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,16 @@ from vloom.config import (
     dump_config,
     load_config,
     load_curate_config,
+)
+
+
+# Packages that bring their own commands: each module has `add_commands(add)`, where `add` is
+# the helper in `build_parser` (name, fn, help, config=True) -> subparser. Keep them light to
+# import: heavy imports belong inside the command functions.
+COMMAND_MODULES = (
+    "vloom.ingest.commands",
+    "vloom.model.commands",
+    "vloom.report.commands",
 )
 
 
@@ -175,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run an experiment end to end, skipping stages already complete")
     p.add_argument("config_path", nargs="?", help="experiment YAML")
     p.add_argument("--out", help="run directory (default: out_dir from the config)")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_commands(add)
     return ap
 
 

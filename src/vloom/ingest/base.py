@@ -1,0 +1,57 @@
+"""The contract every ingestion source follows.
+
+A source is a function `(inputs, ledger, opts) -> Iterator[Document]`:
+- `inputs` are the paths the user named (files or directories; the source walks directories);
+- for every input unit (a page, a PDF, a pair, a WARC record) it calls `ledger.input += 1`
+  and then either yields a Document (the runner counts it kept) or calls
+  `ledger.reject(reason)` with a short named reason ("html_too_deep", "pdf_encrypted", ...);
+  a source may also `ledger.drop(<kind>, reason)` for inputs it skips on purpose (e.g. a page
+  with no content, a scanned PDF page); it never raises for one bad input;
+- it never writes outside `opts.out_dir`, and reads only what it was pointed at (plus the
+  network when `opts.fetch` is on).
+Sources register by name in `SOURCES` as "module:function" so the CLI imports only the one used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vloom.doc import Document
+from vloom.ledger import Ledger
+
+
+class IngestError(ValueError):
+    """An ingestion input or option that cannot be used at all; the message is one line."""
+
+
+@dataclass
+class IngestOptions:
+    out_dir: Path
+    fetch: bool = False  # download http(s) images (off by default: no network unless asked)
+    fetch_workers: int = 8
+    fetch_timeout: float = 10.0
+    max_image_bytes: int = 20 * 1024 * 1024
+    min_text_chars: int = 1  # a page whose main text is shorter is dropped ("no_content")
+    language: str | None = None  # override for every document; default: from the input
+    extra: dict = field(default_factory=dict)  # source-specific options
+
+
+Source = Callable[[list[Path], Ledger, IngestOptions], Iterator[Document]]
+
+SOURCES: dict[str, str] = {
+    "html": "vloom.ingest.html:ingest_html",
+    "warc": "vloom.ingest.warc:ingest_warc",
+    "pdf": "vloom.ingest.pdf:ingest_pdf",
+    "pairs": "vloom.ingest.pairs:ingest_pairs",
+}
+
+
+def get_source(kind: str) -> Source:
+    import importlib
+
+    if kind not in SOURCES:
+        raise IngestError(f"unknown source kind {kind!r}; known: {', '.join(sorted(SOURCES))}")
+    mod, fn = SOURCES[kind].split(":")
+    return getattr(importlib.import_module(mod), fn)
