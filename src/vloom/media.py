@@ -44,3 +44,35 @@ def to_array(data: bytes, size: int) -> np.ndarray:
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BICUBIC)
     return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+
+
+# Leading bytes of the formats Pillow decodes that pages actually use; the declared type
+# (extension, Content-Type) is never trusted.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image format from the first bytes (>= 12 of them), or None if it is not an image."""
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def check_image(data: bytes) -> tuple[str, int, int]:
+    """Sniff and fully decode `data`; return (format, width, height) or raise ImageError."""
+    fmt = sniff_image(data[:16])
+    if fmt is None:
+        raise ImageError("not_an_image", "bytes do not start like any supported image format")
+    img = decode_image(data)
+    return fmt, img.width, img.height
