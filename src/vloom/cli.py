@@ -27,7 +27,9 @@ from vloom.config import (
 # import: heavy imports belong inside the command functions.
 COMMAND_MODULES = (
     "vloom.ingest.commands",
+    "vloom.curate.commands",
     "vloom.model.commands",
+    "vloom.evaluate.commands",
     "vloom.report.commands",
 )
 
