@@ -94,6 +94,8 @@ class ModelConfig(_Strict):
     n_kv_heads: int | None = Field(None, ge=1, description="grouped-query heads; None = n_heads")
     ffn_mult: float = Field(8 / 3, gt=0, description="SwiGLU hidden = ffn_mult * d_model (rounded)")
     rope_theta: float = 10000.0
+    norm_eps: float = Field(1e-6, gt=0, description="LM RMSNorm epsilon")
+    qkv_bias: bool = Field(False, description="biases on the LM's q/k/v projections (Qwen2)")
     tie_embeddings: bool = True
     vision: VisionConfig = Field(default_factory=VisionConfig)
 

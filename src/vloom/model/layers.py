@@ -41,16 +41,21 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 class Attention(nn.Module):
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int | None = None, causal: bool = True
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        causal: bool = True,
+        qkv_bias: bool = False,
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.n_kv = n_kv_heads or n_heads
         self.head_dim = dim // n_heads
         self.causal = causal
-        self.q_proj = nn.Linear(dim, n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(dim, self.n_kv * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(dim, self.n_kv * self.head_dim, bias=False)
+        self.q_proj = nn.Linear(dim, n_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, self.n_kv * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, self.n_kv * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(n_heads * self.head_dim, dim, bias=False)
 
     def forward(
@@ -89,12 +94,19 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int | None, ffn_mult: float, causal: bool
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int | None,
+        ffn_mult: float,
+        causal: bool,
+        norm_eps: float = 1e-6,
+        qkv_bias: bool = False,
     ) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(dim)
-        self.self_attn = Attention(dim, n_heads, n_kv_heads, causal)
-        self.post_attention_layernorm = RMSNorm(dim)
+        self.input_layernorm = RMSNorm(dim, norm_eps)
+        self.self_attn = Attention(dim, n_heads, n_kv_heads, causal, qkv_bias)
+        self.post_attention_layernorm = RMSNorm(dim, norm_eps)
         self.mlp = SwiGLU(dim, swiglu_hidden(dim, ffn_mult))
 
     def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:

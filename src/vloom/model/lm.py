@@ -15,10 +15,18 @@ class LanguageModel(nn.Module):
         self.cfg, self.vocab_size, self.max_seq_len = cfg, vocab_size, max_seq_len
         self.embed_tokens = nn.Embedding(vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_mult, causal=True)
+            Block(
+                cfg.d_model,
+                cfg.n_heads,
+                cfg.n_kv_heads,
+                cfg.ffn_mult,
+                causal=True,
+                norm_eps=cfg.norm_eps,
+                qkv_bias=cfg.qkv_bias,
+            )
             for _ in range(cfg.n_layers)
         )
-        self.norm = RMSNorm(cfg.d_model)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
