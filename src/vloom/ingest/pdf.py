@@ -1,0 +1,299 @@
+"""PDF -> one Document per file: text blocks and embedded images, page by page, in reading order.
+
+PyMuPDF's `page.get_text("dict")` gives text blocks and image blocks (with the image bytes, inline
+images included) and their bounding boxes. Reading order within a page is a recursive XY-cut:
+split the page at its widest empty band (a horizontal band splits rows, a vertical one columns),
+so two-column papers read column by column and a figure lands between the paragraphs it stands
+between. What it costs: boxes that overlap (text over a background image) have no band to split
+at and fall back to top-to-bottom, left-to-right order. Consecutive text blocks, across pages
+too, are joined into one text item with blank lines; each image is its own item.
+
+Policy per image: images smaller than `min_image_side` (pixels, and points as drawn) are treated
+as decoration and skipped; bytes Pillow cannot take (CMYK, JPX, JBIG2, soft masks) are converted
+through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`.
+A page with no text layer whose images cover at least half of it is a scanned page: counted,
+its scan not kept. A PDF with only such pages is dropped "scanned_no_text".
+
+Options (opts.extra): "min_image_side" (default 32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+
+from vloom.doc import Document
+from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.run import record_image
+from vloom.ledger import Ledger
+from vloom.media import ImageError, check_image
+
+STEP = "pdf"
+MIN_IMAGE_SIDE = 32
+SCANNED_COVERAGE = 0.5  # share of the page covered by images on a page without text
+_MAX_XY_BOXES = 2000  # beyond this many blocks on one page, plain top-to-bottom order
+
+
+@dataclass(slots=True)
+class _Block:
+    bbox: tuple[float, float, float, float]
+    text: str | None = None
+    group: int = -1  # the MuPDF block a text line came from
+    image: dict[str, Any] | None = None  # the PyMuPDF image block
+
+
+def ingest_pdf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
+    """The `pdf` source: one Document per PDF file (directories are walked for *.pdf)."""
+    min_side = int(opts.extra.get("min_image_side", MIN_IMAGE_SIDE))
+    stats = ledger.extra.setdefault(
+        "pdf", {"pages": 0, "scanned_pages": 0, "page_errors": 0, "images_skipped": {}}
+    )
+    for path in _walk(inputs):
+        ledger.input += 1
+        try:
+            data = path.read_bytes()
+        except OSError:
+            ledger.reject("unreadable")
+            continue
+        try:
+            pdf = pymupdf.open(stream=data, filetype="pdf")
+        except Exception:  # FileDataError, EmptyFileError, or MuPDF's own RuntimeErrors
+            ledger.reject("pdf_corrupt")
+            continue
+        with pdf:
+            if pdf.needs_pass:
+                ledger.reject("pdf_encrypted")
+                continue
+            if pdf.page_count == 0:
+                ledger.reject("pdf_corrupt")
+                continue
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            doc = _read(pdf, path, f"pdf-{digest}", ledger, opts, min_side, stats)
+        if isinstance(doc, str):
+            if doc == "pdf_corrupt":
+                ledger.reject(doc)
+            else:
+                ledger.drop(STEP, doc)
+            continue
+        yield doc
+
+
+def _walk(inputs: list[Path]) -> Iterator[Path]:
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.suffix.lower() == ".pdf" and f.is_file())
+        elif p.is_file():
+            yield p
+        else:
+            raise IngestError(f"{p}: no such file or directory")
+
+
+def _read(
+    pdf: pymupdf.Document,
+    path: Path,
+    doc_id: str,
+    ledger: Ledger,
+    opts: IngestOptions,
+    min_side: int,
+    stats: dict[str, Any],
+) -> Document | str:
+    """The Document, or the reason it is not one ("pdf_corrupt", "scanned_no_text", "no_content")."""
+    items: list[str | bytes] = []
+    images_meta: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    scanned: list[int] = []
+    page_errors = 0
+    text_buf: list[tuple[int, str]] = []  # (block id, line) since the last image
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+        stats["images_skipped"][reason] = stats["images_skipped"].get(reason, 0) + 1
+
+    for pno in range(pdf.page_count):
+        try:
+            page = pdf[pno]
+            blocks = _blocks(page)
+        except Exception:  # a broken page object or content stream: the other pages still count
+            page_errors += 1
+            continue
+        stats["pages"] += 1
+        area = abs(page.rect) or 1.0
+        texts = [b for b in blocks if b.text is not None]
+        if not texts and _coverage(blocks, page.rect) >= SCANNED_COVERAGE * area:
+            scanned.append(pno + 1)
+            for _ in blocks:
+                skip("scanned_page")
+            continue
+        for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
+            if b.text is not None:
+                text_buf.append((pno * 100_000 + b.group, b.text))
+                continue
+            data = _keep_image(b, min_side, opts.max_image_bytes, ledger, skip)
+            if data is None:
+                continue
+            if text_buf:
+                items.append(_join(text_buf))
+                text_buf = []
+            items.append(data)
+            images_meta.append({"page": pno + 1, "bbox": [round(v, 1) for v in b.bbox]})
+    if text_buf:
+        items.append(_join(text_buf))
+    stats["scanned_pages"] += len(scanned)
+    stats["page_errors"] += page_errors
+    if page_errors == pdf.page_count:
+        return "pdf_corrupt"
+    n_chars = sum(len(it) for it in items if isinstance(it, str))
+    if n_chars == 0 and scanned:
+        return "scanned_no_text"
+    if n_chars < max(opts.min_text_chars, 1):
+        return "no_content"
+    meta = pdf.metadata or {}
+    return Document.from_items(
+        doc_id,
+        items,
+        source="pdf",
+        url=str(path),
+        language=opts.language or _language(pdf),
+        metadata={
+            "title": (meta.get("title") or "").strip() or path.stem,
+            "author": (meta.get("author") or "").strip(),
+            "page_count": pdf.page_count,
+            "images": images_meta,
+            "scanned_pages": scanned,
+            "images_skipped": skipped,
+            "page_errors": page_errors,
+        },
+    )
+
+
+def _blocks(page: pymupdf.Page) -> list[_Block]:
+    """Image blocks and text *lines*: MuPDF may put lines from two columns in one block, so the
+    line is the unit of reading order and `group` (the block number) rejoins a paragraph."""
+    out: list[_Block] = []
+    for n, b in enumerate(page.get_text("dict", sort=False)["blocks"]):
+        if b["type"] == 1:
+            out.append(_Block(tuple(b["bbox"]), image=b))  # type: ignore[arg-type]
+            continue
+        for ln in b.get("lines", ()):
+            text = "".join(s["text"] for s in ln["spans"]).strip()
+            if text:
+                out.append(_Block(tuple(ln["bbox"]), text=text, group=n))  # type: ignore[arg-type]
+    return out
+
+
+def _join(lines: list[tuple[int, str]]) -> str:
+    """Lines of one block joined by newlines, blocks by blank lines."""
+    parts = [lines[0][1]]
+    for (prev, _), (group, text) in itertools.pairwise(lines):
+        parts.append(("\n" if group == prev else "\n\n") + text)
+    return "".join(parts)
+
+
+def _coverage(blocks: list[_Block], rect: pymupdf.Rect) -> float:
+    """Area of the page covered by image blocks (overlaps counted once per block, clipped)."""
+    total = 0.0
+    for b in blocks:
+        if b.image is not None:
+            total += abs(pymupdf.Rect(b.bbox) & rect)
+    return total
+
+
+def _keep_image(
+    b: _Block, min_side: int, max_bytes: int, ledger: Ledger, skip: Any
+) -> bytes | None:
+    im = b.image
+    assert im is not None
+    x0, y0, x1, y1 = b.bbox
+    if min(im["width"], im["height"]) < min_side or min(x1 - x0, y1 - y0) < min_side:
+        skip("too_small")  # decoration: rules, bullets, icons
+        return None
+    try:
+        data = _pillow_bytes(im)
+    except Exception:  # MuPDF cannot decode the stream either
+        record_image(ledger, "pdf", "undecodable_image")
+        return None
+    if len(data) > max_bytes:
+        record_image(ledger, "pdf", "image_too_large")
+        return None
+    try:
+        check_image(data)
+    except ImageError as e:
+        record_image(ledger, "pdf", e.reason)
+        return None
+    record_image(ledger, "pdf", "attached")
+    return data
+
+
+def _pillow_bytes(im: dict[str, Any]) -> bytes:
+    """The image as PNG/JPEG bytes Pillow decodes: stored bytes when they already are, else a
+    Pixmap conversion (to RGB or gray, soft mask applied as alpha)."""
+    data, ext, mask = im["image"], im["ext"], im.get("mask")
+    if ext in ("png", "jpeg") and im.get("colorspace") in (1, 3) and not mask:
+        return data
+    pix = pymupdf.Pixmap(data)
+    if pix.colorspace is None or pix.colorspace.n not in (1, 3):
+        pix = pymupdf.Pixmap(pymupdf.csRGB, pix)
+    if mask:
+        if pix.alpha:
+            pix = pymupdf.Pixmap(pix, 0)  # drop the old alpha; the soft mask replaces it
+        pix = pymupdf.Pixmap(pix, pymupdf.Pixmap(mask))
+    return pix.tobytes("jpeg" if ext == "jpeg" and not pix.alpha else "png")
+
+
+def _language(pdf: pymupdf.Document) -> str:
+    """The catalog's /Lang as a primary subtag ("en-US" -> "en"), or "" when absent."""
+    try:
+        kind, value = pdf.xref_get_key(pdf.pdf_catalog(), "Lang")
+    except Exception:
+        return ""
+    if kind != "string" or not value:
+        return ""
+    return value.replace("_", "-").split("-")[0].strip().lower()
+
+
+def reading_order(boxes: list[tuple[float, float, float, float]]) -> list[int]:
+    """Indices of `boxes` (x0, y0, x1, y1) in reading order by recursive XY-cut.
+
+    Each region is split at its widest empty band across either axis (ties: the horizontal band,
+    i.e. rows before columns); a region with no band is read top-to-bottom, left-to-right.
+    Iterative, so a page of thousands of lines cannot exhaust the recursion limit.
+    """
+    if len(boxes) > _MAX_XY_BOXES:
+        return sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0]))
+    out: list[int] = []
+    stack = [list(range(len(boxes)))]
+    while stack:
+        idx = stack.pop()
+        cut = _widest_gap(boxes, idx) if len(idx) > 1 else None
+        if cut is None:
+            out.extend(sorted(idx, key=lambda i: (boxes[i][1], boxes[i][0])))
+            continue
+        axis, pos = cut
+        first = [i for i in idx if boxes[i][axis] < pos]
+        second = [i for i in idx if boxes[i][axis] >= pos]
+        stack.append(second)  # popped after `first`
+        stack.append(first)
+    return out
+
+
+def _widest_gap(
+    boxes: list[tuple[float, float, float, float]], idx: list[int]
+) -> tuple[int, float] | None:
+    """(axis, coordinate) of the widest empty band between boxes; axis 1 = y (rows), 0 = x."""
+    best: tuple[float, int, float] | None = None
+    for axis in (1, 0):
+        spans = sorted((boxes[i][axis], boxes[i][axis + 2]) for i in idx)
+        reach = spans[0][1]
+        for lo, hi in spans[1:]:
+            gap = lo - reach
+            if gap > 0 and (best is None or gap > best[0]):
+                best = (gap, axis, (reach + lo) / 2)
+            reach = max(reach, hi)
+    return None if best is None else (best[1], best[2])

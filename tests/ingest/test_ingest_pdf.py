@@ -1,0 +1,253 @@
+"""The pdf source on PDFs built here with PyMuPDF, and on a real PDF when one is installed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import pytest
+from PIL import Image
+
+from vloom.doc import Document
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.pdf import ingest_pdf, reading_order
+from vloom.ledger import Ledger
+from vloom.media import check_image, decode_image
+
+
+def _png(w: int, h: int, seed: int, mode: str = "RGB") -> bytes:
+    ch = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = (np.random.RandomState(seed).rand(h, w, ch) * 255).astype("uint8")
+    img = Image.fromarray(arr[..., 0] if ch == 1 else arr, mode)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(w: int, h: int, seed: int, mode: str = "RGB") -> bytes:
+    img = Image.open(io.BytesIO(_png(w, h, seed))).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _run(inputs: list[Path], **extra) -> tuple[list[Document], Ledger]:
+    ledger = Ledger()
+    opts = IngestOptions(out_dir=inputs[0].parent / "out", extra=extra)
+    docs = list(ingest_pdf(inputs, ledger, opts))
+    ledger.kept = len(docs)
+    ledger.check()
+    return docs, ledger
+
+
+def _items(doc: Document) -> list[tuple[str, str | bytes]]:
+    return list(doc.items())
+
+
+def _interleaved_pdf(path: Path) -> None:
+    pdf = pymupdf.open()
+    pdf.set_metadata({"title": "A Field Guide", "author": "Tester"})
+    page = pdf.new_page()  # 595 x 842
+    page.insert_text((72, 72), "Chapter one heading", fontsize=16)
+    page.insert_image(pymupdf.Rect(72, 100, 272, 250), stream=_png(100, 75, 1))
+    page.insert_text((72, 290), "A paragraph between the two figures.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 320, 232, 440), stream=_png(80, 60, 2))
+    page.insert_text((72, 800), "Text at the foot of page one.", fontsize=11)
+    page = pdf.new_page()
+    page.insert_text((72, 72), "Page two text.", fontsize=11)
+    pdf.save(path)
+
+
+def test_pdf_text_and_images_interleaved_in_reading_order(tmp_path):
+    _interleaved_pdf(tmp_path / "guide.pdf")
+    docs, ledger = _run([tmp_path / "guide.pdf"])
+    assert len(docs) == 1 and ledger.input == 1
+    doc = docs[0]
+    kinds = [k for k, _ in _items(doc)]
+    assert kinds == ["text", "image", "text", "image", "text"]
+    assert doc.texts[0] == "Chapter one heading"
+    assert doc.texts[2] == "A paragraph between the two figures."
+    assert doc.texts[4] == "Text at the foot of page one.\n\nPage two text."
+    sizes = [decode_image(im).size for im in doc.images if im is not None]
+    assert sizes == [(100, 75), (80, 60)]
+    meta = doc.metadata
+    assert meta["title"] == "A Field Guide" and meta["author"] == "Tester"
+    assert meta["page_count"] == 2 and meta["scanned_pages"] == []
+    assert [m["page"] for m in meta["images"]] == [1, 1]
+    assert meta["images"][0]["bbox"] == [72.0, 100.0, 272.0, 250.0]
+    assert doc.source == "pdf" and doc.id.startswith("pdf-")
+    assert ledger.extra["images"]["attached"] == 2
+    # same bytes, same document
+    again, _ = _run([tmp_path / "guide.pdf"])
+    assert again[0].to_row() == doc.to_row()
+
+
+def test_pdf_two_columns_read_column_by_column(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 60, 523, 90), "Title across both columns", fontsize=14)
+    # paragraphs of wrapped lines; left and right columns share baselines, which MuPDF may
+    # even put in one block
+    words = " ".join(f"w{k}" for k in range(40))
+    for i, y in enumerate((110, 200, 290)):
+        page.insert_textbox(pymupdf.Rect(72, y, 282, y + 80), f"Left{i} {words}", fontsize=10)
+        page.insert_textbox(pymupdf.Rect(313, y, 523, y + 80), f"Right{i} {words}", fontsize=10)
+    page.insert_image(pymupdf.Rect(313, 380, 523, 520), stream=_png(90, 60, 3))
+    page.insert_textbox(pymupdf.Rect(313, 530, 523, 600), "Right after figure.", fontsize=10)
+    pdf.save(tmp_path / "cols.pdf")
+    (doc,), _ = _run([tmp_path / "cols.pdf"])
+    paragraphs = doc.texts[0].split("\n\n")
+    assert [p.split()[0] for p in paragraphs] == [
+        "Title",
+        "Left0",
+        "Left1",
+        "Left2",
+        "Right0",
+        "Right1",
+        "Right2",
+    ]
+    assert paragraphs[1].count("\n") >= 2  # the lines of one paragraph stay together
+    assert doc.images[1] is not None and doc.texts[2] == "Right after figure."
+
+
+def test_reading_order_xy_cut():
+    # a full-width header, two columns of two boxes each, a full-width footer
+    boxes = [
+        (300, 100, 500, 150),  # right top
+        (0, 0, 500, 40),  # header
+        (0, 100, 240, 150),  # left top
+        (0, 170, 240, 220),  # left bottom
+        (300, 170, 500, 220),  # right bottom
+        (0, 300, 500, 330),  # footer
+    ]
+    assert reading_order(boxes) == [1, 2, 3, 0, 4, 5]
+    # overlapping boxes have no band to cut at: top-to-bottom, left-to-right
+    assert reading_order([(0, 10, 100, 100), (50, 0, 150, 50)]) == [1, 0]
+    assert reading_order([]) == []
+    # many stacked lines: no recursion-depth failure, plain top-down order
+    stacked = [(0, 20 * i, 100, 20 * i + 10) for i in range(3000)][::-1]
+    assert reading_order(stacked)[:3] == [2999, 2998, 2997]
+
+
+def test_pdf_unusual_images_are_converted_for_pillow(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "Images in unusual encodings follow.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 80, 172, 180), stream=_jpeg(64, 48, 4, "CMYK"))
+    page.insert_image(pymupdf.Rect(72, 200, 172, 300), stream=_png(50, 50, 5, "RGBA"))
+    page.insert_image(pymupdf.Rect(72, 320, 172, 420), stream=_png(40, 40, 6, "L"))
+    pdf.save(tmp_path / "odd.pdf")
+    (doc,), ledger = _run([tmp_path / "odd.pdf"])
+    images = [im for im in doc.images if im is not None]
+    assert len(images) == 3
+    formats = [check_image(im) for im in images]  # each decodes with Pillow
+    assert [(w, h) for _, w, h in formats] == [(64, 48), (50, 50), (40, 40)]
+    assert Image.open(io.BytesIO(images[1])).mode == "RGBA"  # the soft mask kept as alpha
+    assert ledger.extra["images"]["attached"] == 3
+
+
+def test_pdf_tiny_images_skipped_and_counted(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "A bullet icon and a real figure.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 80, 80, 88), stream=_png(8, 8, 7))  # bullet
+    page.insert_image(pymupdf.Rect(72, 100, 572, 102), stream=_png(500, 64, 8))  # drawn as a rule
+    page.insert_image(pymupdf.Rect(72, 120, 272, 270), stream=_png(120, 90, 9))
+    pdf.save(tmp_path / "tiny.pdf")
+    (doc,), ledger = _run([tmp_path / "tiny.pdf"])
+    assert doc.n_images == 1
+    assert doc.metadata["images_skipped"] == {"too_small": 2}
+    assert ledger.extra["pdf"]["images_skipped"] == {"too_small": 2}
+    (doc,), _ = _run([tmp_path / "tiny.pdf"], min_image_side=1)
+    assert doc.n_images == 3
+
+
+def _scan_page(pdf: pymupdf.Document, seed: int) -> None:
+    page = pdf.new_page()
+    page.insert_image(page.rect, stream=_jpeg(300, 420, seed))
+
+
+def test_pdf_scanned_pages_counted_and_scan_only_pdf_dropped(tmp_path):
+    mixed = pymupdf.open()
+    mixed.new_page().insert_text((72, 72), "Born digital page.", fontsize=11)
+    _scan_page(mixed, 10)
+    mixed.save(tmp_path / "mixed.pdf")
+    scan = pymupdf.open()
+    _scan_page(scan, 11)
+    _scan_page(scan, 12)
+    scan.save(tmp_path / "scan.pdf")
+    docs, ledger = _run([tmp_path])
+    assert len(docs) == 1
+    doc = docs[0]
+    assert doc.metadata["scanned_pages"] == [2]
+    assert doc.n_images == 0 and doc.text == "Born digital page."
+    assert dict(ledger.dropped["pdf"]) == {"scanned_no_text": 1}
+    assert ledger.extra["pdf"]["scanned_pages"] == 3
+
+
+def test_pdf_bad_files_rejected_and_run_goes_on(tmp_path):
+    _interleaved_pdf(tmp_path / "a_good.pdf")
+    secret = pymupdf.open()
+    secret.new_page().insert_text((72, 72), "secret", fontsize=11)
+    secret.save(
+        tmp_path / "b_locked.pdf",
+        encryption=pymupdf.PDF_ENCRYPT_AES_256,
+        user_pw="user",
+        owner_pw="owner",
+    )
+    # owner password only: readable without a password, so it is ingested
+    perms = pymupdf.open()
+    perms.new_page().insert_text((72, 72), "Printing is not allowed.", fontsize=11)
+    perms.save(tmp_path / "c_perms.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="o")
+    (tmp_path / "d_garbage.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
+    (tmp_path / "e_empty.pdf").write_bytes(b"")
+    blank = pymupdf.open()
+    blank.new_page()
+    blank.save(tmp_path / "f_blank.pdf")
+    (tmp_path / "notes.txt").write_text("not a pdf, not looked at")
+    docs, ledger = _run([tmp_path])
+    assert [d.metadata["title"] for d in docs] == ["A Field Guide", "c_perms"]
+    assert ledger.input == 6
+    assert dict(ledger.rejected) == {"pdf_encrypted": 1, "pdf_corrupt": 2}
+    assert dict(ledger.dropped["pdf"]) == {"no_content": 1}
+
+
+def test_pdf_missing_input_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="nope.pdf: no such file"):
+        _run([tmp_path / "nope.pdf"])
+
+
+def test_pdf_language_from_catalog(tmp_path):
+    pdf = pymupdf.open()
+    pdf.new_page().insert_text((72, 72), "Bonjour tout le monde.", fontsize=11)
+    pdf.xref_set_key(pdf.pdf_catalog(), "Lang", "(fr-FR)")
+    pdf.save(tmp_path / "fr.pdf")
+    (doc,), _ = _run([tmp_path / "fr.pdf"])
+    assert doc.language == "fr"
+
+
+# Real PDFs a Debian system may hold (the handbook when its package ships one; otherwise manuals
+# that common packages install).
+_REAL_PDFS = [
+    *sorted(Path("/usr/share/doc/debian-handbook").rglob("*.pdf")),
+    Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf"),
+    Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),
+]
+
+
+def test_pdf_real_manual(tmp_path):
+    real = next((p for p in _REAL_PDFS if p.is_file()), None)
+    if real is None:
+        pytest.skip("no real PDF installed (debian-handbook PDF, shared-mime-info, libtasn1-doc)")
+    ledger = Ledger()
+    docs = list(ingest_pdf([real], ledger, IngestOptions(out_dir=tmp_path)))
+    assert len(docs) == 1
+    doc = docs[0]
+    doc.validate()
+    assert doc.metadata["page_count"] == pymupdf.open(real).page_count
+    assert len(doc.text) > 1000 * doc.metadata["page_count"] // 4
+    for im in doc.images:
+        if im is not None:
+            check_image(im)
