@@ -1,0 +1,224 @@
+"""Export a vloom checkpoint as a Hugging Face transformers model directory.
+
+The decoder LM is Llama-shaped (RMSNorm, half-split RoPE as in HF's `rotate_half`, GQA, SwiGLU),
+so it is written as `LlamaForCausalLM` (or `Qwen2ForCausalLM` when the q/k/v projections have
+biases) and loads with `from_pretrained(DIR)`; the tokenizer goes beside it so
+`AutoTokenizer.from_pretrained(DIR)` encodes exactly as vloom does (vloom adds `<bos>`, id 1,
+itself when it builds sequences; the exported tokenizer adds no special tokens).
+
+The vision side is not a transformers class: vloom's ViT uses RMSNorm and SwiGLU blocks with a
+learned position table and 2x2 patch merging, and its connector adds a learned embedding per
+image-token slot. CLIP / SigLIP / Idefics3 towers use LayerNorm with biases and GELU MLPs,
+Qwen2.5-VL's tower uses 2D RoPE and window attention, and Llava's projector has no slot
+embedding, so none reproduces vloom's function exactly. The vision encoder and connector are
+therefore written as `vision.safetensors` + `vloom_vision.json`, and `load_image_encoder(DIR)`
+(needs vloom) rebuilds them; `inputs_embeds(lm, encoder, tokens, images)` splices the image
+embeddings in place of `<image>` tokens for the transformers LM's `inputs_embeds=`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vloom.config import ModelConfig
+from vloom.model.connector import Connector
+from vloom.model.io import CONFIG, load_model
+from vloom.model.layers import swiglu_hidden
+from vloom.model.outdir import staged_dir
+from vloom.model.vision import VisionEncoder
+from vloom.model.vlm import VLM
+from vloom.sequence import BOS_ID, EOS_ID, IMAGE, IMAGE_ID, PAD_ID, load_tokenizer
+
+VISION_WEIGHTS, VISION_CONFIG = "vision.safetensors", "vloom_vision.json"
+
+
+def hf_name_map(n_layers: int, tied: bool) -> dict[str, str]:
+    """vloom LM parameter name -> transformers Llama/Qwen2 parameter name."""
+    names = {
+        "lm.embed_tokens.weight": "model.embed_tokens.weight",
+        "lm.norm.weight": "model.norm.weight",
+    }
+    if not tied:
+        names["lm.lm_head.weight"] = "lm_head.weight"
+    for i in range(n_layers):
+        for sub in (
+            "input_layernorm.weight",
+            "post_attention_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ):
+            names[f"lm.layers.{i}.{sub}"] = f"model.layers.{i}.{sub}"
+    return names
+
+
+def _bias_names(n_layers: int) -> dict[str, str]:
+    return {
+        f"lm.layers.{i}.self_attn.{p}_proj.bias": f"model.layers.{i}.self_attn.{p}_proj.bias"
+        for i in range(n_layers)
+        for p in "qkv"
+    }
+
+
+def hf_config(model: VLM):
+    """The transformers config object for the model's LM."""
+    try:
+        from transformers import LlamaConfig, Qwen2Config
+    except ImportError:
+        raise ValueError("exporting needs transformers (pip install 'vloom[hf]')") from None
+    cfg = model.cfg
+    common = dict(
+        vocab_size=model.lm.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=swiglu_hidden(cfg.d_model, cfg.ffn_mult),
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_kv_heads or cfg.n_heads,
+        hidden_act="silu",
+        max_position_embeddings=model.lm.max_seq_len,
+        rms_norm_eps=cfg.norm_eps,
+        tie_word_embeddings=cfg.tie_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
+    if cfg.qkv_bias:  # Qwen2 is Llama with q/k/v biases
+        c = Qwen2Config(**common, use_sliding_window=False)
+        c.architectures = ["Qwen2ForCausalLM"]
+    else:
+        c = LlamaConfig(
+            **common, attention_bias=False, mlp_bias=False, head_dim=cfg.d_model // cfg.n_heads
+        )
+        c.architectures = ["LlamaForCausalLM"]
+    c.dtype = "float32"
+    return c
+
+
+def hf_state_dict(model: VLM) -> dict[str, torch.Tensor]:
+    cfg = model.cfg
+    names = hf_name_map(cfg.n_layers, cfg.tie_embeddings)
+    if cfg.qkv_bias:
+        names |= _bias_names(cfg.n_layers)
+    sd = model.state_dict()
+    return {hf: sd[v].detach().contiguous().cpu() for v, hf in names.items()}
+
+
+def export_tokenizer(tokenizer_json: str | Path, out_dir: Path, max_len: int) -> int:
+    """tokenizer.json + tokenizer_config.json for AutoTokenizer; returns the vocab size."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = load_tokenizer(str(tokenizer_json))  # checks the special-token ids vloom relies on
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": IMAGE},
+        model_max_length=max_len,
+    )
+    fast.save_pretrained(str(out_dir))
+    return tok.get_vocab_size()
+
+
+def export_checkpoint(
+    ckpt_dir: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None
+) -> dict[str, Any]:
+    """Write `out_dir` for transformers' from_pretrained (staged, then renamed into place)."""
+    ckpt_dir = Path(ckpt_dir)
+    model = load_model(ckpt_dir)
+    meta = json.loads((ckpt_dir / CONFIG).read_text())
+    tok_path = tokenizer or meta.get("tokenizer")
+    if tok_path is not None and not Path(tok_path).exists():
+        raise FileNotFoundError(f"{tok_path}: tokenizer not found (pass --tokenizer)")
+    config = hf_config(model)
+    with staged_dir(out_dir) as tmp:
+        config.save_pretrained(str(tmp))
+        save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tok_path is not None:
+            n_vocab = export_tokenizer(tok_path, tmp, model.lm.max_seq_len)
+            if n_vocab > model.lm.vocab_size:
+                raise ValueError(
+                    f"{tok_path}: tokenizer has {n_vocab} tokens, the model only {model.lm.vocab_size}"
+                )
+        vis = {
+            k: v.contiguous().cpu()
+            for k, v in model.state_dict().items()
+            if k.startswith(("vision.", "connector."))
+        }
+        save_file(vis, str(tmp / VISION_WEIGHTS))
+        (tmp / VISION_CONFIG).write_text(
+            json.dumps(
+                {
+                    "model": model.cfg.model_dump(mode="json"),
+                    "image_size": model.vision.image_size,
+                    "tokens_per_image": model.tokens_per_image,
+                    "image_token_id": IMAGE_ID,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return {
+        "out": str(out_dir),
+        "architecture": config.architectures[0],
+        "tokenizer": str(tok_path) if tok_path else None,
+        "vision": VISION_WEIGHTS,
+    }
+
+
+class ImageEncoder(nn.Module):
+    """vloom's vision encoder + connector as exported: images [N, H, W, 3] -> [N, P, D_lm]."""
+
+    def __init__(self, cfg: ModelConfig, image_size: int) -> None:
+        super().__init__()
+        self.vision = VisionEncoder(cfg.vision, image_size)
+        self.connector = Connector(self.vision.d_out, cfg.d_model, self.vision.n_tokens)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.connector(self.vision(images))
+
+
+def load_image_encoder(export_dir: str | Path) -> ImageEncoder:
+    """Rebuild the exported vision encoder + connector (the documented loader for the VLM side)."""
+    export_dir = Path(export_dir)
+    cfg_path = export_dir / VISION_CONFIG
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{export_dir}: no {VISION_CONFIG} (not a vloom VLM export)")
+    meta = json.loads(cfg_path.read_text())
+    enc = ImageEncoder(ModelConfig.model_validate(meta["model"]), meta["image_size"])
+    try:
+        sd = load_file(str(export_dir / VISION_WEIGHTS))
+    except Exception as e:
+        raise ValueError(f"{export_dir / VISION_WEIGHTS}: corrupt safetensors file ({e})") from None
+    enc.load_state_dict(sd)
+    return enc.eval()
+
+
+def inputs_embeds(
+    lm: nn.Module, encoder: ImageEncoder, tokens: torch.Tensor, images: torch.Tensor | None
+) -> torch.Tensor:
+    """Token embeddings of a transformers LM with `<image>` positions replaced, in order, by the
+    image encoder's outputs (what vloom's VLM does); pass as `lm(inputs_embeds=...)`."""
+    x = lm.get_input_embeddings()(tokens)  # [B, T, D]
+    is_img = tokens == IMAGE_ID
+    if not bool(is_img.any()):
+        return x
+    feats = encoder(images)  # [N, P, D]
+    if feats.shape[0] * feats.shape[1] != int(is_img.sum()):
+        raise ValueError(
+            f"{int(is_img.sum())} image tokens but {feats.shape[0]} images x {feats.shape[1]} tokens"
+        )
+    x = x.clone()
+    x[is_img] = feats.reshape(-1, feats.shape[-1]).to(x.dtype)
+    return x

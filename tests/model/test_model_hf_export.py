@@ -1,0 +1,145 @@
+"""Export to transformers: from_pretrained loads, logits and tokenization match vloom."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from vloom.cli import main  # noqa: E402
+from vloom.config import ModelConfig  # noqa: E402
+from vloom.model import VLM, save_model  # noqa: E402
+from vloom.model.hf_export import export_checkpoint, inputs_embeds, load_image_encoder  # noqa: E402
+from vloom.pack.tokenizer import train_tokenizer  # noqa: E402
+from vloom.sequence import IMAGE_ID, encode_text  # noqa: E402
+
+TEXTS = [
+    "A red circle sits left of a blue square.",
+    "Two green triangles and one yellow star, near the top.",
+    "The quick brown fox jumps over the lazy dog; naïve café déjà vu 123.",
+] * 20
+SAMPLES = [
+    "A blue circle!",
+    "  spaces\tand\nnewlines ",
+    "naïve café 42 <image> <bos>",
+    "zqxj unseen",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_tokenizer(TEXTS, 300, path)
+    return path
+
+
+def _ckpt(path, tokenizer_file, seed=0, **model):
+    from vloom.sequence import load_tokenizer
+
+    vocab = load_tokenizer(str(tokenizer_file)).get_vocab_size()
+    cfg = ModelConfig(
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        rope_theta=500.0,
+        norm_eps=1e-5,
+        vision={"d_model": 16, "n_layers": 1, "n_heads": 2, "patch_size": 4, "merge": 2},
+        **model,
+    )
+    torch.manual_seed(seed)
+    m = VLM(cfg, vocab_size=vocab + 5, max_seq_len=64, image_size=16).eval()
+    with torch.no_grad():  # off the init: non-unit norms, non-zero biases
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_model(m, path, {"tokenizer": str(tokenizer_file)})
+    return m
+
+
+def _tokens(vocab, images=False):
+    g = torch.Generator().manual_seed(2)
+    t = torch.randint(4, vocab, (2, 40), generator=g)
+    if images:
+        t[0, 5:9] = IMAGE_ID
+        t[1, 20:24] = IMAGE_ID
+        return t, torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8, generator=g)
+    return t, None
+
+
+@pytest.mark.parametrize(
+    "model_kw,arch",
+    [
+        ({}, "LlamaForCausalLM"),
+        ({"tie_embeddings": False}, "LlamaForCausalLM"),
+        ({"qkv_bias": True}, "Qwen2ForCausalLM"),
+    ],
+)
+def test_exported_lm_logits_match(tmp_path, tokenizer_file, model_kw, arch):
+    m = _ckpt(tmp_path / "ck", tokenizer_file, **model_kw)
+    info = export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    assert info["architecture"] == arch
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    assert type(hf).__name__ == arch
+    tokens, _ = _tokens(m.lm.vocab_size)
+    with torch.no_grad():
+        ours, _ = m(tokens)
+        theirs = hf(input_ids=tokens).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    assert hf.config.rms_norm_eps == 1e-5 and hf.config.num_key_value_heads == 2
+
+
+def test_exported_vlm_with_images_matches(tmp_path, tokenizer_file):
+    m = _ckpt(tmp_path / "ck", tokenizer_file)
+    export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    enc = load_image_encoder(tmp_path / "hf")
+    tokens, images = _tokens(m.lm.vocab_size, images=True)
+    with torch.no_grad():
+        ours, _ = m(tokens, images)
+        theirs = hf(inputs_embeds=inputs_embeds(hf, enc, tokens, images)).logits
+        blind = hf(input_ids=tokens).logits  # without the images the logits differ
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    assert (ours - blind).abs().max().item() > 1e-3
+
+
+def test_exported_tokenizer_encodes_identically(tmp_path, tokenizer_file):
+    _ckpt(tmp_path / "ck", tokenizer_file)
+    export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    hf_tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    from vloom.sequence import load_tokenizer
+
+    ours = load_tokenizer(str(tokenizer_file))
+    for s in SAMPLES + TEXTS[:3]:
+        assert hf_tok.encode(s, add_special_tokens=False) == encode_text(ours, s)
+        assert hf_tok(s)["input_ids"] == encode_text(ours, s)
+    assert hf_tok.bos_token_id == 1 and hf_tok.eos_token_id == 2 and hf_tok.pad_token_id == 0
+    assert hf_tok.convert_tokens_to_ids("<image>") == IMAGE_ID
+
+
+def test_export_cli_and_bad_input(tmp_path, tokenizer_file, capsys):
+    _ckpt(tmp_path / "ck", tokenizer_file)
+    assert main(["export", str(tmp_path / "ck"), "--out", str(tmp_path / "hf")]) == 0
+    assert json.loads(capsys.readouterr().out)["architecture"] == "LlamaForCausalLM"
+    assert (tmp_path / "hf" / "tokenizer.json").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+    # a corrupt checkpoint: one line, nothing written
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"nope" * 8)
+    assert main(["export", str(tmp_path / "ck"), "--out", str(tmp_path / "hf2")]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt safetensors" in err and err.count("\n") == 1
+    assert not (tmp_path / "hf2").exists()
+    # a tokenizer path that does not exist
+    _ckpt(tmp_path / "ck3", tokenizer_file)
+    rc = main(
+        [
+            "export",
+            str(tmp_path / "ck3"),
+            "--out",
+            str(tmp_path / "hf3"),
+            "--tokenizer",
+            str(tmp_path / "none.json"),
+        ]
+    )
+    assert rc == 2 and "tokenizer not found" in capsys.readouterr().err
