@@ -67,6 +67,11 @@ class CurateConfig(_Strict):
     )
     workers: int = Field(1, ge=1, description="local worker processes")
     executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(
+        None,
+        description='Ray cluster for executor "ray": None starts a local Ray with `workers` '
+        'CPUs; "auto" or "ray://host:port" joins a cluster (shared file system needed)',
+    )
 
 
 class PackConfig(_Strict):

@@ -7,10 +7,23 @@ Layout of `out_dir`:
     .curate/<shard>.ledger.json, .curate/<shard>.done    per-shard stats and completion marker
     .curate/sig<k>-<shard>.bin signatures of global step k for that shard (cache, for resuming)
 
-Passes: for each global step (dedup), signatures of every shard in parallel, then one
-plan in global shard order; then the filtering pass over the unfinished shards. Every
-file is written to a temporary name and renamed, and a shard's marker is written last,
-so a killed run restarted recomputes only unfinished shards and ends with the same bytes.
+Passes: steps that need the driver first (`prepare`, e.g. training a classifier once)
+run on the driver; for each global step (dedup, top-fraction, mix), signatures of every
+shard in parallel, then one plan in global shard order; then the filtering pass over the
+unfinished shards. Every file is written to a temporary name and renamed, and a shard's
+marker is written last, so a killed run restarted recomputes only unfinished shards and
+ends with the same bytes. The per-shard passes go through a `MapFn`: worker processes
+here, Ray tasks in `ray_executor` (same tasks, same files).
+
+Optional hooks a step class may define (beyond `base.Step`), all looked up with getattr:
+    prepare(params, work_dir) -> params   classmethod, on the driver before any pass
+    needs_plan(params) -> bool            classmethod; a GlobalStep that answers False
+                                          runs as a plain streaming step
+    stats() -> dict                       nested counts, summed over shards into the
+                                          ledger's "step_stats"[name]
+    added: int                            documents the step created (repeated copies);
+                                          such a step (`adds_documents = True`) must be last
+    funnel_group(doc) -> str              its funnel row is also counted per group
 """
 
 from __future__ import annotations
@@ -31,34 +44,15 @@ from tqdm import tqdm
 
 from vloom.config import CurateConfig
 from vloom.curate.base import CurateError, GlobalStep, Step
+from vloom.curate.funnel import Tally, merge_counts, merge_funnels
 from vloom.curate.registry import make_step, resolve_step
 from vloom.doc import Document, Rejected, SchemaError, list_shards, read_shard, write_shard
 from vloom.ledger import Ledger
 
 STATE_DIR = ".curate"
 StepSpec = tuple[type[Step], dict[str, Any]]
-
-
-class _Tally:
-    """Counts what flows past one point of the pipeline (a funnel row)."""
-
-    def __init__(self, step: str) -> None:
-        self.step, self.documents, self.images, self.text_words = step, 0, 0, 0
-
-    def wrap(self, docs: Iterable[Document]) -> Iterator[Document]:
-        for d in docs:
-            self.documents += 1
-            self.images += d.n_images
-            self.text_words += sum(len(t.split()) for t in d.texts if t is not None)
-            yield d
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "documents": self.documents,
-            "images": self.images,
-            "text_words": self.text_words,
-        }
+# (task function, jobs as argument tuples, workers, progress label, quiet) -> None
+MapFn = Callable[[Callable[..., None], list[tuple], int, str, bool], None]
 
 
 def run_steps(
@@ -81,19 +75,44 @@ def run_steps(
             else:
                 yield d
 
-    tallies = [_Tally("read")]
+    _check_order([type(s) for s in steps])
+    added_before = [getattr(s, "added", 0) for s in steps]
+    tallies = [Tally("read")]
     stream = tallies[0].wrap(source())
     for step in steps:
-        tallies.append(_Tally(step.name))
+        tallies.append(Tally(step.name, getattr(step, "funnel_group", None)))
         stream = tallies[-1].wrap(step.run(stream, rank=rank, world_size=world_size))
     kept = list(stream)
-    led.kept = len(kept)
+    # repeated copies are output rows, not inputs: the books count each input once
+    added = sum(getattr(s, "added", 0) - a for s, a in zip(steps, added_before, strict=True))
+    led.kept = len(kept) - added
+    stats: dict[str, Any] = {}
     for step, b in zip(steps, before, strict=True):
         delta = step.dropped - b
         if delta:
             led.dropped[step.name].update(delta)
+        if hasattr(step, "stats"):
+            stats = merge_counts(stats, {step.name: step.stats()})
     led.extra["funnel"] = [t.to_dict() for t in tallies]
+    if stats:
+        led.extra["step_stats"] = stats
     return kept, led
+
+
+def _check_order(classes: list[type[Step]]) -> None:
+    for i, cls in enumerate(classes[:-1]):
+        if getattr(cls, "adds_documents", False):
+            raise CurateError(
+                f"step {cls.name!r} must be the last step: it repeats documents, and a step "
+                f"after it ({classes[i + 1].name!r}) would count copies as inputs"
+            )
+
+
+def _is_global(cls: type[Step], params: dict[str, Any]) -> bool:
+    if not issubclass(cls, GlobalStep):
+        return False
+    needs = getattr(cls, "needs_plan", None)
+    return bool(needs(params)) if needs is not None else True
 
 
 # ---- per-shard tasks (top-level functions: they run in spawned worker processes) ----
@@ -130,7 +149,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _signature_task(
-    path: Path, specs: list[StepSpec], k: int, plans: dict[int, Any], sig_path: Path
+    path: Path,
+    specs: list[StepSpec],
+    k: int,
+    plans: dict[int, Any],
+    sig_path: Path,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> None:
     items = _read_docs(path)
     sigs: list[bytes] = []
@@ -138,7 +163,7 @@ def _signature_task(
         steps = _build(specs[: k + 1], plans)
         docs: Iterable[Document] = (d for d in items if isinstance(d, Document))
         for step in steps[:k]:
-            docs = step.run(docs)
+            docs = step.run(docs, rank=rank, world_size=world_size)
         glob = steps[k]
         assert isinstance(glob, GlobalStep)
         for s in glob.signatures(docs):
@@ -167,7 +192,7 @@ def _shard_task(
         print(f"vloom curate: skipping bad shard ({n} rows): {err}", file=sys.stderr)
         led = Ledger(input=n)
         led.reject("bad_shard", n)
-        led.extra["funnel"] = [_Tally(s).to_dict() for s in ["read"] + [c.name for c, _ in specs]]
+        led.extra["funnel"] = [Tally(s).to_dict() for s in ["read"] + [c.name for c, _ in specs]]
     else:
         kept, led = run_steps(items, _build(specs, plans), rank=rank, world_size=world_size)
         write_shard(out_path, kept)
@@ -217,24 +242,34 @@ def _run_all(
         bar.close()
 
 
-def _merge_funnels(funnels: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    out = [dict(row) for row in funnels[0]]
-    for f in funnels[1:]:
-        for acc, row in zip(out, f, strict=True):
-            for key in ("documents", "images", "text_words"):
-                acc[key] += row[key]
-    return out
-
-
 def run_curate(
     in_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: CurateConfig, quiet: bool = False
 ) -> Ledger:
-    """Curate every shard of `in_dir` into `out_dir`; returns (and writes) the merged ledger."""
+    """Curate every shard of `in_dir` into `out_dir`; returns (and writes) the merged ledger.
+
+    `cfg.executor` picks local worker processes or Ray tasks; both write the same bytes.
+    """
+    if cfg.executor == "ray":
+        from vloom.curate.ray_executor import run_curate_ray
+
+        return run_curate_ray(in_dir, out_dir, cfg, quiet=quiet)
+    return drive(in_dir, out_dir, cfg, _run_all, quiet=quiet)
+
+
+def drive(
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: CurateConfig,
+    run_all: MapFn,
+    quiet: bool = False,
+) -> Ledger:
+    """The driver shared by every executor; `run_all` runs one pass of per-shard tasks."""
     shards = list_shards(in_dir)
     names = [p.name for p in shards]
     if len(set(names)) != len(names):
         raise CurateError(f"{in_dir}: shard file names are not unique")
     specs = [resolve_step(s) for s in cfg.steps]  # config errors before any work
+    _check_order([cls for cls, _ in specs])
     out = Path(out_dir)
     if any(p.resolve().parent == out.resolve() for p in shards):
         raise CurateError(f"{out}: output directory is the input directory")
@@ -248,16 +283,22 @@ def run_curate(
     todo = [i for i in range(n) if not (state / f"{names[i]}.done").exists()]
     plans: dict[int, list[Any]] = {}
     if todo:
+        specs = [
+            (cls, cls.prepare(params, state) if hasattr(cls, "prepare") else params)
+            for cls, params in specs
+        ]
+        for cls, params in specs:
+            make_step(cls, params)  # constructor errors (a bad program, model) before work
         for k, (cls, params) in enumerate(specs):
-            if not issubclass(cls, GlobalStep):
+            if not _is_global(cls, params):
                 continue
             sig_paths = [state / f"sig{k}-{name}.bin" for name in names]
             jobs = [
-                (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i])
+                (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i], i, n)
                 for i in range(n)
                 if not sig_paths[i].exists()
             ]
-            _run_all(_signature_task, jobs, cfg.workers, f"signatures {cls.name}", quiet)
+            run_all(_signature_task, jobs, cfg.workers, f"signatures {cls.name}", quiet)
             step = make_step(cls, params)
             assert isinstance(step, GlobalStep)
             per_shard = []
@@ -270,14 +311,18 @@ def run_curate(
             (shards[i], out / names[i], state, specs, {k: p[i] for k, p in plans.items()}, i, n)
             for i in todo
         ]
-        _run_all(_shard_task, jobs, cfg.workers, "curate", quiet)
+        run_all(_shard_task, jobs, cfg.workers, "curate", quiet)
 
     ledger = Ledger()
     funnels = []
+    stats: dict[str, Any] = {}
     for name in names:
         part = Ledger.from_dict(json.loads((state / f"{name}.ledger.json").read_text()))
         funnels.append(part.extra.get("funnel", []))
+        stats = merge_counts(stats, part.extra.get("step_stats", {}))
         ledger.merge(part)
-    ledger.extra["funnel"] = _merge_funnels(funnels)
+    ledger.extra["funnel"] = merge_funnels(funnels)
+    if stats:
+        ledger.extra["step_stats"] = stats
     ledger.write(out)
     return ledger

@@ -29,8 +29,11 @@ def register(name: str) -> Callable[[type[Step]], type[Step]]:
 
 def _load_builtins() -> None:
     # importing the packages runs their @register decorators
+    import vloom.curate.classify  # noqa: F401
     import vloom.curate.dedup  # noqa: F401
     import vloom.curate.filters  # noqa: F401
+    import vloom.curate.mix  # noqa: F401
+    import vloom.curate.refine  # noqa: F401
 
 
 def check_params(cls: type[Step], params: dict[str, typing.Any]) -> dict[str, typing.Any]:

@@ -147,10 +147,28 @@ def ledger_table(ledger: Ledger) -> str:
 
 
 def funnel_table(funnel: list[dict[str, Any]]) -> str:
-    """Documents, images and words left after each step, in pipeline order."""
-    cols = ["documents", "images", "text_words"]
-    rows = [[f.get("step", "?"), *(f.get(c) for c in cols)] for f in funnel if isinstance(f, dict)]
-    return md_table(["after step", *cols], rows)
+    """Documents, text tokens (estimated: UTF-8 bytes / 4) and images left after each step.
+
+    A row with "by_source" (the mix step) adds a table of what each source contributes.
+    Older ledgers counted "text_words"; that column shows when present.
+    """
+    funnel = [f for f in funnel if isinstance(f, dict)]
+    cols = ["documents", "text_tokens", "images"]
+    if any("text_words" in f for f in funnel):
+        cols.append("text_words")
+    rows = [[f.get("step", "?"), *(f.get(c) for c in cols)] for f in funnel]
+    text = md_table(["after step", *cols], rows)
+    for f in funnel:
+        by = f.get("by_source")
+        if isinstance(by, dict) and by:
+            src_cols = ["documents", "text_tokens", "images"]
+            src_rows = [
+                [k, *(v.get(c) for c in src_cols)] for k, v in by.items() if isinstance(v, dict)
+            ]
+            text += f"\nAfter {f.get('step', '?')}, by source:\n\n" + md_table(
+                ["source", *src_cols], src_rows
+            )
+    return text
 
 
 def kv_table(d: dict[str, Any], header: tuple[str, str] = ("statistic", "value")) -> str:
