@@ -153,9 +153,11 @@ def funnel_table(funnel: list[dict[str, Any]]) -> str:
     Older ledgers counted "text_words"; that column shows when present.
     """
     funnel = [f for f in funnel if isinstance(f, dict)]
-    cols = ["documents", "text_tokens", "images"]
-    if any("text_words" in f for f in funnel):
-        cols.append("text_words")
+    cols = [
+        c
+        for c in ("documents", "text_tokens", "images", "text_words")
+        if c in ("documents", "images") or any(c in f for f in funnel)
+    ]
     rows = [[f.get("step", "?"), *(f.get(c) for c in cols)] for f in funnel]
     text = md_table(["after step", *cols], rows)
     for f in funnel:
