@@ -1,0 +1,140 @@
+"""Run one ingestion source: stream its Documents into OBELICS Parquet shards plus `ledger.json`.
+
+The source counts inputs, drops and rejects (see base.py); the runner counts what it keeps and
+writes it. Shards are `shard-00000.parquet`, ... of at most `shard_size` documents (or
+`shard_bytes` of image/text payload, whichever comes first), written atomically, in the order the
+source yields them, so the same inputs give byte-identical shards. Image outcomes are tallied in
+the ledger's "images" extra (see `record_image`) so a reader sees how many references resolved.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vloom.doc import Document, write_shard
+from vloom.ingest.base import IngestError, IngestOptions, get_source
+from vloom.ledger import Ledger
+
+SHARD_PREFIX = "shard"
+_SHARD_RE = re.compile(rf"^{SHARD_PREFIX}-\d{{5}}\.parquet$")
+
+# Reasons meaning "the bytes were there but are not a usable image"; anything else is "missing".
+IMAGE_REJECT_REASONS = frozenset(
+    {"not_an_image", "undecodable_image", "decompression_bomb", "image_too_large"}
+)
+
+
+def record_image(ledger: Ledger, origin: str, outcome: str) -> None:
+    """Count one image reference: `origin` local|remote|data|warc, `outcome` "attached" or a reason.
+
+    ledger.extra["images"] = {"references", "attached", "missing": {reason: n},
+    "rejected": {reason: n}, "by_origin": {origin: {"references", "attached"}}}.
+    """
+    im = ledger.extra.setdefault(
+        "images", {"references": 0, "attached": 0, "missing": {}, "rejected": {}, "by_origin": {}}
+    )
+    im["references"] += 1
+    o = im["by_origin"].setdefault(origin, {"references": 0, "attached": 0})
+    o["references"] += 1
+    if outcome == "attached":
+        im["attached"] += 1
+        o["attached"] += 1
+        return
+    bucket = im["rejected"] if outcome in IMAGE_REJECT_REASONS else im["missing"]
+    bucket[outcome] = bucket.get(outcome, 0) + 1
+
+
+def _doc_bytes(doc: Document) -> int:
+    return sum(len(im) for im in doc.images if im is not None) + sum(
+        len(t) for t in doc.texts if t is not None
+    )
+
+
+def write_stream(
+    docs: Iterable[Document],
+    out_dir: Path,
+    shard_size: int = 1000,
+    shard_bytes: int = 256 * 1024 * 1024,
+) -> tuple[int, list[Path]]:
+    """Write documents as they come into numbered shards; returns (count, shard paths).
+
+    Memory is bounded by one shard. Stale shards of an earlier, larger run are removed so the
+    directory holds exactly this run's output.
+    """
+    paths: list[Path] = []
+    buf: list[Document] = []
+    size = 0
+    n = 0
+
+    def flush() -> None:
+        p = out_dir / f"{SHARD_PREFIX}-{len(paths):05d}.parquet"
+        write_shard(p, buf)
+        paths.append(p)
+        buf.clear()
+
+    for d in docs:
+        buf.append(d)
+        n += 1
+        size += _doc_bytes(d)
+        if len(buf) >= shard_size or size >= shard_bytes:
+            flush()
+            size = 0
+    if buf or not paths:
+        flush()  # an empty run still writes one (empty) shard: readers find a valid dataset
+    keep = {p.name for p in paths}
+    for old in out_dir.iterdir():
+        if _SHARD_RE.match(old.name) and old.name not in keep:
+            old.unlink()
+    return n, paths
+
+
+def _check_out_dir(out_dir: Path, inputs: list[Path]) -> Path:
+    out = Path(os.path.abspath(out_dir))
+    if out.exists() and not out.is_dir():
+        raise IngestError(f"{out_dir}: --out exists and is not a directory")
+    for inp in inputs:
+        if not inp.exists():
+            raise IngestError(f"{inp}: no such file or directory")
+        if Path(os.path.abspath(inp)) == out:
+            raise IngestError(f"{inp}: the output directory cannot also be an input")
+    return out
+
+
+def run_ingest(
+    kind: str,
+    inputs: list[str | os.PathLike] | list[Path],
+    out_dir: str | os.PathLike,
+    opts: IngestOptions | None = None,
+    quiet: bool = False,
+    shard_size: int = 1000,
+) -> Ledger:
+    """Ingest `inputs` with the source `kind` into `out_dir`; returns the (written) ledger."""
+    source = get_source(kind)
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise IngestError(f"ingest {kind}: no inputs given")
+    if shard_size < 1:
+        raise IngestError(f"--shard-size must be >= 1, got {shard_size}")
+    out = _check_out_dir(Path(out_dir), paths)
+    opts = opts or IngestOptions(out_dir=out)
+    opts.out_dir = out  # sources see the absolute output directory (nothing may go elsewhere)
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger()
+
+    def kept(docs: Iterator[Document]) -> Iterator[Document]:
+        bar = tqdm(docs, desc=f"ingest {kind}", unit="doc", disable=quiet, mininterval=1.0)
+        for d in bar:
+            ledger.kept += 1
+            yield d
+
+    _, shards = write_stream(kept(source(paths, ledger, opts)), out, shard_size)
+    extra: dict[str, Any] = {"source": kind, "shards": [p.name for p in shards]}
+    ledger.extra = {**extra, **ledger.extra}
+    ledger.write(out)
+    return ledger
