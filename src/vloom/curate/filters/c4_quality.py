@@ -7,7 +7,8 @@ cookie/terms-of-use notices) and strip Wikipedia citation marks; kept lines are
 stripped and re-joined with single newlines, so blank lines go. Document rules drop
 the whole page: "lorem ipsum" or "{" in a kept line, fewer than `min_num_sentences`
 sentences in the kept lines, a bad word in the kept text. Removed lines are counted
-in `stats` ("lines_removed_<rule>"), not in the ledger: a line is not a document.
+by `stats()` ("lines_removed_<rule>"), which the executor sums into the ledger's
+"step_stats"; they are not drops, since a line is not a document.
 
 As in datatrove, "lorem ipsum" and "{" only drop the page when they sit in a line
 that survived the line rules before them. Sentences are counted by
@@ -111,13 +112,17 @@ class C4Quality(Filter):
             alts = "|".join(re.escape(w) for w in sorted(set(wordlist), key=lambda w: (-len(w), w)))
             self.bad_words_re = re.compile(rf"(?:\W|^)(?:{alts})(?:\W|$)")
         # lines are not documents, so their counts live here, beside the ledger
-        self.stats: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    def stats(self) -> dict[str, int]:
+        """Line and edit counts so far (summed over shards into the ledger's step_stats)."""
+        return dict(sorted(self.counts.items()))
 
     def _clean(self, text: str) -> tuple[list[str], int, str]:
         """(kept lines, sentences in them, page-drop reason or "") for one text item."""
         kept: list[str] = []
         n_sent = 0
-        stats = self.stats
+        stats = self.counts
         for line in text.splitlines():
             line = line.strip()
             ws = line.split()
@@ -169,7 +174,7 @@ class C4Quality(Filter):
             return False, "c4_bad_words"
         old = text_items(doc)
         if new_texts != old:
-            self.stats["docs_edited"] += 1
+            self.counts["docs_edited"] += 1
             replace_texts(doc, new_texts)
-        self.stats["lines_kept"] += sum(t.count("\n") + 1 for t in new_texts if t)
+        self.counts["lines_kept"] += sum(t.count("\n") + 1 for t in new_texts if t)
         return True, ""

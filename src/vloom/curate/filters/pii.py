@@ -7,7 +7,7 @@ fixed string per kind (datatrove cycles through fake addresses); IPv6 is masked 
 IPv4 candidates must stand alone, so a dotted run of five or more numbers (a version
 like 1.2.3.4.5) is left whole where datatrove would mask its first four parts.
 Three-part versions such as 1.2.3 are never addresses. Never drops a document;
-counts go to `stats` ("emails", "ips", "docs_masked").
+`stats()` counts "emails", "ips" and "docs_masked" (the ledger's "step_stats").
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class PiiMask(Step):
         self.only_public_ips = only_public_ips
         self.email_tag = email_tag
         self.ip_tag = ip_tag
-        self.stats: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
 
     def _ip(self, m: re.Match[str]) -> str:
         try:
@@ -62,14 +62,18 @@ class PiiMask(Step):
             return m.group(0)
         if self.only_public_ips and not ip.is_global:
             return m.group(0)
-        self.stats["ips"] += 1
+        self.counts["ips"] += 1
         return self.ip_tag
 
+    def stats(self) -> dict[str, int]:
+        """Replacement counts so far (summed over shards into the ledger's step_stats)."""
+        return {k: self.counts[k] for k in ("emails", "ips", "docs_masked")}
+
     def mask(self, text: str) -> str:
-        """The text with addresses replaced (counts go to `stats`)."""
+        """The text with addresses replaced (counted in `counts`)."""
         if self.emails and "@" in text:
             text, n = EMAIL.subn(self.email_tag, text)
-            self.stats["emails"] += n
+            self.counts["emails"] += n
         if self.ips:
             if "." in text:
                 text = IPV4.sub(self._ip, text)
@@ -81,8 +85,8 @@ class PiiMask(Step):
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
         for doc in docs:
-            before = self.stats["emails"] + self.stats["ips"]
+            before = self.counts["emails"] + self.counts["ips"]
             doc.texts = [None if t is None else self.mask(t) for t in doc.texts]
-            if self.stats["emails"] + self.stats["ips"] > before:
-                self.stats["docs_masked"] += 1
+            if self.counts["emails"] + self.counts["ips"] > before:
+                self.counts["docs_masked"] += 1
             yield doc
