@@ -17,7 +17,7 @@ from transformers import (
 
 from vloom.cli import main  # noqa: E402
 from vloom.model import load_model  # noqa: E402
-from vloom.model.hf_import import import_checkpoint, import_model  # noqa: E402
+from vloom.model.hf_import import import_model  # noqa: E402
 from vloom.sequence import IMAGE_ID  # noqa: E402
 
 SIZES = dict(
