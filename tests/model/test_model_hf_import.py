@@ -145,3 +145,23 @@ def test_bad_hf_directories_are_one_line_errors(tmp_path):
     (tmp_path / "scaled" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="config.json implies"):
         import_model(tmp_path / "scaled")
+
+
+def test_import_grow_export_round_trip_keeps_the_function(tmp_path):
+    """SmolLM-shaped HF model -> vloom -> HyperCloned x2 -> transformers: same logits throughout."""
+    from transformers import AutoModelForCausalLM
+
+    from vloom.model.grow import grow_checkpoint
+    from vloom.model.hf_export import export_checkpoint
+    from vloom.model.hf_import import import_checkpoint
+
+    cls, make = CASES["smollm"]
+    hf = _save(cls, make(), tmp_path / "hf")
+    import_checkpoint(tmp_path / "hf", tmp_path / "ck", image_size=16)
+    grow_checkpoint(tmp_path / "ck", tmp_path / "big", 2, noise=0.01)
+    export_checkpoint(tmp_path / "big", tmp_path / "hf_big")
+    big = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf_big")).eval()
+    assert big.config.hidden_size == 64 and big.config.num_attention_heads == 8
+    tokens = _tokens()
+    with torch.no_grad():
+        assert (hf(input_ids=tokens).logits - big(input_ids=tokens).logits).abs().max() <= 1e-4
