@@ -1,5 +1,6 @@
 """Deduplication steps; importing this package registers them."""
 
 from vloom.curate.dedup.exact import ExactDedup
+from vloom.curate.dedup.minhash import MinHashDedup
 
-__all__ = ["ExactDedup"]
+__all__ = ["ExactDedup", "MinHashDedup"]
