@@ -104,7 +104,7 @@ def shingle_hashes(text: str, ngram: int) -> np.ndarray:
     n = len(words) - ngram + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
-    grams = zip(*(words[i:] for i in range(ngram)))
+    grams = zip(*(words[i:] for i in range(ngram)), strict=False)  # shorter tails end it
     return np.fromiter(map(xxhash.xxh64_intdigest, map(b" ".join, grams)), np.uint64, n)
 
 
