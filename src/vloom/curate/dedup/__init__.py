@@ -2,5 +2,6 @@
 
 from vloom.curate.dedup.exact import ExactDedup
 from vloom.curate.dedup.minhash import MinHashDedup
+from vloom.curate.dedup.paragraph import ParagraphDedup
 
-__all__ = ["ExactDedup", "MinHashDedup"]
+__all__ = ["ExactDedup", "MinHashDedup", "ParagraphDedup"]
