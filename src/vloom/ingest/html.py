@@ -204,18 +204,24 @@ def _is_boiler_name(value: str) -> bool:
     return False
 
 
-def _skip_set(parser: LexborHTMLParser, root: LexborNode, by_name: bool) -> set[int]:
+def _skip_set(root: LexborNode) -> set[int]:
     """mem_ids of boilerplate elements under `root` (the walk skips them with their subtree)."""
     tags = list(_SKIP_TAGS)
     if root.tag == "body":  # inside <main>/<article> a <header> holds the title: keep it there
         tags.append("header")
     tags.append("footer")
     skip = {n.mem_id for n in root.css(", ".join(tags + list(_SKIP_ATTRS)))}
-    if by_name:
-        for n in root.css(_BOILER_CANDIDATES):
-            a = n.attributes
-            if _is_boiler_name(a.get("class") or "") or _is_boiler_name(a.get("id") or ""):
-                skip.add(n.mem_id)
+    total = -1
+    for n in root.css(_BOILER_CANDIDATES):
+        a = n.attributes
+        if _is_boiler_name(a.get("class") or "") or _is_boiler_name(a.get("id") or ""):
+            if total < 0:
+                total = len((root.text(deep=True) or "").split())
+            # a name-matched element holding most of the page's words is a layout wrapper
+            # ("sidebar-layout", "nav-container"), not boilerplate
+            if total >= 20 and len((n.text(deep=True) or "").split()) > total // 2:
+                continue
+            skip.add(n.mem_id)
     return skip
 
 
@@ -377,11 +383,7 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
     root = _main_root(parser)
     if root is None:
         return Page(title, lang, [], base)
-    items = _walk(root, _skip_set(parser, root, by_name=True))
-    if _text_chars(items) == 0:
-        # class/id rules can hit a wrapper of the whole page; then fall back to tag rules only
-        items = _walk(root, _skip_set(parser, root, by_name=False))
-    return Page(title, lang, items, base)
+    return Page(title, lang, _walk(root, _skip_set(root)), base)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -497,11 +499,16 @@ def attach_images(
     if page.base and src.root is None:  # <base href> only for web pages; local files stay local
         base = urljoin(src.url, page.base)
     resolved: list[tuple[ImageRef, str, str, bytes | str]] = []  # ref, origin, url, data|reason
+    root_uri = Path(os.path.abspath(src.root)).as_uri() + "/" if src.root is not None else ""
     remote: list[int] = []
     for item in page.items:
         if isinstance(item, str):
             continue
-        url = resolve_src(item.src, base)
+        s = item.src.strip()
+        if src.root is not None and s.startswith("/") and not s.startswith("//"):
+            url = resolve_src(s.lstrip("/"), root_uri)  # "/img/x.png": <input root>/img/x.png
+        else:
+            url = resolve_src(s, base)
         scheme = url.split(":", 1)[0].lower() if url else ""
         if not item.src.strip():
             resolved.append((item, "none", "", "no_src"))
@@ -534,7 +541,10 @@ def attach_images(
     it = iter(resolved)
     for item in page.items:
         if isinstance(item, str):
-            items.append(item)
+            if items and isinstance(items[-1], str):  # the image between them was left out
+                items[-1] = f"{items[-1]}\n\n{item}"
+            else:
+                items.append(item)
             continue
         ref, origin, url, data = next(it)
         if isinstance(data, bytes):

@@ -142,7 +142,10 @@ class WarcImageIndex:
         self._fh.clear()
 
     def get(self, url: str) -> bytes | str | None:
-        hit = self.index.get(normalize_url(url))
+        key = normalize_url(url)
+        hit = self.index.get(key)
+        if hit is None and "?" in key:  # cache-busting queries ("a.png?v=3") name the same image
+            hit = self.index.get(key.split("?", 1)[0])
         if hit is None:
             return None
         i, offset = hit

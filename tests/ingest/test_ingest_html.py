@@ -1,0 +1,246 @@
+"""The HTML source: reading order, boilerplate, image resolution, encodings, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from ingestfix import BOILER, BOILER_WORDS, FOOTER, bomb_png, make_site, page, png
+
+from vloom.doc import read_documents
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.html import decode_html, extract_page
+from vloom.ingest.run import run_ingest
+from vloom.ledger import Ledger
+
+
+def _ingest(inputs, out: Path, **kw) -> tuple[Ledger, list]:
+    opts = IngestOptions(out_dir=out, **kw)
+    led = run_ingest("html", list(inputs), out, opts, quiet=True)
+    return led, list(read_documents(out))
+
+
+def test_site_reading_order_boilerplate_and_images(tmp_path):
+    site = tmp_path / "site"
+    files = make_site(site)
+    led, docs = _ingest([site], tmp_path / "out")
+    assert (led.input, led.kept, led.n_dropped, led.n_rejected) == (3, 3, 0, 0)
+    assert [d.url for d in docs] == ["index.html", "docs/guide.html", "docs/deeper/leaf.htm"]
+
+    home, guide, leaf = docs
+    kinds = [k for k, _ in home.items()]
+    assert kinds == ["text", "image", "text", "image"]
+    assert home.texts[0] == "Welcome\n\nFirst paragraph of the home page."
+    assert home.texts[2] == "The caption\n\nAfter the figure.\n\none\ntwo"
+    # the figure's image is the file with a space in its name (percent-encoded, ?query stripped)
+    assert home.images[1] == files["img/a b.png"] and home.images[3] == files["img/photo.jpg"]
+    meta = home.metadata["images"]
+    assert meta[0]["alt"] == "A picture" and meta[0]["caption"] == "The caption"
+    assert meta[0]["src"] == "img/a b.png" and meta[0]["format"] == "png"
+    assert meta[1]["title"] == "Photo" and (meta[1]["width"], meta[1]["height"]) == (20, 20)
+    assert home.metadata["title"] == "Home" and home.language == "en"
+
+    # div.figure (DocBook): caption from its title; <pre> verbatim; table rows and cells; ../ path
+    g = [x for _, x in guide.items()]
+    assert g[0] == "Guide\n\nIntro line\nsecond line\n\nFigure 1. A diagram"
+    assert g[1] == files["docs/fig/diagram.png"]
+    assert guide.metadata["images"][0]["caption"] == "Figure 1. A diagram"
+    assert g[2] == "  code  block\n    indented\n\nKey\tValue\na\t1\n\nLogo again:"
+    assert g[3] == files["img/logo.png"] and g[4] == "inline."
+    # <article> is the main content; "/img/..." is relative to the input root; lang -> language
+    assert [x for _, x in leaf.items()] == ["Leaf text.", files["img/photo.jpg"]]
+    assert leaf.language == "de"
+
+    for d in docs:
+        for w in BOILER_WORDS:
+            assert w not in d.text, (d.url, w)
+        assert files["img/prev.png"] not in d.images  # the navheader's arrow went with it
+    im = led.extra["images"]
+    assert im["references"] == im["attached"] == 5 and im["by_origin"]["local"]["attached"] == 5
+    assert json.loads((tmp_path / "out" / "ledger.json").read_text())["images"]["attached"] == 5
+
+
+def test_class_rules_do_not_eat_whole_page(tmp_path):
+    # layout flags ("has-sidebar") are not boilerplate; inline DocBook spans named *menu* stay
+    body = (
+        '<div class="page has-sidebar"><p>Open <span class="guimenu">Filters</span> and '
+        '<span class="menuchoice">Blur</span>.</p></div>'
+    )
+    assert extract_page(page("t", body)).items == ["Open Filters and Blur."]
+    # a layout wrapper whose name looks like boilerplate keeps its text (not its cookie banner)
+    words = " ".join(f"word{i}" for i in range(30))
+    wrapped = f'<div class="sidebar-layout"><p>{words}</p><div class="cookie">Cookies!</div></div>'
+    assert extract_page(page("t", wrapped)).items == [words]
+
+
+def test_main_content_wins_over_the_rest(tmp_path):
+    body = "<div><p>Outside main.</p></div><main><p>Inside main.</p></main><p>Also outside.</p>"
+    assert extract_page(page("t", body)).items == ["Inside main."]
+    body = '<div role="main"><header><h1>Article title</h1></header><p>Body.</p></div>'
+    assert extract_page(page("t", body)).items == ["Article title\n\nBody."]
+
+
+def test_encodings():
+    text = "Привет, мир"
+    cp1251 = f'<html><head><meta charset="windows-1251"></head><body><p>{text}</p></body></html>'
+    assert extract_page(cp1251.encode("cp1251")).items == [text]
+    latin = "<html><body><p>café déjà</p></body></html>".encode("latin-1")  # no declaration
+    assert extract_page(latin).items == ["café déjà"]
+    assert decode_html(b"\xef\xbb\xbf<p>x</p>") == "<p>x</p>"
+    utf16 = "\ufeff<html><body><p>naïve</p></body></html>".encode("utf-16-le")
+    assert extract_page(utf16).items == ["naïve"]
+    # the transport's charset wins over a wrong meta tag
+    wrong = f'<meta charset="iso-8859-1"><p>{text}</p>'.encode("cp1251")
+    assert extract_page(wrong, "windows-1251").items == [text]
+
+
+def test_data_uri_srcset_and_remote_without_fetch(tmp_path):
+    import base64
+
+    site = tmp_path / "site"
+    site.mkdir()
+    img = png(7)
+    b64 = base64.b64encode(img).decode()
+    body = (
+        f'<p>a</p><img src="data:image/png;base64,{b64}" alt="inline">'
+        '<p>b</p><img srcset="pic.png 1x, pic2.png 2x"><p>c</p>'
+        '<img src="https://example.com/remote.png"><img src="data:image/png;base64,!!!">'
+        '<img src="javascript:alert(1)"><img src=""><p>d</p>'
+    )
+    (site / "p.html").write_text(page("t", body))
+    (site / "pic.png").write_bytes(png(8))
+    led, docs = _ingest([site], tmp_path / "out")
+    (doc,) = docs
+    assert doc.images[1] == img and doc.images[3] == png(8)
+    assert doc.texts[4] == "c\n\nd"
+    im = led.extra["images"]
+    assert im["attached"] == 2 and im["references"] == 6
+    assert im["missing"] == {"remote_not_fetched": 1, "unsupported_src": 1, "no_src": 1}
+    assert im["rejected"] == {"not_an_image": 1}  # the broken base64 decodes to junk bytes
+    reasons = sorted(m["reason"] for m in doc.metadata["images_missing"])
+    assert reasons == ["no_src", "not_an_image", "remote_not_fetched", "unsupported_src"]
+
+
+def test_fetch_on_downloads_remote_images(tmp_path):
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "r.png").write_bytes(png(11))
+    (served / "fake.png").write_text("not an image at all")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        site = tmp_path / "site"
+        site.mkdir()
+        body = f'<p>x</p><img src="{base}/r.png"><img src="{base}/fake.png"><img src="{base}/no.png">'
+        (site / "p.html").write_text(page("t", body))
+        led, docs = _ingest([site], tmp_path / "out", fetch=True, fetch_timeout=5.0)
+    finally:
+        server.shutdown()
+    assert docs[0].images == [None, png(11)]
+    im = led.extra["images"]
+    assert im["by_origin"]["remote"] == {"references": 3, "attached": 1}
+    assert im["rejected"] == {"not_an_image": 1} and sum(im["missing"].values()) == 1
+
+
+def test_bad_images_are_rejected_with_reasons(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "bomb.png").write_bytes(bomb_png())
+    assert (site / "bomb.png").stat().st_size < 1000
+    (site / "text.png").write_text("I am text pretending to be a PNG\n" * 10)
+    (site / "cut.png").write_bytes(png(9, 64, 64)[:200])
+    (site / "ok.png").write_bytes(png(10))
+    body = (
+        '<p>t</p><img src="bomb.png"><img src="text.png"><img src="cut.png">'
+        '<img src="ok.png"><img src="nope.png">'
+    )
+    (site / "p.html").write_text(page("t", body))
+    led, docs = _ingest([site], tmp_path / "out")
+    assert docs[0].images == [None, png(10)]
+    im = led.extra["images"]
+    assert im["rejected"] == {
+        "decompression_bomb": 1, "not_an_image": 1, "undecodable_image": 1
+    }
+    assert im["missing"] == {"file_not_found": 1}
+
+
+def test_paths_escaping_the_input_root_are_not_read(tmp_path):
+    secret = png(12)
+    (tmp_path / "secret.png").write_bytes(secret)
+    site = tmp_path / "a" / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "sub" / "link.png").symlink_to(tmp_path / "secret.png")
+    (site / "sub" / "ok.png").write_bytes(png(13))
+    body = (
+        '<p>t</p><img src="../../../secret.png"><img src="../../../../../../secret.png">'
+        f'<img src="link.png"><img src="file://{tmp_path}/secret.png"><img src="ok.png">'
+    )
+    (site / "sub" / "p.html").write_text(page("t", body))
+    led, docs = _ingest([site], tmp_path / "out")
+    assert docs[0].images == [None, png(13)]
+    assert led.extra["images"]["missing"] == {"outside_root": 4}
+    shard = next((tmp_path / "out").glob("*.parquet")).read_bytes()
+    assert secret not in shard
+
+
+def test_deep_nesting_is_rejected_and_the_run_goes_on(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    n = 100_000
+    (site / "a_deep.html").write_text("<html><body>" + "<div>" * n + "x" + "</div>" * n)
+    (site / "b_medium.html").write_text("<p>y</p>" + "<span>" * 5000 + "z" + "</span>" * 5000)
+    (site / "c_ok.html").write_text(page("t", "<p>fine</p>"))
+    (site / "d_empty.html").write_text(page("t", BOILER + FOOTER))
+    (site / "e_bad.html").write_bytes(bytes(random.Random(0).randrange(256) for _ in range(3000)))
+    led, docs = _ingest([site], tmp_path / "out")
+    assert led.rejected == {"html_too_deep": 2}
+    assert led.dropped == {"html": {"no_content": 1}}
+    assert [d.url for d in docs] == ["c_ok.html", "e_bad.html"]  # binary junk decodes, is text
+    assert led.input == 5 and led.kept == 2
+
+
+def test_nothing_written_outside_out(tmp_path):
+    site = tmp_path / "site"
+    make_site(site)
+
+    def tree() -> dict[str, float]:
+        return {
+            str(p): p.stat().st_mtime_ns
+            for p in tmp_path.rglob("*")
+            if "out" not in p.relative_to(tmp_path).parts
+        }
+
+    before = tree()
+    _ingest([site], tmp_path / "out")
+    assert tree() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "ledger.json", "shard-00000.parquet"
+    ]
+
+
+GIMP = Path("/usr/share/gimp/2.0/help/en")
+
+
+@pytest.mark.skipif(not GIMP.is_dir(), reason="gimp-help-en not installed (apt-get install gimp-help-en)")
+def test_gimp_manual_sample(tmp_path):
+    pages = sorted(p for p in GIMP.glob("*.html"))
+    sample = random.Random(0).sample(pages, 40)
+    led, docs = _ingest(sample, tmp_path / "out")
+    assert led.input == 40 and led.kept + led.n_dropped == 40
+    im = led.extra["images"]
+    assert im["attached"] >= 0.95 * im["references"] and im["attached"] > 20
+    assert sum(d.n_images for d in docs) == im["attached"]
+    for d in docs:
+        assert "Report a documentation error" not in d.text  # the DocBook navfooter
+        assert "Prev" not in [m["alt"] for m in d.metadata["images"]]  # its arrows
+        assert d.text.strip()
+    assert os.path.getsize(next((tmp_path / "out").glob("*.parquet"))) > 0
