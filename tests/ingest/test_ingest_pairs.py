@@ -1,0 +1,308 @@
+"""The pairs source on webdataset tars and Parquet tables written here, bad members included."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import struct
+import tarfile
+import threading
+import zlib
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from vloom.doc import Document
+from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.pairs import ingest_pairs
+from vloom.ledger import Ledger
+
+
+def _img(fmt: str, seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
+    arr = (np.random.RandomState(seed).rand(size[1], size[0], 3) * 255).astype("uint8")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _bomb_png(side: int = 30_000) -> bytes:
+    """A valid PNG header claiming side x side pixels: Pillow refuses it at open."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _tar(path: Path, members: list[tuple[str, bytes] | tarfile.TarInfo], mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tf:
+        for m in members:
+            if isinstance(m, tarfile.TarInfo):
+                tf.addfile(m)
+                continue
+            name, data = m
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _run(inputs: list[Path], tmp_path: Path, **kw) -> tuple[list[Document], Ledger]:
+    ledger = Ledger()
+    extra = kw.pop("extra", {})
+    opts = IngestOptions(out_dir=tmp_path / "out", extra=extra, **kw)
+    docs = list(ingest_pairs(inputs, ledger, opts))
+    ledger.kept = len(docs)
+    ledger.check()
+    return docs, ledger
+
+
+JPG, PNG, WEBP = _img("JPEG", 1), _img("PNG", 2), _img("WEBP", 3)
+
+
+def test_pairs_webdataset_samples_and_bad_members(tmp_path):
+    link = tarfile.TarInfo("k.jpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    shard = _tar(
+        tmp_path / "shard-000.tar",
+        [
+            ("000/a.jpg", JPG),
+            ("000/a.txt", b"A red kite over the hills."),
+            ("b.png", PNG),
+            (
+                "b.json",
+                json.dumps({"caption": "A blue door.", "url": "http://x/b.png", "w": 24}).encode(),
+            ),
+            ("c.webp", WEBP),
+            ("c.json", json.dumps({"caption": "from json", "language": "de"}).encode()),
+            ("c.txt", b"The txt member wins."),
+            ("d.jpg", JPG),  # no caption
+            ("e.txt", b"A caption without an image."),
+            ("f.jpg", b"<html>this is not a jpeg</html>"),
+            ("f.txt", b"claims to be an image"),
+            ("g.png", _bomb_png()),
+            ("g.txt", b"decompression bomb"),
+            ("h.jpg", JPG),
+            ("h.txt", b"\xff\xfe not utf-8 \xc3"),
+            ("i.jpg", JPG),
+            ("i.json", b"{not json"),
+            ("j.jpg", JPG),
+            ("j.txt", b"   \n "),
+            ("../evil.jpg", JPG),
+            ("../evil.txt", b"climbs out"),
+            ("/tmp/abs.jpg", JPG),
+            ("/tmp/abs.txt", b"absolute"),
+            link,
+            ("k.txt", b"a link"),
+            ("l.jpg", JPG),
+            ("l.txt", b"Last good pair."),
+        ],
+    )
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    docs, ledger = _run([shard], tmp_path)
+    assert [d.id for d in docs] == [
+        "shard-000.tar:000/a",
+        "shard-000.tar:b",
+        "shard-000.tar:c",
+        "shard-000.tar:l",
+    ]
+    assert [d.texts[1] for d in docs] == [
+        "A red kite over the hills.",
+        "A blue door.",
+        "The txt member wins.",
+        "Last good pair.",
+    ]
+    assert [d.images[0] for d in docs] == [JPG, PNG, WEBP, JPG]
+    assert all(d.texts[0] is None and d.images[1] is None for d in docs)
+    b, c = docs[1], docs[2]
+    assert b.url == "http://x/b.png" and b.metadata["w"] == 24 and "caption" not in b.metadata
+    assert b.metadata["image_format"] == "png" and (b.metadata["width"], b.metadata["height"]) == (
+        24,
+        16,
+    )
+    assert c.language == "de" and c.metadata["shard"] == "shard-000.tar"
+    assert ledger.input == 14
+    assert dict(ledger.rejected) == {
+        "missing_caption": 1,
+        "missing_image": 1,
+        "not_an_image": 1,
+        "decompression_bomb": 1,
+        "caption_not_utf8": 1,
+        "bad_json": 1,
+        "empty_caption": 1,
+        "unsafe_path": 3,
+    }
+    # streamed, never extracted: nothing appeared next to or above the shard
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-000.tar"]
+    assert ledger.extra["images"]["rejected"] == {"not_an_image": 1, "decompression_bomb": 1}
+
+
+def test_pairs_corrupt_tars_counted_and_run_goes_on(tmp_path):
+    good = [(f"s{i}.jpg", _img("JPEG", i)) for i in range(6)]
+    members = [
+        m for i, (n, d) in enumerate(good) for m in ((n, d), (f"s{i}.txt", f"pair {i}".encode()))
+    ]
+    whole = _tar(tmp_path / "whole.tar", members).read_bytes()
+    (tmp_path / "a_truncated.tar").write_bytes(whole[: len(whole) // 2])
+    # cut exactly after s2.jpg, between two members: tarfile alone would call this complete
+    with tarfile.open(tmp_path / "whole.tar") as tf:
+        s2 = tf.getmember("s2.jpg")
+    cut = s2.offset_data + (s2.size + 511) // 512 * 512
+    (tmp_path / "a_cut_at_member.tar").write_bytes(whole[:cut])
+    (tmp_path / "b_junk.tar").write_bytes(b"this is not a tar archive " * 40)
+    _tar(tmp_path / "c_good.tar.gz", members[:4], mode="w:gz")
+    (tmp_path / "whole.tar").unlink()
+    docs, ledger = _run([tmp_path], tmp_path)
+    from_truncated = [d for d in docs if d.id.startswith("a_truncated.tar")]
+    assert 1 <= len(from_truncated) < 6  # the complete samples before the break are kept
+    assert [d.texts[1] for d in docs if d.id.startswith("a_cut")] == ["pair 0", "pair 1"]
+    assert [d.texts[1] for d in docs if d.id.startswith("c_good")] == ["pair 0", "pair 1"]
+    assert dict(ledger.rejected) == {"tar_corrupt": 3}
+
+
+def _table(path: Path, cols: dict[str, list]) -> Path:
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def test_pairs_parquet_img2dataset_style(tmp_path):
+    table = _table(
+        tmp_path / "part-0.parquet",
+        {
+            "key": ["000", "001", "002", "003", "004"],
+            "jpg": [JPG, PNG, None, b"GIF89a but not really", JPG],
+            "txt": ["A kite.", "A door.", "Fetch failed here.", "Not an image.", None],
+            "url": ["http://example.invalid/a.jpg", None, "http://127.0.0.1:9/c.jpg", None, None],
+            "similarity": [0.31, 0.29, 0.30, 0.2, 0.1],
+            "status": ["success"] * 5,
+        },
+    )
+    docs, ledger = _run([table], tmp_path)
+    assert [d.id for d in docs] == ["part-0.parquet:000", "part-0.parquet:001"]
+    a = docs[0]
+    assert (
+        a.images[0] == JPG and a.texts[1] == "A kite." and a.url == "http://example.invalid/a.jpg"
+    )
+    assert a.metadata["similarity"] == 0.31 and a.metadata["status"] == "success"
+    assert "jpg" not in a.metadata and "txt" not in a.metadata
+    # the URL-only row is not downloaded unless fetching was asked for
+    assert dict(ledger.rejected) == {
+        "fetch_disabled": 1,
+        "undecodable_image": 1,
+        "missing_caption": 1,
+    }
+
+
+def test_pairs_parquet_paths_structs_and_named_columns(tmp_path):
+    root = tmp_path / "data"
+    (root / "imgs").mkdir(parents=True)
+    (root / "imgs" / "a.png").write_bytes(PNG)
+    (tmp_path / "outside.jpg").write_bytes(JPG)  # readable, but not where the table points
+    (root / "imgs" / "sneaky.jpg").symlink_to(tmp_path / "outside.jpg")
+    table = _table(
+        root / "t.parquet",
+        {
+            "picture": [
+                {"bytes": None, "path": "imgs/a.png"},
+                {"bytes": WEBP, "path": "ignored.webp"},
+                {"bytes": None, "path": "../outside.jpg"},
+                {"bytes": None, "path": str(tmp_path / "outside.jpg")},
+                {"bytes": None, "path": "imgs/sneaky.jpg"},
+                {"bytes": None, "path": "imgs/missing.png"},
+                {"bytes": None, "path": "imgs/./../imgs/a.png"},
+            ],
+            "alt_text": [
+                "relative path",
+                "struct bytes",
+                "climbs",
+                "absolute",
+                "link",
+                "gone",
+                "dots",
+            ],
+        },
+    )
+    extra = {"caption_column": "ALT_TEXT", "image_column": "picture"}
+    docs, ledger = _run([table], tmp_path, extra=extra)
+    assert [(d.texts[1], d.images[0]) for d in docs] == [
+        ("relative path", PNG),
+        ("struct bytes", WEBP),
+        ("dots", PNG),
+    ]
+    assert dict(ledger.rejected) == {"unsafe_path": 3, "image_not_found": 1}
+
+
+def test_pairs_parquet_without_needed_columns_is_a_clear_error(tmp_path):
+    table = _table(tmp_path / "meta.parquet", {"key": ["0"], "status": ["failed"]})
+    with pytest.raises(IngestError) as e:
+        _run([table], tmp_path)
+    msg = str(e.value)
+    assert "meta.parquet" in msg and "columns found: key, status" in msg and "\n" not in msg
+    table = _table(tmp_path / "nocap.parquet", {"jpg": [JPG], "status": ["ok"]})
+    with pytest.raises(IngestError, match=r"nocap.parquet: no caption column.*found: jpg, status"):
+        _run([table], tmp_path)
+
+
+def test_pairs_corrupt_parquet_and_bad_inputs(tmp_path):
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 definitely not parquet PAR1")
+    _table(tmp_path / "ok.parquet", {"image": [PNG], "caption": ["fine"]})
+    docs, ledger = _run([tmp_path], tmp_path)
+    assert [d.texts[1] for d in docs] == ["fine"]
+    assert dict(ledger.rejected) == {"parquet_corrupt": 1}
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with pytest.raises(IngestError, match="notes.csv: not a webdataset tar"):
+        _run([tmp_path / "notes.csv"], tmp_path)
+    with pytest.raises(IngestError, match="nope.tar: no such file"):
+        _run([tmp_path / "nope.tar"], tmp_path)
+
+
+def test_pairs_directory_skips_img2dataset_metadata_tables(tmp_path):
+    _tar(tmp_path / "00000.tar", [("0.jpg", JPG), ("0.txt", b"pair in the tar")])
+    _table(tmp_path / "00000.parquet", {"key": ["0"], "status": ["success"], "url": ["http://x"]})
+    docs, ledger = _run([tmp_path], tmp_path)
+    assert [d.texts[1] for d in docs] == ["pair in the tar"] and ledger.input == 1
+
+
+@pytest.fixture()
+def image_server(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.jpg").write_bytes(JPG)
+    (site / "fake.jpg").write_bytes(b"<html>not an image</html>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_pairs_parquet_urls_fetched_when_asked(tmp_path, image_server):
+    table = _table(
+        tmp_path / "urls.parquet",
+        {
+            "url": [
+                f"{image_server}/a.jpg",
+                f"{image_server}/fake.jpg",
+                f"{image_server}/none.jpg",
+            ],
+            "caption": ["fetched", "not an image", "missing"],
+        },
+    )
+    docs, ledger = _run([table], tmp_path, fetch=True, fetch_timeout=5.0)
+    assert [(d.texts[1], d.images[0], d.url) for d in docs] == [
+        ("fetched", JPG, f"{image_server}/a.jpg")
+    ]
+    assert dict(ledger.rejected) == {"not_an_image": 1, "fetch_http_404": 1}
+    assert ledger.extra["images"]["by_origin"]["remote"] == {"references": 3, "attached": 1}
