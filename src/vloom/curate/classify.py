@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import re
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -85,30 +87,47 @@ def train_classifier(
     dim: int = 64,
     word_ngrams: int = 2,
     seed: int = 0,
+    bucket: int = 100_000,
 ) -> dict[str, Any]:
-    """Train and save a fastText model (+ JSON sidecar); returns the sidecar's content."""
+    """Train and save a fastText model (+ JSON sidecar); returns the sidecar's content.
+
+    `bucket` (hashed n-gram rows) is smaller than fastText's 2M default: the model file
+    is (words + bucket) x dim floats, 25 MB at the defaults here instead of 512 MB.
+    """
     if not positive or not negative:
         raise CurateError(
             f"classifier training needs documents of both classes "
             f"(positive: {len(positive)}, negative: {len(negative)})"
         )
-    fasttext = _import_fasttext()
+    _import_fasttext()  # a clear error here rather than in the child process
     rows = [f"{POSITIVE} {t}" for t in positive] + [f"{NEGATIVE} {t}" for t in negative]
     random.Random(seed).shuffle(rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"epoch": epochs, "lr": lr, "dim": dim, "wordNgrams": word_ngrams, "seed": seed}
+    params = {
+        "epoch": epochs,
+        "lr": lr,
+        "dim": dim,
+        "wordNgrams": word_ngrams,
+        "seed": seed,
+        "bucket": bucket,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
-        model = fasttext.train_supervised(
-            input=str(train_file), minCount=1, thread=1, verbose=0, **params
-        )
         tmp_model = out.with_name(f".{out.name}.tmp")
-        model.save_model(str(tmp_model))
+        # fastText's trainer, called a second time in one process, sometimes fails with a
+        # spurious "Encountered NaN" (measured with fasttext-numpy2-wheel); the first call in
+        # a fresh process is reliable and gives the same bytes every time, so train in one.
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            try:
+                labels = pool.submit(_fit, str(train_file), params, str(tmp_model)).result()
+            except RuntimeError as e:
+                raise CurateError(f"fastText training failed ({e}); try a lower lr") from None
     meta = {
         "format": "fasttext",
-        "labels": sorted(model.get_labels()),
+        "labels": sorted(labels),
         "positive_label": POSITIVE,
         "params": params,
         "trained_on": {"positive": len(positive), "negative": len(negative)},
@@ -119,6 +138,14 @@ def train_classifier(
     os.replace(tmp_side, side)
     os.replace(tmp_model, out)  # the model last: its presence means both files are complete
     return meta
+
+
+def _fit(train_file: str, params: dict[str, Any], out: str) -> list[str]:
+    """Train and save (runs in a fresh child process); returns the model's labels."""
+    fasttext = _import_fasttext()
+    model = fasttext.train_supervised(input=train_file, minCount=1, thread=1, verbose=0, **params)
+    model.save_model(out)
+    return list(model.get_labels())
 
 
 class Classifier:
@@ -138,6 +165,7 @@ class Classifier:
             self.model = fasttext.load_model(str(path))
         except (ValueError, RuntimeError, MemoryError) as e:
             raise CurateError(f"{path}: not a usable fastText model ({e})") from None
+        _check_complete(path, self.model)
         labels = list(self.model.get_labels())
         positive = POSITIVE
         side = sidecar_path(path)
@@ -158,6 +186,28 @@ class Classifier:
             if label == self.positive:
                 return round(min(float(p), 1.0), 6)
         return 0.0
+
+
+def _check_complete(path: Path, model: Any) -> None:
+    """fastText loads a truncated file without complaint; its exact size gives it away.
+
+    Layout of an unquantized .bin (fastText's FastText::saveModel): magic + version,
+    args (12 int32 + 1 double), dictionary header (3 int32 + 2 int64) and entries (word,
+    NUL, int64 count, int8 type), a flag byte and the input matrix (2 int64 + floats),
+    a flag byte and the output matrix.
+    """
+    if model.is_quantized():
+        return
+    args = model.f.getArgs()
+    dim = model.get_dimension()
+    words, labels = list(model.get_words()), list(model.get_labels())
+    entries = sum(len(w.encode("utf-8")) + 10 for w in words + labels)
+    n_out = len(labels) if args.model.name == "supervised" else len(words)
+    need = 8 + 56 + 28 + entries + 1 + 16 + 4 * dim * (len(words) + args.bucket) + 1 + 16
+    need += 4 * dim * n_out
+    size = path.stat().st_size
+    if size < need:
+        raise CurateError(f"{path}: truncated fastText model ({size} bytes of {need})")
 
 
 @register("fasttext_quality")
@@ -184,6 +234,7 @@ class FastTextQuality(GlobalStep):
         dim: int = 64,
         word_ngrams: int = 2,
         seed: int = 0,
+        bucket: int = 100_000,
         max_train_docs: int | None = None,
     ) -> None:
         super().__init__()
@@ -214,7 +265,7 @@ class FastTextQuality(GlobalStep):
 
     @staticmethod
     def _train_kw(p: dict[str, Any]) -> dict[str, Any]:
-        keys = ("epochs", "lr", "dim", "word_ngrams", "seed", "max_train_docs")
+        keys = ("epochs", "lr", "dim", "word_ngrams", "seed", "bucket", "max_train_docs")
         return {k: p.get(k) for k in keys if p.get(k) is not None}
 
     @classmethod
