@@ -306,3 +306,33 @@ def test_pairs_parquet_urls_fetched_when_asked(tmp_path, image_server):
     ]
     assert dict(ledger.rejected) == {"not_an_image": 1, "fetch_http_404": 1}
     assert ledger.extra["images"]["by_origin"]["remote"] == {"references": 3, "attached": 1}
+
+
+def test_pairs_cli_writes_only_inside_out_and_reports_bad_tables(tmp_path, capsys):
+    from vloom.cli import main
+    from vloom.doc import read_documents
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tar(
+        src / "shard.tar",
+        [
+            ("0.jpg", JPG),
+            ("0.txt", b"kept pair"),
+            ("../../escape.jpg", JPG),
+            ("../../escape.txt", b"x"),
+        ],
+    )
+    out = tmp_path / "out"
+    assert main(["ingest", "pairs", str(src / "shard.tar"), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["input"], summary["kept"], summary["rejected"]) == (2, 1, {"unsafe_path": 1})
+    assert [d.texts[1] for d in read_documents(out)] == ["kept pair"]
+    assert not list(tmp_path.parent.glob("escape*")) and not list(tmp_path.glob("escape*"))
+    assert sorted(p.name for p in out.iterdir()) == ["ledger.json", "shard-00000.parquet"]
+    _table(src / "meta.parquet", {"key": ["0"], "status": ["failed"]})
+    assert main(["ingest", "pairs", str(src / "meta.parquet"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1 and "meta.parquet" in err and "columns found: key, status" in err
+    )

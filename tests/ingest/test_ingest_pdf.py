@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,21 @@ def test_pdf_real_manual(tmp_path):
     for im in doc.images:
         if im is not None:
             check_image(im)
+
+
+def test_pdf_cli_writes_shards_and_ledger(tmp_path, capsys):
+    from vloom.cli import main
+    from vloom.doc import read_documents
+
+    src = tmp_path / "pdfs"
+    src.mkdir()
+    _interleaved_pdf(src / "guide.pdf")
+    (src / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    out = tmp_path / "out"
+    assert main(["ingest", "pdf", str(src), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["input"], summary["kept"], summary["rejected"]) == (2, 1, {"pdf_corrupt": 1})
+    (doc,) = read_documents(out)
+    direct, _ = _run([src / "guide.pdf"])
+    assert doc.to_row() == direct[0].to_row()  # what the shard holds is what the source made
+    assert Ledger.read(out).to_dict()["pdf"]["pages"] == 2
