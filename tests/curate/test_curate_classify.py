@@ -84,7 +84,7 @@ def test_keep_top_fraction_is_global_across_shards(world, tmp_path):
         steps=[
             StepConfig(name="fasttext_quality", model=str(world["model"]), keep_top_fraction=0.4)
         ],
-        workers=2,
+        workers=1,
     )
     led = run_curate(in_dir, tmp_path / "out", cfg, quiet=True)
     out = list(read_documents(tmp_path / "out"))
