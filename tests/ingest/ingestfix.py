@@ -66,9 +66,22 @@ FOOTER = (
     "<footer>FooterText &copy; 2024</footer>"
 )
 BOILER_WORDS = (
-    "Skip to content", "SiteHeaderText", "NavHome", "NavAbout", "Crumb", "CookieText",
-    "Accept", "NavHeaderText", "SidebarText", "FormText", "FormLabel", "HiddenText",
-    "StyleHiddenText", "FooterText", "script text", "color: red",
+    "Skip to content",
+    "SiteHeaderText",
+    "NavHome",
+    "NavAbout",
+    "Crumb",
+    "CookieText",
+    "Accept",
+    "NavHeaderText",
+    "SidebarText",
+    "FormText",
+    "FormLabel",
+    "HiddenText",
+    "StyleHiddenText",
+    "FooterText",
+    "script text",
+    "color: red",
 )
 
 
@@ -85,8 +98,7 @@ def make_site(root: Path) -> dict[str, bytes]:
     pages = {
         "index.html": page(
             "Home",
-            BOILER
-            + "<main><h1>Welcome</h1><p>First   paragraph\n of the <b>home</b> page.</p>"
+            BOILER + "<main><h1>Welcome</h1><p>First   paragraph\n of the <b>home</b> page.</p>"
             '<figure><img src="img/a%20b.png?v=3" alt="A  picture"><figcaption>The caption'
             "</figcaption></figure><p>After the figure.</p>"
             '<ul><li>one</li><li>two</li></ul><img src="img/photo.jpg#frag" title="Photo"></main>'
@@ -94,14 +106,12 @@ def make_site(root: Path) -> dict[str, bytes]:
         ),
         "docs/guide.html": page(
             "Guide",
-            BOILER
-            + '<div class="sect1"><h2>Guide</h2><p>Intro line<br>second line</p>'
+            BOILER + '<div class="sect1"><h2>Guide</h2><p>Intro line<br>second line</p>'
             '<div class="figure"><p class="title"><b>Figure 1. A diagram</b></p>'
             '<div class="mediaobject"><img src="fig/diagram.png" alt="Diagram"></div></div>'
             "<pre>  code  block\n    indented</pre>"
             "<table><tr><th>Key</th><th>Value</th></tr><tr><td>a</td><td>1</td></tr></table>"
-            '<p>Logo again: <img src="../img/logo.png" alt="Logo"> inline.</p></div>'
-            + FOOTER,
+            '<p>Logo again: <img src="../img/logo.png" alt="Logo"> inline.</p></div>' + FOOTER,
         ),
         "docs/deeper/leaf.htm": page(
             "Leaf",
@@ -125,8 +135,9 @@ def _response(w: WARCWriter, url: str, payload: bytes, ctype: str, status: str =
     )
 
 
-def write_warc(path: Path, records: list[tuple[str, bytes, str]], gzip: bool = True,
-               extras: bool = False) -> None:
+def write_warc(
+    path: Path, records: list[tuple[str, bytes, str]], gzip: bool = True, extras: bool = False
+) -> None:
     """records: (url, payload, content type). `extras` adds warcinfo, request, 404 and JSON."""
     with open(path, "wb") as f:
         w = WARCWriter(f, gzip=gzip)
@@ -134,12 +145,15 @@ def write_warc(path: Path, records: list[tuple[str, bytes, str]], gzip: bool = T
             w.write_record(w.create_warcinfo_record(path.name, {"software": "vloom-test"}))
         for url, payload, ctype in records:
             if extras:
-                req = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.org")],
-                                       is_http_request=True)
+                req = StatusAndHeaders(
+                    "GET / HTTP/1.1", [("Host", "example.org")], is_http_request=True
+                )
                 w.write_record(w.create_warc_record(url, "request", http_headers=req))
             w.write_record(_response(w, url, payload, ctype))
         if extras:
-            w.write_record(_response(w, SITE + "missing.html", b"gone", "text/html", "404 Not Found"))
+            w.write_record(
+                _response(w, SITE + "missing.html", b"gone", "text/html", "404 Not Found")
+            )
             w.write_record(_response(w, SITE + "api.json", b'{"a": 1}', "application/json"))
 
 

@@ -140,7 +140,9 @@ def test_fetch_on_downloads_remote_images(tmp_path):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         site = tmp_path / "site"
         site.mkdir()
-        body = f'<p>x</p><img src="{base}/r.png"><img src="{base}/fake.png"><img src="{base}/no.png">'
+        body = (
+            f'<p>x</p><img src="{base}/r.png"><img src="{base}/fake.png"><img src="{base}/no.png">'
+        )
         (site / "p.html").write_text(page("t", body))
         led, docs = _ingest([site], tmp_path / "out", fetch=True, fetch_timeout=5.0)
     finally:
@@ -167,9 +169,7 @@ def test_bad_images_are_rejected_with_reasons(tmp_path):
     led, docs = _ingest([site], tmp_path / "out")
     assert docs[0].images == [None, png(10)]
     im = led.extra["images"]
-    assert im["rejected"] == {
-        "decompression_bomb": 1, "not_an_image": 1, "undecodable_image": 1
-    }
+    assert im["rejected"] == {"decompression_bomb": 1, "not_an_image": 1, "undecodable_image": 1}
     assert im["missing"] == {"file_not_found": 1}
 
 
@@ -223,14 +223,17 @@ def test_nothing_written_outside_out(tmp_path):
     _ingest([site], tmp_path / "out")
     assert tree() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "ledger.json", "shard-00000.parquet"
+        "ledger.json",
+        "shard-00000.parquet",
     ]
 
 
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 
 
-@pytest.mark.skipif(not GIMP.is_dir(), reason="gimp-help-en not installed (apt-get install gimp-help-en)")
+@pytest.mark.skipif(
+    not GIMP.is_dir(), reason="gimp-help-en not installed (apt-get install gimp-help-en)"
+)
 def test_gimp_manual_sample(tmp_path):
     pages = sorted(p for p in GIMP.glob("*.html"))
     sample = random.Random(0).sample(pages, 40)

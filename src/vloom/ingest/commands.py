@@ -25,8 +25,9 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         opts.min_text_chars = args.min_text_chars
     if args.language:
         opts.language = args.language
-    led = run_ingest(args.kind, args.inputs, args.out, opts, quiet=args.quiet,
-                     shard_size=args.shard_size)
+    led = run_ingest(
+        args.kind, args.inputs, args.out, opts, quiet=args.quiet, shard_size=args.shard_size
+    )
     summary = {k: v for k, v in led.to_dict().items() if k != "shards"}
     print(json.dumps(summary, sort_keys=True))
 
@@ -43,9 +44,19 @@ def add_commands(add: Callable[..., Any]) -> None:
     p.add_argument("inputs", nargs="+", help="files or directories (walked, sorted)")
     p.add_argument("--out", required=True, help="output directory (shards and ledger.json)")
     p.add_argument(
-        "--fetch", action="store_true", help="download http(s) images pages reference (off: no network)"
+        "--fetch",
+        action="store_true",
+        help="download http(s) images pages reference (off: no network)",
     )
-    p.add_argument("--shard-size", type=int, default=1000, help="documents per shard (default 1000)")
-    p.add_argument("--min-text-chars", type=int, default=None,
-                   help="drop pages with less main text than this (default 1)")
-    p.add_argument("--language", default=None, help="set every document's language (default: from input)")
+    p.add_argument(
+        "--shard-size", type=int, default=1000, help="documents per shard (default 1000)"
+    )
+    p.add_argument(
+        "--min-text-chars",
+        type=int,
+        default=None,
+        help="drop pages with less main text than this (default 1)",
+    )
+    p.add_argument(
+        "--language", default=None, help="set every document's language (default: from input)"
+    )

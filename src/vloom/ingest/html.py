@@ -80,9 +80,29 @@ _BOILER_PARTS = frozenset(
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves.
 _NEGATING = frozenset("has no with without is show hide not".split())
 _BOILER_CANDIDATES = ", ".join(
-    f"[{a}*={p}]" for p in ("nav", "menu", "crumb", "sidebar", "cookie", "consent", "gdpr", "skip",
-                             "shar", "social", "advert", "ads", "banner", "popup", "newsletter",
-                             "subscribe", "footer", "masthead", "toolbar", "pag")
+    f"[{a}*={p}]"
+    for p in (
+        "nav",
+        "menu",
+        "crumb",
+        "sidebar",
+        "cookie",
+        "consent",
+        "gdpr",
+        "skip",
+        "shar",
+        "social",
+        "advert",
+        "ads",
+        "banner",
+        "popup",
+        "newsletter",
+        "subscribe",
+        "footer",
+        "masthead",
+        "toolbar",
+        "pag",
+    )
     for a in ("class", "id")
 )
 _PART_SPLIT = re.compile(r"[\s_\-]+")
@@ -91,10 +111,13 @@ _PART_SPLIT = re.compile(r"[\s_\-]+")
 _NONE, _CELL, _LINE, _PARA = 0, 1, 2, 3
 _SEPS = ("", "\t", "\n", "\n\n")
 _BR = "\x00"  # a <br> in the inline buffer (page text never holds NUL: extract_page maps it)
-_BLOCK: dict[str, int] = {t: _PARA for t in (
-    "p h1 h2 h3 h4 h5 h6 blockquote figure figcaption table ul ol dl section article main "
-    "header footer address details summary caption hr fieldset legend center"
-).split()}
+_BLOCK: dict[str, int] = {
+    t: _PARA
+    for t in (
+        "p h1 h2 h3 h4 h5 h6 blockquote figure figcaption table ul ol dl section article main "
+        "header footer address details summary caption hr fieldset legend center"
+    ).split()
+}
 _BLOCK.update({t: _LINE for t in "div li tr dt dd option body".split()})
 _BLOCK.update({"td": _CELL, "th": _CELL})
 
@@ -126,8 +149,11 @@ class PageError(ValueError):
 
 
 # --- decoding ----------------------------------------------------------------------------------
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-         (codecs.BOM_UTF16_BE, "utf-16-be"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 _CHARSET = re.compile(rb"""charset\s*=\s*["']?\s*([A-Za-z0-9_\-.:]+)""", re.I)
 
 
@@ -141,8 +167,14 @@ def _codec(label: str | bytes | None) -> str | None:
     except LookupError:
         return None
     # HTML treats latin-1/ascii labels as windows-1252; utf-16 in a meta tag means utf-8.
-    return {"latin-1": "cp1252", "iso8859-1": "cp1252", "ascii": "cp1252",
-            "utf-16": "utf-8", "utf-16-le": "utf-8", "utf-16-be": "utf-8"}.get(name, name)
+    return {
+        "latin-1": "cp1252",
+        "iso8859-1": "cp1252",
+        "ascii": "cp1252",
+        "utf-16": "utf-8",
+        "utf-16-le": "utf-8",
+        "utf-16-be": "utf-8",
+    }.get(name, name)
 
 
 def decode_html(data: bytes, declared: str | None = None) -> str:
@@ -150,7 +182,7 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
     in the first 1024 bytes, then windows-1252 (what browsers fall back to). Never raises."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            return data[len(bom):].decode(enc, "replace")
+            return data[len(bom) :].decode(enc, "replace")
     enc = _codec(declared)
     if enc:
         try:
@@ -311,8 +343,12 @@ def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
                 if not src and a.get("srcset"):
                     src = a["srcset"].split(",")[0].split()[0]
                 em.image(
-                    ImageRef(src, " ".join((a.get("alt") or "").split()),
-                             " ".join((a.get("title") or "").split()), _caption(node))
+                    ImageRef(
+                        src,
+                        " ".join((a.get("alt") or "").split()),
+                        " ".join((a.get("title") or "").split()),
+                        _caption(node),
+                    )
                 )
             elif tag == "br":
                 buf.append(_BR)
@@ -554,8 +590,17 @@ def attach_images(
                 record_image(ledger, origin, "attached")
                 fmt, w, h = verdict
                 items.append(data)
-                meta.append({"src": url, "alt": ref.alt, "title": ref.title,
-                             "caption": ref.caption, "format": fmt, "width": w, "height": h})
+                meta.append(
+                    {
+                        "src": url,
+                        "alt": ref.alt,
+                        "title": ref.title,
+                        "caption": ref.caption,
+                        "format": fmt,
+                        "width": w,
+                        "height": h,
+                    }
+                )
                 continue
             data = verdict
         record_image(ledger, origin, data)
@@ -597,8 +642,12 @@ def page_document(
         metadata.update(extra_meta)
     lang = opts.language or page.lang.split("-")[0].split("_")[0].lower()
     return Document.from_items(
-        doc_id, items, source=kind, url=src.url if src.root is None else src.rel,
-        language=lang, metadata=metadata,
+        doc_id,
+        items,
+        source=kind,
+        url=src.url if src.root is None else src.rel,
+        language=lang,
+        metadata=metadata,
     )
 
 
@@ -653,7 +702,6 @@ def _local_page(
         return None
     src = PageSource(url=Path(os.path.abspath(path)).as_uri(), root=root, rel=rel)
     key = f"{Path(os.path.abspath(root)).name}/{rel}"
-    return page_document(page, src, ledger, opts, checker, "html", doc_id("html", key),
-                         extra_meta={"path": rel})
-
-
+    return page_document(
+        page, src, ledger, opts, checker, "html", doc_id("html", key), extra_meta={"path": rel}
+    )

@@ -16,7 +16,8 @@ counts one rejection "warc_truncated"; a file that is not a WARC at all counts "
 
 from __future__ import annotations
 
-import os
+import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +40,7 @@ from vloom.ingest.html import (
 from vloom.ledger import Ledger
 from vloom.media import sniff_image
 
-WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
+WARC_SUFFIXES = (".warc", ".warc.gz")
 STEP = "warc"
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _SAFE = "/:@!$&'()*+,;=-._~"
@@ -78,8 +79,27 @@ def _records(fh: IO[bytes], size: int) -> Iterator[tuple[Any, ArchiveIterator]]:
         raise
     except Exception as e:  # warcio raises many types (ArchiveLoadFailed, zlib, AttributeError)
         raise _Truncated(f"{type(e).__name__}: {e}") from None
-    if end < size:
-        raise _Truncated(f"{size - end} bytes after the last complete record")
+    if end < size:  # uncompressed records end in CRLF CRLF that the length leaves out
+        fh.seek(end)
+        rest = fh.read(65)
+        if len(rest) > 64 or rest.strip():
+            raise _Truncated(f"{size - end} bytes after the last complete record")
+
+
+def _is_warc(path: Path) -> bool:
+    """The file starts like a WARC (after gunzip). warcio would read junk as ARC records."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            if head == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=f) as g:
+                    head = g.read(5)
+            else:
+                head = f.read(5)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return head == b"WARC/"
 
 
 def _status(rec: Any) -> int:
@@ -124,6 +144,8 @@ class WarcImageIndex:
             self._scan(i, path)
 
     def _scan(self, i: int, path: Path) -> None:
+        if not _is_warc(path):
+            return
         try:
             size = path.stat().st_size
             with open(path, "rb") as fh:
@@ -197,6 +219,11 @@ def _one_warc(
     except OSError:
         ledger.input += 1
         ledger.reject("unreadable_file")
+        return
+    if size and not _is_warc(path):
+        fh.close()
+        ledger.input += 1
+        ledger.reject("not_a_warc")
         return
     open_record = False  # counted as input but not yet settled
     with fh:
