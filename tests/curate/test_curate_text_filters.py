@@ -11,7 +11,12 @@ from vloom.config import NoiseConfig, StepConfig
 from vloom.curate import CurateError, build_step, run_steps
 from vloom.curate.filters.c4_quality import C4Quality
 from vloom.curate.filters.fineweb_quality import FineWebQuality
-from vloom.curate.filters.gopher_repetition import GopherRepetition
+from vloom.curate.filters.gopher_repetition import (
+    GopherRepetition,
+    NGrams,
+    duplicated_ngram_chars,
+    top_ngram_chars,
+)
 from vloom.doc import Document
 from vloom.synth.noise import inject_noise
 
@@ -108,6 +113,40 @@ def test_gopher_repetition_multimodal_judges_text_items_only():
         "gopher_dup_para_frac",
     )
     assert judge(GopherRepetition(), img, GOOD, img) == (True, "")
+
+
+def _ref_top(toks: list[str], n: int) -> int:
+    # the plain definition (datatrove's find_top_duplicate), on word tuples
+    grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+    if not grams:
+        return 0
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(" ".join(gram)) * count
+
+
+def _ref_dup(toks: list[str], n: int) -> int:
+    # the plain definition (datatrove's find_all_duplicate), on word tuples
+    seen, chars, i = set(), 0, 0
+    while i < len(toks) - n + 1:
+        gram = tuple(toks[i : i + n])
+        if gram in seen:
+            chars += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return chars
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ngram_counts_match_the_plain_definition(seed):
+    rng = random.Random(seed)
+    vocab = [rng.choice("abcdefgh") * rng.randint(1, 4) for _ in range(rng.randint(1, 12))]
+    toks = [rng.choice(vocab) for _ in range(rng.randint(0, 120))]
+    grams = NGrams(toks)
+    for n in (2, 3, 4, 1, 5, 6, 7, 8, 9, 10, 3):  # levels out of order rebuild correctly
+        assert top_ngram_chars(grams, n) == _ref_top(toks, n), (n, toks)
+        assert duplicated_ngram_chars(grams, n) == _ref_dup(toks, n), (n, toks)
 
 
 # ---------------- C4 ----------------

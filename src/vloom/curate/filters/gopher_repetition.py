@@ -13,8 +13,8 @@ are compared as word tuples, where datatrove compares the joined string (so for 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from itertools import accumulate
+
+import numpy as np
 
 from vloom.curate.base import Filter
 from vloom.curate.filters.text_stats import find_duplicates, words
@@ -27,36 +27,77 @@ _PARAGRAPH = re.compile(r"\n{2,}")
 _LINE = re.compile(r"\n+")
 
 
-def _ngrams(toks: list[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(toks[i:] for i in range(n)), strict=False))
+class NGrams:
+    """Dense integer ids for every n-gram of a token list, built n by n with numpy.
+
+    Level n maps each window toks[i:i+n] to an id (equal windows, equal ids: exact,
+    no hashing), from level n-1's ids paired with the next word's id. `np.unique`
+    does the grouping in C; only positions of repeated n-grams reach Python.
+    """
+
+    def __init__(self, toks: list[str]) -> None:
+        index = {w: i for i, w in enumerate(dict.fromkeys(toks))}
+        self.ids = np.fromiter(map(index.__getitem__, toks), dtype=np.int64, count=len(toks))
+        self.cum = np.zeros(len(toks) + 1, dtype=np.int64)  # cum[i]: chars of toks[:i]
+        np.cumsum(np.fromiter(map(len, toks), dtype=np.int64, count=len(toks)), out=self.cum[1:])
+        self.n, self.inv = 1, self.ids
+        self._vocab = len(index)
+
+    def level(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(id per window, first window of each id, count of each id) for n-grams."""
+        if n < self.n:
+            self.n, self.inv = 1, self.ids
+        while self.n < n:
+            self.n += 1
+            tail = self.ids[self.n - 1 :]
+            self.inv = self.inv[:-1] * self._vocab + tail  # < len(toks) * vocab: fits int64
+        _, first, inv, counts = np.unique(
+            self.inv, return_index=True, return_inverse=True, return_counts=True
+        )
+        self.inv = inv.astype(np.int64, copy=False)  # dense again for the next level
+        return self.inv, first, counts
+
+    def chars(self, start: int, n: int) -> int:
+        """Characters of the words in the window toks[start:start+n] (no separators)."""
+        return int(self.cum[start + n] - self.cum[start])
 
 
-def top_ngram_chars(toks: list[str], n: int) -> int:
-    """Characters covered by the most frequent n-gram: len(" ".join(gram)) * count."""
-    grams = _ngrams(toks, n)
-    if not grams:
+def top_ngram_chars(grams: NGrams, n: int) -> int:
+    """Characters covered by the most frequent n-gram: len(" ".join(gram)) * count.
+
+    Among equally frequent n-grams the one seen first counts (as `Counter.most_common`).
+    """
+    if len(grams.ids) < n:
         return 0
-    gram, count = Counter(grams).most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
+    _, first, counts = grams.level(n)
+    top = counts.max()
+    start = int(first[counts == top].min())
+    return (grams.chars(start, n) + n - 1) * int(top)
 
 
-def duplicated_ngram_chars(toks: list[str], n: int, cum: list[int] | None = None) -> int:
-    """Characters of n-grams that repeat an earlier one, skipping over each repeat."""
-    grams = _ngrams(toks, n)
-    if len(set(grams)) == len(grams):  # the common case, decided at C speed
+def duplicated_ngram_chars(grams: NGrams, n: int) -> int:
+    """Characters of n-grams that repeat an earlier one, skipping over each repeat.
+
+    Left to right: a window already seen counts its characters and the scan jumps past
+    it; windows jumped over are never "seen". Windows whose n-gram occurs only once
+    cannot change the result, so only repeated n-grams are visited.
+    """
+    if len(grams.ids) < n:
         return 0
-    if cum is None:
-        cum = [0, *accumulate(map(len, toks))]
-    seen: set[tuple[str, ...]] = set()
-    chars, i, end = 0, 0, len(grams)
-    while i < end:
-        g = grams[i]
+    inv, _, counts = grams.level(n)
+    if counts.max() < 2:
+        return 0
+    pos = np.flatnonzero(counts[inv] > 1)
+    seen: set[int] = set()
+    chars, skip_until = 0, 0
+    for i, g in zip(pos.tolist(), inv[pos].tolist(), strict=True):
+        if i < skip_until:
+            continue
         if g in seen:
-            chars += cum[i + n] - cum[i]
-            i += n
+            chars += grams.chars(i, n)
+            skip_until = i + n
         else:
             seen.add(g)
-            i += 1
     return chars
 
 
@@ -115,14 +156,13 @@ class GopherRepetition(Filter):
         if self.dup_line_char_frac and dup_chars / n_chars > self.dup_line_char_frac:
             return False, "gopher_dup_line_char_frac"
 
-        toks = words(text)
+        grams = NGrams(words(text))
         for n, frac in self.top_n_grams.items():
-            if top_ngram_chars(toks, n) / n_chars > frac:
+            if top_ngram_chars(grams, n) / n_chars > frac:
                 return False, f"gopher_top_{n}_gram"
 
-        cum = [0, *accumulate(map(len, toks))]
         for n, frac in self.dup_n_grams.items():
-            chars = duplicated_ngram_chars(toks, n, cum)
+            chars = duplicated_ngram_chars(grams, n)
             if chars == 0:
                 break  # no repeated n-gram means no repeated longer one either
             if chars / n_chars > frac:
