@@ -113,6 +113,48 @@ def test_pdf_two_columns_read_column_by_column(tmp_path):
     assert doc.images[1] is not None and doc.texts[2] == "Right after figure."
 
 
+def test_pdf_list_markers_stay_with_their_items(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 80), "Steps to follow:", fontsize=10)
+    for i in range(3):
+        page.insert_text((72, 100 + 14 * i), "*", fontsize=10)
+        page.insert_text((86, 100 + 14 * i), f"bullet item {i}", fontsize=10)
+    for i in range(3):
+        page.insert_text((72, 160 + 14 * i), f"{i + 1}.", fontsize=10)
+        page.insert_text((100, 160 + 14 * i), f"numbered item {i}", fontsize=10)
+    pdf.save(tmp_path / "list.pdf")
+    (doc,), _ = _run([tmp_path / "list.pdf"])
+    lines = [ln for ln in doc.text.splitlines() if ln.strip()]
+    assert lines[1:3] == ["*", "bullet item 0"] or lines[1] == "* bullet item 0"
+    flat = " ".join(lines)
+    assert flat.index("bullet item 0") < flat.index("bullet item 1") < flat.index("1.")
+    assert flat.index("1.") < flat.index("numbered item 0") < flat.index("2.")
+
+
+def test_pdf_running_headers_and_page_numbers_removed(tmp_path):
+    pdf = pymupdf.open()
+    for n in range(1, 5):
+        page = pdf.new_page()  # 842 pt high: the margins are the top and bottom 67 pt
+        page.insert_text((72, 40), "Field Guide \u2014 Chapter 1", fontsize=9)
+        page.insert_text((72, 200), f"Body text of page {n}.", fontsize=11)
+        page.insert_text((290, 810), f"Page {n} of 4", fontsize=9)
+    page.insert_text((72, 815), "A footnote only on the last page.", fontsize=9)
+    pdf.save(tmp_path / "book.pdf")
+    (doc,), ledger = _run([tmp_path / "book.pdf"])
+    assert doc.text.split("\n\n") == [
+        "Body text of page 1.",
+        "Body text of page 2.",
+        "Body text of page 3.",
+        "Body text of page 4.",
+        "A footnote only on the last page.",
+    ]
+    assert doc.metadata["running_lines_removed"] == 8
+    assert ledger.extra["pdf"]["running_lines_removed"] == 8
+    (kept,), _ = _run([tmp_path / "book.pdf"], strip_running_headers=False)
+    assert kept.text.count("Chapter 1") == 4 and "Page 3 of 4" in kept.text
+
+
 def test_reading_order_xy_cut():
     # a full-width header, two columns of two boxes each, a full-width footer
     boxes = [

@@ -4,9 +4,15 @@ PyMuPDF's `page.get_text("dict")` gives text blocks and image blocks (with the i
 images included) and their bounding boxes. Reading order within a page is a recursive XY-cut:
 split the page at its widest empty band (a horizontal band splits rows, a vertical one columns),
 so two-column papers read column by column and a figure lands between the paragraphs it stands
-between. What it costs: boxes that overlap (text over a background image) have no band to split
-at and fall back to top-to-bottom, left-to-right order. Consecutive text blocks, across pages
-too, are joined into one text item with blank lines; each image is its own item.
+between. The unit is MuPDF's block, split where its lines fall into side-by-side columns of real
+text (MuPDF may join lines of two columns that share baselines; a bullet or a list number beside
+its item is not a column). What it costs: boxes that overlap (text over a background image) have
+no band to split at and fall back to top-to-bottom, left-to-right order; a table reads column by
+column. Consecutive text blocks, across pages too, are joined into one text item with blank
+lines; each image is its own item.
+
+Running headers and footers (a line in the top or bottom margin that recurs, digits aside, on
+at least 3 pages: "Chapter 2 · Setup", page numbers) are removed and counted.
 
 Policy per image: images smaller than `min_image_side` (pixels, and points as drawn) are treated
 as decoration and skipped; bytes Pillow cannot take (CMYK, JPX, JBIG2, soft masks) are converted
@@ -14,13 +20,13 @@ through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check
 A page with no text layer whose images cover at least half of it is a scanned page: counted,
 its scan not kept. A PDF with only such pages is dropped "scanned_no_text".
 
-Options (opts.extra): "min_image_side" (default 32).
+Options (opts.extra): "min_image_side" (default 32), "strip_running_headers" (default True).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +44,16 @@ STEP = "pdf"
 MIN_IMAGE_SIDE = 32
 SCANNED_COVERAGE = 0.5  # share of the page covered by images on a page without text
 _MAX_XY_BOXES = 2000  # beyond this many blocks on one page, plain top-to-bottom order
+MARGIN = 0.08  # top and bottom share of the page where running headers and footers live
+MIN_REPEATS = 3  # pages a margin line must recur on to count as a running header/footer
+_DIGITS = re.compile(r"\d+")
+_ROMAN = re.compile(r"[ivxlcdm]+")
 
 
 @dataclass(slots=True)
 class _Block:
     bbox: tuple[float, float, float, float]
     text: str | None = None
-    group: int = -1  # the MuPDF block a text line came from
     image: dict[str, Any] | None = None  # the PyMuPDF image block
 
 
@@ -109,46 +118,52 @@ def _read(
     images_meta: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
     scanned: list[int] = []
-    page_errors = 0
-    text_buf: list[tuple[int, str]] = []  # (block id, line) since the last image
+    text_buf: list[str] = []  # text blocks since the last image
 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
         stats["images_skipped"][reason] = stats["images_skipped"].get(reason, 0) + 1
 
+    pages: list[tuple[int, pymupdf.Rect, list[_Block]]] = []
     for pno in range(pdf.page_count):
         try:
             page = pdf[pno]
-            blocks = _blocks(page)
+            pages.append((pno, page.rect, _blocks(page)))
         except Exception:  # a broken page object or content stream: the other pages still count
-            page_errors += 1
             continue
-        stats["pages"] += 1
-        area = abs(page.rect) or 1.0
+    page_errors = pdf.page_count - len(pages)
+    stats["pages"] += len(pages)
+    stats["page_errors"] += page_errors
+    if not pages:
+        return "pdf_corrupt"
+    running = _running_lines(pages) if opts.extra.get("strip_running_headers", True) else set()
+    removed = 0
+    for pno, rect, blocks in pages:
         texts = [b for b in blocks if b.text is not None]
-        if not texts and _coverage(blocks, page.rect) >= SCANNED_COVERAGE * area:
+        if not texts and _coverage(blocks, rect) >= SCANNED_COVERAGE * (abs(rect) or 1.0):
             scanned.append(pno + 1)
             for _ in blocks:
                 skip("scanned_page")
             continue
         for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
             if b.text is not None:
-                text_buf.append((pno * 100_000 + b.group, b.text))
+                if running and _in_margin(b, rect) and _norm(b.text) in running:
+                    removed += 1
+                else:
+                    text_buf.append(b.text)
                 continue
             data = _keep_image(b, min_side, opts.max_image_bytes, ledger, skip)
             if data is None:
                 continue
             if text_buf:
-                items.append(_join(text_buf))
+                items.append("\n\n".join(text_buf))
                 text_buf = []
             items.append(data)
             images_meta.append({"page": pno + 1, "bbox": [round(v, 1) for v in b.bbox]})
     if text_buf:
-        items.append(_join(text_buf))
+        items.append("\n\n".join(text_buf))
     stats["scanned_pages"] += len(scanned)
-    stats["page_errors"] += page_errors
-    if page_errors == pdf.page_count:
-        return "pdf_corrupt"
+    stats["running_lines_removed"] = stats.get("running_lines_removed", 0) + removed
     n_chars = sum(len(it) for it in items if isinstance(it, str))
     if n_chars == 0 and scanned:
         return "scanned_no_text"
@@ -168,32 +183,78 @@ def _read(
             "images": images_meta,
             "scanned_pages": scanned,
             "images_skipped": skipped,
+            "running_lines_removed": removed,
             "page_errors": page_errors,
         },
     )
 
 
+def _norm(text: str) -> str:
+    """A margin line with its numbers blanked: "Page 3 of 9" and "Page 4 of 9" are one line,
+    and so are the roman page numbers of front matter ("iv", "v")."""
+    text = " ".join(text.lower().split())
+    return "#" if _ROMAN.fullmatch(text) else _DIGITS.sub("#", text)
+
+
+def _in_margin(b: _Block, rect: pymupdf.Rect) -> bool:
+    band = MARGIN * rect.height
+    return b.bbox[3] <= rect.y0 + band or b.bbox[1] >= rect.y1 - band
+
+
+def _running_lines(pages: list[tuple[int, pymupdf.Rect, list[_Block]]]) -> set[str]:
+    """Normalised margin texts that recur on at least MIN_REPEATS pages."""
+    seen: dict[str, int] = {}
+    for _, rect, blocks in pages:
+        for key in {_norm(b.text) for b in blocks if b.text is not None and _in_margin(b, rect)}:
+            seen[key] = seen.get(key, 0) + 1
+    return {k for k, n in seen.items() if n >= MIN_REPEATS}
+
+
 def _blocks(page: pymupdf.Page) -> list[_Block]:
-    """Image blocks and text *lines*: MuPDF may put lines from two columns in one block, so the
-    line is the unit of reading order and `group` (the block number) rejoins a paragraph."""
     out: list[_Block] = []
-    for n, b in enumerate(page.get_text("dict", sort=False)["blocks"]):
+    for b in page.get_text("dict", sort=False)["blocks"]:
         if b["type"] == 1:
             out.append(_Block(tuple(b["bbox"]), image=b))  # type: ignore[arg-type]
             continue
+        lines = []
         for ln in b.get("lines", ()):
             text = "".join(s["text"] for s in ln["spans"]).strip()
             if text:
-                out.append(_Block(tuple(ln["bbox"]), text=text, group=n))  # type: ignore[arg-type]
+                lines.append((tuple(ln["bbox"]), text))
+        for part in _columns(lines):
+            x0 = min(bb[0] for bb, _ in part)
+            y0 = min(bb[1] for bb, _ in part)
+            x1 = max(bb[2] for bb, _ in part)
+            y1 = max(bb[3] for bb, _ in part)
+            out.append(_Block((x0, y0, x1, y1), text="\n".join(t for _, t in part)))
     return out
 
 
-def _join(lines: list[tuple[int, str]]) -> str:
-    """Lines of one block joined by newlines, blocks by blank lines."""
-    parts = [lines[0][1]]
-    for (prev, _), (group, text) in itertools.pairwise(lines):
-        parts.append(("\n" if group == prev else "\n\n") + text)
-    return "".join(parts)
+def _columns(
+    lines: list[tuple[tuple[float, ...], str]],
+) -> list[list[tuple[tuple[float, ...], str]]]:
+    """The lines of one block, split into side-by-side columns when they form columns of text.
+
+    Lines are grouped by overlapping x-ranges; the split is kept only when every group holds a
+    line wider than three line heights, so a bullet or "1." beside its item stays with it.
+    """
+    if len(lines) < 2:
+        return [lines] if lines else []
+    height = sorted(bb[3] - bb[1] for bb, _ in lines)[len(lines) // 2]
+    order = sorted(range(len(lines)), key=lambda i: lines[i][0][0])
+    groups: list[list[int]] = []
+    reach = float("-inf")
+    for i in order:
+        x0, _, x1, _ = lines[i][0]
+        if groups and x0 < reach:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+        reach = max(reach, x1) if len(groups[-1]) > 1 else x1
+    wide = all(max(lines[i][0][2] - lines[i][0][0] for i in g) > 3 * height for g in groups)
+    if len(groups) == 1 or not wide:
+        return [lines]
+    return [[lines[i] for i in sorted(g)] for g in groups]
 
 
 def _coverage(blocks: list[_Block], rect: pymupdf.Rect) -> float:
