@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_loss
 from vloom.report.runfiles import (
     CONFIG_FILE,
@@ -107,6 +108,8 @@ def _metrics_notes(label: str, run_dir: Path) -> list[str]:
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN/report.md, RUN/plots/loss.png and RUN/plots/eval.png; return the report path.
 
+    RUN/report.html beside it is the same report as one self-contained page (plots embedded).
+
     A `control/` sub-run, when present, is shown side by side with the run.
     """
     run_dir = Path(run_dir)
@@ -174,4 +177,5 @@ def write_report(run_dir: str | Path) -> Path:
     tmp = path.with_name(f".{REPORT_FILE}.tmp")
     tmp.write_text("\n\n".join(part.strip("\n") for part in out) + "\n")
     os.replace(tmp, path)
+    write_html(path)
     return path
