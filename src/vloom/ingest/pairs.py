@@ -55,6 +55,7 @@ CAPTION_EXTS = ("txt", "caption", "text")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 BATCH_ROWS = 64  # Parquet rows per batch: image bytes make rows large
 _KEY_RE = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset: dir/key.ext, ext after 1st dot
+_FIELDS = frozenset((*IMAGE_EXTS, *CAPTION_EXTS, "json"))  # members read; others are skipped
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
@@ -190,7 +191,7 @@ def _tar_pairs(
                     sample.problem = sample.problem or (
                         "image_too_large" if ext in IMAGE_EXTS else "member_too_large"
                     )
-                elif sample.problem is None and ext not in sample.fields:
+                elif sample.problem is None and ext in _FIELDS and ext not in sample.fields:
                     f = tf.extractfile(m)
                     sample.fields[ext] = f.read() if f is not None else b""
             if not _ended_cleanly(tf):
@@ -306,7 +307,8 @@ def _parquet_pairs(
             fetched = fetch_images(urls, opts) if urls else {}
             for row, ref in zip(rows, refs, strict=True):
                 ledger.input += 1
-                key = row.get("key") if isinstance(row.get("key"), str) else f"{index:09d}"
+                raw_key = row.get("key")
+                key = str(raw_key) if isinstance(raw_key, str | int) else f"{index:09d}"
                 index += 1
                 image, origin = _resolve(ref, path, fetched, opts.max_image_bytes)
                 if isinstance(image, str):
