@@ -197,7 +197,7 @@ def test_pairs_parquet_img2dataset_style(tmp_path):
     assert "jpg" not in a.metadata and "txt" not in a.metadata
     # the URL-only row is not downloaded unless fetching was asked for
     assert dict(ledger.rejected) == {
-        "fetch_disabled": 1,
+        "remote_not_fetched": 1,
         "undecodable_image": 1,
         "missing_caption": 1,
     }

@@ -20,7 +20,8 @@ img, image_path, path, file, url, image_url).
 Every image passes `vloom.media.check_image`; rejects are named: not_an_image,
 undecodable_image, decompression_bomb, image_too_large, missing_image, missing_caption,
 empty_caption, caption_not_utf8, bad_json, unsafe_path, image_not_found, tar_corrupt,
-parquet_corrupt, and fetch failures as fetch_<reason>.
+parquet_corrupt, remote_not_fetched (a URL without --fetch), and fetch failures as
+fetch_<reason> (fetch_timeout, fetch_http_404, ...).
 """
 
 from __future__ import annotations
@@ -355,7 +356,12 @@ def _is_remote(ref: str) -> bool:
     return urlsplit(ref).scheme.lower() in ("http", "https")
 
 
-_FETCH_AS = {"too_large": "image_too_large", "not_an_image": "not_an_image"}
+# fetch reasons as pair rejects; "remote_not_fetched" is the html source's name for the same case
+_FETCH_AS = {
+    "too_large": "image_too_large",
+    "not_an_image": "not_an_image",
+    "fetch_disabled": "remote_not_fetched",
+}
 
 
 def _resolve(
@@ -367,7 +373,7 @@ def _resolve(
     if _is_remote(ref):
         got = fetched.get(ref, "fetch_disabled")
         if isinstance(got, str):
-            got = _FETCH_AS.get(got, got if got.startswith("fetch_") else f"fetch_{got}")
+            got = _FETCH_AS.get(got, f"fetch_{got}")
         return got, "remote"
     parts = urlsplit(ref)
     if parts.scheme == "file":
