@@ -127,7 +127,9 @@ class C4Quality(Filter):
             line = line.strip()
             ws = line.split()
             stats["lines_total"] += 1
-            if self.max_word_length is not None and any(len(w) > self.max_word_length for w in ws):
+            longest = self.max_word_length
+            # a line no longer than the limit cannot hold a longer word: skip the scan
+            if longest is not None and len(line) > longest and max(map(len, ws)) > longest:
                 stats["lines_removed_too_long_word"] += 1
                 continue
             if self.remove_citations:

@@ -13,6 +13,7 @@ are compared as word tuples, where datatrove compares the joined string (so for 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -27,8 +28,46 @@ _PARAGRAPH = re.compile(r"\n{2,}")
 _LINE = re.compile(r"\n+")
 
 
+NUMPY_FROM = 128  # tokens; below this numpy's per-call overhead costs more than it saves
+
+
+class SmallNGrams:
+    """N-gram statistics in plain Python (word tuples): the fast path for short texts."""
+
+    def __init__(self, toks: list[str]) -> None:
+        self.toks = toks
+
+    def _grams(self, n: int) -> list[tuple[str, ...]]:
+        return list(zip(*(self.toks[i:] for i in range(n)), strict=False))
+
+    def top(self, n: int) -> int:
+        """Characters covered by the most frequent n-gram: len(" ".join(gram)) * count."""
+        grams = self._grams(n)
+        if not grams:
+            return 0
+        gram, count = Counter(grams).most_common(1)[0]
+        return (sum(map(len, gram)) + n - 1) * count
+
+    def dup(self, n: int) -> int:
+        """Characters of n-grams that repeat an earlier one, skipping over each repeat."""
+        grams = self._grams(n)
+        if len(set(grams)) == len(grams):
+            return 0
+        seen: set[tuple[str, ...]] = set()
+        chars, i, end = 0, 0, len(grams)
+        while i < end:
+            g = grams[i]
+            if g in seen:
+                chars += sum(map(len, g))
+                i += n
+            else:
+                seen.add(g)
+                i += 1
+        return chars
+
+
 class NGrams:
-    """Dense integer ids for every n-gram of a token list, built n by n with numpy.
+    """The same statistics with dense integer n-gram ids built level by level in numpy.
 
     Level n maps each window toks[i:i+n] to an id (equal windows, equal ids: exact,
     no hashing), from level n-1's ids paired with the next word's id. `np.unique`
@@ -41,7 +80,7 @@ class NGrams:
         self.cum = np.zeros(len(toks) + 1, dtype=np.int64)  # cum[i]: chars of toks[:i]
         np.cumsum(np.fromiter(map(len, toks), dtype=np.int64, count=len(toks)), out=self.cum[1:])
         self.n, self.inv = 1, self.ids
-        self._vocab = len(index)
+        self._vocab = max(len(index), 1)
 
     def level(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(id per window, first window of each id, count of each id) for n-grams."""
@@ -57,48 +96,43 @@ class NGrams:
         self.inv = inv.astype(np.int64, copy=False)  # dense again for the next level
         return self.inv, first, counts
 
-    def chars(self, start: int, n: int) -> int:
-        """Characters of the words in the window toks[start:start+n] (no separators)."""
+    def _chars(self, start: int, n: int) -> int:
         return int(self.cum[start + n] - self.cum[start])
 
+    def top(self, n: int) -> int:
+        """As `SmallNGrams.top`; among equally frequent n-grams the first seen counts."""
+        if len(self.ids) < n:
+            return 0
+        _, first, counts = self.level(n)
+        top = counts.max()
+        start = int(first[counts == top].min())
+        return (self._chars(start, n) + n - 1) * int(top)
 
-def top_ngram_chars(grams: NGrams, n: int) -> int:
-    """Characters covered by the most frequent n-gram: len(" ".join(gram)) * count.
+    def dup(self, n: int) -> int:
+        """As `SmallNGrams.dup`. Windows whose n-gram occurs once cannot change the
+        result (they are never looked up), so only repeated n-grams are visited."""
+        if len(self.ids) < n:
+            return 0
+        inv, _, counts = self.level(n)
+        if counts.max() < 2:
+            return 0
+        pos = np.flatnonzero(counts[inv] > 1)
+        seen: set[int] = set()
+        chars, skip_until = 0, 0
+        for i, g in zip(pos.tolist(), inv[pos].tolist(), strict=True):
+            if i < skip_until:
+                continue
+            if g in seen:
+                chars += self._chars(i, n)
+                skip_until = i + n
+            else:
+                seen.add(g)
+        return chars
 
-    Among equally frequent n-grams the one seen first counts (as `Counter.most_common`).
-    """
-    if len(grams.ids) < n:
-        return 0
-    _, first, counts = grams.level(n)
-    top = counts.max()
-    start = int(first[counts == top].min())
-    return (grams.chars(start, n) + n - 1) * int(top)
 
-
-def duplicated_ngram_chars(grams: NGrams, n: int) -> int:
-    """Characters of n-grams that repeat an earlier one, skipping over each repeat.
-
-    Left to right: a window already seen counts its characters and the scan jumps past
-    it; windows jumped over are never "seen". Windows whose n-gram occurs only once
-    cannot change the result, so only repeated n-grams are visited.
-    """
-    if len(grams.ids) < n:
-        return 0
-    inv, _, counts = grams.level(n)
-    if counts.max() < 2:
-        return 0
-    pos = np.flatnonzero(counts[inv] > 1)
-    seen: set[int] = set()
-    chars, skip_until = 0, 0
-    for i, g in zip(pos.tolist(), inv[pos].tolist(), strict=True):
-        if i < skip_until:
-            continue
-        if g in seen:
-            chars += grams.chars(i, n)
-            skip_until = i + n
-        else:
-            seen.add(g)
-    return chars
+def ngrams(toks: list[str]) -> SmallNGrams | NGrams:
+    """N-gram statistics for a token list, by the implementation fastest at its length."""
+    return SmallNGrams(toks) if len(toks) < NUMPY_FROM else NGrams(toks)
 
 
 @register("gopher_repetition")
@@ -156,13 +190,13 @@ class GopherRepetition(Filter):
         if self.dup_line_char_frac and dup_chars / n_chars > self.dup_line_char_frac:
             return False, "gopher_dup_line_char_frac"
 
-        grams = NGrams(words(text))
+        grams = ngrams(words(text))
         for n, frac in self.top_n_grams.items():
-            if top_ngram_chars(grams, n) / n_chars > frac:
+            if grams.top(n) / n_chars > frac:
                 return False, f"gopher_top_{n}_gram"
 
         for n, frac in self.dup_n_grams.items():
-            chars = duplicated_ngram_chars(grams, n)
+            chars = grams.dup(n)
             if chars == 0:
                 break  # no repeated n-gram means no repeated longer one either
             if chars / n_chars > frac:
