@@ -122,17 +122,60 @@ Part = Literal["vision", "connector", "lm"]
 
 
 class StageConfig(_Strict):
-    """A training stage: a share of the steps with its own trainable parts."""
+    """A training stage: a share of the steps with its own trainable parts, data mixture and
+    (optionally) its own learning-rate schedule. Unset fields follow the `train` section."""
 
     name: str = "pretrain"
-    fraction: float = Field(1.0, gt=0, le=1, description="share of train.steps this stage takes")
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="share of train.steps this stage takes (one stage: 1)"
+    )
+    steps: int | None = Field(
+        None, ge=1, description="this stage's length in steps (instead of fraction)"
+    )
     trainable: list[Part] = Field(default_factory=lambda: ["vision", "connector", "lm"])
+    mixture: dict[str, float] | None = Field(
+        None,
+        description="shares of packed-row sources, e.g. {pairs: 0.7, interleaved: 0.3}; a key "
+        "matches a source name or its last /-part (synth/pairs)",
+    )
+    image_text_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of image-bearing sequences in this stage"
+    )
+    lr: float | None = Field(
+        None, gt=0, description="peak LR; setting any LR field gives the stage its own schedule"
+    )
+    warmup_steps: int | None = Field(None, ge=0)
+    schedule: Literal["cosine", "wsd"] | None = None
+    min_lr_ratio: float | None = Field(None, ge=0, le=1)
+    decay_fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _mixture_ok(self) -> StageConfig:
+        if self.mixture is not None:
+            if not self.mixture or any(v < 0 for v in self.mixture.values()):
+                raise ValueError(f"stage {self.name}: mixture needs non-negative shares")
+            if sum(self.mixture.values()) <= 0:
+                raise ValueError(f"stage {self.name}: mixture shares sum to 0")
+            if self.image_text_ratio is not None:
+                raise ValueError(
+                    f"stage {self.name}: give mixture or image_text_ratio, not both"
+                )
+        return self
+
+    @property
+    def own_schedule(self) -> bool:
+        return any(
+            getattr(self, k) is not None
+            for k in ("lr", "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction")
+        )
 
 
 class TrainConfig(_Strict):
     steps: int = Field(600, ge=1)
     batch_size: int = Field(16, ge=1, description="sequences per micro-batch")
-    grad_accum: int = Field(1, ge=1)
+    grad_accum: int = Field(
+        1, ge=1, description="micro-batches per step; global batch = batch_size x grad_accum"
+    )
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.1, ge=0)
@@ -148,6 +191,22 @@ class TrainConfig(_Strict):
         0.5, ge=0, le=1, description="share of image-bearing sequences once images are on"
     )
     stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()])
+    init_from: str | None = Field(
+        None,
+        description="checkpoint directory to start from (weights only, new optimizer; "
+        "continual pre-training with LR re-warmup)",
+    )
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="under torchrun: DDP, or FSDP2 fully_shard for models too big for one device"
+    )
+    activation_checkpointing: bool = Field(
+        False, description="recompute transformer blocks in backward: less memory, ~30% more compute"
+    )
+    compile: bool = Field(False, description="torch.compile the model")
+    prefetch: int = Field(2, ge=0, description="batches a background thread prepares ahead; 0 = off")
+    peak_flops: float | None = Field(
+        None, gt=0, description="device peak FLOP/s for MFU (default: a table by GPU name)"
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto = bf16 autocast where the device supports it fast, else fp32"
     )
@@ -158,7 +217,22 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _stages_cover(self) -> TrainConfig:
-        total = sum(s.fraction for s in self.stages)
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"train.stages: stage names must be unique (got {names})")
+        by_steps = [s.steps is not None for s in self.stages]
+        if any(by_steps) and not all(by_steps):
+            raise ValueError("train.stages: give every stage steps, or every stage a fraction")
+        if all(by_steps):
+            total = sum(s.steps or 0 for s in self.stages)
+            if total != self.steps:
+                raise ValueError(
+                    f"train.stages steps sum to {total} but train.steps is {self.steps}"
+                )
+            return self
+        if len(self.stages) > 1 and any(s.fraction is None for s in self.stages):
+            raise ValueError("train.stages: with several stages each needs a fraction (or steps)")
+        total = sum(s.fraction or 1.0 for s in self.stages)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train.stages fractions sum to {total:g}, expected 1")
         return self

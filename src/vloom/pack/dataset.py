@@ -14,15 +14,33 @@ from safetensors import safe_open
 
 
 class PackedStream:
-    def __init__(self, packed_dir: str | Path, stream: str, seed: int = 0) -> None:
-        self.paths = sorted(Path(packed_dir).glob(f"{stream}-*.safetensors"))
-        self.stream, self.seed = stream, seed
+    """Rows of one stream (`text`, `image`, or a tuple of both), optionally only the rows
+    whose source tag (see `stats.json` "sources") is in `sources`."""
+
+    def __init__(
+        self,
+        packed_dir: str | Path,
+        stream: str | tuple[str, ...],
+        seed: int = 0,
+        sources: set[int] | None = None,
+    ) -> None:
+        streams = (stream,) if isinstance(stream, str) else tuple(stream)
+        self.paths = [p for s in streams for p in sorted(Path(packed_dir).glob(f"{s}-*.safetensors"))]
+        self.stream, self.seed = "+".join(streams), seed
         self._files = [safe_open(str(p), framework="numpy") for p in self.paths]
         self._index: list[tuple[int, int]] = []
         self._offsets = []
         for si, f in enumerate(self._files):
             n = f.get_slice("tokens").get_shape()[0]
-            self._index.extend((si, r) for r in range(n))
+            if sources is None:
+                self._index.extend((si, r) for r in range(n))
+            else:
+                if "sources" not in f.keys():
+                    raise ValueError(
+                        f"{self.paths[si]}: packed rows have no source tags (re-pack the data)"
+                    )
+                tags = f.get_tensor("sources")
+                self._index.extend((si, r) for r in range(n) if int(tags[r]) in sources)
             self._offsets.append(f.get_tensor("image_offsets"))
         self.epoch, self.cursor = 0, 0
         self._order = self._perm(0) if self._index else np.zeros(0, dtype=np.int64)
@@ -47,16 +65,21 @@ class PackedStream:
     def _image_shape(self, si: int) -> tuple[int, ...]:
         return tuple(self._files[si].get_slice("images").get_shape()[1:])
 
-    def take(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def take(
+        self, n: int, lo: int = 0, hi: int | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Advance by n rows; read and return only rows lo..hi of them (a rank's share)."""
         if not self._index:
             raise ValueError(f"stream {self.stream!r} is empty: no packed rows to read")
+        hi = n if hi is None else hi
         out = []
-        for _ in range(n):
+        for i in range(n):
             if self.cursor >= len(self._order):
                 self.epoch += 1
                 self.cursor = 0
                 self._order = self._perm(self.epoch)
-            out.append(self.row(int(self._order[self.cursor])))
+            if lo <= i < hi:
+                out.append(self.row(int(self._order[self.cursor])))
             self.cursor += 1
         return out
 

@@ -6,6 +6,10 @@ row, but an image block never straddles a row: when it does not fit, the rest of
 the row is padded (`<pad>`, skipped by the loss) and the block starts the next row.
 The cost is the padding share, reported in `stats.json` as `pad_fraction`; it
 stays small while image blocks are short relative to `seq_len`.
+
+Each row is tagged with the source (`Document.source`) that contributed most of its
+tokens, so a training stage can mix sources by share; rows that span documents of
+two sources (a row boundary between them) carry the majority one.
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ class PackedShardWriter:
     row_len: int
     image_size: int
     shard_rows: int
+    sources: dict[str, int] = field(default_factory=dict)  # name -> id, shared by the streams
     rows: list[np.ndarray] = field(default_factory=list)
+    row_sources: list[int] = field(default_factory=list)
     row_images: list[list[np.ndarray]] = field(default_factory=list)
     n_shards: int = 0
     n_rows: int = 0
     n_images: int = 0
     n_pad: int = 0
 
-    def add_row(self, tokens: list[int], images: list[np.ndarray]) -> None:
+    def add_row(self, tokens: list[int], images: list[np.ndarray], source: str = "") -> None:
         assert len(tokens) == self.row_len, (len(tokens), self.row_len)
         arr = np.asarray(tokens, dtype=np.int32)
         assert int((arr == IMAGE_ID).sum()) % max(len(images), 1) == 0
         self.rows.append(arr)
+        self.row_sources.append(self.sources.setdefault(source, len(self.sources)))
         self.row_images.append(images)
         self.n_pad += int((arr == PAD_ID).sum())
         if len(self.rows) >= self.shard_rows:
@@ -57,13 +64,19 @@ class PackedShardWriter:
         path = self.out_dir / f"{self.stream}-{self.n_shards:05d}.safetensors"
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(
-            {"tokens": np.stack(self.rows), "image_offsets": offsets, "images": images}, str(tmp)
+            {
+                "tokens": np.stack(self.rows),
+                "image_offsets": offsets,
+                "images": images,
+                "sources": np.asarray(self.row_sources, dtype=np.int32),
+            },
+            str(tmp),
         )
         tmp.replace(path)
         self.n_shards += 1
         self.n_rows += len(self.rows)
         self.n_images += len(flat)
-        self.rows, self.row_images = [], []
+        self.rows, self.row_images, self.row_sources = [], [], []
 
 
 class Packer:
@@ -75,18 +88,25 @@ class Packer:
         self.cur: list[int] = []
         self.cur_images: list[np.ndarray] = []
         self.tokens_in = 0
+        self.source = ""  # the document being added
+        self.cur_sources: dict[str, int] = {}  # tokens per source in the current row
+
+    def _count(self, n: int) -> None:
+        self.cur_sources[self.source] = self.cur_sources.get(self.source, 0) + n
 
     def _emit(self) -> None:
         if self.cur:
             self.cur.extend([PAD_ID] * (self.row_len - len(self.cur)))
-            self.w.add_row(self.cur, self.cur_images)
-        self.cur, self.cur_images = [], []
+            top = max(self.cur_sources, key=self.cur_sources.__getitem__, default=self.source)
+            self.w.add_row(self.cur, self.cur_images, top)
+        self.cur, self.cur_images, self.cur_sources = [], [], {}
 
     def add_text(self, ids: list[int]) -> None:
         self.tokens_in += len(ids)
         while ids:
             room = self.row_len - len(self.cur)
             self.cur.extend(ids[:room])
+            self._count(len(ids[:room]))
             ids = ids[room:]
             if len(self.cur) == self.row_len:
                 self._emit()
@@ -101,6 +121,7 @@ class Packer:
         if len(self.cur) + n_tokens > self.row_len - 1:
             self._emit()
         self.cur.extend([IMAGE_ID] * n_tokens)
+        self._count(n_tokens)
         self.cur_images.append(pixels)
 
     def close(self) -> None:

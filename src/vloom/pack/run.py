@@ -66,8 +66,11 @@ def run_pack(
     tok = load_tokenizer(out_dir / TOKENIZER_FILE)
 
     row_len = pc.seq_len + 1
+    source_ids: dict[str, int] = {}  # one name -> id map for both streams
     packers = {
-        s: Packer(PackedShardWriter(out_dir, s, row_len, pc.image_size, pc.shard_sequences))
+        s: Packer(
+            PackedShardWriter(out_dir, s, row_len, pc.image_size, pc.shard_sequences, source_ids)
+        )
         for s in STREAMS
     }
     ledger = Ledger()
@@ -87,6 +90,7 @@ def run_pack(
             ledger.drop("pack", "empty")
             continue
         packer = packers["image" if pixels else "text"]
+        packer.source = d.source or "unknown"
         pit = iter(pixels)
         for kind, ids in blocks(tok, items):
             if kind == "image":
@@ -110,6 +114,8 @@ def run_pack(
         "seq_len": pc.seq_len,
         "image_size": pc.image_size,
         "tokens_per_image": k,
+        # Row source tags in packed shards (`sources` tensor) index this list.
+        "sources": sorted(source_ids, key=source_ids.__getitem__),
     }
     # Written last: its presence marks the stage complete.
     (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")

@@ -1,8 +1,11 @@
 """Resumable checkpoints: weights, optimizer state, RNG and data position.
 
 A checkpoint is written into a temporary directory and renamed into place, so a
-directory named `step-NNNNNN` is always complete; a run killed mid-write leaves
-only a `.tmp-*` directory, which the next run deletes.
+directory named `step-NNNNNN`, `stage-<name>` or `final` is always complete; a run
+killed mid-write leaves only a `.tmp-*` directory, which the next run deletes. Under
+FSDP the sharded weights are gathered to rank 0 first, so the files are the same as a
+one-process run's and resume on any number of ranks; the data position in
+`state.json` is global (every rank keeps the same stream cursors).
 """
 
 from __future__ import annotations
@@ -17,18 +20,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from vloom.model.io import WEIGHTS, save_model
+from vloom.model.io import CONFIG, WEIGHTS, model_meta
+from vloom.model.vlm import VLM
 
 OPTIM, STATE = "optimizer.safetensors", "state.json"
-
-
-def _optim_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
-    out = {}
-    for p, st in opt.state.items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                out[f"{names[id(p)]}::{k}"] = v.detach().contiguous().cpu()
-    return out
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,19 +41,26 @@ def set_rng_state(st: dict[str, Any]) -> None:
 def save_checkpoint(
     ckpt_root: Path,
     name: str,
-    model,
-    opt: torch.optim.Optimizer,
+    vlm: VLM,
+    weights: dict[str, torch.Tensor],
+    optim: dict[str, torch.Tensor],
     state: dict[str, Any],
     extra_meta: dict | None = None,
 ) -> Path:
+    """Write weights (as the VLM names them), optimizer tensors and state.json, then rename."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / name
     tmp = ckpt_root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    save_model(model, tmp, extra_meta)
-    names = {id(p): n for n, p in model.named_parameters()}
-    save_file(_optim_tensors(opt, names), str(tmp / OPTIM))
+    tmp.mkdir()
+    sd = dict(weights)
+    if vlm.cfg.tie_embeddings:  # tied weights share storage; safetensors keeps one name
+        sd.pop("lm.lm_head.weight", None)
+    save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / WEIGHTS))
+    meta = model_meta(vlm) | (extra_meta or {})
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    save_file(optim, str(tmp / OPTIM))
     (tmp / STATE).write_text(json.dumps(state | {"rng": rng_state()}, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -66,35 +68,71 @@ def save_checkpoint(
     return final
 
 
-def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimizer tensors (by parameter name) and RNG; return state.json."""
-    sd = load_file(str(ckpt / WEIGHTS))
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if unexpected:
-        raise ValueError(f"{ckpt}: checkpoint has weights this model lacks: {unexpected[:3]}")
-    tensors = load_file(str(ckpt / OPTIM))
-    params = dict(model.named_parameters())
-    for key, v in tensors.items():
-        pname, k = key.split("::")
-        if pname not in params:
-            raise ValueError(f"{ckpt}: optimizer state for unknown parameter {pname}")
-        opt.state[params[pname]][k] = v
-    state = json.loads((ckpt / STATE).read_text())
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (not a complete checkpoint)")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise ValueError(f"{path}: corrupt safetensors file ({e})") from None
+
+
+def load_weights(vlm: VLM, ckpt: str | Path) -> None:
+    """Load a checkpoint's weights into `vlm`; a foreign architecture is a one-line error
+    naming the first mismatched tensor and both shapes."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        raise FileNotFoundError(f"{ckpt}: checkpoint directory does not exist")
+    path = ckpt / WEIGHTS
+    sd = _load_safetensors(path)
+    own = vlm.state_dict()
+    for k, v in sd.items():
+        if k not in own:
+            raise ValueError(f"{path}: weight {k} does not exist in this model (another architecture)")
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise ValueError(
+                f"{path}: {k} has shape {tuple(v.shape)} in the checkpoint but "
+                f"{tuple(own[k].shape)} in this model (another architecture)"
+            )
+    missing = [
+        k for k in own if k not in sd and not (k == "lm.lm_head.weight" and vlm.cfg.tie_embeddings)
+    ]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks weights this model has: {missing[:3]}")
+    vlm.load_state_dict(sd, strict=False)
+
+
+def load_training_state(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer tensors and state.json of a checkpoint; restores the RNG."""
+    tensors = _load_safetensors(ckpt / OPTIM)
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{ckpt / STATE}: unreadable ({e})") from None
     set_rng_state(state["rng"])
-    return state
+    return tensors, state
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:
-    """The newest complete `step-*` checkpoint; stale temporary directories are removed."""
+    """The complete `step-*` or `stage-*` checkpoint with the highest step; stale
+    temporary directories are removed."""
     if not ckpt_root.exists():
         return None
     for tmp in ckpt_root.glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
-    steps = sorted(p for p in ckpt_root.glob("step-*") if (p / STATE).exists())
-    return steps[-1] if steps else None
+    best, best_step = None, -1
+    for p in sorted([*ckpt_root.glob("step-*"), *ckpt_root.glob("stage-*")]):
+        try:
+            step = json.loads((p / STATE).read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if step > best_step:
+            best, best_step = p, step
+    return best
 
 
 def prune(ckpt_root: Path, keep: int = 2) -> None:
+    """Keep the newest `keep` periodic checkpoints (stage-end ones are kept)."""
     steps = sorted(ckpt_root.glob("step-*"))
     for p in steps[:-keep]:
         shutil.rmtree(p, ignore_errors=True)

@@ -1,9 +1,14 @@
-"""The training loop: AdamW, LR schedule, image schedule, stages, accumulation, checkpoints.
+"""The training loop: AdamW, LR schedule, stages and mixtures, accumulation, checkpoints,
+on one process or data-parallel under torchrun (DDP or FSDP2, see distributed.py).
 
-`train()` is resumable by construction: it starts from the newest complete
-checkpoint in `out_dir/checkpoints`, whose state holds the step, the RNG and the
-data position, so a killed run restarted ends with the same weights as one that
-never stopped.
+`train()` is resumable by construction: it starts from the newest complete checkpoint
+in `out_dir/checkpoints`, whose state holds the step, the RNG and the data position, so
+a killed run restarted ends with the same weights as one that never stopped. With
+`train.init_from` a new run starts from another run's weights (continual pre-training:
+new optimizer, the schedule warms up again from step 0).
+
+The loss of a step is the mean over all its target tokens (all micro-batches, all
+ranks), so the gradient does not depend on how the global batch is split.
 """
 
 from __future__ import annotations
@@ -15,24 +20,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from vloom.config import ExperimentConfig
-from vloom.model.vlm import VLM, make_targets
-from vloom.pack.dataset import PackedStream
-from vloom.train.checkpoint import latest_checkpoint, load_training_state, prune, save_checkpoint
-from vloom.train.mixture import image_slots, images_on, stage_at
+from vloom.model.vlm import VLM
+from vloom.train import distributed as D
+from vloom.train.batches import StepBatch, StepReader
+from vloom.train.checkpoint import (
+    latest_checkpoint,
+    load_training_state,
+    load_weights,
+    prune,
+    save_checkpoint,
+)
+from vloom.train.distributed import pick_device  # noqa: F401  (re-exported for callers)
+from vloom.train.flops import flops_per_image, lm_flops_per_token, peak_flops
+from vloom.train.mixture import IMAGE, TEXT, images_on, resolve_mixture, stage_at, stage_bounds
+from vloom.train.prefetch import Prefetcher
 from vloom.train.schedule import lr_at
 
 METRICS, SUMMARY, FINAL = "metrics.jsonl", "train_summary.json", "final"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -42,7 +50,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def make_optimizer(model: VLM, cfg: ExperimentConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device) -> torch.optim.AdamW:
     decay, no_decay = [], []
     seen = set()
     for _, p in model.named_parameters():
@@ -54,6 +62,7 @@ def make_optimizer(model: VLM, cfg: ExperimentConfig, device: torch.device) -> t
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    # fused kernels on GPU; foreach (one kernel per op over all tensors) on CPU.
     kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.betas), **kw)
 
@@ -75,18 +84,6 @@ def build_model(cfg: ExperimentConfig, stats: dict[str, Any]) -> VLM:
     return model
 
 
-def _batch(rows: list[tuple[np.ndarray, np.ndarray]], device: torch.device):
-    tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
-    ims = [r[1] for r in rows if len(r[1])]
-    images = torch.from_numpy(np.concatenate(ims)) if ims else None
-    inputs, targets = make_targets(tokens)
-    return (
-        inputs.to(device, non_blocking=True),
-        targets.to(device, non_blocking=True),
-        images.to(device, non_blocking=True) if images is not None else None,
-    )
-
-
 def _truncate_metrics(path: Path, before_step: int) -> None:
     if not path.exists():
         return
@@ -100,148 +97,279 @@ def _truncate_metrics(path: Path, before_step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in keep))
 
 
+def _check_data(cfg: ExperimentConfig, reader: StepReader, packed_dir: Path, sources: list[str]) -> None:
+    """Fail before training when a stage needs rows the packed data does not have."""
+    tc = cfg.train
+    n_text, n_image = len(reader.streams[TEXT]), len(reader.streams[IMAGE])
+    for i, (start, end) in enumerate(stage_bounds(tc)):
+        st = tc.stages[i]
+        if st.mixture is not None:
+            resolve_mixture(st, sources)  # unknown source names: error
+        on = end > start and images_on(end - 1, tc)
+        off = end > start and not images_on(start, tc)
+        ratio = tc.image_text_ratio if st.image_text_ratio is None else st.image_text_ratio
+        if st.mixture is None and on and ratio > 0 and n_image == 0:
+            raise ValueError(
+                f"{packed_dir}: stage {st.name} turns images on but there are no image sequences"
+            )
+        if ((st.mixture is None and ratio < 1.0) or off) and n_text == 0:
+            raise ValueError(
+                f"{packed_dir}: stage {st.name} needs text-only sequences but there are none"
+            )
+
+
+class _Run:
+    """Everything one training run holds; `train()` below is the public entry point."""
+
+    def __init__(self, cfg: ExperimentConfig, packed_dir: Path, out_dir: Path, quiet: bool) -> None:
+        self.cfg, self.tc, self.packed_dir, self.out_dir = cfg, cfg.train, packed_dir, out_dir
+        self.info, self.device = D.init_distributed(cfg.train.device)
+        self.quiet = quiet or not self.info.main
+        self.fsdp = self.info.active and self.tc.parallel == "fsdp"
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def wrap(self, stage: int) -> None:
+        """Set the stage's trainable parts and (re)build the parallel wrapper over them."""
+        self.vlm.set_trainable(self.tc.stages[stage].trainable)
+        if self.info.active and not self.fsdp:
+            self.model = D.wrap_ddp(self.vlm, self.device)
+        if self.tc.compile:
+            self.model = torch.compile(self.model)
+
+    def checkpoint(self, name: str, state: dict[str, Any]) -> Path:
+        path = self.ckpt_root / name
+        if self.fsdp or self.info.main:  # gathering FSDP shards is a collective
+            weights = D.full_model_state(self.model_root, self.vlm, self.fsdp)
+            optim = D.full_optim_state(self.model_root, self.vlm, self.opt, self.fsdp)
+        if self.info.main:
+            path = save_checkpoint(
+                self.ckpt_root, name, self.vlm, weights, optim, state, self.ckpt_meta
+            )
+        D.barrier(self.info)
+        return path
+
+    def run(self) -> dict[str, Any]:
+        cfg, tc, info = self.cfg, self.tc, self.info
+        packed_dir, out_dir = self.packed_dir, self.out_dir
+        D.check_world(tc.batch_size, tc.grad_accum, info.world)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(cfg.seed)
+        device = self.device
+        bf16 = use_bf16(tc.precision, device)
+        stats = read_packed_stats(packed_dir)
+        sources = list(stats.get("sources", []))
+        self.vlm = vlm = build_model(cfg, stats)
+        self.ckpt_root = ckpt_root = out_dir / "checkpoints"
+        metrics_path = out_dir / METRICS
+        if (ckpt_root / FINAL / "state.json").exists() and (out_dir / SUMMARY).exists():
+            return json.loads((out_dir / SUMMARY).read_text())  # already complete
+        reader = StepReader(
+            packed_dir, cfg, sources, info.rank, info.world, pin=device.type == "cuda"
+        )
+        _check_data(cfg, reader, packed_dir, sources)
+
+        start, tokens_seen, elapsed_before = 0, 0, 0.0
+        resumed = latest_checkpoint(ckpt_root) if info.main else None
+        if info.active:  # rank 0 decides, so all ranks resume from the same checkpoint
+            box = [str(resumed) if resumed else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            resumed = Path(box[0]) if box[0] else None
+        optim_tensors = None
+        if resumed is not None:
+            load_weights(vlm, resumed)
+            optim_tensors, st = load_training_state(resumed)
+            start, tokens_seen = st["step"], st["tokens"]
+            elapsed_before = st.get("elapsed_s", 0.0)
+            reader.load_state(st["data"])
+            self.log(f"resuming from {resumed} (step {start})")
+        elif tc.init_from:
+            load_weights(vlm, tc.init_from)  # weights only: new optimizer, schedule from 0
+            self.log(f"initialised from {tc.init_from}")
+        if info.main:
+            if resumed is None:
+                metrics_path.unlink(missing_ok=True)
+            _truncate_metrics(metrics_path, start)
+
+        vlm.to(device)
+        if tc.activation_checkpointing:
+            D.enable_activation_checkpointing(vlm)
+        self.model = self.model_root = vlm
+        if self.fsdp:
+            self.model = self.model_root = D.shard_fsdp(vlm, bf16)
+        self.opt = opt = make_optimizer(self.model_root, cfg, device)
+        if optim_tensors is not None:
+            D.load_optim_state(self.model_root, vlm, opt, optim_tensors, self.fsdp, str(resumed))
+        self.ckpt_meta = {"tokenizer": str((packed_dir / "tokenizer.json").resolve())}
+        if tc.init_from:
+            self.ckpt_meta["init_from"] = str(Path(tc.init_from).resolve())
+
+        n_seq = tc.batch_size * tc.grad_accum
+        row_tokens = stats["seq_len"]
+        step_flops = n_seq * row_tokens * lm_flops_per_token(vlm, row_tokens)
+        img_flops = flops_per_image(vlm)
+        peak = peak_flops(device, bf16, tc.peak_flops)
+        bounds = stage_bounds(tc)
+        # bf16 autocast only without FSDP's own mixed-precision policy
+        autocast = bf16 and not self.fsdp
+        t0 = time.perf_counter()
+        t_log, tok_log, flop_log = t0, 0, 0.0
+        cur_stage = -1
+        loss_acc = 0.0
+        mf = metrics_path.open("a") if info.main else None
+        bar = tqdm(
+            range(start, tc.steps),
+            initial=start,
+            total=tc.steps,
+            desc="train",
+            disable=self.quiet,
+            mininterval=2,
+        )
+        feed = Prefetcher(reader.read, range(start, tc.steps), tc.prefetch)
+        try:
+            for step, batch in zip(bar, feed, strict=True):
+                assert batch.step == step, (batch.step, step)
+                si = stage_at(step, tc)
+                if si != cur_stage:
+                    self.wrap(si)
+                    cur_stage = si
+                lr = lr_at(step, tc)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                step_loss, n_images = self.step(batch, autocast)
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in self.model_root.parameters() if p.requires_grad], tc.grad_clip
+                    )
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                tokens_seen += n_seq * row_tokens
+                tok_log += n_seq * row_tokens
+                flop_log += step_flops + n_images * img_flops
+                loss_acc = step_loss
+                done = step + 1
+                if done % tc.log_every == 0 or done == tc.steps:
+                    now = time.perf_counter()
+                    dt = max(now - t_log, 1e-9)
+                    rec = {
+                        "step": done,
+                        "loss": round(step_loss, 5),
+                        "lr": lr,
+                        "tokens": tokens_seen,
+                        "tokens_per_s": round(tok_log / dt, 1),
+                        "mfu": round(flop_log / dt / (peak * info.world), 4) if peak else None,
+                        "image_frac": n_images / n_seq,
+                        "images_on": images_on(step, tc),
+                        "stage": tc.stages[si].name,
+                        "elapsed_s": round(elapsed_before + now - t0, 2),
+                    }
+                    if mf is not None:
+                        mf.write(json.dumps(rec) + "\n")
+                        mf.flush()
+                    t_log, tok_log, flop_log = now, 0, 0.0
+                    bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+                state = {
+                    "step": done,
+                    "tokens": tokens_seen,
+                    "elapsed_s": elapsed_before + time.perf_counter() - t0,
+                    "data": batch.data_state,
+                }
+                if done == bounds[si][1] and len(tc.stages) > 1:
+                    self.checkpoint(f"stage-{tc.stages[si].name}", state)
+                if done % tc.checkpoint_every == 0 and done < tc.steps:
+                    self.checkpoint(f"step-{done:06d}", state)
+                    if info.main:
+                        prune(ckpt_root)
+        finally:
+            feed.close()
+            if mf is not None:
+                mf.close()
+        wall = elapsed_before + time.perf_counter() - t0
+        state = {
+            "step": tc.steps,
+            "tokens": tokens_seen,
+            "elapsed_s": wall,
+            "data": reader.state(),
+        }
+        final = self.checkpoint(FINAL, state)
+        summary = {
+            "steps": tc.steps,
+            "tokens": tokens_seen,
+            "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
+            "wall_s": round(wall, 2),
+            "final_loss": round(loss_acc, 5),
+            "params": vlm.num_params(),
+            "device": str(device),
+            "world_size": info.world,
+            "parallel": (tc.parallel if info.active else "none"),
+            "bf16": bf16,
+            "threads": torch.get_num_threads(),
+            "checkpoint": str(final),
+            "resumed_from": str(resumed) if resumed else None,
+            "init_from": tc.init_from,
+            "pid": os.getpid(),
+        }
+        if info.main:
+            (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        D.barrier(info)
+        return summary
+
+    def step(self, batch: StepBatch, autocast: bool) -> tuple[float, int]:
+        """Forward and backward over this rank's micro-batches; returns (global mean loss,
+        global image rows)."""
+        info, device, tc = self.info, self.device, self.tc
+        counts = torch.tensor(
+            [float(sum(m.n_tokens for m in batch.micros)), float(batch.image_rows)]
+        )
+        n_tokens, n_images = D.all_reduce_sum(counts, info).tolist()
+        trainable = set(tc.stages[stage_at(batch.step, tc)].trainable)
+        vision_used = n_images > 0 and bool(trainable & {"vision", "connector"})
+        # A step where nothing trainable is reached (e.g. connector-only, no images) has no
+        # backward on any rank.
+        has_grad = "lm" in trainable or vision_used
+        loss_sum = torch.zeros((), device=device)
+        for i, m in enumerate(batch.micros):
+            last = i == len(batch.micros) - 1
+            sync = contextlib.nullcontext() if has_grad else self._no_sync()
+            with sync, D.grad_sync(self.model, last or not has_grad):
+                inputs = m.inputs.to(device, non_blocking=True)
+                targets = m.targets.to(device, non_blocking=True)
+                images = m.images.to(device, non_blocking=True) if m.images is not None else None
+                ctx = (
+                    torch.autocast(device.type, dtype=torch.bfloat16)
+                    if autocast
+                    else contextlib.nullcontext()
+                )
+                if info.active and vision_used and images is None:
+                    inputs, targets, images = D.blank_image_row(
+                        inputs, targets, self.vlm.tokens_per_image, self.vlm.vision.image_size
+                    )
+                with ctx:
+                    logits, loss = self.model(inputs, images, targets)
+                if m.n_tokens:
+                    term = loss * (m.n_tokens / max(n_tokens, 1.0) * info.world)
+                    loss_sum += loss.detach().float() * m.n_tokens
+                else:  # no target tokens: a zero that keeps the graph (and the collectives)
+                    term = logits.float().sum() * 0.0
+                if has_grad and term.requires_grad:
+                    term.backward()
+        total = D.all_reduce_sum(loss_sum.reshape(1).cpu(), info)
+        return float(total.item()) / max(n_tokens, 1.0), int(n_images)
+
+    def _no_sync(self):
+        return self.model.no_sync() if hasattr(self.model, "no_sync") else contextlib.nullcontext()
+
+
 def train(
     cfg: ExperimentConfig, packed_dir: str | Path, out_dir: str | Path, quiet: bool = False
 ) -> dict[str, Any]:
-    packed_dir, out_dir = Path(packed_dir), Path(out_dir)
-    tc = cfg.train
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    torch.manual_seed(cfg.seed)
-    device = pick_device(tc.device)
-    bf16 = use_bf16(tc.precision, device)
-    stats = read_packed_stats(packed_dir)
-    model = build_model(cfg, stats).to(device)
-    opt = make_optimizer(model, cfg, device)
-    text = PackedStream(packed_dir, "text", cfg.seed)
-    image = PackedStream(packed_dir, "image", cfg.seed + 1)
-    needs_images = tc.image_start_fraction < 1.0 and tc.image_text_ratio > 0
-    if needs_images and len(image) == 0:
-        raise ValueError(
-            f"{packed_dir}: the recipe turns images on but there are no image sequences"
-        )
-    if len(text) == 0 and (tc.image_text_ratio < 1.0 or not needs_images):
-        raise ValueError(f"{packed_dir}: the recipe needs text-only sequences but there are none")
-
-    ckpt_root = out_dir / "checkpoints"
-    metrics_path = out_dir / METRICS
-    if (ckpt_root / FINAL / "state.json").exists() and (out_dir / SUMMARY).exists():
-        return json.loads((out_dir / SUMMARY).read_text())  # already complete
-    start, tokens_seen, elapsed_before = 0, 0, 0.0
-    resumed = latest_checkpoint(ckpt_root)
-    if resumed is not None:
-        st = load_training_state(resumed, model, opt)
-        start, tokens_seen, elapsed_before = st["step"], st["tokens"], st.get("elapsed_s", 0.0)
-        text.load_state(st["data"]["text"])
-        image.load_state(st["data"]["image"])
-        if not quiet:
-            print(f"resuming from {resumed} (step {start})")
-    else:
-        metrics_path.unlink(missing_ok=True)
-    _truncate_metrics(metrics_path, start)
-
-    ckpt_meta = {"tokenizer": str((packed_dir / "tokenizer.json").resolve())}
-    n_seq = tc.batch_size * tc.grad_accum
-    row_tokens = stats["seq_len"]
-    t0 = time.perf_counter()
-    t_log, tok_log = t0, 0
-    cur_stage = -1
-    mf = metrics_path.open("a")
-    bar = tqdm(
-        range(start, tc.steps),
-        initial=start,
-        total=tc.steps,
-        desc="train",
-        disable=quiet,
-        mininterval=2,
-    )
-    loss_acc = 0.0
-    for step in bar:
-        si = stage_at(step, tc)
-        if si != cur_stage:
-            model.set_trainable(tc.stages[si].trainable)
-            cur_stage = si
-        lr = lr_at(step, tc)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        slots = image_slots(step, n_seq, tc, cfg.seed)
-        step_loss = 0.0
-        for micro in range(tc.grad_accum):
-            sl = slots[micro * tc.batch_size : (micro + 1) * tc.batch_size]
-            n_img = int(sl.sum())
-            rows = (image.take(n_img) if n_img else []) + (
-                text.take(len(sl) - n_img) if len(sl) > n_img else []
-            )
-            inputs, targets, images = _batch(rows, device)
-            ctx = (
-                torch.autocast(device.type, dtype=torch.bfloat16)
-                if bf16
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                _, loss = model(inputs, images, targets)
-            if loss.requires_grad:  # e.g. connector-only stage on a text-only micro-batch
-                (loss / tc.grad_accum).backward()
-            step_loss += loss.item() / tc.grad_accum
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], tc.grad_clip
-            )
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        tokens_seen += n_seq * row_tokens
-        tok_log += n_seq * row_tokens
-        loss_acc = step_loss
-        done = step + 1
-        if done % tc.log_every == 0 or done == tc.steps:
-            now = time.perf_counter()
-            rec = {
-                "step": done,
-                "loss": round(step_loss, 5),
-                "lr": lr,
-                "tokens": tokens_seen,
-                "tokens_per_s": round(tok_log / max(now - t_log, 1e-9), 1),
-                "image_frac": float(slots.mean()),
-                "images_on": images_on(step, tc),
-                "stage": tc.stages[si].name,
-                "elapsed_s": round(elapsed_before + now - t0, 2),
-            }
-            mf.write(json.dumps(rec) + "\n")
-            mf.flush()
-            t_log, tok_log = now, 0
-            bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
-        if done % tc.checkpoint_every == 0 and done < tc.steps:
-            state = {
-                "step": done,
-                "tokens": tokens_seen,
-                "elapsed_s": elapsed_before + time.perf_counter() - t0,
-                "data": {"text": text.state(), "image": image.state()},
-            }
-            save_checkpoint(ckpt_root, f"step-{done:06d}", model, opt, state, ckpt_meta)
-            prune(ckpt_root)
-    mf.close()
-    wall = elapsed_before + time.perf_counter() - t0
-    state = {
-        "step": tc.steps,
-        "tokens": tokens_seen,
-        "elapsed_s": wall,
-        "data": {"text": text.state(), "image": image.state()},
-    }
-    final = save_checkpoint(ckpt_root, FINAL, model, opt, state, ckpt_meta)
-    summary = {
-        "steps": tc.steps,
-        "tokens": tokens_seen,
-        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
-        "wall_s": round(wall, 2),
-        "final_loss": round(loss_acc, 5),
-        "params": model.num_params(),
-        "device": str(device),
-        "bf16": bf16,
-        "threads": torch.get_num_threads(),
-        "checkpoint": str(final),
-        "resumed_from": str(resumed) if resumed else None,
-        "pid": os.getpid(),
-    }
-    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    """Train (or resume) on packed data; one process, or one rank of a torchrun job."""
+    run = _Run(cfg, Path(packed_dir), Path(out_dir), quiet)
+    try:
+        return run.run()
+    finally:
+        D.shutdown(run.info)

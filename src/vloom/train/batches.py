@@ -1,0 +1,109 @@
+"""A step's rows, read by each rank for its own share, in the same global order for any
+number of ranks.
+
+`step_plan` names the stream of every sequence of the global batch; rank r of N takes
+the r-th contiguous N-th of it. Every rank advances every stream past the whole global
+batch but reads (decodes) only its own rows, so the stream cursors — the data position
+a checkpoint stores — are global and a run resumes on a different number of ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vloom.config import ExperimentConfig
+from vloom.model.vlm import make_targets
+from vloom.pack.dataset import PackedStream
+from vloom.sequence import IGNORE_INDEX
+from vloom.train.mixture import IMAGE, TEXT, resolve_mixture, step_plan
+
+
+@dataclass
+class Micro:
+    inputs: torch.Tensor  # [b, T]
+    targets: torch.Tensor  # [b, T]
+    images: torch.Tensor | None  # [n, H, W, 3] uint8
+    n_tokens: int  # targets that count in the loss
+
+
+@dataclass
+class StepBatch:
+    step: int
+    micros: list[Micro]
+    image_rows: int  # this rank's rows that carry images
+    data_state: dict[str, Any] = field(default_factory=dict)  # stream positions after this step
+
+
+def to_micro(rows: list[tuple[np.ndarray, np.ndarray]], pin: bool) -> Micro:
+    tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
+    ims = [r[1] for r in rows if len(r[1])]
+    images = torch.from_numpy(np.concatenate(ims)) if ims else None
+    inputs, targets = make_targets(tokens)
+    n_tok = int((targets != IGNORE_INDEX).sum())
+    if pin:
+        inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        images = images.pin_memory() if images is not None else None
+    return Micro(inputs, targets, images, n_tok)
+
+
+class StepReader:
+    def __init__(
+        self,
+        packed_dir: Path,
+        cfg: ExperimentConfig,
+        sources: list[str],
+        rank: int = 0,
+        world: int = 1,
+        pin: bool = False,
+    ) -> None:
+        self.cfg, self.sources, self.rank, self.world, self.pin = cfg, sources, rank, world, pin
+        self.streams: dict[str, PackedStream] = {
+            TEXT: PackedStream(packed_dir, TEXT, cfg.seed),
+            IMAGE: PackedStream(packed_dir, IMAGE, cfg.seed + 1),
+        }
+        used = sorted(
+            {s for st in cfg.train.stages if st.mixture for s in resolve_mixture(st, sources)}
+        )
+        for name in used:  # one stream per mixed source, over both text and image rows
+            idx = sources.index(name)
+            self.streams[f"src:{name}"] = PackedStream(
+                packed_dir, (TEXT, IMAGE), cfg.seed + 2 + idx, sources={idx}
+            )
+
+    def state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {TEXT: self.streams[TEXT].state(), IMAGE: self.streams[IMAGE].state()}
+        src = {k[4:]: s.state() for k, s in self.streams.items() if k.startswith("src:")}
+        if src:
+            st["src"] = src
+        return st
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.streams[TEXT].load_state(st[TEXT])
+        self.streams[IMAGE].load_state(st[IMAGE])
+        for name, s in st.get("src", {}).items():
+            if f"src:{name}" in self.streams:
+                self.streams[f"src:{name}"].load_state(s)
+
+    def read(self, step: int) -> StepBatch:
+        tc = self.cfg.train
+        plan = step_plan(step, tc, self.cfg.seed, self.sources)
+        share = len(plan) // self.world
+        lo, hi = self.rank * share, (self.rank + 1) * share
+        local_rows: dict[str, list] = {}
+        for key in dict.fromkeys(plan):  # streams in first-use order
+            idx = [i for i, k in enumerate(plan) if k == key]
+            a = sum(i < lo for i in idx)
+            b = sum(i < hi for i in idx)
+            local_rows[key] = self.streams[key].take(len(idx), a, b)[::-1]
+        rows = [local_rows[k].pop() for k in plan[lo:hi]]
+        micros = [
+            to_micro(rows[i : i + tc.batch_size], self.pin)
+            for i in range(0, len(rows), tc.batch_size)
+        ]
+        image_rows = sum(1 for r in rows if len(r[1]))
+        return StepBatch(step, micros, image_rows, self.state())

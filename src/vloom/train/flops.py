@@ -1,0 +1,64 @@
+"""Model FLOPs per token and per image, and device peak FLOP/s, for MFU.
+
+Counting (PaLM appendix B; Chinchilla): a training step costs 6 FLOPs per parameter per
+token (forward 2, backward 4) for every matrix the token passes through, the output
+layer included (its vocab x d matrix counts even when tied to the embedding, which is a
+lookup and costs nothing), plus attention scores and values: 12 x layers x d x seq_len
+per token (non-causal count, as PaLM). An image adds the same for the vision encoder over
+its patches and for the connector over its tokens. Frozen parts are counted as trained
+(their backward through activations still runs), so MFU is slightly optimistic there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vloom.model.vlm import VLM
+
+# Dense bf16 peak FLOP/s by device-name fragment (vendor datasheets, without sparsity).
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,  # SXM; the PCIe card is 756e12: set train.peak_flops
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "V100": 125e12,
+}
+
+
+def _params(mod: torch.nn.Module, skip: tuple[str, ...] = ()) -> int:
+    seen, n = set(), 0
+    for name, p in mod.named_parameters():
+        if id(p) in seen or name.startswith(skip):
+            continue
+        seen.add(id(p))
+        n += p.numel()
+    return n
+
+
+def lm_flops_per_token(vlm: VLM, seq_len: int) -> float:
+    lm = vlm.lm
+    n = _params(lm.layers) + _params(lm.norm) + lm.vocab_size * lm.cfg.d_model  # + output layer
+    return 6.0 * n + 12.0 * lm.cfg.n_layers * lm.cfg.d_model * seq_len
+
+
+def flops_per_image(vlm: VLM) -> float:
+    v = vlm.vision
+    p = v.n_patches
+    enc = 6.0 * _params(v, skip=("pos_embed",)) * p + 12.0 * v.cfg.n_layers * v.cfg.d_model * p * p
+    return enc + 6.0 * _params(vlm.connector, skip=("slot_embed",)) * vlm.tokens_per_image
+
+
+def peak_flops(device: torch.device, bf16: bool, override: float | None) -> float | None:
+    """Peak FLOP/s of one device: the config's value, else the bf16 table for a known GPU."""
+    if override:
+        return override
+    if device.type != "cuda" or not bf16:
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, val in PEAK_BF16.items():
+        if key in name:
+            return val
+    return None
