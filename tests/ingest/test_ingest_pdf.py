@@ -181,14 +181,18 @@ def test_pdf_unusual_images_are_converted_for_pillow(tmp_path):
     page.insert_image(pymupdf.Rect(72, 80, 172, 180), stream=_jpeg(64, 48, 4, "CMYK"))
     page.insert_image(pymupdf.Rect(72, 200, 172, 300), stream=_png(50, 50, 5, "RGBA"))
     page.insert_image(pymupdf.Rect(72, 320, 172, 420), stream=_png(40, 40, 6, "L"))
+    jpx = io.BytesIO()
+    Image.open(io.BytesIO(_png(36, 44, 7))).save(jpx, "JPEG2000")  # stored as JPX in the PDF
+    page.insert_image(pymupdf.Rect(72, 440, 172, 540), stream=jpx.getvalue())
     pdf.save(tmp_path / "odd.pdf")
     (doc,), ledger = _run([tmp_path / "odd.pdf"])
     images = [im for im in doc.images if im is not None]
-    assert len(images) == 3
+    assert len(images) == 4
     formats = [check_image(im) for im in images]  # each decodes with Pillow
-    assert [(w, h) for _, w, h in formats] == [(64, 48), (50, 50), (40, 40)]
+    assert [(w, h) for _, w, h in formats] == [(64, 48), (50, 50), (40, 40), (36, 44)]
+    assert [f for f, _, _ in formats] == ["jpeg", "png", "png", "png"]
     assert Image.open(io.BytesIO(images[1])).mode == "RGBA"  # the soft mask kept as alpha
-    assert ledger.extra["images"]["attached"] == 3
+    assert ledger.extra["images"]["attached"] == 4
 
 
 def test_pdf_tiny_images_skipped_and_counted(tmp_path):
