@@ -234,6 +234,22 @@ def test_pdf_scanned_pages_counted_and_scan_only_pdf_dropped(tmp_path):
     assert ledger.extra["pdf"]["scanned_pages"] == 3
 
 
+def test_pdf_ocr_layer_kept_and_its_page_scan_not(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_image(page.rect, stream=_jpeg(300, 420, 13))
+    page.insert_text((72, 100), "Invisible OCR text of the scan.", fontsize=11, render_mode=3)
+    page = pdf.new_page()
+    page.insert_text((72, 60), "A born-digital page with a figure.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 80, 272, 230), stream=_png(100, 75, 14))
+    pdf.save(tmp_path / "ocr.pdf")
+    (doc,), _ = _run([tmp_path / "ocr.pdf"])
+    assert doc.texts[0] == "Invisible OCR text of the scan.\n\nA born-digital page with a figure."
+    assert doc.n_images == 1 and doc.metadata["images"][0]["page"] == 2
+    assert doc.metadata["images_skipped"] == {"behind_text": 1}
+    assert doc.metadata["scanned_pages"] == []
+
+
 def test_pdf_bad_files_rejected_and_run_goes_on(tmp_path):
     _interleaved_pdf(tmp_path / "a_good.pdf")
     secret = pymupdf.open()

@@ -18,7 +18,9 @@ Policy per image: images smaller than `min_image_side` (pixels, and points as dr
 as decoration and skipped; bytes Pillow cannot take (CMYK, JPX, JBIG2, soft masks) are converted
 through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`.
 A page with no text layer whose images cover at least half of it is a scanned page: counted,
-its scan not kept. A PDF with only such pages is dropped "scanned_no_text".
+its scan not kept. A PDF with only such pages is dropped "scanned_no_text". An image covering
+half the page with text drawn over it (a scan under its OCR layer, a page background) is not
+kept either ("behind_text"): the text is.
 
 Options (opts.extra): "min_image_side" (default 32), "strip_running_headers" (default True).
 """
@@ -145,7 +147,11 @@ def _read(
             for _ in blocks:
                 skip("scanned_page")
             continue
+        behind = _behind_text(blocks, rect)
         for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
+            if b.image is not None and id(b) in behind:
+                skip("behind_text")  # a page scan under its OCR layer, or a page background
+                continue
             if b.text is not None:
                 if running and _in_margin(b, rect) and _norm(b.text) in running:
                     removed += 1
@@ -255,6 +261,23 @@ def _columns(
     if len(groups) == 1 or not wide:
         return [lines]
     return [[lines[i] for i in sorted(g)] for g in groups]
+
+
+def _behind_text(blocks: list[_Block], rect: pymupdf.Rect) -> set[int]:
+    """ids of images covering half the page or more with text drawn over them."""
+    page_area = abs(rect) or 1.0
+    out = set()
+    for b in blocks:
+        if b.image is None or abs(pymupdf.Rect(b.bbox) & rect) < SCANNED_COVERAGE * page_area:
+            continue
+        box = pymupdf.Rect(b.bbox)
+        for t in blocks:
+            if t.text is not None and box.contains(
+                pymupdf.Point((t.bbox[0] + t.bbox[2]) / 2, (t.bbox[1] + t.bbox[3]) / 2)
+            ):
+                out.add(id(b))
+                break
+    return out
 
 
 def _coverage(blocks: list[_Block], rect: pymupdf.Rect) -> float:
