@@ -139,3 +139,93 @@ def test_input_directory_must_differ_from_output(tmp_path):
     write_shard(tmp_path / "p0.parquet", clean_docs(2))
     with pytest.raises(CurateError, match="input directory"):
         run_curate(tmp_path, tmp_path, CurateConfig(), quiet=True)
+
+
+# ---- resuming with global steps that need every shard (top fraction, mix) in the chain ----
+
+
+@pytest.fixture(scope="module")
+def quality_model(tmp_path_factory):
+    import random
+
+    from vloom.curate.classify import train_classifier
+    from vloom.synth.noise import spam_text
+
+    rng = random.Random(0)
+    pos = [d.text.lower() for d in clean_docs(40, seed=11)]
+    neg = [spam_text(rng).lower() for _ in range(40)]
+    path = tmp_path_factory.mktemp("model") / "quality.bin"
+    train_classifier(pos, neg, path, epochs=5, dim=8, bucket=5000)
+    return path
+
+
+def _global_steps(model: Path) -> list[dict]:
+    return [
+        {"name": "exact_dedup"},
+        {"name": "slow_passthrough", "seconds": 0.05},
+        {
+            "name": "refine",
+            "rules": [{"program": [{"op": "normalize", "whitespace": True}]}],
+            "log_programs": True,
+        },
+        {"name": "fasttext_quality", "model": str(model), "keep_top_fraction": 0.7},
+        {
+            "name": "mix",
+            "shares": {"interleaved": 0.6, "text": 0.4},
+            "score_key": "quality_score",
+            "repeat": [[0.25, 3]],
+        },
+    ]
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(d)): p.read_bytes()
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and ".curate" not in p.parts
+    }
+
+
+@pytest.mark.parametrize("kill_when", ["signatures", "curate"])
+def test_sigkilled_run_with_global_steps_resumes_to_identical_output(
+    tmp_path, quality_model, kill_when
+):
+    in_dir = tmp_path / "in"
+    _make_many_shards(in_dir, n_shards=12)
+    steps = _global_steps(quality_model)
+    cfg = CurateConfig(steps=[StepConfig(**s) for s in steps])
+    killed = tmp_path / "killed"
+    script = (
+        "import sys, slow_step\n"
+        "from vloom.config import CurateConfig\n"
+        "from vloom.curate import run_curate\n"
+        f"run_curate(sys.argv[1], sys.argv[2], CurateConfig(steps={steps!r}), quiet=True)\n"
+    )
+    # kill in the middle of the fasttext_quality signature pass (step 3), or of the last pass
+    pattern = "sig3-*.bin" if kill_when == "signatures" else "*.done"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(SRC)]))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(in_dir), str(killed)], env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list((killed / ".curate").glob(pattern))) < 2:
+            assert proc.poll() is None, f"the run ended before 2 files {pattern} were written"
+            assert time.monotonic() < deadline, f"no {pattern} within 90 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    n_written = len(list((killed / ".curate").glob(pattern)))
+    assert 2 <= n_written < 12, "the kill must land mid-pass for this test to mean anything"
+    assert not (killed / "ledger.json").exists()
+
+    resumed = run_curate(in_dir, killed, cfg, quiet=True)
+    fresh = tmp_path / "fresh"
+    run_curate(in_dir, fresh, cfg, quiet=True)
+    a, b = _tree(killed), _tree(fresh)
+    assert sorted(a) == sorted(b) and sum(n.endswith(".parquet") for n in a) == 12
+    for name in a:
+        assert a[name] == b[name], name
+    stats = resumed.extra["step_stats"]
+    assert stats["mix"]["copies_added"] > 0 and resumed.dropped["exact_dedup"]["duplicate"] == 11
+    assert resumed.dropped["fasttext_quality"]["fasttext_below_top_fraction"] > 0
+    resumed.check()
