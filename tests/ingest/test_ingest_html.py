@@ -79,6 +79,20 @@ def test_class_rules_do_not_eat_whole_page(tmp_path):
     assert extract_page(page("t", wrapped)).items == [words]
 
 
+def test_docbook_sidebar_is_prose_but_a_link_sidebar_is_not():
+    tip = " ".join(f"tip{i}" for i in range(40))
+    links = "".join(f'<li><a href="/{i}">link{i} words here</a></li>' for i in range(15))
+    body = (
+        '<ul class="docnav top"><li><a href="p.html">Prev</a></li></ul>'
+        '<div class="chapter" lang="fr-FR"><div class="para">Para one.</div>'
+        f'<div class="para">Para two.</div><div class="sidebar"><p class="title">TIP</p>'
+        f'<div class="para">{tip}</div></div></div><div id="sidebar"><ul>{links}</ul></div>'
+    )
+    html = "<html><body>" + body + "</body></html>"  # no lang on <html>: found on the content
+    p = extract_page(html)
+    assert p.items == [f"Para one.\n\nPara two.\n\nTIP\n\n{tip}"] and p.lang == "fr-FR"
+
+
 def test_main_content_wins_over_the_rest(tmp_path):
     body = "<div><p>Outside main.</p></div><main><p>Inside main.</p></main><p>Also outside.</p>"
     assert extract_page(page("t", body)).items == ["Inside main."]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import hashlib
 import os
 import re
@@ -72,7 +73,7 @@ _SKIP_ATTRS = (
 # Parts of class/id names (split on whitespace, '-' and '_') that mark boilerplate. Matched as
 # whole parts, so DocBook's inline "guimenu" / "menuchoice" spans are not "menu".
 _BOILER_PARTS = frozenset(
-    """nav navbar navigation navheader navfooter navlinks menu menubar megamenu breadcrumb
+    """nav navbar navigation navheader navfooter navlinks docnav menu menubar megamenu breadcrumb
     breadcrumbs crumbs sidebar cookie cookies cookiebanner consent gdpr skip skiplink skiplinks
     share sharing sharebar social advert advertisement adverts ads banner popup newsletter
     subscribe footer masthead toolbar pagination pager""".split()
@@ -115,10 +116,10 @@ _BLOCK: dict[str, int] = {
     t: _PARA
     for t in (
         "p h1 h2 h3 h4 h5 h6 blockquote figure figcaption table ul ol dl section article main "
-        "header footer address details summary caption hr fieldset legend center"
+        "header footer address details summary caption hr fieldset legend center div"
     ).split()
-}
-_BLOCK.update({t: _LINE for t in "div li tr dt dd option body".split()})
+}  # a <div> holding text is nearly always a paragraph (DocBook's div.para, say)
+_BLOCK.update({t: _LINE for t in "li tr dt dd option body".split()})
 _BLOCK.update({"td": _CELL, "th": _CELL})
 
 
@@ -236,6 +237,16 @@ def _is_boiler_name(value: str) -> bool:
     return False
 
 
+def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
+    """DocBook's <sidebar> (div.sidebar: tips, notes) is prose; a site's sidebar is links.
+    Only "sidebar" names get this test: cookie banners and menus go whatever their text."""
+    cls = (node.attributes.get("class") or "").lower().split()
+    if not any("sidebar" in _PART_SPLIT.split(c) for c in cls):
+        return False
+    link_words = sum(len((a.text(deep=True) or "").split()) for a in node.css("a"))
+    return link_words < 0.25 * words
+
+
 def _skip_set(root: LexborNode) -> set[int]:
     """mem_ids of boilerplate elements under `root` (the walk skips them with their subtree)."""
     tags = list(_SKIP_TAGS)
@@ -249,9 +260,12 @@ def _skip_set(root: LexborNode) -> set[int]:
         if _is_boiler_name(a.get("class") or "") or _is_boiler_name(a.get("id") or ""):
             if total < 0:
                 total = len((root.text(deep=True) or "").split())
+            words = len((n.text(deep=True) or "").split())
             # a name-matched element holding most of the page's words is a layout wrapper
             # ("sidebar-layout", "nav-container"), not boilerplate
-            if total >= 20 and len((n.text(deep=True) or "").split()) > total // 2:
+            if total >= 20 and words > total // 2:
+                continue
+            if words >= 30 and _is_prose_sidebar(n, words):
                 continue
             skip.add(n.mem_id)
     return skip
@@ -417,6 +431,12 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
     base_node = parser.css_first("base[href]")
     base = _attr(base_node, "href") if base_node is not None else ""
     root = _main_root(parser)
+    if not lang:  # DocBook/publican put it on the content element, not on <html>
+        for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
+            n = parser.css_first(sel)
+            if n is not None:
+                lang = _attr(n, "lang") or _attr(n, "content")
+                break
     if root is None:
         return Page(title, lang, [], base)
     return Page(title, lang, _walk(root, _skip_set(root)), base)
@@ -478,6 +498,11 @@ def _decode_data_uri(uri: str) -> bytes | str:
         return "bad_data_uri"
 
 
+@functools.lru_cache(maxsize=1024)
+def _realpath(path: str) -> str:
+    return os.path.realpath(path)  # input roots: resolved once, not once per image
+
+
 def _read_local(url: str, src: PageSource, max_bytes: int) -> tuple[bytes | str, str]:
     """Read a file: URL inside the input root: (bytes or reason, path relative to the root)."""
     assert src.root is not None
@@ -486,7 +511,7 @@ def _read_local(url: str, src: PageSource, max_bytes: int) -> tuple[bytes | str,
     candidates = [unquote(raw_path)]
     if "%" in raw_path:
         candidates.append(raw_path)  # a file whose name really contains '%xx'
-    root = os.path.realpath(src.root)
+    root = _realpath(str(src.root))
     last_rel = candidates[0]
     for cand in candidates:
         real = os.path.realpath(cand)

@@ -60,7 +60,7 @@ def write_stream(
     docs: Iterable[Document],
     out_dir: Path,
     shard_size: int = 1000,
-    shard_bytes: int = 256 * 1024 * 1024,
+    shard_bytes: int = 128 * 1024 * 1024,
 ) -> tuple[int, list[Path]]:
     """Write documents as they come into numbered shards; returns (count, shard paths).
 
