@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dump_config(cfg), indent=2) + "\n")
-    print(json.dumps(train(cfg, args.packed, out, quiet=args.quiet)))
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes/prints
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dump_config(cfg), indent=2) + "\n")
+    summary = train(cfg, args.packed, out, quiet=args.quiet)
+    if main_rank:
+        print(json.dumps(summary))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
