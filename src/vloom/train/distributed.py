@@ -237,8 +237,14 @@ def load_optim_state(
         set_optimizer_state_dict,
     )
 
-    opts = StateDictOptions(full_state_dict=True)
+    # strict=False: a parameter that never had a gradient (e.g. frozen so far) has no state.
+    opts = StateDictOptions(full_state_dict=True, strict=False)
     groups = get_optimizer_state_dict(model, opt, options=opts)["param_groups"]
     set_optimizer_state_dict(
         model, opt, optim_state_dict={"state": per, "param_groups": groups}, options=opts
     )
+    # Loading initialises every parameter's state (step 1, zero moments); one that had none
+    # in the checkpoint must start fresh, as it would on one process.
+    for name, p in model.named_parameters():
+        if name not in per:
+            opt.state.pop(p, None)

@@ -39,6 +39,7 @@ from vloom.train.flops import flops_per_image, lm_flops_per_token, peak_flops
 from vloom.train.mixture import IMAGE, TEXT, images_on, resolve_mixture, stage_at, stage_bounds
 from vloom.train.prefetch import Prefetcher
 from vloom.train.schedule import lr_at
+from vloom.train.sinks import log_metrics
 
 METRICS, SUMMARY, FINAL = "metrics.jsonl", "train_summary.json", "final"
 
@@ -270,6 +271,7 @@ class _Run:
                     if mf is not None:
                         mf.write(json.dumps(rec) + "\n")
                         mf.flush()
+                        log_metrics(cfg, out_dir, rec)  # TensorBoard / MLflow / W&B views
                     t_log, tok_log, flop_log = now, 0, 0.0
                     bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                 state = {
