@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,46 @@ def test_pdf_ocr_layer_kept_and_its_page_scan_not(tmp_path):
     assert doc.n_images == 1 and doc.metadata["images"][0]["page"] == 2
     assert doc.metadata["images_skipped"] == {"behind_text": 1}
     assert doc.metadata["scanned_pages"] == []
+
+
+def _add_bomb(pdf: pymupdf.Document, page: pymupdf.Page, side: int = 10_000) -> None:
+    """Draw a side x side gray image whose Flate stream is tiny (zeros) on `page`."""
+    co = zlib.compressobj(1)
+    row = bytes(side)
+    data = b"".join(co.compress(row) for _ in range(side)) + co.flush()
+    xref = pdf.get_new_xref()
+    pdf.update_object(
+        xref,
+        f"<< /Type /XObject /Subtype /Image /Width {side} /Height {side} "
+        "/ColorSpace /DeviceGray /BitsPerComponent 8 >>",
+    )
+    pdf.update_stream(xref, data, compress=False)
+    pdf.xref_set_key(xref, "Filter", "/FlateDecode")
+    kind, res = pdf.xref_get_key(page.xref, "Resources")
+    holder = int(res.split()[0]) if kind == "xref" else page.xref
+    prefix = "" if kind == "xref" else "Resources/"
+    refs = " ".join(f"/{x[7]} {x[0]} 0 R" for x in page.get_images(full=True))  # keep the others
+    pdf.xref_set_key(holder, prefix + "XObject", f"<< {refs} /ImBomb {xref} 0 R >>")
+    cx = page.get_contents()[0]
+    pdf.update_stream(cx, pdf.xref_stream(cx) + b"\nq 300 0 0 300 72 400 cm /ImBomb Do Q\n")
+
+
+def test_pdf_decompression_bomb_image_not_decoded(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "Text beside a bomb.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 80, 272, 230), stream=_png(100, 75, 15))
+    _add_bomb(pdf, page)
+    page = pdf.new_page()
+    page.insert_text((72, 60), "A safe page.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 80, 272, 230), stream=_png(100, 75, 16))
+    pdf.save(tmp_path / "bomb.pdf")
+    assert max(x[2] for x in pymupdf.open(tmp_path / "bomb.pdf")[0].get_images(full=True)) == 10_000
+    (doc,), ledger = _run([tmp_path / "bomb.pdf"])
+    assert doc.text == "Text beside a bomb.\n\nA safe page."
+    assert doc.n_images == 1 and doc.metadata["images"][0]["page"] == 2
+    assert doc.metadata["images_skipped"] == {"page_with_bomb": 1}
+    assert ledger.extra["images"]["rejected"] == {"decompression_bomb": 1}
 
 
 def test_pdf_bad_files_rejected_and_run_goes_on(tmp_path):

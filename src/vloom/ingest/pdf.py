@@ -16,7 +16,10 @@ at least 3 pages: "Chapter 2 · Setup", page numbers) are removed and counted.
 
 Policy per image: images smaller than `min_image_side` (pixels, and points as drawn) are treated
 as decoration and skipped; bytes Pillow cannot take (CMYK, JPX, JBIG2, soft masks) are converted
-through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`.
+through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`. MuPDF
+decodes every image it extracts, so a page whose resources hold an image of more than
+`vloom.media.MAX_IMAGE_PIXELS` pixels (read from its dictionary, nothing decoded) gives only its
+text: the bomb is counted "decompression_bomb", the page's other images "page_with_bomb".
 A page with no text layer whose images cover at least half of it is a scanned page: counted,
 its scan not kept. A PDF with only such pages is dropped "scanned_no_text". An image covering
 half the page with text drawn over it (a scan under its OCR layer, a page background) is not
@@ -40,7 +43,7 @@ from vloom.doc import Document
 from vloom.ingest.base import IngestError, IngestOptions
 from vloom.ingest.run import record_image
 from vloom.ledger import Ledger
-from vloom.media import ImageError, check_image
+from vloom.media import MAX_IMAGE_PIXELS, ImageError, check_image
 
 STEP = "pdf"
 MIN_IMAGE_SIDE = 32
@@ -130,9 +133,17 @@ def _read(
     for pno in range(pdf.page_count):
         try:
             page = pdf[pno]
-            pages.append((pno, page.rect, _blocks(page)))
+            # MuPDF decodes every image it extracts: a page holding a decompression bomb gives
+            # only its text (image sizes come from the dictionaries, nothing is decoded)
+            sizes = [(x[2], x[3]) for x in page.get_images(full=True)]
+            bombs = sum(w * h > MAX_IMAGE_PIXELS for w, h in sizes)
+            pages.append((pno, page.rect, _blocks(page, images=not bombs)))
         except Exception:  # a broken page object or content stream: the other pages still count
             continue
+        for _ in range(bombs):
+            record_image(ledger, "pdf", "decompression_bomb")
+        for _ in range(len(sizes) - bombs if bombs else 0):
+            skip("page_with_bomb")
     page_errors = pdf.page_count - len(pages)
     stats["pages"] += len(pages)
     stats["page_errors"] += page_errors
@@ -216,9 +227,12 @@ def _running_lines(pages: list[tuple[int, pymupdf.Rect, list[_Block]]]) -> set[s
     return {k for k, n in seen.items() if n >= MIN_REPEATS}
 
 
-def _blocks(page: pymupdf.Page) -> list[_Block]:
+def _blocks(page: pymupdf.Page, images: bool = True) -> list[_Block]:
+    flags = pymupdf.TEXTFLAGS_DICT
+    if not images:
+        flags &= ~pymupdf.TEXT_PRESERVE_IMAGES
     out: list[_Block] = []
-    for b in page.get_text("dict", sort=False)["blocks"]:
+    for b in page.get_text("dict", flags=flags, sort=False)["blocks"]:
         if b["type"] == 1:
             out.append(_Block(tuple(b["bbox"]), image=b))  # type: ignore[arg-type]
             continue
