@@ -33,12 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from vloom.config import ModelConfig
 from vloom.model.io import CONFIG, load_model, save_model
 from vloom.model.layers import swiglu_hidden
 from vloom.model.outdir import staged_dir
 from vloom.model.vlm import VLM
+
+MODEL_YAML = "model.yaml"
 
 
 def parse_factor(value: Any) -> int:
@@ -231,9 +234,17 @@ def grow_checkpoint(
         "seed": seed,
         "grow_vision": grow_vision,
     }
+    model_section = big.cfg.model_dump(mode="json")
     with staged_dir(out) as tmp:
         save_model(big, tmp, extra | {"grown_from": info})
+        # `train.init_from` builds the model from the experiment YAML, so the run needs this
+        # section (the MLP width and norm epsilon are not the defaults for the new width).
+        (tmp / MODEL_YAML).write_text(
+            "# the `model:` section for an experiment that continues from this checkpoint\n"
+            + yaml.safe_dump({"model": model_section}, sort_keys=False)
+        )
     return info | {
+        "model": model_section,
         "out": str(out),
         "params_before": model.num_params(),
         "params_after": big.num_params(),
