@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,14 @@ def cmd_grow(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from vloom.model.hf_export import export_checkpoint
 
-    print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.tokenizer)))
+    info = export_checkpoint(args.checkpoint, args.out, args.tokenizer)
+    if info["tokenizer"] is None:
+        print(
+            f"vloom: note: {args.checkpoint} names no tokenizer; exported without one "
+            "(pass --tokenizer PATH/tokenizer.json)",
+            file=sys.stderr,
+        )
+    print(json.dumps(info))
 
 
 def cmd_import_hf(args: argparse.Namespace) -> None:
