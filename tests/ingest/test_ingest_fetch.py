@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vloom.ingest.base import IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions
 from vloom.ingest.fetch import fetch_images
 from vloom.media import check_image
 
@@ -189,3 +189,12 @@ def test_fetch_is_off_unless_asked(server, tmp_path):
     assert got == {base + "/good.png": "fetch_disabled"}
     assert sum(hits.values()) == 0
     assert fetch_images([], _opts(tmp_path)) == {}
+
+
+@pytest.mark.parametrize(
+    "bad", [{"fetch_timeout": 0.0}, {"fetch_workers": 0}, {"max_image_bytes": 0}]
+)
+def test_fetch_rejects_unusable_options(tmp_path, bad):
+    opts = IngestOptions(out_dir=tmp_path, fetch=True, **bad)
+    with pytest.raises(IngestError, match="fetch options must be positive"):
+        fetch_images(["http://127.0.0.1:9/a.png"], opts)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from vloom import __version__
-from vloom.ingest.base import IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions
 from vloom.media import sniff_image
 
 USER_AGENT = f"vloom/{__version__} (image fetcher for research datasets; +https://github.com/vloom)"
@@ -64,9 +64,16 @@ def fetch_images(urls: Iterable[str], opts: IngestOptions) -> dict[str, bytes | 
     unique = list(dict.fromkeys(urls))
     if not opts.fetch:
         return {u: "fetch_disabled" for u in unique}
+    if opts.fetch_timeout <= 0 or opts.fetch_workers < 1 or opts.max_image_bytes < 1:
+        raise IngestError(
+            f"fetch options must be positive: timeout {opts.fetch_timeout}, workers "
+            f"{opts.fetch_workers}, max image bytes {opts.max_image_bytes}"
+        )
     if not unique:
         return {}
     retries = int(opts.extra.get("fetch_retries", DEFAULT_RETRIES))
+    if retries < 0:
+        raise IngestError(f"fetch_retries must be >= 0, got {retries}")
     ctx = ssl.create_default_context()
     workers = max(1, min(int(opts.fetch_workers), len(unique)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vloom-fetch") as pool:
