@@ -91,7 +91,10 @@ def run_sweep(
     if todo and only is None and study.spec.executor == "local":
         # Build each distinct shared data set once, here, before runs start using it.
         for p in todo:
-            ensure_data(study.out_dir, p.config, study.spec.data_seed, quiet=quiet)
+            try:
+                ensure_data(study.out_dir, p.config, study.spec.data_seed, quiet=quiet)
+            except Exception:  # noqa: S110  the run meets the same error and is marked failed
+                pass
         _log(f"{len(todo)} run(s) to go on {study.spec.workers} worker(s)", quiet)
     if only is not None:
         results = (run_task(t) for t in [task_of(study, p, quiet) for p in todo])

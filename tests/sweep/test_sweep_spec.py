@@ -1,0 +1,102 @@
+"""Study files: grid expansion, equal compute, shared-data keys, and bad input before any run."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+from sweepkit import write_study
+
+from vloom.config import ConfigError
+from vloom.sweep import load_study
+from vloom.sweep.data import data_key
+from vloom.sweep.slurm import write_slurm
+
+
+def test_grid_expands_cartesian_with_seeds_last(tmp_path):
+    study = load_study(
+        write_study(tmp_path, grid={"train.image_start_fraction": [0.0, 0.5, 1.0], "train.lr": [1e-3, 3e-3]})
+    )
+    assert len(study.runs) == 3 * 2 * 2
+    names = [r.name for r in study.runs]
+    assert names[0] == "image_start_fraction-0_lr-0.001_seed-0"
+    assert names[1] == "image_start_fraction-0_lr-0.001_seed-1"
+    assert len(set(names)) == len(names)
+    r = study.runs[-1]
+    assert r.settings == {"train.image_start_fraction": 1.0, "train.lr": 3e-3, "seed": 1}
+    assert (r.config.train.image_start_fraction, r.config.train.lr, r.config.seed) == (1.0, 3e-3, 1)
+    assert study.swept == ["train.image_start_fraction", "train.lr"]
+
+
+def test_equal_compute_derives_steps_from_tokens(tmp_path):
+    study = load_study(write_study(tmp_path, grid={"train.batch_size": [2, 4, 8]}, tokens=8192))
+    seq = study.runs[0].config.pack.seq_len
+    steps = {r.config.train.batch_size: r.config.train.steps for r in study.runs}
+    assert steps == {2: 64, 4: 32, 8: 16}
+    assert {bs * s * seq for bs, s in steps.items()} == {8192}
+
+
+def test_runs_share_data_across_seeds_and_recipe_not_across_world(tmp_path):
+    study = load_study(
+        write_study(tmp_path, grid={"train.image_start_fraction": [0.0, 1.0], "synth.n_text": [40, 50]})
+    )
+    keys = {}
+    for r in study.runs:
+        keys.setdefault(r.settings["synth.n_text"], set()).add(
+            data_key(r.config, study.spec.data_seed)
+        )
+    assert len(keys[40]) == 1 and len(keys[50]) == 1  # seeds and image fraction share data
+    assert keys[40] != keys[50]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"grid": {"train.image_start_fraktion": [0.0, 1.0]}}, "grid field 'train.image_start_fraktion' does not exist"),
+        ({"grid": {"train.nope.deeper": [1]}}, "grid field 'train.nope.deeper' does not exist"),
+        ({"grid": {}}, "grid is empty"),
+        ({"grid": {"train.lr": []}}, "grid field 'train.lr' has no values"),
+        ({"grid": {"train.image_start_fraction": [0.5, 2.0]}}, "run image_start_fraction-2_seed-0"),
+        ({"seeds": []}, "seeds is empty"),
+        ({"grid": {"train.lr": [1e-3]}, "executor": "kubernetes"}, "executor"),
+    ],
+)
+def test_bad_study_is_one_line_error_before_anything_runs(tmp_path, fields, message):
+    path = write_study(tmp_path, **fields)
+    with pytest.raises(ConfigError) as e:
+        load_study(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_cli_names_the_bad_grid_field(tmp_path, capsys):
+    from vloom.cli import main
+
+    path = write_study(tmp_path, grid={"model.widht": [32, 64]})
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vloom: error:") and "'model.widht' does not exist" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_slurm_script_lists_runs_and_calls_one_run_per_task(tmp_path):
+    path = write_study(
+        tmp_path,
+        executor="slurm",
+        threads=4,
+        slurm={"partition": "cpu", "time": "00:30:00", "max_parallel": 2, "extra": ["--qos=low"]},
+    )
+    study = load_study(path)
+    script, runs = write_slurm(study, [r.name for r in study.runs])
+    text = script.read_text()
+    assert runs.read_text().split() == [r.name for r in study.runs]
+    assert "#SBATCH --array=0-3%2" in text
+    assert "#SBATCH --cpus-per-task=4" in text
+    assert "#SBATCH --partition=cpu" in text and "#SBATCH --time=00:30:00" in text
+    assert "#SBATCH --qos=low" in text
+    assert '--run "$RUN"' in text and str(path.resolve()) in text
+    assert 'sed -n "$((SLURM_ARRAY_TASK_ID + 1))p"' in text
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
+    # The study file parses as what the script will load.
+    assert yaml.safe_load(path.read_text())["executor"] == "slurm"
