@@ -49,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.agents.append(self.headers.get("User-Agent", ""))
         n = self.hits[path]
         try:
-            if path == "/good.png":
+            if path in ("/good.png", "/caf%C3%A9%20photo.png?size=big%20one"):
                 self._send(200, PNG)
             elif path == "/photo.txt":  # an image whatever the name and the header say
                 self._send(200, PNG, ctype="text/plain")
@@ -150,7 +150,8 @@ def test_fetch_outcomes(server, tmp_path):
         "/loop",
         "/reset.png",
     ]
-    urls = [base + p for p in paths] + ["ftp://127.0.0.1/x.png", "http:///nohost.png"]
+    odd = ["ftp://127.0.0.1/x.png", "http:///nohost.png", "http://127.0.0.1:99999/x.png"]
+    urls = [base + p for p in paths] + [base + "/café photo.png?size=big one"] + odd
     got = fetch_images(urls + [base + "/good.png"], _opts(tmp_path))
     assert list(got) == urls  # one entry per distinct URL, in the order given
     outcome = {u.removeprefix(base): v if isinstance(v, str) else "bytes" for u, v in got.items()}
@@ -169,8 +170,10 @@ def test_fetch_outcomes(server, tmp_path):
         "/moved": "bytes",
         "/loop": "too_many_redirects",
         "/reset.png": "connection_error",
+        "/café photo.png?size=big one": "bytes",  # sent percent-encoded
         "ftp://127.0.0.1/x.png": "bad_scheme",
         "http:///nohost.png": "bad_url",
+        "http://127.0.0.1:99999/x.png": "bad_url",
     }
     for p in ("/good.png", "/photo.txt", "/flaky.png", "/limited.png", "/moved"):
         assert got[base + p] == PNG

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from vloom import __version__
 from vloom.ingest.base import IngestError, IngestOptions
@@ -91,6 +91,8 @@ def fetch_one(
             return _attempt(url, opts, ctx)
         except _Final as e:
             return e.reason
+        except (ValueError, UnicodeError, http.client.InvalidURL):  # a URL http.client refuses
+            return "bad_url"
         except _Transient as e:
             if attempt == retries:
                 return e.reason
@@ -113,9 +115,10 @@ def _attempt(url: str, opts: IngestOptions, ctx: ssl.SSLContext) -> bytes:
             port = parts.port
         except ValueError:
             raise _Final("bad_url") from None
+        host = parts.hostname.encode("idna").decode("ascii")  # UnicodeError: bad_url
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         kw = {"context": ctx} if parts.scheme == "https" else {}
-        conn = cls(parts.hostname, port, timeout=remaining, **kw)
+        conn = cls(host, port, timeout=remaining, **kw)
         timer = threading.Timer(remaining, _shutdown, args=(conn,))
         timer.daemon = True
         timer.start()
@@ -162,9 +165,10 @@ def _request(
     deadline: float,
 ) -> bytes | str:
     """The body (bytes) or the redirect target (str); raises _Final/_Transient/OSError."""
-    path = parts.path or "/"
+    # non-ASCII and spaces percent-encoded; existing escapes and reserved characters kept
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~?")
     conn.request(
         "GET",
         path,
