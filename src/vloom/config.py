@@ -244,6 +244,14 @@ class EvalConfig(_Strict):
     batch_size: int = Field(32, ge=1)
 
 
+class ReportConfig(_Strict):
+    sinks: list[Literal["tensorboard", "mlflow", "wandb"]] | None = Field(
+        None,
+        description="where metrics go besides metrics.jsonl (offline); None = tensorboard when "
+        "installed; a sink asked for whose package is missing is an error",
+    )
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = 0
@@ -254,6 +262,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     control: bool = Field(
         False, description="also train a text-only control with the same budget (images never on)"
     )
