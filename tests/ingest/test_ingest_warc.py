@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ingestfix import SITE, make_site, png, site_records, write_warc
 
@@ -109,3 +111,34 @@ def test_image_urls_resolve_across_spellings(tmp_path):
     assert docs[0].images == [None, img, png(22)]
     assert led.extra["images"]["missing"] == {"remote_not_fetched": 1}
     assert normalize_url("http://Example.org/a b.png#f") == "http://example.org/a%20b.png"
+
+
+GIMP = Path("/usr/share/gimp/2.0/help/en")
+
+
+@pytest.mark.skipif(
+    not GIMP.is_dir(), reason="gimp-help-en not installed (apt-get install gimp-help-en)"
+)
+def test_gimp_pages_as_a_warc_match_the_files(tmp_path):
+    from vloom.ingest.html import extract_page
+
+    pages = sorted(GIMP.glob("*.html"))[100:130]
+    site = "https://docs.gimp.org/2.10/en/"
+    page_recs, image_urls = [], {}
+    for p in pages:
+        data = p.read_bytes()
+        page_recs.append((site + p.name, data, "text/html; charset=utf-8"))
+        for item in extract_page(data).items:
+            if not isinstance(item, str):
+                image_urls[item.src] = GIMP / item.src
+    image_recs = [
+        (site + src, path.read_bytes(), "image/png") for src, path in sorted(image_urls.items())
+    ]
+    write_warc(tmp_path / "gimp.warc.gz", image_recs + page_recs)  # images first this time
+    _, from_dir = _ingest("html", pages, tmp_path / "out_dir")
+    led, from_warc = _ingest("warc", [tmp_path / "gimp.warc.gz"], tmp_path / "out_warc")
+    assert len(from_warc) == len(from_dir) == 30
+    for d, w in zip(from_dir, from_warc, strict=True):
+        assert (w.texts, w.images) == (d.texts, d.images), d.url
+    im = led.extra["images"]
+    assert im["attached"] == im["references"] > 30
