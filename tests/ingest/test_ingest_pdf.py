@@ -196,18 +196,21 @@ def test_pdf_unusual_images_are_converted_for_pillow(tmp_path):
     assert ledger.extra["images"]["attached"] == 4
 
 
-def test_pdf_tiny_images_skipped_and_counted(tmp_path):
+def test_pdf_tiny_and_repeated_images_skipped_and_counted(tmp_path):
     pdf = pymupdf.open()
     page = pdf.new_page()
     page.insert_text((72, 60), "A bullet icon and a real figure.", fontsize=11)
     page.insert_image(pymupdf.Rect(72, 80, 80, 88), stream=_png(8, 8, 7))  # bullet
     page.insert_image(pymupdf.Rect(72, 100, 572, 102), stream=_png(500, 64, 8))  # drawn as a rule
     page.insert_image(pymupdf.Rect(72, 120, 272, 270), stream=_png(120, 90, 9))
+    page = pdf.new_page()
+    page.insert_text((72, 60), "The same figure again on page two.", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 120, 272, 270), stream=_png(120, 90, 9))
     pdf.save(tmp_path / "tiny.pdf")
     (doc,), ledger = _run([tmp_path / "tiny.pdf"])
     assert doc.n_images == 1
-    assert doc.metadata["images_skipped"] == {"too_small": 2}
-    assert ledger.extra["pdf"]["images_skipped"] == {"too_small": 2}
+    assert doc.metadata["images_skipped"] == {"too_small": 2, "repeated": 1}
+    assert ledger.extra["pdf"]["images_skipped"] == {"too_small": 2, "repeated": 1}
     (doc,), _ = _run([tmp_path / "tiny.pdf"], min_image_side=1)
     assert doc.n_images == 3
 

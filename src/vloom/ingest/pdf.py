@@ -16,7 +16,8 @@ at least 3 pages: "Chapter 2 · Setup", page numbers) are removed and counted.
 
 Policy per image: images smaller than `min_image_side` (pixels, and points as drawn) are treated
 as decoration and skipped; bytes Pillow cannot take (CMYK, JPX, JBIG2, soft masks) are converted
-through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`. MuPDF
+through a PyMuPDF Pixmap to PNG/JPEG; every kept image passes `vloom.media.check_image`; an
+image met again in the same PDF (a logo on every page) is kept once ("repeated"). MuPDF
 decodes every image it extracts, so a page whose resources hold an image of more than
 `vloom.media.MAX_IMAGE_PIXELS` pixels (read from its dictionary, nothing decoded) gives only its
 text: the bomb is counted "decompression_bomb", the page's other images "page_with_bomb".
@@ -124,6 +125,7 @@ def _read(
     skipped: dict[str, int] = {}
     scanned: list[int] = []
     text_buf: list[str] = []  # text blocks since the last image
+    seen: set[bytes] = set()  # digests of the images met so far in this PDF
 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -169,7 +171,7 @@ def _read(
                 else:
                     text_buf.append(b.text)
                 continue
-            data = _keep_image(b, min_side, opts.max_image_bytes, ledger, skip)
+            data = _keep_image(b, min_side, opts.max_image_bytes, ledger, skip, seen)
             if data is None:
                 continue
             if text_buf:
@@ -304,7 +306,7 @@ def _coverage(blocks: list[_Block], rect: pymupdf.Rect) -> float:
 
 
 def _keep_image(
-    b: _Block, min_side: int, max_bytes: int, ledger: Ledger, skip: Any
+    b: _Block, min_side: int, max_bytes: int, ledger: Ledger, skip: Any, seen: set[bytes]
 ) -> bytes | None:
     im = b.image
     assert im is not None
@@ -312,6 +314,11 @@ def _keep_image(
     if min(im["width"], im["height"]) < min_side or min(x1 - x0, y1 - y0) < min_side:
         skip("too_small")  # decoration: rules, bullets, icons
         return None
+    digest = hashlib.sha1(im["image"]).digest()
+    if digest in seen:
+        skip("repeated")  # a logo or ornament drawn on every page is kept once
+        return None
+    seen.add(digest)
     try:
         data = _pillow_bytes(im)
     except Exception:  # MuPDF cannot decode the stream either
