@@ -88,9 +88,11 @@ def test_docbook_sidebar_is_prose_but_a_link_sidebar_is_not():
         f'<div class="para">Para two.</div><div class="sidebar"><p class="title">TIP</p>'
         f'<div class="para">{tip}</div></div></div><div id="sidebar"><ul>{links}</ul></div>'
     )
-    html = "<html><body>" + body + "</body></html>"  # no lang on <html>: found on the content
+    head = '<head><link rel="Canonical" href="https://ex.org/c.html"></head>'
+    html = f"<html>{head}<body>{body}</body></html>"  # no lang on <html>: found on the content
     p = extract_page(html)
     assert p.items == [f"Para one.\n\nPara two.\n\nTIP\n\n{tip}"] and p.lang == "fr-FR"
+    assert p.canonical == "https://ex.org/c.html"
 
 
 def test_main_content_wins_over_the_rest(tmp_path):

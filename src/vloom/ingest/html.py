@@ -139,6 +139,7 @@ class Page:
     lang: str
     items: list[str | ImageRef]  # text items (blocks joined) and image references, in order
     base: str = ""  # <base href>, if the page declares one
+    canonical: str = ""  # <link rel="canonical" href>, if any
 
 
 class PageError(ValueError):
@@ -430,6 +431,8 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
         lang = _attr(html_node, "lang") or _attr(html_node, "xml:lang")
     base_node = parser.css_first("base[href]")
     base = _attr(base_node, "href") if base_node is not None else ""
+    canon_node = parser.css_first('link[rel="canonical" i][href]')
+    canonical = _attr(canon_node, "href") if canon_node is not None else ""
     root = _main_root(parser)
     if not lang:  # DocBook/publican put it on the content element, not on <html>
         for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
@@ -438,8 +441,8 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
                 lang = _attr(n, "lang") or _attr(n, "content")
                 break
     if root is None:
-        return Page(title, lang, [], base)
-    return Page(title, lang, _walk(root, _skip_set(root)), base)
+        return Page(title, lang, [], base, canonical)
+    return Page(title, lang, _walk(root, _skip_set(root)), base, canonical)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -663,6 +666,8 @@ def page_document(
     metadata: dict = {"title": page.title, "images": meta}
     if missing:
         metadata["images_missing"] = missing
+    if page.canonical:
+        metadata["canonical_url"] = page.canonical
     if extra_meta:
         metadata.update(extra_meta)
     lang = opts.language or page.lang.split("-")[0].split("_")[0].lower()
