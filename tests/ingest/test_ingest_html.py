@@ -204,6 +204,12 @@ def test_paths_escaping_the_input_root_are_not_read(tmp_path):
     led, docs = _ingest([site], tmp_path / "out")
     assert docs[0].images == [None, png(13)]
     assert led.extra["images"]["missing"] == {"outside_root": 4}
+    assert [m["src"] for m in docs[0].metadata["images_missing"]] == [
+        "../../../secret.png",
+        "../../../../../../secret.png",
+        "link.png",
+        f"file://{tmp_path}/secret.png",
+    ]
     shard = next((tmp_path / "out").glob("*.parquet")).read_bytes()
     assert secret not in shard
 

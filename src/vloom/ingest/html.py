@@ -519,7 +519,8 @@ def _read_local(url: str, src: PageSource, max_bytes: int) -> tuple[bytes | str,
     for cand in candidates:
         real = os.path.realpath(cand)
         if real != root and not real.startswith(root + os.sep):
-            return "outside_root", cand  # never read: ../ or a symlink leaving the input root
+            # never read: ../ or a symlink leaving the input root (metadata shows the src as written)
+            return "outside_root", ""
         last_rel = os.path.relpath(real, root).replace(os.sep, "/")
         try:
             size = os.path.getsize(real)
