@@ -336,3 +336,28 @@ def test_spam_is_caught_by_c4_and_fineweb_on_the_noisy_corpus():
     # every kept image survived the line edits, in place
     for d in kept:
         assert [im for im in d.images if im is not None] == before[d.id]
+
+
+def test_curate_run_writes_line_and_mask_counts_to_the_ledger(tmp_path):
+    from vloom.config import CurateConfig
+    from vloom.curate import run_curate
+    from vloom.doc import read_documents, write_documents
+    from vloom.ledger import Ledger
+
+    pages = [
+        doc(GOOD + f"\nShare this page\nWrite to editor{i}@museum.example.org about it.")
+        for i in range(6)
+    ]
+    for i, d in enumerate(pages):
+        d.id = f"p{i}"
+    write_documents(tmp_path / "in", pages, shard_size=3)  # two shards, summed in the ledger
+    cfg = CurateConfig(steps=[StepConfig(name="c4_quality"), StepConfig(name="pii")], workers=1)
+    run_curate(tmp_path / "in", tmp_path / "out", cfg, quiet=True)
+    led = Ledger.read(tmp_path / "out")
+    assert led.kept == 6
+    stats = led.extra["step_stats"]
+    assert stats["c4_quality"]["lines_removed_no_terminal_punct"] == 6
+    assert stats["c4_quality"]["docs_edited"] == 6
+    assert stats["pii"] == {"emails": 6, "ips": 0, "docs_masked": 6}
+    out = sorted(read_documents(tmp_path / "out"), key=lambda d: d.id)
+    assert out[0].texts == [GOOD + "\nWrite to <EMAIL_ADDRESS> about it."]
