@@ -53,9 +53,14 @@ def test_ledger_adds_up_with_corrupt_rows_and_bad_shards(tmp_path, capsys):
     assert on_disk["input"] == 21 and on_disk["kept"] == 13
     assert [row["step"] for row in on_disk["funnel"]] == ["read", "exact_dedup", "gopher_quality"]
     assert [row["documents"] for row in on_disk["funnel"]] == [14, 13, 13]
-    assert on_disk["funnel"][0]["images"] == sum(
-        d.n_images for d in docs + [docs[0]] + clean_docs(3, seed=5)
-    )
+    read = docs + [docs[0]] + clean_docs(3, seed=5)
+    assert on_disk["funnel"][0]["images"] == sum(d.n_images for d in read)
+    # text tokens are estimated as ceil(UTF-8 bytes / 4) per document
+    n_bytes = [sum(len(t.encode()) for t in d.texts if t is not None) for d in read]
+    assert on_disk["funnel"][0]["text_tokens"] == sum((b + 3) // 4 for b in n_bytes)
+    assert on_disk["funnel"][1]["text_tokens"] == on_disk["funnel"][0]["text_tokens"] - (
+        (n_bytes[0] + 3) // 4
+    )  # the duplicate of docs[0] went
 
     err = capsys.readouterr().err
     assert "c-wrong-schema.parquet" in err and "d-not-parquet.parquet" in err
