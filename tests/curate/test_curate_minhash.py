@@ -177,3 +177,16 @@ def test_score_counts_lost_groups_and_stray_removals():
     assert (s.precision, s.recall) == (1.0, 1.0)
     s = score_dedup([a, b, c], [])  # whole group gone + a stray removal
     assert s.removed == 3 and s.true_removed == 1 and s.precision == pytest.approx(1 / 3)
+
+
+def test_precision_recall_on_generated_world(tiny_data):
+    """The synthetic world's labelled duplicates (synth -> noise), scored for both dedups."""
+    world = list(read_documents(tiny_data["synth"] / "train"))
+    scores = {}
+    for name, step in (("exact_dedup", ExactDedup()), ("minhash_dedup", MinHashDedup())):
+        kept, _ = run_steps(world, [step])
+        scores[name] = score_dedup(world, [d.id for d in kept])
+        print(scores[name].line(f"world ({len(world)} docs) {name}"))
+    assert scores["exact_dedup"].precision == 1.0
+    assert scores["minhash_dedup"].precision >= 0.9
+    assert scores["minhash_dedup"].recall > scores["exact_dedup"].recall

@@ -25,10 +25,10 @@ Signature per document: its `bands` band hashes (8 bytes each, 0 = no shingles).
 Plan: for each band, sort the band hashes of all documents (numpy), link neighbours
 with equal hashes, find connected components by vectorised union-find (pointer
 jumping), keep the component's first document in global order and drop the others
-with reason `near_duplicate`. Plan memory is O(docs x bands x 8 bytes) for the hash
-matrix plus one band's sort (docs x 16 bytes) and the edge list: about 112 bytes +
-the executor's own copy (~150 bytes) per document at the defaults, ~0.3 GB per
-million documents.
+with reason `near_duplicate`. Plan memory is O(docs x bands x 8 bytes): the hash
+matrix (112 bytes per document at the defaults) plus one band's sort (~32 bytes per
+document) and the edge list (16 bytes per linked pair), on top of the executor's own
+list of signature bytes (~150 bytes per document): ~0.3 GB per million documents.
 """
 
 from __future__ import annotations
@@ -291,9 +291,12 @@ class MinHashDedup(GlobalStep):
 
     def plan(self, per_shard: list[list[bytes]]) -> list[Any]:
         sizes = [len(s) for s in per_shard]
-        mat = np.frombuffer(b"".join(b"".join(s) for s in per_shard), dtype="<u8").reshape(
-            -1, self.hasher.bands
-        )
+        mat = np.empty((sum(sizes), self.hasher.bands), dtype=np.uint64)
+        lo = 0
+        for sigs, n in zip(per_shard, sizes, strict=True):  # one shard's bytes at a time
+            if n:
+                mat[lo : lo + n] = np.frombuffer(b"".join(sigs), dtype="<u8").reshape(n, -1)
+            lo += n
         dup = near_duplicates(mat)
         states, lo = [], 0
         for n in sizes:
