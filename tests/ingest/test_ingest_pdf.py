@@ -110,7 +110,7 @@ def test_pdf_two_columns_read_column_by_column(tmp_path):
         "Right1",
         "Right2",
     ]
-    assert paragraphs[1].count("\n") >= 2  # the lines of one paragraph stay together
+    assert paragraphs[1] == f"Left0 {words}" and paragraphs[4] == f"Right0 {words}"  # reflowed
     assert doc.images[1] is not None and doc.texts[2] == "Right after figure."
 
 
@@ -126,11 +126,29 @@ def test_pdf_list_markers_stay_with_their_items(tmp_path):
         page.insert_text((100, 160 + 14 * i), f"numbered item {i}", fontsize=10)
     pdf.save(tmp_path / "list.pdf")
     (doc,), _ = _run([tmp_path / "list.pdf"])
-    lines = [ln for ln in doc.text.splitlines() if ln.strip()]
-    assert lines[1:3] == ["*", "bullet item 0"] or lines[1] == "* bullet item 0"
-    flat = " ".join(lines)
-    assert flat.index("bullet item 0") < flat.index("bullet item 1") < flat.index("1.")
-    assert flat.index("1.") < flat.index("numbered item 0") < flat.index("2.")
+    assert doc.text.split("\n") == [
+        "Steps to follow:",
+        "",
+        "* bullet item 0",
+        "* bullet item 1",
+        "* bullet item 2",
+        "",
+        "1. numbered item 0",
+        "2. numbered item 1",
+        "3. numbered item 2",
+    ]
+
+
+def test_pdf_wrapped_lines_reflowed_code_kept(tmp_path):
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 80), "The structures man-\nagement is done\nby the library.", fontsize=10)
+    page.insert_text((72, 200), "$ ls -l\ntotal 0\n-rw-r--r-- 1 a", fontsize=10, fontname="cour")
+    pdf.save(tmp_path / "wrap.pdf")
+    (doc,), _ = _run([tmp_path / "wrap.pdf"])
+    assert doc.text == (
+        "The structures management is done by the library.\n\n$ ls -l\ntotal 0\n-rw-r--r-- 1 a"
+    )
 
 
 def test_pdf_running_headers_and_page_numbers_removed(tmp_path):

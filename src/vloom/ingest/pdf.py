@@ -8,8 +8,9 @@ between. The unit is MuPDF's block, split where its lines fall into side-by-side
 text (MuPDF may join lines of two columns that share baselines; a bullet or a list number beside
 its item is not a column). What it costs: boxes that overlap (text over a background image) have
 no band to split at and fall back to top-to-bottom, left-to-right order; a table reads column by
-column. Consecutive text blocks, across pages too, are joined into one text item with blank
-lines; each image is its own item.
+column. A block's wrapped lines are joined into one line (hyphenated words rejoined; list items
+and monospaced blocks keep their line breaks). Consecutive text blocks, across pages too, are
+joined into one text item with blank lines; each image is its own item.
 
 Running headers and footers (a line in the top or bottom margin that recurs, digits aside, on
 at least 3 pages: "Chapter 2 · Setup", page numbers) are removed and counted.
@@ -54,6 +55,11 @@ MARGIN = 0.08  # top and bottom share of the page where running headers and foot
 MIN_REPEATS = 3  # pages a margin line must recur on to count as a running header/footer
 _DIGITS = re.compile(r"\d+")
 _ROMAN = re.compile(r"[ivxlcdm]+")
+_MONOSPACED = 8  # PyMuPDF span flag bit
+# a line that starts a list item: a bullet or dash, "3." / "(3)" / "b)"
+_LIST_ITEM = re.compile(
+    r"^(?:[\u2022\u00b7\u2023\u25e6\u25aa\u25cf\u25a0*\-\u2013\u2014]|\(?\d{1,3}[.)]|\(?[a-z][.)])(?:\s|$)"
+)
 
 
 @dataclass(slots=True)
@@ -239,6 +245,8 @@ def _blocks(page: pymupdf.Page, images: bool = True) -> list[_Block]:
             out.append(_Block(tuple(b["bbox"]), image=b))  # type: ignore[arg-type]
             continue
         lines = []
+        spans = [s for ln in b.get("lines", ()) for s in ln["spans"] if s["text"].strip()]
+        mono = bool(spans) and all(s["flags"] & _MONOSPACED for s in spans)
         for ln in b.get("lines", ()):
             text = "".join(s["text"] for s in ln["spans"]).strip()
             if text:
@@ -248,7 +256,24 @@ def _blocks(page: pymupdf.Page, images: bool = True) -> list[_Block]:
             y0 = min(bb[1] for bb, _ in part)
             x1 = max(bb[2] for bb, _ in part)
             y1 = max(bb[3] for bb, _ in part)
-            out.append(_Block((x0, y0, x1, y1), text="\n".join(t for _, t in part)))
+            out.append(_Block((x0, y0, x1, y1), text=_reflow([t for _, t in part], mono)))
+    return out
+
+
+def _reflow(lines: list[str], mono: bool) -> str:
+    """The wrapped lines of a paragraph as one line, as the text was written (and as line-based
+    quality filters expect); a word hyphenated across lines is joined. List items keep their own
+    lines; monospaced blocks (code, terminal output) keep every line break."""
+    if mono:
+        return "\n".join(lines)
+    out = lines[0]
+    for ln in lines[1:]:
+        if _LIST_ITEM.match(ln):
+            out += "\n" + ln
+        elif len(out) > 1 and out[-1] == "-" and out[-2].isalpha() and ln[:1].islower():
+            out = out[:-1] + ln
+        else:
+            out += " " + ln
     return out
 
 
