@@ -67,6 +67,13 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         run_ingest("html", [tmp_path / "nope"], tmp_path / "o", quiet=True)
     with pytest.raises(IngestError, match="unknown source kind"):
         run_ingest("gopher", [tmp_path / "in"], tmp_path / "o", quiet=True)
+    (tmp_path / "nohtml").mkdir()
+    (tmp_path / "nohtml" / "a.txt").write_text("x")
+    with pytest.raises(IngestError, match="nohtml: no .html"):
+        run_ingest("html", [tmp_path / "nohtml"], tmp_path / "o", quiet=True)
+    with pytest.raises(IngestError, match="nohtml: no .warc"):
+        run_ingest("warc", [tmp_path / "nohtml"], tmp_path / "o", quiet=True)
+    assert not (tmp_path / "o" / "ledger.json").exists()
     with pytest.raises(IngestError, match="shard-size"):
         run_ingest("html", [tmp_path / "in"], tmp_path / "o", quiet=True, shard_size=0)
 

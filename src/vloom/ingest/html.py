@@ -34,7 +34,7 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions
 from vloom.ingest.run import record_image
 from vloom.ledger import Ledger
 from vloom.media import ImageError, check_image
@@ -707,12 +707,17 @@ def walk_inputs(inputs: list[Path], suffixes: tuple[str, ...]) -> Iterator[tuple
 def ingest_html(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """The `html` source: local pages (files or directories) -> Documents."""
     checker = ImageChecker(opts.max_image_bytes)
+    n = 0
     for root, path in walk_inputs(inputs, HTML_SUFFIXES):
+        n += 1
         ledger.input += 1
         rel = os.path.relpath(path, root).replace(os.sep, "/")
         doc = _local_page(path, root, rel, ledger, opts, checker)
         if doc is not None:
             yield doc
+    if n == 0:
+        names = ", ".join(str(p) for p in inputs)
+        raise IngestError(f"{names}: no {' / '.join(HTML_SUFFIXES)} files found")
 
 
 def _local_page(

@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from warcio.archiveiterator import ArchiveIterator
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions
 from vloom.ingest.html import (
     MAX_PAGE_BYTES,
     ImageChecker,
@@ -200,6 +200,9 @@ def _warc_files(inputs: list[Path]) -> list[Path]:
 def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """The `warc` source: HTML response records -> Documents, images from any given WARC."""
     paths = _warc_files(inputs)
+    if not paths:
+        names = ", ".join(str(p) for p in inputs)
+        raise IngestError(f"{names}: no {' / '.join(WARC_SUFFIXES)} files found")
     store = WarcImageIndex(paths, opts.max_image_bytes)
     checker = ImageChecker(opts.max_image_bytes)
     try:
