@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -100,3 +101,28 @@ def test_slurm_script_lists_runs_and_calls_one_run_per_task(tmp_path):
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid shell
     # The study file parses as what the script will load.
     assert yaml.safe_load(path.read_text())["executor"] == "slurm"
+
+
+STUDIES = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")
+    if "\ngrid:" in p.read_text()
+)
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
+def test_every_study_config_expands(path):
+    study = load_study(path)
+    assert study.runs and all(r.config.train.steps >= 1 for r in study.runs)
+
+
+def test_default_study_is_the_keh_grid_with_two_seeds():
+    from vloom.report.study_table import task_kind
+
+    study = load_study(Path(__file__).resolve().parents[2] / "configs" / "study.yaml")
+    assert study.spec.grid == {"train.image_start_fraction": [0.0, 0.5, 0.8, 1.0]}
+    assert len(study.spec.seeds) >= 2 and study.spec.finetune is not None
+    tasks = study.runs[0].config.eval.tasks
+    assert len({t for t in tasks if task_kind(t) == "text"}) >= 2
+    tokens = {r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs}
+    assert tokens == {study.spec.tokens}
