@@ -144,11 +144,18 @@ def test_pdf_wrapped_lines_reflowed_code_kept(tmp_path):
     page = pdf.new_page()
     page.insert_text((72, 80), "The structures man-\nagement is done\nby the library.", fontsize=10)
     page.insert_text((72, 200), "$ ls -l\ntotal 0\n-rw-r--r-- 1 a", fontsize=10, fontname="cour")
+    page.insert_text((72, 800), "A sentence that the page break", fontsize=10)
+    page = pdf.new_page()
+    page.insert_text((72, 60), "cuts in two.", fontsize=10)
+    page.insert_text((72, 100), "A new paragraph.", fontsize=10)
     pdf.save(tmp_path / "wrap.pdf")
     (doc,), _ = _run([tmp_path / "wrap.pdf"])
-    assert doc.text == (
-        "The structures management is done by the library.\n\n$ ls -l\ntotal 0\n-rw-r--r-- 1 a"
-    )
+    assert doc.text.split("\n\n") == [
+        "The structures management is done by the library.",
+        "$ ls -l\ntotal 0\n-rw-r--r-- 1 a",
+        "A sentence that the page break cuts in two.",
+        "A new paragraph.",
+    ]
 
 
 def test_pdf_running_headers_and_page_numbers_removed(tmp_path):

@@ -9,8 +9,9 @@ text (MuPDF may join lines of two columns that share baselines; a bullet or a li
 its item is not a column). What it costs: boxes that overlap (text over a background image) have
 no band to split at and fall back to top-to-bottom, left-to-right order; a table reads column by
 column. A block's wrapped lines are joined into one line (hyphenated words rejoined; list items
-and monospaced blocks keep their line breaks). Consecutive text blocks, across pages too, are
-joined into one text item with blank lines; each image is its own item.
+and monospaced blocks keep their line breaks), and so is a sentence that a page or column break
+cut in two. Consecutive text blocks, across pages too, are joined into one text item with blank
+lines; each image is its own item.
 
 Running headers and footers (a line in the top or bottom margin that recurs, digits aside, on
 at least 3 pages: "Chapter 2 · Setup", page numbers) are removed and counted.
@@ -67,6 +68,7 @@ class _Block:
     bbox: tuple[float, float, float, float]
     text: str | None = None
     image: dict[str, Any] | None = None  # the PyMuPDF image block
+    mono: bool = False  # all monospaced: code or terminal output
 
 
 def ingest_pdf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
@@ -131,6 +133,7 @@ def _read(
     skipped: dict[str, int] = {}
     scanned: list[int] = []
     text_buf: list[str] = []  # text blocks since the last image
+    last_mono = False
     seen: set[bytes] = set()  # digests of the images met so far in this PDF
 
     def skip(reason: str) -> None:
@@ -174,8 +177,11 @@ def _read(
             if b.text is not None:
                 if running and _in_margin(b, rect) and _norm(b.text) in running:
                     removed += 1
+                elif text_buf and not (b.mono or last_mono) and _continues(text_buf[-1], b.text):
+                    text_buf[-1] = _join_split(text_buf[-1], b.text)
                 else:
                     text_buf.append(b.text)
+                last_mono = b.mono
                 continue
             data = _keep_image(b, min_side, opts.max_image_bytes, ledger, skip, seen)
             if data is None:
@@ -256,8 +262,21 @@ def _blocks(page: pymupdf.Page, images: bool = True) -> list[_Block]:
             y0 = min(bb[1] for bb, _ in part)
             x1 = max(bb[2] for bb, _ in part)
             y1 = max(bb[3] for bb, _ in part)
-            out.append(_Block((x0, y0, x1, y1), text=_reflow([t for _, t in part], mono)))
+            text = _reflow([t for _, t in part], mono)
+            out.append(_Block((x0, y0, x1, y1), text=text, mono=mono))
     return out
+
+
+def _continues(prev: str, nxt: str) -> bool:
+    """Whether `nxt` carries on the sentence `prev` broke off (at a page break, a column end):
+    `prev` ends mid-sentence (a letter, a comma, a hyphen) and `nxt` starts in lower case."""
+    return bool(prev) and (prev[-1].isalpha() or prev[-1] in ",-") and nxt[:1].islower()
+
+
+def _join_split(prev: str, nxt: str) -> str:
+    if len(prev) > 1 and prev[-1] == "-" and prev[-2].isalpha():
+        return prev[:-1] + nxt
+    return prev + " " + nxt
 
 
 def _reflow(lines: list[str], mono: bool) -> str:
@@ -270,10 +289,8 @@ def _reflow(lines: list[str], mono: bool) -> str:
     for ln in lines[1:]:
         if _LIST_ITEM.match(ln):
             out += "\n" + ln
-        elif len(out) > 1 and out[-1] == "-" and out[-2].isalpha() and ln[:1].islower():
-            out = out[:-1] + ln
         else:
-            out += " " + ln
+            out = _join_split(out, ln) if ln[:1].islower() else out + " " + ln
     return out
 
 
