@@ -55,7 +55,6 @@ def _import_fasttext() -> Any:
         raise CurateError(
             "fasttext_quality needs the fasttext module (fasttext-numpy2-wheel)"
         ) from None
-    fasttext.FastText.eprint = lambda *a, **k: None  # silence its load-time warning
     return fasttext
 
 
