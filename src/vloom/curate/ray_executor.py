@@ -7,8 +7,9 @@ the output shards, markers and ledger are byte-identical to a local run.
 
 `ray_address` None starts a private local Ray with `workers` CPUs (and shuts it down
 afterwards); "auto" or "ray://host:port" joins a cluster, whose workers must see the
-input and output directories at the same paths (a shared file system). Ray is an
-optional extra (`pip install vloom[ray]`) and is imported only here.
+input and output directories at the same paths (a shared file system) and import
+vloom and any plug-in (a refine `function`, a registered test step) in their Python.
+Ray is an optional extra (`pip install vloom[ray]`) and is imported only here.
 """
 
 from __future__ import annotations
