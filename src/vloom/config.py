@@ -157,9 +157,7 @@ class StageConfig(_Strict):
             if sum(self.mixture.values()) <= 0:
                 raise ValueError(f"stage {self.name}: mixture shares sum to 0")
             if self.image_text_ratio is not None:
-                raise ValueError(
-                    f"stage {self.name}: give mixture or image_text_ratio, not both"
-                )
+                raise ValueError(f"stage {self.name}: give mixture or image_text_ratio, not both")
         return self
 
     @property
@@ -197,13 +195,17 @@ class TrainConfig(_Strict):
         "continual pre-training with LR re-warmup)",
     )
     parallel: Literal["ddp", "fsdp"] = Field(
-        "ddp", description="under torchrun: DDP, or FSDP2 fully_shard for models too big for one device"
+        "ddp",
+        description="under torchrun: DDP, or FSDP2 fully_shard for models too big for one device",
     )
     activation_checkpointing: bool = Field(
-        False, description="recompute transformer blocks in backward: less memory, ~30% more compute"
+        False,
+        description="recompute transformer blocks in backward: less memory, ~30% more compute",
     )
     compile: bool = Field(False, description="torch.compile the model")
-    prefetch: int = Field(2, ge=0, description="batches a background thread prepares ahead; 0 = off")
+    prefetch: int = Field(
+        2, ge=0, description="batches a background thread prepares ahead; 0 = off"
+    )
     peak_flops: float | None = Field(
         None, gt=0, description="device peak FLOP/s for MFU (default: a table by GPU name)"
     )

@@ -25,7 +25,9 @@ class PackedStream:
         sources: set[int] | None = None,
     ) -> None:
         streams = (stream,) if isinstance(stream, str) else tuple(stream)
-        self.paths = [p for s in streams for p in sorted(Path(packed_dir).glob(f"{s}-*.safetensors"))]
+        self.paths = [
+            p for s in streams for p in sorted(Path(packed_dir).glob(f"{s}-*.safetensors"))
+        ]
         self.stream, self.seed = "+".join(streams), seed
         self._files = [safe_open(str(p), framework="numpy") for p in self.paths]
         self._index: list[tuple[int, int]] = []

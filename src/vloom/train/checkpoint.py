@@ -88,7 +88,9 @@ def load_weights(vlm: VLM, ckpt: str | Path) -> None:
     own = vlm.state_dict()
     for k, v in sd.items():
         if k not in own:
-            raise ValueError(f"{path}: weight {k} does not exist in this model (another architecture)")
+            raise ValueError(
+                f"{path}: weight {k} does not exist in this model (another architecture)"
+            )
         if tuple(v.shape) != tuple(own[k].shape):
             raise ValueError(
                 f"{path}: {k} has shape {tuple(v.shape)} in the checkpoint but "

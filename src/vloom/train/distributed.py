@@ -105,7 +105,9 @@ def broadcast_flag(ok: bool, info: DistInfo) -> bool:
     return int(t.item()) == 0
 
 
-def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, tokens_per_image: int, image_size: int):
+def blank_image_row(
+    inputs: torch.Tensor, targets: torch.Tensor, tokens_per_image: int, image_size: int
+):
     """One extra row of `tokens_per_image` image slots and padding, no targets, and its blank
     image: the row runs the vision encoder without changing the loss (zero gradient)."""
     row = torch.full_like(inputs[:1], PAD_ID)

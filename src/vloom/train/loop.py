@@ -51,7 +51,9 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, cfg: ExperimentConfig, device: torch.device
+) -> torch.optim.AdamW:
     decay, no_decay = [], []
     seen = set()
     for _, p in model.named_parameters():
@@ -98,7 +100,9 @@ def _truncate_metrics(path: Path, before_step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in keep))
 
 
-def _check_data(cfg: ExperimentConfig, reader: StepReader, packed_dir: Path, sources: list[str]) -> None:
+def _check_data(
+    cfg: ExperimentConfig, reader: StepReader, packed_dir: Path, sources: list[str]
+) -> None:
     """Fail before training when a stage needs rows the packed data does not have."""
     tc = cfg.train
     n_text, n_image = len(reader.streams[TEXT]), len(reader.streams[IMAGE])
