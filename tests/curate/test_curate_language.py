@@ -170,3 +170,30 @@ def test_fasttext_model_that_is_not_one(tmp_path):
         with pytest.raises(CurateError) as e:
             build_step(cfg)
         assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_synthetic_world_spam_and_foreign_defects_go_to_the_right_steps(tmp_path):
+    from tinyexp import tiny_config
+
+    from vloom.doc import read_documents
+    from vloom.synth import generate
+
+    cfg = tiny_config()
+    generate(cfg.synth, tmp_path / "world", cfg.seed)
+    docs = list(read_documents(tmp_path / "world" / "train"))
+    defect = {d.id: d.metadata.get("defect", "clean") for d in docs}
+    names = ("language", "c4_quality", "fineweb_quality")
+    params = {"language": {"languages": SMALL}}  # the full default list loads for ~20 s
+    steps = [build_step(StepConfig.model_validate({"name": n, **params.get(n, {})})) for n in names]
+    by_step = {}
+    for step in steps:  # each step alone on the whole world: who catches what
+        kept, _ = run_steps(docs, [step])
+        ids = {d.id for d in kept}
+        by_step[step.name] = Counter(defect[i] for i in defect if i not in ids)
+    n_foreign = sum(v == "foreign_language" for v in defect.values())
+    n_spam = sum(v == "spam" for v in defect.values())
+    assert n_foreign > 0 and n_spam > 0
+    assert by_step["language"] == Counter({"foreign_language": n_foreign})
+    assert by_step["c4_quality"] == Counter({"spam": n_spam})
+    assert by_step["fineweb_quality"]["spam"] == n_spam
+    assert by_step["fineweb_quality"]["clean"] <= 0.02 * len(docs)

@@ -13,6 +13,12 @@ the document is kept if that language is in `keep` (None: any) and its score is 
 least `min_score`; `label_only` only writes the language. Text shorter than `min_chars`: a document with images is kept
 unjudged (a short caption says little about its language; the image is the data),
 a text-only one is dropped as "too_short_for_lid" unless `on_short: keep`.
+
+Cost, per worker process, with the default 41 languages (measured on a loaded
+2-core machine): lingua's high-accuracy mode loads its 1- to 5-gram models the
+first time it meets a short text, about 20 s and 750 MB RSS; `low_accuracy: true`
+uses trigram models only, about 1 s and 120 MB, and is as good on texts longer than
+about 120 characters but weaker on captions. Fewer `languages` cost less in both.
 """
 
 from __future__ import annotations
