@@ -49,7 +49,12 @@ def fake_sweep(root: Path, make_run) -> Path:
             }
             make_run(rd, control=False, ev=ev)
             (rd / "status.json").write_text(json.dumps({"status": "done", "seconds": 12.5}))
-    study = {"name": "fake-study", "swept": ["train.image_start_fraction"], "spec": {}, "runs": runs}
+    study = {
+        "name": "fake-study",
+        "swept": ["train.image_start_fraction"],
+        "spec": {},
+        "runs": runs,
+    }
     (root / "study.json").write_text(json.dumps(study))
     return root
 
@@ -108,7 +113,9 @@ def test_pages_render_in_headless_chromium(tmp_path, make_run):
                 page = browser.new_page()
                 errors: list[str] = []
                 requests: list[str] = []
-                page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+                page.on(
+                    "console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None
+                )
                 page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
                 page.on("request", lambda r, q=requests: q.append(r.url))
                 url = Path(path).resolve().as_uri()

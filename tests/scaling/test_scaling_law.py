@@ -55,7 +55,10 @@ def test_flop_and_param_counts_match_the_built_model():
     from vloom.model.vlm import VLM
 
     cfg = config_from_dict(
-        {"model": {"d_model": 64, "n_layers": 3, "n_heads": 4, "n_kv_heads": 2}, "pack": {"vocab_size": 512, "seq_len": 128}}
+        {
+            "model": {"d_model": 64, "n_layers": 3, "n_heads": 4, "n_kv_heads": 2},
+            "pack": {"vocab_size": 512, "seq_len": 128},
+        }
     )
     shape = shape_from_config(dump_config(cfg))
     vlm = VLM(cfg.model, 512, 128, cfg.pack.image_size)
@@ -100,11 +103,29 @@ def test_cli_reports_fit_and_rejects_bad_csv(tmp_path, capsys):
 
     N, D, L = noisy_points(TRUE, noise=0.005)
     good = tmp_path / "good.csv"
-    good.write_text("N,D,loss\n" + "".join(f"{n},{d},{x}\n" for n, d, x in zip(N, D, L, strict=True)))
-    assert main(["scaling", str(good), "--budget", "1e21", "--bootstrap", "0", "--out", str(tmp_path / "fit.json")]) == 0
+    good.write_text(
+        "N,D,loss\n" + "".join(f"{n},{d},{x}\n" for n, d, x in zip(N, D, L, strict=True))
+    )
+    assert (
+        main(
+            [
+                "scaling",
+                str(good),
+                "--budget",
+                "1e21",
+                "--bootstrap",
+                "0",
+                "--out",
+                str(tmp_path / "fit.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "N_opt =" in out and "alpha" in out
-    assert json.loads((tmp_path / "fit.json").read_text())["law"]["alpha"] == pytest.approx(0.34, abs=0.04)
+    assert json.loads((tmp_path / "fit.json").read_text())["law"]["alpha"] == pytest.approx(
+        0.34, abs=0.04
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("size,tokens,loss\n1,2,3\n")
     assert main(["scaling", str(bad)]) == 2

@@ -65,9 +65,11 @@ def test_study_report_has_mean_std_over_seeds_and_plots(swept):
         assert row.count("(n=2)") == 2 and row.count("±") == 2
     # The numbers are the mean of the two seeds' results.json.
     accs = [
-        json.loads((study.out_dir / "runs" / f"image_start_fraction-0_seed-{s}" / "results.json").read_text())[
-            "eval"
-        ]["vqa"]["accuracy"]
+        json.loads(
+            (
+                study.out_dir / "runs" / f"image_start_fraction-0_seed-{s}" / "results.json"
+            ).read_text()
+        )["eval"]["vqa"]["accuracy"]
         for s in (0, 1)
     ]
     summary = json.loads((study.out_dir / "study_summary.json").read_text())
@@ -110,13 +112,22 @@ def test_a_crashing_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
     md = (tmp_path / "sweep" / "study.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| patch_size-5_seed-0 |"))
     assert "| failed |" in row and "not a multiple" in row
-    assert "Traceback" in (tmp_path / "sweep" / "runs" / "patch_size-5_seed-0" / "error.txt").read_text()
+    assert (
+        "Traceback"
+        in (tmp_path / "sweep" / "runs" / "patch_size-5_seed-0" / "error.txt").read_text()
+    )
 
 
 def test_slurm_array_task_runs_its_run(tmp_path, capsys):
     from vloom.cli import main
 
-    path = write_study(tmp_path, grid={"train.image_start_fraction": [0.5]}, seeds=[0, 1], finetune=None, tokens=512)
+    path = write_study(
+        tmp_path,
+        grid={"train.image_start_fraction": [0.5]},
+        seeds=[0, 1],
+        finetune=None,
+        tokens=512,
+    )
     assert main(["sweep", str(path), "--executor", "slurm"]) == 0
     printed = capsys.readouterr().out
     script = tmp_path / "sweep" / "sweep.sbatch"
@@ -125,5 +136,8 @@ def test_slurm_array_task_runs_its_run(tmp_path, capsys):
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = tmp_path / "sweep" / "runs"
-    assert json.loads((runs / "image_start_fraction-0.5_seed-1" / "status.json").read_text())["status"] == "done"
+    assert (
+        json.loads((runs / "image_start_fraction-0.5_seed-1" / "status.json").read_text())["status"]
+        == "done"
+    )
     assert not (runs / "image_start_fraction-0.5_seed-0").exists()  # task 1 ran only its run

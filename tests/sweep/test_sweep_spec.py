@@ -17,7 +17,9 @@ from vloom.sweep.slurm import write_slurm
 
 def test_grid_expands_cartesian_with_seeds_last(tmp_path):
     study = load_study(
-        write_study(tmp_path, grid={"train.image_start_fraction": [0.0, 0.5, 1.0], "train.lr": [1e-3, 3e-3]})
+        write_study(
+            tmp_path, grid={"train.image_start_fraction": [0.0, 0.5, 1.0], "train.lr": [1e-3, 3e-3]}
+        )
     )
     assert len(study.runs) == 3 * 2 * 2
     names = [r.name for r in study.runs]
@@ -40,7 +42,9 @@ def test_equal_compute_derives_steps_from_tokens(tmp_path):
 
 def test_runs_share_data_across_seeds_and_recipe_not_across_world(tmp_path):
     study = load_study(
-        write_study(tmp_path, grid={"train.image_start_fraction": [0.0, 1.0], "synth.n_text": [40, 50]})
+        write_study(
+            tmp_path, grid={"train.image_start_fraction": [0.0, 1.0], "synth.n_text": [40, 50]}
+        )
     )
     keys = {}
     for r in study.runs:
@@ -54,7 +58,10 @@ def test_runs_share_data_across_seeds_and_recipe_not_across_world(tmp_path):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"grid": {"train.image_start_fraktion": [0.0, 1.0]}}, "grid field 'train.image_start_fraktion' does not exist"),
+        (
+            {"grid": {"train.image_start_fraktion": [0.0, 1.0]}},
+            "grid field 'train.image_start_fraktion' does not exist",
+        ),
         ({"grid": {"train.nope.deeper": [1]}}, "grid field 'train.nope.deeper' does not exist"),
         ({"grid": {}}, "grid is empty"),
         ({"grid": {"train.lr": []}}, "grid field 'train.lr' has no values"),
@@ -124,5 +131,7 @@ def test_default_study_is_the_keh_grid_with_two_seeds():
     assert len(study.spec.seeds) >= 2 and study.spec.finetune is not None
     tasks = study.runs[0].config.eval.tasks
     assert len({t for t in tasks if task_kind(t) == "text"}) >= 2
-    tokens = {r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs}
+    tokens = {
+        r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs
+    }
     assert tokens == {study.spec.tokens}

@@ -66,7 +66,7 @@ def markdown_to_html(text: str, base_dir: str | Path, title: str) -> str:
     """A complete HTML document for markdown `text`; images resolve relative to `base_dir`."""
     body = _renderer(Path(base_dir)).render(text)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         # Forbid any network fetch even if something slipped through: data: images only.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

@@ -134,7 +134,10 @@ def write_study_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             {
                 "swept": swept,
                 "settings": [
-                    {"settings": r["settings"], "stats": {k: list(v) for k, v in r["stats"].items()}}
+                    {
+                        "settings": r["settings"],
+                        "stats": {k: list(v) for k, v in r["stats"].items()},
+                    }
                     for r in rows
                 ],
                 "runs": {r["name"]: r["status"] for r in runs},

@@ -39,9 +39,7 @@ def _x_field(rows: list[dict[str, Any]], swept: list[str]) -> str | None:
     return swept[0] if swept else None
 
 
-def plot_study(
-    keys: list[str], rows: list[dict[str, Any]], swept: list[str], out: Path
-) -> Path:
+def plot_study(keys: list[str], rows: list[dict[str, Any]], swept: list[str], out: Path) -> Path:
     """One panel per score, x = the swept value, y = mean over seeds, bars = std over seeds."""
     panels = panel_keys(keys)
     n = max(len(panels), 1)

@@ -115,9 +115,7 @@ def setting_label(settings: dict[str, Any], swept: list[str]) -> str:
     return ", ".join(f"{k.split('.')[-1]}={fmt(settings.get(k))}" for k in swept) or "all"
 
 
-def group_runs(
-    runs: list[dict[str, Any]], swept: list[str]
-) -> dict[tuple, list[dict[str, Any]]]:
+def group_runs(runs: list[dict[str, Any]], swept: list[str]) -> dict[tuple, list[dict[str, Any]]]:
     """Runs grouped by their swept values (seed excluded), in first-seen (grid) order."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:

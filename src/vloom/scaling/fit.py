@@ -43,7 +43,9 @@ class Law:
         return asdict(self)
 
 
-def _objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float):
+def _objective(
+    theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float
+):
     a, b, e, alpha, beta = theta
     z = np.stack([a - alpha * logN, b - beta * logD, np.full_like(logN, e)])  # [3, n]
     pred = logsumexp(z, axis=0)
@@ -76,7 +78,10 @@ def _starts(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> list[np.ndarray]:
         pred = E + A * N**-al + B * D**-be
         scored.append((float(np.sum(np.log(pred / L) ** 2)), al, be, E, A, B))
     scored.sort(key=lambda t: t[0])
-    out = [np.array([np.log(A), np.log(B), np.log(E), al, be]) for _, al, be, E, A, B in scored[:N_STARTS]]
+    out = [
+        np.array([np.log(A), np.log(B), np.log(E), al, be])
+        for _, al, be, E, A, B in scored[:N_STARTS]
+    ]
     return out + [np.array([a, b, e, al, be]) for al, be, e, a, b in COARSE]
 
 
@@ -109,9 +114,18 @@ def fit_law(
             best = res
     assert best is not None, "no starting point gave a finite objective"
     a, b, e, alpha, beta = best.x
-    return Law(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta), float(best.fun))
+    return Law(
+        float(np.exp(e)),
+        float(np.exp(a)),
+        float(np.exp(b)),
+        float(alpha),
+        float(beta),
+        float(best.fun),
+    )
 
 
 def restarts_near(law: Law) -> list[np.ndarray]:
     """The start for bootstrap refits: the full fit (a resample moves the optimum little)."""
-    return [np.array([np.log(law.A), np.log(law.B), np.log(max(law.E, 1e-12)), law.alpha, law.beta])]
+    return [
+        np.array([np.log(law.A), np.log(law.B), np.log(max(law.E, 1e-12)), law.alpha, law.beta])
+    ]

@@ -73,4 +73,9 @@ def train_flops_per_token(s: LMShape) -> dict[str, float]:
     dense = 6.0 * n
     attention = 3.0 * 2 * 2 * s.n_layers * s.seq_len * d_attn
     output = 3.0 * 2 * s.d_model * s.vocab_size
-    return {"dense": dense, "attention": attention, "output": output, "total": dense + attention + output}
+    return {
+        "dense": dense,
+        "attention": attention,
+        "output": output,
+        "total": dense + attention + output,
+    }

@@ -30,14 +30,21 @@ def scaling_fit(
     pts = read_points(source, params, loss_key)
     law = fit_law(pts.N, pts.D, pts.L)
     if pts.fpt is not None:
-        flops, counting = FlopModel.fit(pts.N, pts.fpt), "counted per run: 6N + attention + output layer"
+        flops, counting = (
+            FlopModel.fit(pts.N, pts.fpt),
+            "counted per run: 6N + attention + output layer",
+        )
     else:
         flops, counting = FlopModel(), "6N (the CSV gives no flops_per_token column)"
     compute = flops.per_token(pts.N) * pts.D
     if budget is None:
         budget = float(compute.max())
     n_opt, d_opt, l_opt = optimal_size(law, budget, flops)
-    boot = bootstrap_optimal(pts.N, pts.D, pts.L, law, budget, flops, n_boot, seed) if n_boot else {"n": 0}
+    boot = (
+        bootstrap_optimal(pts.N, pts.D, pts.L, law, budget, flops, n_boot, seed)
+        if n_boot
+        else {"n": 0}
+    )
     lo, hi = np.log10(compute.min()), np.log10(compute.max()) + 2
     envelope = []
     for c in np.logspace(lo, hi, 6):
@@ -78,7 +85,17 @@ def render(fit: dict[str, Any]) -> str:
     out.append(
         md_table(
             ["E", "A", "alpha", "alpha 95% CI", "B", "beta", "beta 95% CI"],
-            [[law["E"], _sci(law["A"]), law["alpha"], ci("alpha_ci"), _sci(law["B"]), law["beta"], ci("beta_ci")]],
+            [
+                [
+                    law["E"],
+                    _sci(law["A"]),
+                    law["alpha"],
+                    ci("alpha_ci"),
+                    _sci(law["B"]),
+                    law["beta"],
+                    ci("beta_ci"),
+                ]
+            ],
         )
     )
     f = fit["flops_per_token"]

@@ -47,7 +47,11 @@ def read_csv(path: Path) -> Points:
         cols = reader.fieldnames or []
         ncol = next((c for c in N_COLS if c in cols), None)
         dcol = next((c for c in D_COLS if c in cols), None)
-        for name, col in (("N (or params)", ncol), ("D (or tokens)", dcol), ("loss", "loss" if "loss" in cols else None)):
+        for name, col in (
+            ("N (or params)", ncol),
+            ("D (or tokens)", dcol),
+            ("loss", "loss" if "loss" in cols else None),
+        ):
             if col is None:
                 raise ValueError(f"{path}: no {name} column (columns: {', '.join(cols) or 'none'})")
         has_fpt = "flops_per_token" in cols
@@ -64,11 +68,15 @@ def read_csv(path: Path) -> Points:
     return Points(arr[:, 0], arr[:, 1], arr[:, 2], fpts, f"{ncol} (from {path.name})", skipped)
 
 
-def read_sweep(sweep_dir: Path, params: str = "nonembedding", loss_key: str = "text_ppl.loss") -> Points:
+def read_sweep(
+    sweep_dir: Path, params: str = "nonembedding", loss_key: str = "text_ppl.loss"
+) -> Points:
     if "." not in loss_key:
         raise ValueError(f"--loss-key {loss_key!r}: expected task.metric, e.g. text_ppl.loss")
     task, metric = loss_key.split(".", 1)
-    runs = sorted((sweep_dir / "runs").glob("*/results.json")) or sorted(sweep_dir.glob("*/results.json"))
+    runs = sorted((sweep_dir / "runs").glob("*/results.json")) or sorted(
+        sweep_dir.glob("*/results.json")
+    )
     if not runs:
         raise ValueError(f"{sweep_dir}: no finished runs (no runs/*/results.json)")
     rows, skipped = [], Counter()
@@ -96,7 +104,9 @@ def read_sweep(sweep_dir: Path, params: str = "nonembedding", loss_key: str = "t
     return Points(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], label, skipped)
 
 
-def read_points(source: str | Path, params: str = "nonembedding", loss_key: str = "text_ppl.loss") -> Points:
+def read_points(
+    source: str | Path, params: str = "nonembedding", loss_key: str = "text_ppl.loss"
+) -> Points:
     source = Path(source)
     if source.is_dir():
         return read_sweep(source, params, loss_key)

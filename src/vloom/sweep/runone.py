@@ -67,7 +67,11 @@ def finetune_config(cfg: ExperimentConfig, ft: FinetuneSpec) -> ExperimentConfig
         warmup_steps=min(ft.warmup_steps, ft.steps),
         image_start_fraction=0.0,
         image_text_ratio=ft.image_text_ratio,
-        stages=[StageConfig(name="finetune", trainable=ft.trainable).model_dump(mode="json")],
+        stages=[
+            StageConfig(name="finetune", trainable=ft.trainable, mixture=ft.mixture).model_dump(
+                mode="json"
+            )
+        ],
         checkpoint_every=max(ft.steps, 1),
     )
     raw["name"] = f"{cfg.name}-finetune"

@@ -52,6 +52,11 @@ class FinetuneSpec(_Strict):
         0.8, ge=0, le=1, description="share of image-bearing sequences during fine-tuning"
     )
     trainable: list[Part] = Field(default_factory=lambda: ["vision", "connector", "lm"])
+    mixture: dict[str, float] | None = Field(
+        None,
+        description="shares of packed-row sources instead of image_text_ratio, e.g. "
+        "{interleaved: 0.8, text: 0.2} (see train.stages[].mixture)",
+    )
 
 
 class SlurmSpec(_Strict):
@@ -71,7 +76,9 @@ class StudySpec(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]]
     seeds: list[int] | None = Field(None, description="replicate seeds; None = the base seed")
-    tokens: int | None = Field(None, ge=1, description="pre-training tokens per run (equal compute)")
+    tokens: int | None = Field(
+        None, ge=1, description="pre-training tokens per run (equal compute)"
+    )
     finetune: FinetuneSpec | None = None
     data_seed: int | None = Field(
         None, description="seed of the shared synthetic data; None = the base config's seed"
@@ -194,7 +201,9 @@ def expand(spec: StudySpec, source: Path) -> Study:
     grid = dict(spec.grid)
     for key, values in grid.items():
         if not _has_dotted(known, key):
-            raise ConfigError(f"{source}: grid field {key!r} does not exist in the experiment config")
+            raise ConfigError(
+                f"{source}: grid field {key!r} does not exist in the experiment config"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: grid field {key!r} has no values")
     if spec.seeds is not None:
