@@ -89,6 +89,8 @@ def test_long_text_is_truncated_for_speed():
         ({"min_score": "high"}, ["'min_score'"]),
         ({"on_short": "maybe"}, ["'on_short'"]),
         ({"languages": ["en", "zz"]}, ["zz"]),
+        ({"languages": []}, ["empty"]),
+        ({"max_chars": 0}, ["max_chars"]),
         ({"languages": ["en", "de"], "keep": ["fr"]}, ["fr", "not among"]),
     ],
 )

@@ -95,7 +95,9 @@ class LanguageFilter(Filter):
         self.on_short = on_short
         self.label_only = label_only
         self.fasttext_path = fasttext_model
-        self.languages = tuple(sorted(set(languages or DEFAULT_LANGUAGES)))
+        if languages is not None and not languages:
+            raise ValueError("languages is empty; leave it out for the default list")
+        self.languages = tuple(sorted(set(DEFAULT_LANGUAGES if languages is None else languages)))
         self.low_accuracy = low_accuracy
         if max_chars < 1:
             raise ValueError(f"max_chars must be >= 1, got {max_chars}")
