@@ -220,10 +220,11 @@ def test_c4_bad_words_from_user_file(tmp_path):
     assert judge(C4Quality(bad_words_path=str(path)), GOOD) == (True, "")
 
 
-@pytest.mark.parametrize("content", [b"", b"# only a comment\n", b"\xff\xfe\x00bad"])
+@pytest.mark.parametrize("content", [b"", b"# only a comment\n", b"\xff\xfe\x00bad", None])
 def test_c4_bad_words_file_errors(tmp_path, content):
     path = tmp_path / "words.txt"
-    path.write_bytes(content)
+    if content is not None:  # None: the file is missing
+        path.write_bytes(content)
     cfg = StepConfig.model_validate({"name": "c4_quality", "bad_words_path": str(path)})
     with pytest.raises(CurateError, match=r"c4_quality.*words\.txt"):
         build_step(cfg)
@@ -299,6 +300,8 @@ def test_fineweb_multimodal():
         ("c4_quality", {"filter_javascript": "maybe"}, "filter_javascript"),
         ("fineweb_quality", {"short_line_length": "thirty"}, "short_line_length"),
         ("fineweb_quality", {"line_punct": 0.1}, "line_punct"),
+        ("fineweb_quality", {"stop_chars": ""}, "stop_chars"),
+        ("gopher_repetition", {"dup_n_grams": {0: 0.1}}, "dup_n_grams"),
     ],
 )
 def test_wrong_parameter_gives_one_line_error(name, params, param):

@@ -63,6 +63,8 @@ def load_bad_words(path: str | Path) -> list[str]:
         raw = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: bad words list is not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read bad words list ({e.strerror})") from None
     found = [w.strip().lower() for w in raw.splitlines()]
     found = [w for w in found if w and not w.startswith("#")]
     if not found:

@@ -41,6 +41,8 @@ class FineWebQuality(Filter):
         super().__init__()
         self.line_punct_thr = line_punct_thr
         self.line_punct_exclude_zero = line_punct_exclude_zero
+        if stop_chars == "":
+            raise ValueError("stop_chars is empty: no line could end in punctuation")
         self.stop_chars = tuple(TERMINAL_PUNCTUATION if stop_chars is None else stop_chars)
         self.short_line_thr = short_line_thr
         self.short_line_length = short_line_length

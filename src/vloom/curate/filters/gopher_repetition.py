@@ -166,9 +166,9 @@ class GopherRepetition(Filter):
         self.dup_n_grams = dict(
             sorted((DUP_N_GRAMS if dup_n_grams is None else dup_n_grams).items())
         )
-        for n in [*self.top_n_grams, *self.dup_n_grams]:
-            if n < 1:
-                raise ValueError(f"n-gram sizes must be >= 1, got {n}")
+        for param, table in (("top_n_grams", self.top_n_grams), ("dup_n_grams", self.dup_n_grams)):
+            if any(n < 1 for n in table):
+                raise ValueError(f"{param}: n-gram sizes must be >= 1, got {sorted(table)}")
 
     def filter(self, doc: Document) -> tuple[bool, str]:
         text = doc.text
