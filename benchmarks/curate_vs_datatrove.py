@@ -2,7 +2,8 @@
 
     python benchmarks/curate_vs_datatrove.py                  # the Debian manuals (default)
     python benchmarks/curate_vs_datatrove.py --docs DIR       # an ingested vloom shard dir
-    python benchmarks/curate_vs_datatrove.py --synthetic 100000
+    python benchmarks/curate_vs_datatrove.py --synthetic 100000 --dt-tokenizer vloom
+    ... --minhash-args "--n 20000"   # then benchmarks/minhash_vs_datatrove.py, if present
 
 The chain is Gopher quality, Gopher repetition, C4 (line rules + page rules, without
 bad words, which datatrove keeps in a separate downloading filter) and FineWeb, each
@@ -29,8 +30,8 @@ measured on the English manuals (814 pages):
   a rule that differs. Gopher keeps a page if >= 80% of its "words" contain a letter.
   vloom counts words without pure-punctuation tokens (the paper's words); datatrove
   divides by all tokens, punctuation included, so punctuation-heavy technical text
-  ("12.1.2.", "(see below).") fails there and passes here. Both are in
-  vloom's `gopher_quality.py` docstring's spirit; change the denominator there to agree.
+  ("12.1.2.", "(see below).") fails there and passes here. To agree, the
+  denominator in vloom's `gopher_quality.py` would have to include punctuation.
 - gopher_quality, kept | gopher_enough_stop_words: datatrove counts distinct stop
   words and only lower case ("The" is not "the"); vloom counts occurrences, any case.
 - gopher_quality, short_doc / avg word length flips: word counts near a threshold
@@ -358,7 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dt-tokenizer", choices=["auto", "spacy", "nltk", "vloom"], default="auto")
     ap.add_argument("--no-minhash", action="store_true", help="skip the MinHash benchmark")
-    ap.add_argument("--minhash-args", default="", help="arguments for minhash_vs_datatrove")
+    ap.add_argument(
+        "--minhash-args", default="", help='arguments for minhash_vs_datatrove, e.g. "--n 20000"'
+    )
     args = ap.parse_args(argv)
 
     try:
@@ -408,7 +411,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_minhash:
         import shlex
 
-        run_minhash(shlex.split(args.minhash_args))
+        mh_args = shlex.split(args.minhash_args)
+        if args.docs and "--docs" not in mh_args:  # dedup the same ingested corpus
+            mh_args += ["--docs", args.docs]
+        run_minhash(mh_args)
 
 
 if __name__ == "__main__":
