@@ -188,3 +188,22 @@ def test_grown_checkpoint_continues_training_with_init_from(tiny_data, tmp_path)
     bad = tiny_config(model__d_model=64, model__n_heads=4, train__init_from=str(tmp_path / "big"))
     with pytest.raises(ValueError, match="has shape"):
         train(bad, tiny_data["packed"], tmp_path / "run2", quiet=True)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_noise_is_what_lets_the_copies_learn_apart(noise):
+    """Without noise every copy gets the same update, so the wide model stays the small one."""
+    big = grow_model(_model(tie=False), 2, noise=noise).train()
+    opt = torch.optim.AdamW(big.parameters(), lr=1e-2)
+    w0 = big.lm.layers[1].mlp.gate_proj.weight.detach().clone()
+    tokens, ims = _inputs()
+    for _ in range(3):
+        _, loss = big(tokens, ims, tokens)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    delta = big.lm.layers[1].mlp.gate_proj.weight.detach() - w0  # [2h, 2d]: output copies
+    h = delta.shape[0] // 2
+    assert delta.abs().max() > 1e-3  # it did learn
+    same_update = torch.allclose(delta[:h], delta[h:], atol=1e-5)
+    assert same_update == (noise == 0.0)
