@@ -135,3 +135,35 @@ def test_cli_reports_fit_and_rejects_bad_csv(tmp_path, capsys):
     few.write_text("N,D,loss\n1e6,1e9,3\n2e6,1e9,2.9\n")
     assert main(["scaling", str(few)]) == 2
     assert "at least 5 runs" in capsys.readouterr().err
+
+
+def test_sweep_directory_points_come_from_configs_and_results(tmp_path):
+    from vloom.config import config_from_dict, dump_config
+
+    truth = Law(E=1.5, A=300.0, B=500.0, alpha=0.4, beta=0.3)
+    rng = np.random.default_rng(0)
+    expected_n = set()
+    for d in (64, 128, 256, 512):
+        for tokens in (1e7, 1e8, 1e9):
+            cfg = dump_config(
+                config_from_dict({"model": {"d_model": d, "n_layers": 4, "n_heads": 4}})
+            )
+            n = param_counts(shape_from_config(cfg))["nonembedding"]
+            expected_n.add(n)
+            loss = float(truth.loss(n, tokens)) * float(np.exp(rng.normal(0, 0.003)))
+            rd = tmp_path / "runs" / f"d{d}-t{tokens:g}"
+            rd.mkdir(parents=True)
+            res = {"eval": {"text_ppl": {"loss": loss}}, "config": cfg, "train": {"tokens": tokens}}
+            (rd / "results.json").write_text(json.dumps(res))
+    (tmp_path / "runs" / "crashed").mkdir()  # no results.json: not a point
+    broken = tmp_path / "runs" / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text('{"eval": {}, "config": {}}')
+    fit = scaling_fit(tmp_path, n_boot=0)
+    assert fit["n_points"] == 12
+    assert fit["skipped"] == {"unreadable results.json (KeyError)": 1}
+    assert "nonembedding" in fit["N_counts"]
+    assert fit["law"]["alpha"] == pytest.approx(0.4, abs=0.05)
+    assert fit["law"]["beta"] == pytest.approx(0.3, abs=0.05)
+    # FLOPs per token were counted per run (attention and output included), not 6N.
+    assert fit["flops_per_token"]["c"] != 6.0

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from vloom.config import ExperimentConfig, StageConfig, TrainConfig, config_from_dict, dump_config
+from vloom.config import ExperimentConfig, StageConfig, config_from_dict, dump_config
 from vloom.evaluate import RESULTS, evaluate, write_results
 from vloom.sweep.data import ensure_data
 from vloom.sweep.spec import FinetuneSpec
@@ -78,28 +77,12 @@ def finetune_config(cfg: ExperimentConfig, ft: FinetuneSpec) -> ExperimentConfig
     return config_from_dict(raw, source=f"finetune of {cfg.name}")
 
 
-def _start_from(pretrained: Path, ft_cfg: ExperimentConfig, ft_dir: Path) -> ExperimentConfig:
-    """Make the fine-tuning run start from the pre-trained weights.
-
-    With `train.init_from` (continual pre-training) the loop loads them itself. Without it,
-    the pre-trained final checkpoint is placed as the fine-tuning run's step-0 checkpoint:
-    the loop resumes from it with the fine-tuning schedule, keeping the optimizer moments and
-    the data position (fine-tuning reads sequences pre-training has not seen).
-    """
-    if "init_from" in TrainConfig.model_fields:
-        raw = dump_config(ft_cfg)
-        raw["train"]["init_from"] = str(pretrained)
-        return config_from_dict(raw, source=f"finetune of {ft_cfg.name}")
-    ckpts = ft_dir / "checkpoints"
-    if not any(ckpts.glob("step-*")) and not (ckpts / FINAL).exists():
-        tmp = ckpts / f".tmp-step-000000-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(pretrained, tmp)
-        state = json.loads((tmp / "state.json").read_text())
-        state.update(step=0, tokens=0, elapsed_s=0.0)
-        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, ckpts / "step-000000")
-    return ft_cfg
+def _start_from(pretrained: Path, ft_cfg: ExperimentConfig) -> ExperimentConfig:
+    """Fine-tuning starts from the pre-trained weights (`train.init_from`: weights only, a new
+    optimizer, the LR re-warmed); a fine-tuning run that was interrupted resumes instead."""
+    raw = dump_config(ft_cfg)
+    raw["train"]["init_from"] = str(pretrained)
+    return config_from_dict(raw, source=f"finetune of {ft_cfg.name}")
 
 
 def _trained(out_dir: Path) -> dict[str, Any] | None:
@@ -177,7 +160,7 @@ def run_one(
             ft_cfg = finetune_config(cfg, finetune)
             ft_summary = _trained(ft_dir)
             if ft_summary is None:
-                ft_cfg = _start_from(pre_dir / "checkpoints" / FINAL, ft_cfg, ft_dir)
+                ft_cfg = _start_from(pre_dir / "checkpoints" / FINAL, ft_cfg)
                 ft_summary = train(ft_cfg, packed, ft_dir, quiet=quiet)
             final_dir = ft_dir
             parts.append((ft_dir, cfg.train.steps))
