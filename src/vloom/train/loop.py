@@ -266,7 +266,9 @@ class _Run:
                         "lr": lr,
                         "tokens": tokens_seen,
                         "tokens_per_s": round(tok_log / dt, 1),
-                        "mfu": round(flop_log / dt / (peak * info.world), 4) if peak else None,
+                        "mfu": float(f"{flop_log / dt / (peak * info.world):.4g}")
+                        if peak
+                        else None,
                         "image_frac": n_images / n_seq,
                         "images_on": images_on(step, tc),
                         "stage": tc.stages[si].name,
