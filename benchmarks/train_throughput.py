@@ -1,6 +1,13 @@
 """Training throughput of vloom's decoder LM, side by side with transformers' LlamaForCausalLM.
 
     python benchmarks/train_throughput.py [--d-model 128] [--n-layers 4] [--steps 10]
+    python benchmarks/train_throughput.py --size 125m --device cuda   # GPU: bf16, MFU printed
+
+`--size 125m` is a GPT-2-small-sized Llama (d 768, 12 layers, 12 heads, vocab 32000,
+sequence 1024, batch 8; about 134M parameters with the tied embedding); on CUDA the
+default dtype is bf16 autocast and AdamW is fused, and MFU is printed from the FLOPs per
+token vloom's training loop logs (vloom.train.flops) and the GPU's peak (a table by name,
+or --peak-flops).
 
 Both models have the same shape (width, depth, heads, vocab, SwiGLU hidden size, tied
 embeddings, SDPA attention), train in fp32 on CPU with the same AdamW, lr and random token
@@ -14,6 +21,7 @@ step can run several times slower, for both models.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -24,8 +32,27 @@ from torch import nn
 from vloom.config import ModelConfig
 from vloom.model.layers import swiglu_hidden
 from vloom.model.lm import LanguageModel
+from vloom.train.flops import decoder_flops_per_token, peak_flops
 
 LR = 3e-4
+SIZES = {
+    "tiny": {
+        "d_model": 128,
+        "n_layers": 4,
+        "n_heads": 4,
+        "vocab": 2048,
+        "seq_len": 256,
+        "batch": 16,
+    },
+    "125m": {
+        "d_model": 768,
+        "n_layers": 12,
+        "n_heads": 12,
+        "vocab": 32000,
+        "seq_len": 1024,
+        "batch": 8,
+    },
+}
 
 
 def vloom_logits(model: LanguageModel):
@@ -37,18 +64,27 @@ def hf_logits(model: nn.Module):
     return lambda x: model(input_ids=x, use_cache=False).logits
 
 
-def train_steps(forward, model: nn.Module, opt, batches: list[torch.Tensor], n: int) -> float:
+def train_steps(
+    forward, model: nn.Module, opt, batches: list[torch.Tensor], n: int, bf16: bool = False
+) -> float:
     """Run n training steps over `batches` (cycled); return the wall time in seconds."""
+    dev = batches[0].device
+    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(n):
         tokens = batches[i % len(batches)]
         x, y = tokens[:, :-1], tokens[:, 1:]
-        logits = forward(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with ctx:
+            logits = forward(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -79,18 +115,30 @@ def build_hf(args: argparse.Namespace, hidden: int) -> nn.Module | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--n-layers", type=int, default=4)
-    ap.add_argument("--n-heads", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=2048)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", choices=sorted(SIZES), default="tiny", help="shape preset")
+    ap.add_argument("--d-model", type=int, help="override the preset")
+    ap.add_argument("--n-layers", type=int)
+    ap.add_argument("--n-heads", type=int)
+    ap.add_argument("--vocab", type=int)
+    ap.add_argument("--seq-len", type=int)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument(
+        "--dtype", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on cuda"
+    )
+    ap.add_argument("--compile", action="store_true", help="torch.compile both models")
+    ap.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per repeat and model")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch default")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    for k, v in SIZES[args.size].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    device = torch.device(args.device)
+    bf16 = args.dtype == "bf16" or (args.dtype == "auto" and device.type == "cuda")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +146,7 @@ def main() -> None:
 
     mcfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads)
     hidden = swiglu_hidden(args.d_model, mcfg.ffn_mult)
-    vloom = LanguageModel(mcfg, args.vocab, args.seq_len).float().train()
+    vloom = LanguageModel(mcfg, args.vocab, args.seq_len).float().train().to(device)
     models = {"vloom": (vloom, vloom_logits(vloom))}
 
     hf = build_hf(args, hidden)
@@ -111,26 +159,29 @@ def main() -> None:
         # Sanity: a shape mismatch would make the comparison meaningless.
         assert n_params(vloom) == n_params(hf), (n_params(vloom), n_params(hf))
         assert hf.config._attn_implementation == "sdpa", hf.config._attn_implementation
+        hf = hf.to(device)
         models["transformers-llama"] = (hf, hf_logits(hf))
+    if args.compile:
+        models = {n: (m, torch.compile(f)) for n, (m, f) in models.items()}
 
     # seq_len + 1 tokens per row: inputs and shifted targets both span seq_len positions.
     gen = torch.Generator().manual_seed(args.seed)
     batches = [
-        torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), generator=gen)
+        torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), generator=gen).to(device)
         for _ in range(max(1, min(args.steps, 4)))
     ]
-    opts = {
-        name: torch.optim.AdamW(m.parameters(), lr=LR, foreach=True)
-        for name, (m, _) in models.items()
-    }
+    # vloom's training loop's choice for both: fused AdamW on GPU, foreach on CPU
+    kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    opts = {name: torch.optim.AdamW(m.parameters(), lr=LR, **kw) for name, (m, _) in models.items()}
     print(
         f"d_model={args.d_model} n_layers={args.n_layers} n_heads={args.n_heads} "
         f"ffn_hidden={hidden} vocab={args.vocab} seq_len={args.seq_len} batch={args.batch} "
-        f"params={n_params(vloom):,} threads={torch.get_num_threads()}"
+        f"params={n_params(vloom):,} threads={torch.get_num_threads()} device={device} "
+        f"dtype={'bf16' if bf16 else 'fp32'}"
     )
 
     for name, (m, fwd) in models.items():
-        train_steps(fwd, m, opts[name], batches, args.warmup)
+        train_steps(fwd, m, opts[name], batches, args.warmup, bf16)
 
     tokens = args.steps * args.batch * args.seq_len
     rates: dict[str, list[float]] = {name: [] for name in models}
@@ -139,11 +190,17 @@ def main() -> None:
         # Alternate which model goes first so drift in machine load does not favour one.
         for name in names if r % 2 == 0 else names[::-1]:
             m, fwd = models[name]
-            rates[name].append(tokens / train_steps(fwd, m, opts[name], batches, args.steps))
+            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16)
+            rates[name].append(tokens / wall)
     med = {name: statistics.median(v) for name, v in rates.items()}
     for name, v in rates.items():
         print(f"  {name:20s} " + " ".join(f"{x:8.0f}" for x in v) + " tok/s")
 
+    peak = peak_flops(device, bf16, args.peak_flops)
+    if peak:
+        fpt = decoder_flops_per_token(vloom, args.seq_len)
+        mfu = {name: r * fpt / peak for name, r in med.items()}
+        print("  MFU: " + ", ".join(f"{n} {v:.1%}" for n, v in mfu.items()) + f" (peak {peak:.3g})")
     if hf is None:
         print(f"train_throughput: vloom {med['vloom']:.0f} tok/s")
         return

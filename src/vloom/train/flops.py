@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from vloom.model.lm import LanguageModel
 from vloom.model.vlm import VLM
 
 # Dense bf16 peak FLOP/s by device-name fragment (vendor datasheets, without sparsity).
@@ -38,10 +39,14 @@ def _params(mod: torch.nn.Module, skip: tuple[str, ...] = ()) -> int:
     return n
 
 
-def lm_flops_per_token(vlm: VLM, seq_len: int) -> float:
-    lm = vlm.lm
+def decoder_flops_per_token(lm: LanguageModel, seq_len: int) -> float:
+    """Training FLOPs per token of the decoder LM at context `seq_len`."""
     n = _params(lm.layers) + _params(lm.norm) + lm.vocab_size * lm.cfg.d_model  # + output layer
     return 6.0 * n + 12.0 * lm.cfg.n_layers * lm.cfg.d_model * seq_len
+
+
+def lm_flops_per_token(vlm: VLM, seq_len: int) -> float:
+    return decoder_flops_per_token(vlm.lm, seq_len)
 
 
 def flops_per_image(vlm: VLM) -> float:
