@@ -141,3 +141,23 @@ def test_slurm_array_task_runs_its_run(tmp_path, capsys):
         == "done"
     )
     assert not (runs / "image_start_fraction-0.5_seed-0").exists()  # task 1 ran only its run
+
+
+def test_changed_study_does_not_reuse_runs_of_another_config(tmp_path):
+    path = write_study(
+        tmp_path, grid={"train.image_start_fraction": [0.0]}, seeds=[0], finetune=None, tokens=512
+    )
+    assert run_sweep(load_study(path), quiet=True)["done"] == ["image_start_fraction-0_seed-0"]
+    changed = write_study(
+        tmp_path, grid={"train.image_start_fraction": [0.0]}, seeds=[0], finetune=None, tokens=1024
+    )
+    out = run_sweep(load_study(changed), quiet=True)
+    assert (
+        out["skipped"] == []
+        and "holds a run of a different config" in out["failed"]["image_start_fraction-0_seed-0"]
+    )
+    # The earlier results are kept, not overwritten.
+    res = json.loads(
+        (tmp_path / "sweep" / "runs" / "image_start_fraction-0_seed-0" / "results.json").read_text()
+    )
+    assert res["train"]["tokens"] == 512

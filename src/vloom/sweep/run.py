@@ -73,7 +73,7 @@ def run_sweep(
         plans = [p for p in plans if p.name == only]
         if not plans:
             raise ValueError(f"{study.source}: no run named {only!r} in this study")
-    skipped = [p.name for p in plans if is_done(run_dir(study, p))]
+    skipped = [p.name for p in plans if is_done(run_dir(study, p), p.config)]
     todo = [] if report_only else [p for p in plans if p.name not in skipped]
     out: dict[str, Any] = {"skipped": skipped, "done": [], "failed": {}}
     if skipped:
@@ -87,7 +87,9 @@ def run_sweep(
         )
         out["slurm"] = str(script)
         return out
-    tasks = [task_of(study, p, quiet=True) for p in todo]
+    # Training bars only when runs go one at a time in this process (else they interleave).
+    inner_quiet = quiet or study.spec.executor != "local" or study.spec.workers > 1
+    tasks = [task_of(study, p, quiet=inner_quiet) for p in todo]
     if todo and only is None and study.spec.executor == "local":
         # Build each distinct shared data set once, here, before runs start using it.
         for p in todo:

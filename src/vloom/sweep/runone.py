@@ -45,9 +45,17 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_done(run_dir: Path) -> bool:
+def is_done(run_dir: Path, cfg: ExperimentConfig | None = None) -> bool:
+    """Finished (status done + results.json), and of this config when `cfg` is given."""
     st = read_status(run_dir)
-    return bool(st and st.get("status") == "done" and (Path(run_dir) / RESULTS).exists())
+    if not (st and st.get("status") == "done" and (Path(run_dir) / RESULTS).exists()):
+        return False
+    if cfg is None:
+        return True
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()) == dump_config(cfg)
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def _write_status(run_dir: Path, data: dict[str, Any]) -> None:
@@ -134,12 +142,18 @@ def run_one(
     """
     run_dir, sweep_dir = Path(run_dir), Path(sweep_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if is_done(run_dir):
+    if is_done(run_dir, cfg):
         return read_status(run_dir) or {"status": "done"}
     t0 = time.perf_counter()
     _write_status(run_dir, {"status": "running", "pid": os.getpid()})
     try:
-        (run_dir / "config.json").write_text(json.dumps(dump_config(cfg), indent=2) + "\n")
+        cfg_path, resolved = run_dir / "config.json", dump_config(cfg)
+        if cfg_path.exists() and json.loads(cfg_path.read_text()) != resolved:
+            raise ValueError(
+                f"{run_dir}: holds a run of a different config (the study changed); "
+                "delete the run directory or choose another out_dir"
+            )
+        cfg_path.write_text(json.dumps(resolved, indent=2) + "\n")
         data = ensure_data(sweep_dir, cfg, data_seed, quiet=quiet)
         packed, eval_dir = data / "packed", data / "synth" / "eval"
         plan = {
