@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vloom.model.vlm import VLM
+from vloom.pack.images import join_images
 from vloom.sequence import PAD_ID
 
 
@@ -32,8 +33,10 @@ def continuation_logprobs(
     tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s)
-    ims = [im for im in images if im is not None and len(im)]
-    image_batch = torch.cat(ims).to(device) if ims else None
+    # Same-size images stack; different sizes (dynamic resolution) become one ImageBatch.
+    vc = model.vision.cfg
+    image_batch = join_images(list(images), vc.patch_size, vc.merge)
+    image_batch = image_batch.to(device) if image_batch is not None else None
     logits, _ = model(tokens.to(device), image_batch)
     logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
     out = []

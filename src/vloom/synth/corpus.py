@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vloom.config import SynthConfig
 from vloom.doc import Document, write_documents, write_shard
+from vloom.synth.evalsets import write_evalsets
 from vloom.synth.language import QTYPES, caption, description, make_qa, qa_text
 from vloom.synth.noise import inject_noise
 from vloom.synth.world import Scene, png_bytes, render, sample_scene
@@ -196,6 +197,7 @@ def generate(
     write_shard(
         out / "eval" / "captions.parquet", [pair_doc(i, held(), cfg, erng) for i in range(n_small)]
     )
+    extra = write_evalsets(out / "eval", held, cfg, seed)
 
     defects = Counter(d.metadata.get("defect", "clean") for d in docs)
     manifest = {
@@ -208,6 +210,7 @@ def generate(
             "text_qa": len(tqa_rows),
             "heldout_text": n_small,
             "captions": n_small,
+            **extra,
         },
     }
     # Written last: its presence marks the stage complete.

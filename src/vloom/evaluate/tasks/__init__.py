@@ -1,16 +1,29 @@
-"""The task registry: a task is a dataset plus a scoring method; adding one is adding one file."""
+"""The task registry: a task is a dataset plus a scoring method; adding one is adding one file.
+
+A task is a function `fn(ctx, **params) -> {metric: value}` registered with its modality
+("vision-language" or "text": which average of a study it counts towards) and its scoring
+method ("multiple_choice", "generation" or "perplexity"). Parameters come from a task spec,
+`name:key=value,key=value` (values parsed as YAML), e.g. `text_qa:num_fewshot=3` or
+`vmcbench:path=data/vmcbench.parquet`. Results are keyed by the task name, or by `as=NAME`
+(needed to run one task twice, e.g. `text_qa` and `text_qa:num_fewshot=3,as=text_qa_3shot`).
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tokenizers import Tokenizer
 
 from vloom.model.vlm import VLM
+
+MODALITIES = ("vision-language", "text")
+SCORINGS = ("multiple_choice", "generation", "perplexity")
 
 
 @dataclass
@@ -21,14 +34,25 @@ class EvalContext:
     device: torch.device
     batch_size: int = 32
     max_examples: int | None = None
+    seed: int = 0  # few-shot example choice and converted-option order
 
 
-TaskFn = Callable[[EvalContext], dict[str, Any]]
+TaskFn = Callable[..., dict[str, Any]]
 TASKS: dict[str, TaskFn] = {}
 
 
-def register(name: str) -> Callable[[TaskFn], TaskFn]:
+def register(
+    name: str, modality: str = "text", scoring: str = "multiple_choice"
+) -> Callable[[TaskFn], TaskFn]:
+    if modality not in MODALITIES:
+        raise ValueError(f"task {name!r}: modality must be one of {MODALITIES}, not {modality!r}")
+    if scoring not in SCORINGS:
+        raise ValueError(f"task {name!r}: scoring must be one of {SCORINGS}, not {scoring!r}")
+
     def deco(fn: TaskFn) -> TaskFn:
+        fn.modality = modality  # type: ignore[attr-defined]  # read by the study report
+        fn.scoring = scoring  # type: ignore[attr-defined]
+        fn.task_name = name  # type: ignore[attr-defined]
         TASKS[name] = fn
         return fn
 
@@ -41,4 +65,37 @@ def get_task(name: str) -> TaskFn:
     return TASKS[name]
 
 
-from vloom.evaluate.tasks import caption_loss, text_ppl, text_qa, vqa  # noqa: E402,F401  (registration)
+def parse_task_spec(spec: str) -> tuple[str, dict[str, Any], str]:
+    """`name:key=value,...` -> (task name, params, results key); unknown names/params fail here."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    fn = get_task(name)
+    params: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in part:
+            raise ValueError(f"eval task spec {spec!r}: expected key=value, got {part!r}")
+        k, v = part.split("=", 1)
+        params[k.strip()] = yaml.safe_load(v)
+    key = str(params.pop("as", name))
+    accepted = [p for p in inspect.signature(fn).parameters if p != "ctx"]
+    bad = [k for k in params if k not in accepted]
+    if bad:
+        raise ValueError(
+            f"eval task {name!r} has no parameter {bad[0]!r}; it takes: "
+            f"{', '.join(accepted) or 'none'}"
+        )
+    return name, params, key
+
+
+from vloom.evaluate.tasks import (  # noqa: E402,F401  (registration)
+    caption_gen,
+    caption_loss,
+    multi_image,
+    text_ppl,
+    text_qa,
+    vmcbench,
+    vqa,
+    vqa_mc_converted,
+    vqa_open,
+    world_qa,
+)

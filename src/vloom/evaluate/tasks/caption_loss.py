@@ -11,7 +11,7 @@ from vloom.media import to_array
 from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, encode_text
 
 
-@register("caption_loss")
+@register("caption_loss", modality="vision-language", scoring="perplexity")
 def caption_loss(ctx: EvalContext) -> dict:
     path = ctx.data_dir / "captions.parquet"
     if not path.exists():

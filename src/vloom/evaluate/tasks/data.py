@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import torch
+
+from vloom.media import to_array
 
 
 def read_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
@@ -31,3 +34,19 @@ def answer_text(row: dict[str, Any], option: str) -> str:
     """The continuation scored for an option: the row's answer template filled in, if it has one."""
     template = row.get("template")
     return template.format(option) if template else option
+
+
+def read_table_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
+    """Rows of an evaluation Parquet file that has the required columns (no option checks)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: evaluation file not found")
+    table = pq.read_table(path)
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table.slice(0, limit).to_pylist() if limit else table.to_pylist()
+
+
+def pixels(data: bytes, size: int) -> torch.Tensor:
+    """One image as the model's input batch [1, size, size, 3]."""
+    return torch.from_numpy(to_array(data, size))[None]

@@ -10,7 +10,7 @@ from vloom.evaluate.tasks import EvalContext, register
 from vloom.sequence import encode_items
 
 
-@register("text_ppl")
+@register("text_ppl", modality="text", scoring="perplexity")
 def text_ppl(ctx: EvalContext) -> dict:
     path = ctx.data_dir / "heldout_text.parquet"
     if not path.exists():

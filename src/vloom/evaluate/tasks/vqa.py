@@ -11,7 +11,7 @@ from vloom.media import to_array
 from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
 
 
-@register("vqa")
+@register("vqa", modality="vision-language")
 def vqa(ctx: EvalContext) -> dict:
     rows = read_rows(
         ctx.data_dir / "vqa.parquet",

@@ -1,0 +1,94 @@
+"""Greedy decoding: prompts (with their images) -> generated text, batched by prompt length."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from tokenizers import Tokenizer
+
+from vloom.model.vlm import VLM
+from vloom.sequence import EOS_ID, IMAGE_ID, PAD_ID
+
+
+def cut_at_stop(text: str, stop: list[str] | tuple[str, ...]) -> str:
+    """The text up to (not including) the earliest stop string."""
+    ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: VLM,
+    tokenizer: Tokenizer,
+    prompts: list[list[int]],
+    images: list[torch.Tensor | None],
+    device: torch.device,
+    max_new_tokens: int = 16,
+    stop: list[str] | tuple[str, ...] = (),
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy continuations of each prompt, stopped at <eos>, a stop string or max_new_tokens.
+
+    Prompts of equal length run together (no padding, so positions match the single-example
+    run exactly); the whole prefix is recomputed each step, which is cheap at these sizes.
+    A text prompt longer than the model's context keeps its end; an image prompt fails.
+    """
+    limit = model.lm.max_seq_len
+    prompts = list(prompts)
+    for i, (p, im) in enumerate(zip(prompts, images, strict=True)):
+        room = limit - max_new_tokens
+        if len(p) > room:
+            if im is not None or IMAGE_ID in p:
+                raise ValueError(
+                    f"an image prompt of {len(p)} tokens + {max_new_tokens} new exceeds the "
+                    f"model's {limit}"
+                )
+            prompts[i] = p[len(p) - max(room, 1) :]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        groups[len(p)].append(i)
+    out: list[str] = [""] * len(prompts)
+    for _, idx in sorted(groups.items()):
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s : s + batch_size]
+            for i, ids in zip(chunk, _greedy_batch(model, prompts, images, chunk, device,
+                                                    max_new_tokens, tokenizer, stop), strict=True):
+                out[i] = cut_at_stop(tokenizer.decode(ids), stop).strip()
+    return out
+
+
+def _greedy_batch(
+    model: VLM,
+    prompts: list[list[int]],
+    images: list[torch.Tensor | None],
+    chunk: list[int],
+    device: torch.device,
+    max_new_tokens: int,
+    tokenizer: Tokenizer,
+    stop: list[str] | tuple[str, ...],
+) -> list[list[int]]:
+    tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
+    ims = [images[i] for i in chunk if images[i] is not None and len(images[i])]
+    image_batch = torch.cat(ims).to(device) if ims else None
+    new: list[list[int]] = [[] for _ in chunk]
+    done = [False] * len(chunk)
+    for _ in range(max_new_tokens):
+        logits, _ = model(tokens, image_batch)
+        # Never emit the placeholders: an <image> token without an image breaks the next step.
+        logits[:, -1, IMAGE_ID] = float("-inf")
+        logits[:, -1, PAD_ID] = float("-inf")
+        nxt = logits[:, -1].argmax(-1)
+        for j, t in enumerate(nxt.tolist()):
+            if done[j]:
+                continue
+            if t == EOS_ID:
+                done[j] = True
+                continue
+            new[j].append(t)
+            if stop and cut_at_stop(tokenizer.decode(new[j]), stop) != tokenizer.decode(new[j]):
+                done[j] = True
+        if all(done):
+            break
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+    return new

@@ -1,0 +1,31 @@
+"""Captioning: greedy caption from `<bos> <image>`, scored with CIDEr and BLEU vs references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vloom.evaluate.generation import greedy_generate
+from vloom.evaluate.metrics import caption_scores
+from vloom.evaluate.tasks import EvalContext, register
+from vloom.evaluate.tasks.data import pixels, read_table_rows
+from vloom.sequence import BOS_ID, IMAGE_ID
+
+
+def generate_captions(ctx: EvalContext, rows: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
+    m = ctx.model
+    prompts = [[BOS_ID] + [IMAGE_ID] * m.tokens_per_image for _ in rows]
+    images = [pixels(r["image"], m.vision.image_size) for r in rows]
+    return greedy_generate(
+        m, ctx.tokenizer, prompts, images, ctx.device, max_new_tokens, ("\n",), ctx.batch_size
+    )
+
+
+@register("caption_gen", modality="vision-language", scoring="generation")
+def caption_gen(ctx: EvalContext, max_new_tokens: int = 48) -> dict[str, Any]:
+    path = ctx.data_dir / "caption_refs.parquet"
+    rows = read_table_rows(path, ("image", "references"), ctx.max_examples)
+    for i, r in enumerate(rows):
+        if not r["references"] or not all(r["references"]):
+            raise ValueError(f"{path}: row {i} ({r.get('id')}) has an empty reference caption")
+    preds = generate_captions(ctx, rows, max_new_tokens)
+    return {**caption_scores(preds, [r["references"] for r in rows]), "n": len(rows)}

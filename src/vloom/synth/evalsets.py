@@ -1,0 +1,218 @@
+"""Held-out evaluation sets beyond the basic ones: open VQA, caption references, multi-image
+questions over an interleaved document, and world-knowledge questions in text only.
+
+Every scene comes from the held-out stream (never seen in training). Each set is a Parquet
+file in eval/; the columns are the contract the evaluate tasks read.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vloom.config import SynthConfig
+from vloom.synth.language import QTYPES, caption, make_qa
+from vloom.synth.world import CELLS, COLOURS, SHAPES, SIZES, Scene, png_bytes, render
+
+VQA_OPEN_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("image", pa.binary()),
+        ("question", pa.string()),
+        ("answers", pa.list_(pa.string())),  # every short answer true of the scene
+        ("qtype", pa.string()),
+        ("template", pa.string()),
+        ("scene", pa.string()),  # JSON list of objects, to check converted options
+    ]
+)
+CAPTION_REFS_SCHEMA = pa.schema(
+    [("id", pa.string()), ("image", pa.binary()), ("references", pa.list_(pa.string()))]
+)
+MULTI_IMAGE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("texts", pa.list_(pa.string())),  # the interleaved context, OBELICS-style:
+        ("images", pa.list_(pa.binary())),  # exactly one of texts[i], images[i] is non-null
+        ("question", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("answer", pa.int32()),
+        ("qtype", pa.string()),
+        ("template", pa.string()),
+    ]
+)
+WORLD_QA_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("context", pa.string()),
+        ("question", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("answer", pa.int32()),
+        ("qtype", pa.string()),
+        ("template", pa.string()),
+    ]
+)
+# Words that never name anything in this world (none of them occurs in the training text).
+NOT_COLOURS = ("orange", "black", "pink", "brown", "cyan")
+NOT_SHAPES = ("star", "hexagon", "oval", "heart", "cross")
+NOT_SIZES = ("tiny", "huge", "medium", "giant")
+NOT_CELLS = ("middle", "centre", "far left", "far right")
+
+
+def scene_json(s: Scene) -> str:
+    return json.dumps(
+        [{"colour": o.colour, "shape": o.shape, "size": o.size, "cell": CELLS[o.cell]}
+         for o in s.objects]
+    )
+
+
+def true_answers(s: Scene, qtype: str, answer: str) -> list[str]:
+    """Every short answer that is right for the question about this scene."""
+    if qtype == "colour":  # "Which colour can be seen in the picture?": any colour present
+        return sorted({o.colour for o in s.objects})
+    return [answer]
+
+
+def vqa_open_rows(held: Callable[[], Scene], n: int, size: int, rng: random.Random) -> list[dict]:
+    rows = []
+    for i in range(n):
+        s = held()
+        qa = make_qa(s, QTYPES[i % len(QTYPES)], rng)
+        rows.append(
+            {
+                "id": f"vqa-open-{i:05d}",
+                "image": png_bytes(render(s, size)),
+                "question": qa.question,
+                "answers": true_answers(s, qa.qtype, qa.answer),
+                "qtype": qa.qtype,
+                "template": qa.template,
+                "scene": scene_json(s),
+            }
+        )
+    return rows
+
+
+def caption_ref_rows(
+    held: Callable[[], Scene], n: int, size: int, rng: random.Random, refs: int = 3
+) -> list[dict]:
+    rows = []
+    for i in range(n):
+        s = held()
+        rows.append(
+            {
+                "id": f"capref-{i:05d}",
+                "image": png_bytes(render(s, size)),
+                "references": [caption(s, rng) for _ in range(refs)],
+            }
+        )
+    return rows
+
+
+def _multi_question(a: Scene, b: Scene, rng: random.Random) -> tuple[str, str, str, int] | None:
+    """(qtype, question, template, answer index) for a pair of scenes, or None if none fits."""
+    in_a = {(o.colour, o.shape) for o in a.objects}
+    in_b = {(o.colour, o.shape) for o in b.objects}
+    only = [(k, 0) for k in sorted(in_a - in_b)] + [(k, 1) for k in sorted(in_b - in_a)]
+    kinds = (["find"] if only else []) + (["count"] if a.count != b.count else [])
+    if not kinds:
+        return None
+    if rng.choice(kinds) == "find":
+        (colour, shape), ans = rng.choice(only)
+        what = f"the {colour} {shape}"
+        q = f"Which picture shows {what}, the first or the second?"
+        return "find", q, f"The {{}} picture shows {what}.", ans
+    q = "Which picture has more objects, the first or the second?"
+    return "count", q, "The {} picture has more objects.", 0 if a.count > b.count else 1
+
+
+def multi_image_rows(
+    held: Callable[[], Scene], n: int, size: int, rng: random.Random
+) -> list[dict]:
+    rows: list[dict] = []
+    while len(rows) < n:
+        a, b = held(), held()
+        got = _multi_question(a, b, rng)
+        if got is None:
+            continue
+        qtype, q, template, ans = got
+        rows.append(
+            {
+                "id": f"multi-{len(rows):05d}",
+                "texts": ["Figure 1.", None, "Figure 2.", None],
+                "images": [None, png_bytes(render(a, size)), None, png_bytes(render(b, size))],
+                "question": q,
+                "options": ["first", "second"],
+                "answer": ans,
+                "qtype": qtype,
+                "template": template,
+            }
+        )
+    return rows
+
+
+def world_qa_rows(n: int, rng: random.Random) -> list[dict]:
+    """Text-only questions on what exists in the world: its colours, shapes, sizes and places.
+
+    The right option is a word the training text uses in that role; the distractors are words
+    it never uses (orange, hexagon) or words of another role (a shape offered as a colour).
+    """
+    colours, shapes = list(COLOURS), list(SHAPES)
+    kinds = {
+        "colour": ("Which of these is a colour an object can have?", colours, NOT_COLOURS,
+                   shapes, "There is a {} object."),
+        "shape": ("Which of these is a shape an object can have?", shapes, NOT_SHAPES,
+                  colours, "The {c} object is a {{}}."),
+        "size": ("Which of these is a size an object can have?", list(SIZES), NOT_SIZES,
+                 shapes, "There is a {{}} {c} {s}."),
+        "position": ("Which of these is a place where an object can be?", list(CELLS),
+                     NOT_CELLS, colours, "The {c} object is at the {{}}."),
+    }
+    rows = []
+    for i in range(n):
+        qtype = list(kinds)[i % len(kinds)]
+        q, right, never, other_role, template = kinds[qtype]
+        a = rng.choice(right)
+        distractors = rng.sample(never, 2) + [rng.choice([w for w in other_role if w != a])]
+        opts = distractors + [a]
+        rng.shuffle(opts)
+        c, s = rng.choice(colours), rng.choice(shapes)
+        rows.append(
+            {
+                "id": f"world-{i:05d}",
+                "context": "",
+                "question": q,
+                "options": opts,
+                "answer": opts.index(a),
+                "qtype": qtype,
+                "template": template.format(c=c, s=s) if "{c" in template else template,
+            }
+        )
+    return rows
+
+
+def write_evalsets(
+    eval_dir: Path, held: Callable[[], Scene], cfg: SynthConfig, seed: int
+) -> dict[str, Any]:
+    """Write the extra held-out sets into eval_dir; return their sizes for the manifest."""
+    rng = random.Random(f"evalsets-{seed}")
+    n_small = max(cfg.n_eval_text // 2, 4)
+    sets = {
+        "vqa_open": (vqa_open_rows(held, cfg.n_eval_vqa, cfg.image_size, rng), VQA_OPEN_SCHEMA),
+        "caption_refs": (
+            caption_ref_rows(held, n_small, cfg.image_size, rng),
+            CAPTION_REFS_SCHEMA,
+        ),
+        "multi_image": (
+            multi_image_rows(held, cfg.n_eval_text, cfg.image_size, rng),
+            MULTI_IMAGE_SCHEMA,
+        ),
+        "world_qa": (world_qa_rows(cfg.n_eval_text, rng), WORLD_QA_SCHEMA),
+    }
+    for name, (rows, schema) in sets.items():
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), eval_dir / f"{name}.parquet")
+    return {name: len(rows) for name, (rows, _) in sets.items()}
