@@ -90,6 +90,35 @@ class VisionConfig(_Strict):
     merge: int = Field(
         2, ge=1, description="merge merge x merge neighbouring patches into one LM token (Qwen2-VL)"
     )
+    resolution: Literal["fixed", "dynamic"] = Field(
+        "fixed",
+        description="fixed: square pack.image_size images, learned positions; dynamic: aspect "
+        "kept, resized within min/max_pixels, 2D RoPE, variable image tokens (Qwen2-VL)",
+    )
+    min_pixels: int = Field(
+        1024, ge=1, description="dynamic: smaller images are scaled up to at least this area"
+    )
+    max_pixels: int = Field(
+        4096, ge=1, description="dynamic: larger images are scaled down to at most this area"
+    )
+
+    @model_validator(mode="after")
+    def _dynamic_ok(self) -> VisionConfig:
+        if self.resolution != "dynamic":
+            return self
+        f = self.patch_size * self.merge
+        if self.max_pixels < f * f:
+            raise ValueError(
+                f"model.vision.max_pixels={self.max_pixels} is below one merged patch "
+                f"({f}x{f} = {f * f} pixels)"
+            )
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("model.vision.min_pixels is larger than max_pixels")
+        if (self.d_model // self.n_heads) % 4:
+            raise ValueError(
+                "model.vision: 2D RoPE needs the head dim (d_model / n_heads) divisible by 4"
+            )
+        return self
 
 
 class ModelConfig(_Strict):

@@ -1,6 +1,8 @@
 """Maps vision features to LM embeddings: a 2-layer MLP (as LLaVA-1.5) plus a learned
 embedding per image-token slot, so the LM can address "the top-left part of the image"
-directly instead of recovering it from the encoder's features."""
+directly instead of recovering it from the encoder's features. With dynamic resolution
+the number of tokens varies per image, so there are no slots (2D RoPE in the encoder
+carries where each token is)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ from torch import nn
 
 
 class Connector(nn.Module):
-    def __init__(self, d_vision: int, d_lm: int, n_tokens: int) -> None:
+    def __init__(self, d_vision: int, d_lm: int, n_tokens: int | None) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_vision, d_lm)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(d_lm, d_lm)
-        self.slot_embed = nn.Parameter(torch.zeros(1, n_tokens, d_lm))
+        if n_tokens is not None:
+            self.slot_embed = nn.Parameter(torch.zeros(1, n_tokens, d_lm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [N, P, Dv] -> [N, P, D_lm]."""
-        return self.fc2(self.act(self.fc1(x))) + self.slot_embed
+        """x: [N, P, Dv] -> [N, P, D_lm] (fixed), or [tokens, Dv] -> [tokens, D_lm] (no slots)."""
+        y = self.fc2(self.act(self.fc1(x)))
+        return y + self.slot_embed if hasattr(self, "slot_embed") else y

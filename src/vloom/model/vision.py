@@ -1,15 +1,30 @@
-"""A small ViT: patchify, learned position embeddings, bidirectional pre-norm blocks."""
+"""A small ViT: patchify, positions, bidirectional pre-norm blocks, m x m patch merging.
+
+Two modes (`VisionConfig.resolution`):
+- fixed (default): square `image_size` images, learned absolute position embeddings.
+- dynamic (Qwen2-VL): images of any size (sides multiples of patch x merge) as an
+  `ImageBatch`; 2D rotary positions (half of each head's rotary pairs turn with the patch
+  row, half with the column) and no absolute positions. All patches of a batch run as one
+  sequence with a block-diagonal mask (one block per image, Qwen2-VL's cu_seqlens), so
+  images of different sizes are never padded to a common size; the sequence is cut into
+  chunks of whole images to bound the mask's memory.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vloom.config import VisionConfig
 from vloom.model.layers import Block, RMSNorm
+from vloom.pack.images import ImageBatch, patchify
 
 # Inputs are uint8 RGB; mapping to [-1, 1] keeps the encoder free of dataset statistics.
 PIXEL_SCALE = 127.5
+ROPE_THETA = 10000.0
+# Most patches attended as one masked sequence; the boolean mask is CHUNK^2 bytes.
+CHUNK_PATCHES = 4096
 
 
 class VisionEncoder(nn.Module):
@@ -20,8 +35,16 @@ class VisionEncoder(nn.Module):
         )
         self.cfg, self.image_size = cfg, image_size
         self.n_patches = (image_size // cfg.patch_size) ** 2
+        self.dynamic = cfg.resolution == "dynamic"
         self.patch_embed = nn.Conv2d(3, cfg.d_model, cfg.patch_size, stride=cfg.patch_size)
-        self.pos_embed = nn.Parameter(torch.randn(1, self.n_patches, cfg.d_model) * 0.02)
+        if not self.dynamic:
+            self.pos_embed = nn.Parameter(torch.randn(1, self.n_patches, cfg.d_model) * 0.02)
+        else:
+            hd = cfg.d_model // cfg.n_heads
+            # hd/4 frequencies per axis: rows fill the first half of the rotary pairs, columns
+            # the second (Qwen2-VL VisionRotaryEmbedding(hd / 2)).
+            inv = 1.0 / ROPE_THETA ** (torch.arange(0, hd // 2, 2, dtype=torch.float32) / (hd // 2))
+            self.register_buffer("rope_inv_freq", inv, persistent=False)
         self.layers = nn.ModuleList(
             Block(cfg.d_model, cfg.n_heads, None, 4.0, causal=False) for _ in range(cfg.n_layers)
         )
@@ -50,8 +73,22 @@ class VisionEncoder(nn.Module):
         x = x.view(n, g // m, m, g // m, m, d).permute(0, 1, 3, 2, 4, 5)
         return x.reshape(n, (g // m) ** 2, m * m * d)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: [N, H, W, 3] uint8 (or float in [0, 255]) -> merged features [N, P', Dv*m^2]."""
+    def forward(self, images: torch.Tensor | ImageBatch) -> torch.Tensor:
+        """fixed: images [N, H, W, 3] uint8 (or float in [0, 255]) -> merged features
+        [N, P', Dv*m^2]. dynamic: an ImageBatch (or a same-size [N, H, W, 3] stack) ->
+        merged features of all images in order, [sum of tokens, Dv*m^2]."""
+        if self.dynamic:
+            if not isinstance(images, ImageBatch):
+                p, m = self.cfg.patch_size, self.cfg.merge
+                images = ImageBatch(
+                    torch.cat([patchify(im, p, m) for im in images]),
+                    torch.tensor([[images.shape[1] // p, images.shape[2] // p]] * len(images)),
+                )
+            return self.forward_dynamic(images)
+        if isinstance(images, ImageBatch):
+            raise ValueError(
+                "variable-size images (an ImageBatch) need model.vision.resolution: dynamic"
+            )
         x = images.permute(0, 3, 1, 2).float() / PIXEL_SCALE - 1.0  # [N, 3, H, W]
         x = x.to(self.patch_embed.weight.dtype)
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # [N, P, Dv]
@@ -59,3 +96,59 @@ class VisionEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.merge_patches(self.norm(x))
+
+    def n_tokens_of(self, grids: torch.Tensor) -> list[int]:
+        """LM tokens per image of an ImageBatch's patch grids."""
+        m2 = self.cfg.merge**2
+        return [int(h) * int(w) // m2 for h, w in grids.tolist()]
+
+    def rope_2d(self, grids: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin [sum(gh*gw), hd/2] for the patches of `grids` in merge-window order."""
+        m = self.cfg.merge
+        pos = []
+        for gh, gw in grids.tolist():
+            hp = torch.arange(gh, device=device)[:, None].expand(gh, gw)
+            wp = torch.arange(gw, device=device)[None, :].expand(gh, gw)
+            hw = torch.stack([hp, wp], -1).reshape(gh // m, m, gw // m, m, 2)
+            pos.append(hw.permute(0, 2, 1, 3, 4).reshape(-1, 2))
+        p = torch.cat(pos).float()  # [P, 2] (row, col)
+        freqs = torch.cat(
+            [p[:, :1] * self.rope_inv_freq, p[:, 1:] * self.rope_inv_freq], dim=-1
+        )  # [P, hd/2]
+        return freqs.cos(), freqs.sin()
+
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """[P, p*p*3] uint8 -> [P, Dv]: the patch conv as one matmul (same weights)."""
+        w = self.patch_embed.weight  # [Dv, 3, p, p]
+        w = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # [Dv, p*p*3] in patch layout
+        x = (patches.float() / PIXEL_SCALE - 1.0).to(w.dtype)
+        return F.linear(x, w, self.patch_embed.bias)
+
+    def forward_dynamic(self, batch: ImageBatch) -> torch.Tensor:
+        """ImageBatch -> merged features [sum of tokens, Dv*m^2], images in order."""
+        counts = batch.patch_counts
+        assert sum(counts) == batch.patches.shape[0], (
+            f"grids name {sum(counts)} patches but {batch.patches.shape[0]} were given"
+        )
+        m2 = self.cfg.merge**2
+        outs, start, i = [], 0, 0
+        while i < len(counts):  # chunks of whole images, each one masked sequence
+            j, n = i + 1, counts[i]
+            while j < len(counts) and n + counts[j] <= CHUNK_PATCHES:
+                n += counts[j]
+                j += 1
+            x = self.embed_patches(batch.patches[start : start + n])[None]  # [1, P, Dv]
+            cos, sin = self.rope_2d(batch.grids[i:j], x.device)
+            mask = None
+            if j - i > 1:  # block-diagonal: a patch attends only within its own image
+                owner = torch.repeat_interleave(
+                    torch.arange(j - i, device=x.device),
+                    torch.tensor(counts[i:j], device=x.device),
+                )
+                mask = owner[:, None] == owner[None, :]  # [P, P]
+            for layer in self.layers:
+                x = layer(x, (cos, sin), mask)
+            x = self.norm(x)[0]  # [P, Dv]
+            outs.append(x.reshape(n // m2, m2 * x.shape[-1]))  # merge-window order: a reshape
+            start, i = start + n, j
+        return torch.cat(outs)

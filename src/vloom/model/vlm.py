@@ -16,6 +16,7 @@ from vloom.config import ModelConfig
 from vloom.model.connector import Connector
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
+from vloom.pack.images import ImageBatch
 from vloom.sequence import BOS_ID, IGNORE_INDEX, IMAGE_ID, PAD_ID
 
 PARTS = ("vision", "connector", "lm")
@@ -28,11 +29,14 @@ class VLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vision = VisionEncoder(cfg.vision, image_size)
-        self.connector = Connector(self.vision.d_out, cfg.d_model, self.vision.n_tokens)
+        slots = None if self.vision.dynamic else self.vision.n_tokens
+        self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
         self.lm = LanguageModel(cfg, vocab_size, max_seq_len)
+        # Dynamic resolution: the count for an image_size square (blank rows, FLOP estimates).
         self.tokens_per_image = self.vision.n_tokens
         self.apply(self._init)
-        nn.init.normal_(self.connector.slot_embed, std=0.02)
+        if slots is not None:
+            nn.init.normal_(self.connector.slot_embed, std=0.02)
         # GPT-2 style: shrink residual output projections by depth for a stable start.
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -59,8 +63,9 @@ class VLM(nn.Module):
         for name in PARTS:
             self.part(name).requires_grad_(name in parts)
 
-    def embed(self, tokens: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
-        """tokens [B, T], images [N, H, W, 3] for the N image blocks in row-major order -> [B, T, D]."""
+    def embed(self, tokens: torch.Tensor, images: torch.Tensor | ImageBatch | None) -> torch.Tensor:
+        """tokens [B, T], images [N, H, W, 3] (or, dynamic, an ImageBatch) for the N image
+        blocks in row-major order -> [B, T, D]."""
         x = self.lm.embed_tokens(tokens)  # [B, T, D]
         is_img = tokens == IMAGE_ID
         n_slots = int(is_img.sum())
@@ -69,18 +74,19 @@ class VLM(nn.Module):
         assert images is not None and images.shape[0] > 0, (
             "image tokens present but no images given"
         )
-        feats = self.connector(self.vision(images))  # [N, P, D]
-        assert feats.shape[0] * feats.shape[1] == n_slots, (
-            f"{n_slots} image tokens but {feats.shape[0]} images x {feats.shape[1]} patches"
+        feats = self.connector(self.vision(images))  # [N, P, D] or [sum of tokens, D]
+        feats = feats.reshape(-1, feats.shape[-1])
+        assert feats.shape[0] == n_slots, (
+            f"{n_slots} image tokens but {len(images)} images make {feats.shape[0]} tokens"
         )
         x = x.clone()
-        x[is_img] = feats.reshape(-1, feats.shape[-1]).to(x.dtype)
+        x[is_img] = feats.to(x.dtype)
         return x
 
     def forward(
         self,
         tokens: torch.Tensor,
-        images: torch.Tensor | None = None,
+        images: torch.Tensor | ImageBatch | None = None,
         targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self.lm.forward_embeds(self.embed(tokens, images))  # [B, T, V]

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors import safe_open
+
+from vloom.pack.images import ImageBatch
 
 
 class PackedStream:
@@ -32,6 +35,7 @@ class PackedStream:
         self._files = [safe_open(str(p), framework="numpy") for p in self.paths]
         self._index: list[tuple[int, int]] = []
         self._offsets = []
+        self._grids: list[tuple[np.ndarray, np.ndarray] | None] = []
         for si, f in enumerate(self._files):
             n = f.get_slice("tokens").get_shape()[0]
             if sources is None:
@@ -44,6 +48,14 @@ class PackedStream:
                 tags = f.get_tensor("sources")
                 self._index.extend((si, r) for r in range(n) if int(tags[r]) in sources)
             self._offsets.append(f.get_tensor("image_offsets"))
+            # Dynamic resolution: where each image's patches start in the flat array.
+            if "image_grids" in f.keys():
+                grids = f.get_tensor("image_grids").astype(np.int64)
+                starts = np.zeros(len(grids) + 1, dtype=np.int64)
+                starts[1:] = np.cumsum(grids[:, 0] * grids[:, 1])
+                self._grids.append((grids, starts))
+            else:
+                self._grids.append(None)
         self.epoch, self.cursor = 0, 0
         self._order = self._perm(0) if self._index else np.zeros(0, dtype=np.int64)
 
@@ -53,12 +65,22 @@ class PackedStream:
     def _perm(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self._index))
 
-    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row i (in storage order): tokens [T+1] int32 and its images [n, H, W, 3] uint8."""
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray | ImageBatch]:
+        """Row i (in storage order): tokens [T+1] int32 and its images: [n, H, W, 3] uint8,
+        or (dynamic-resolution shards) an ImageBatch of its n images."""
         si, r = self._index[i]
         f = self._files[si]
         tokens = f.get_slice("tokens")[r : r + 1][0]
         lo, hi = self._offsets[si][r], self._offsets[si][r + 1]
+        if self._grids[si] is not None:
+            grids, starts = self._grids[si]
+            a, b = int(starts[lo]), int(starts[hi])
+            dim = f.get_slice("patches").get_shape()[1]
+            patches = f.get_slice("patches")[a:b] if b > a else np.zeros((0, dim), np.uint8)
+            return tokens, ImageBatch(
+                torch.from_numpy(np.array(patches, dtype=np.uint8)),
+                torch.from_numpy(grids[int(lo) : int(hi)].copy()),
+            )
         if hi == lo:  # safetensors cannot slice an empty range
             return tokens, np.zeros((0, *self._image_shape(si)), dtype=np.uint8)
         images = f.get_slice("images")[int(lo) : int(hi)]
@@ -69,7 +91,7 @@ class PackedStream:
 
     def take(
         self, n: int, lo: int = 0, hi: int | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    ) -> list[tuple[np.ndarray, np.ndarray | ImageBatch]]:
         """Advance by n rows; read and return only rows lo..hi of them (a rank's share)."""
         if not self._index:
             raise ValueError(f"stream {self.stream!r} is empty: no packed rows to read")

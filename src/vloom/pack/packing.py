@@ -5,7 +5,15 @@ shifted targets come from the same row). A document may continue into the next
 row, but an image block never straddles a row: when it does not fit, the rest of
 the row is padded (`<pad>`, skipped by the loss) and the block starts the next row.
 The cost is the padding share, reported in `stats.json` as `pad_fraction`; it
-stays small while image blocks are short relative to `seq_len`.
+stays small while image blocks are short relative to `seq_len`. Bound: a row pads
+fewer positions than the image block that did not fit, so every row but a stream's
+last pads at most `max_image_tokens` positions: pad_fraction <= max_image_tokens /
+(seq_len + 1) + (one last row per stream) / rows. With dynamic resolution blocks vary in
+size; the vision encoder packs patches without padding, so this is the only padding.
+
+Images are stored as `images` [n, H, W, 3] (fixed size) or, when the writer has a
+`patch` (dynamic resolution), as `patches` [sum of patches, p*p*3] uint8 plus
+`image_grids` [n, 2] (patch rows, cols); `image_offsets` indexes images per row in both.
 
 Each row is tagged with the source (`Document.source`) that contributed most of its
 tokens, so a training stage can mix sources by share; rows that span documents of
@@ -20,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from vloom.pack.images import ImageBatch
 from vloom.sequence import IMAGE_ID, PAD_ID
 
 
@@ -33,6 +42,7 @@ class PackedShardWriter:
     image_size: int
     shard_rows: int
     sources: dict[str, int] = field(default_factory=dict)  # name -> id, shared by the streams
+    patch: tuple[int, int] | None = None  # (patch_size, merge): store variable-size patches
     rows: list[np.ndarray] = field(default_factory=list)
     row_sources: list[int] = field(default_factory=list)
     row_images: list[list[np.ndarray]] = field(default_factory=list)
@@ -44,7 +54,7 @@ class PackedShardWriter:
     def add_row(self, tokens: list[int], images: list[np.ndarray], source: str = "") -> None:
         assert len(tokens) == self.row_len, (len(tokens), self.row_len)
         arr = np.asarray(tokens, dtype=np.int32)
-        assert int((arr == IMAGE_ID).sum()) % max(len(images), 1) == 0
+        assert self.patch is not None or int((arr == IMAGE_ID).sum()) % max(len(images), 1) == 0
         self.rows.append(arr)
         self.row_sources.append(self.sources.setdefault(source, len(self.sources)))
         self.row_images.append(images)
@@ -59,19 +69,21 @@ class PackedShardWriter:
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(counts)
         flat = [im for ims in self.row_images for im in ims]
-        s = self.image_size
-        images = np.stack(flat) if flat else np.zeros((0, s, s, 3), dtype=np.uint8)
+        tensors = {
+            "tokens": np.stack(self.rows),
+            "image_offsets": offsets,
+            "sources": np.asarray(self.row_sources, dtype=np.int32),
+        }
+        if self.patch is None:
+            s = self.image_size
+            tensors["images"] = np.stack(flat) if flat else np.zeros((0, s, s, 3), dtype=np.uint8)
+        else:
+            b = ImageBatch.from_pixels(flat, *self.patch)
+            tensors["patches"] = b.patches.numpy()
+            tensors["image_grids"] = b.grids.numpy().astype(np.int32)
         path = self.out_dir / f"{self.stream}-{self.n_shards:05d}.safetensors"
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
-            {
-                "tokens": np.stack(self.rows),
-                "image_offsets": offsets,
-                "images": images,
-                "sources": np.asarray(self.row_sources, dtype=np.int32),
-            },
-            str(tmp),
-        )
+        save_file(tensors, str(tmp))
         tmp.replace(path)
         self.n_shards += 1
         self.n_rows += len(self.rows)

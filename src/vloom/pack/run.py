@@ -13,7 +13,8 @@ from tqdm import tqdm
 from vloom.config import ExperimentConfig
 from vloom.doc import Rejected, SchemaError, list_shards, read_shard
 from vloom.ledger import Ledger
-from vloom.media import ImageError, to_array
+from vloom.media import ImageError
+from vloom.pack.images import max_image_tokens, prepare_image
 from vloom.pack.packing import PackedShardWriter, Packer
 from vloom.pack.tokenizer import train_tokenizer
 from vloom.sequence import blocks, load_tokenizer
@@ -24,6 +25,8 @@ STREAMS = ("text", "image")
 
 
 def tokens_per_image(cfg: ExperimentConfig) -> int:
+    """Tokens of one `pack.image_size` square image (every image in fixed mode; with dynamic
+    resolution the nominal count the model reports, images vary around it)."""
     side = cfg.pack.image_size
     p = cfg.model.vision.patch_size * cfg.model.vision.merge
     if side % p:
@@ -53,8 +56,17 @@ def run_pack(
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a partial pack is worthless: start clean
     out_dir.mkdir(parents=True)
-    pc = cfg.pack
+    pc, vc = cfg.pack, cfg.model.vision
     k = tokens_per_image(cfg)
+    dynamic = vc.resolution == "dynamic"
+    k_max = max_image_tokens(vc, pc.image_size)
+    if k_max > pc.seq_len:
+        field = "model.vision.max_pixels" if dynamic else "pack.image_size"
+        raise ValueError(
+            f"an image can make {k_max} tokens but rows hold pack.seq_len={pc.seq_len}: "
+            f"lower {field} or raise pack.seq_len"
+        )
+    image_tokens: list[int] = []
 
     def texts_for_tokenizer():
         led = Ledger()
@@ -69,7 +81,15 @@ def run_pack(
     source_ids: dict[str, int] = {}  # one name -> id map for both streams
     packers = {
         s: Packer(
-            PackedShardWriter(out_dir, s, row_len, pc.image_size, pc.shard_sequences, source_ids)
+            PackedShardWriter(
+                out_dir,
+                s,
+                row_len,
+                pc.image_size,
+                pc.shard_sequences,
+                source_ids,
+                patch=(vc.patch_size, vc.merge) if dynamic else None,
+            )
         )
         for s in STREAMS
     }
@@ -81,7 +101,7 @@ def run_pack(
             ledger.reject(d.reason)
             continue
         try:
-            pixels = [to_array(im, pc.image_size) for im in d.images if im is not None]
+            pixels = [prepare_image(im, vc, pc.image_size) for im in d.images if im is not None]
         except ImageError as e:
             ledger.reject(e.reason)
             continue
@@ -94,7 +114,9 @@ def run_pack(
         pit = iter(pixels)
         for kind, ids in blocks(tok, items):
             if kind == "image":
-                packer.add_image(k, next(pit))
+                px, n_tok = next(pit)
+                packer.add_image(n_tok, px)
+                image_tokens.append(n_tok)
             else:
                 packer.add_text(ids)
         ledger.kept += 1
@@ -114,6 +136,14 @@ def run_pack(
         "seq_len": pc.seq_len,
         "image_size": pc.image_size,
         "tokens_per_image": k,
+        "resolution": vc.resolution,
+        # Per-image LM tokens actually packed (vary with dynamic resolution).
+        "image_tokens": {
+            "min": min(image_tokens, default=0),
+            "max": max(image_tokens, default=0),
+            "mean": sum(image_tokens) / len(image_tokens) if image_tokens else 0.0,
+            "bound": k_max,
+        },
         # Row source tags in packed shards (`sources` tensor) index this list.
         "sources": sorted(source_ids, key=source_ids.__getitem__),
     }

@@ -19,6 +19,7 @@ import torch
 from vloom.config import ExperimentConfig
 from vloom.model.vlm import make_targets
 from vloom.pack.dataset import PackedStream
+from vloom.pack.images import ImageBatch, join_images
 from vloom.sequence import IGNORE_INDEX
 from vloom.train.mixture import IMAGE, TEXT, resolve_mixture, step_plan
 
@@ -27,7 +28,7 @@ from vloom.train.mixture import IMAGE, TEXT, resolve_mixture, step_plan
 class Micro:
     inputs: torch.Tensor  # [b, T]
     targets: torch.Tensor  # [b, T]
-    images: torch.Tensor | None  # [n, H, W, 3] uint8
+    images: torch.Tensor | ImageBatch | None  # [n, H, W, 3] uint8, or variable-size patches
     n_tokens: int  # targets that count in the loss
 
 
@@ -41,8 +42,7 @@ class StepBatch:
 
 def to_micro(rows: list[tuple[np.ndarray, np.ndarray]], pin: bool) -> Micro:
     tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
-    ims = [r[1] for r in rows if len(r[1])]
-    images = torch.from_numpy(np.concatenate(ims)) if ims else None
+    images = join_images([r[1] for r in rows])
     inputs, targets = make_targets(tokens)
     n_tok = int((targets != IGNORE_INDEX).sum())
     if pin:

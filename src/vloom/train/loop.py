@@ -78,6 +78,12 @@ def read_packed_stats(packed_dir: Path) -> dict[str, Any]:
 
 
 def build_model(cfg: ExperimentConfig, stats: dict[str, Any]) -> VLM:
+    packed_res = stats.get("resolution", "fixed")
+    if packed_res != cfg.model.vision.resolution:
+        raise ValueError(
+            f"packed data has {packed_res}-resolution images but model.vision.resolution is "
+            f"{cfg.model.vision.resolution}: re-pack with the model's config"
+        )
     model = VLM(cfg.model, stats["vocab_size"], stats["seq_len"], stats["image_size"])
     if model.tokens_per_image != stats["tokens_per_image"]:
         raise ValueError(
