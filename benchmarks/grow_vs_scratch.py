@@ -185,7 +185,8 @@ def main() -> None:
         " updates and the grown model stays the small one (0 to see that)",
     )
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak LR of the two wide runs")
+    ap.add_argument("--small-lr", type=float, default=3e-3, help="peak LR of the small model")
     ap.add_argument("--n-val", type=int, default=128, help="held-out packed rows")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -215,6 +216,7 @@ def main() -> None:
 
     small_cfg = cfg.model_copy(deep=True)
     small_cfg.train.steps = args.small_steps
+    small_cfg.train.lr = args.small_lr
     small_cfg.train.warmup_steps = max(1, args.small_steps // 20)
     small = fresh(small_cfg)
     run(small, small_cfg, rows, args.small_steps, args.eval_every, f"small d={args.d_model}")
