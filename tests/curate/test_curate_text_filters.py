@@ -241,6 +241,8 @@ def test_c4_multimodal_edits_text_in_place_keeping_images():
     d = doc(a, "Photo by Ann", b)
     assert C4Quality().filter(d) == (True, "")
     assert d.texts == [None, None] and d.n_images == 2
+    d = doc(a, b)  # image-only: nothing to judge, nothing to edit
+    assert C4Quality().filter(d) == (True, "") and d.images == [a, b]
     # without the exemption the caption page is judged like a web page
     assert judge(C4Quality(skip_if_images=False), a, "Photo by Ann") == (
         False,
