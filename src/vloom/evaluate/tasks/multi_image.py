@@ -1,7 +1,8 @@
 """A question over an interleaved document with several images, multiple choice by likelihood.
 
 `Figure 1. <image> Figure 2. <image> Question: Which picture shows the red circle, the first
-or the second? Answer: The first picture shows the red circle.`
+or the second? Answer: The first picture shows the red circle.` A document longer than the
+model's context is skipped and counted (`skipped_too_long`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
         path, ("texts", "images", "question", "options", "answer", "qtype"), ctx.max_examples
     )
     m, tok = ctx.model, ctx.tokenizer
-    prompts, options, images = [], [], []
+    prompts, options, images, kept = [], [], [], []
+    too_long = 0
     for i, r in enumerate(rows):
         texts, ims = r["texts"] or [], r["images"] or []
         if len(texts) != len(ims) or any((t is None) == (b is None) for t, b in zip(texts, ims)):
@@ -31,11 +33,18 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
                 f"{path}: row {i} ({r.get('id')}): texts and images must align with exactly "
                 "one non-null per position"
             )
-        items = [t if t is not None else None for t in texts]
-        ctx_ids = encode_items(tok, items, m.tokens_per_image, bos=True, eos=False)
-        prompts.append(ctx_ids + encode_text(tok, f" Question: {r['question']} Answer:"))
-        options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
+        ctx_ids = encode_items(tok, texts, m.tokens_per_image, bos=True, eos=False)
+        prompt = ctx_ids + encode_text(tok, f" Question: {r['question']} Answer:")
+        opts = [encode_text(tok, " " + answer_text(r, o)) for o in r["options"]]
+        if len(prompt) + max(len(o) for o in opts) > m.lm.max_seq_len:
+            too_long += 1  # images cannot be cut away: counted, not scored
+            continue
+        kept.append(r)
+        prompts.append(prompt)
+        options.append(opts)
         pics = [pixels(b, m.vision.image_size) for b in ims if b is not None]
         images.append(torch.cat(pics) if pics else None)
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
-    return accuracy_by_type(picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows])
+    out = accuracy_by_type(picks, [int(r["answer"]) for r in kept], [r["qtype"] for r in kept])
+    out["skipped_too_long"] = too_long
+    return out

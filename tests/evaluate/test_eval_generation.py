@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from vloom.evaluate.generation import cut_at_stop, greedy_generate
+from vloom.evaluate.tasks.data import pixels
+from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, encode_text
+
+
+def _manual_greedy(model, prompt, image, n):
+    """The reference: one example, one token at a time, argmax over allowed tokens."""
+    ids = list(prompt)
+    new = []
+    with torch.no_grad():
+        for _ in range(n):
+            logits, _ = model(torch.tensor([ids]), image)
+            logits = logits[0, -1].clone()
+            logits[[IMAGE_ID, PAD_ID]] = float("-inf")
+            t = int(logits.argmax())
+            if t == EOS_ID:
+                break
+            new.append(t)
+            ids.append(t)
+    return new
+
+
+def test_greedy_matches_a_step_by_step_argmax_batched_or_not(rand_ctx):
+    m, tok = rand_ctx.model, rand_ctx.tokenizer
+    texts = ["Question: What shape is the red object? Answer:", "There is a", "In the scene,",
+             "There is b"]
+    prompts = [[BOS_ID] + encode_text(tok, t) for t in texts]
+    got = greedy_generate(m, tok, prompts, [None] * 4, torch.device("cpu"), 5, batch_size=4)
+    one = [greedy_generate(m, tok, [p], [None], torch.device("cpu"), 5)[0] for p in prompts]
+    assert got == one
+    want = [tok.decode(_manual_greedy(m, p, None, 5)).strip() for p in prompts]
+    assert got == want
+
+
+def test_greedy_with_an_image_and_stop_strings(rand_ctx, tiny_data):
+    import pyarrow.parquet as pq
+
+    m, tok = rand_ctx.model, rand_ctx.tokenizer
+    row = pq.read_table(tiny_data["eval"] / "vqa_open.parquet").slice(0, 1).to_pylist()[0]
+    im = pixels(row["image"], m.vision.image_size)
+    prompt = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image + encode_text(tok, "Question:")
+    full = tok.decode(_manual_greedy(m, prompt, im, 6))
+    assert greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), 6)[0] == full.strip()
+    if len(full.strip()) > 1:
+        stop = full.strip()[1]
+        cut = greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), 6, stop=[stop])[0]
+        assert cut == cut_at_stop(full, [stop]).strip() and stop not in cut
+    too_long = prompt + [5] * m.lm.max_seq_len
+    with pytest.raises(ValueError, match="image prompt of .* exceeds the model's 160"):
+        greedy_generate(m, tok, [too_long], [im], torch.device("cpu"), 4)
+
+
+def test_cut_at_stop_takes_the_earliest():
+    assert cut_at_stop("a red. circle\nx", [".", "\n"]) == "a red"
+    assert cut_at_stop("no stop here", ["Question:"]) == "no stop here"
+    assert cut_at_stop("abc", []) == "abc"
