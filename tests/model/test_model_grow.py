@@ -207,3 +207,17 @@ def test_noise_is_what_lets_the_copies_learn_apart(noise):
     assert delta.abs().max() > 1e-3  # it did learn
     same_update = torch.allclose(delta[:h], delta[h:], atol=1e-5)
     assert same_update == (noise == 0.0)
+
+
+@pytest.mark.parametrize("grow_vision", [False, True])
+def test_grown_vlm_matches_with_dynamic_resolution_vision(grow_vision):
+    cfg = ModelConfig(
+        d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, vision=VISION | {"resolution": "dynamic"}
+    )
+    torch.manual_seed(0)
+    small = VLM(cfg, vocab_size=50, max_seq_len=32, image_size=16).eval()
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    big = grow_model(small, 2, noise=0.01, grow_vision=grow_vision).eval()
+    assert _max_diff(small, big) <= 1e-4

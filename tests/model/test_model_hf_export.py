@@ -35,7 +35,7 @@ def tokenizer_file(tmp_path_factory):
     return path
 
 
-def _ckpt(path, tokenizer_file, seed=0, **model):
+def _ckpt(path, tokenizer_file, seed=0, vision=None, **model):
     from vloom.sequence import load_tokenizer
 
     vocab = load_tokenizer(str(tokenizer_file)).get_vocab_size()
@@ -46,7 +46,7 @@ def _ckpt(path, tokenizer_file, seed=0, **model):
         n_kv_heads=2,
         rope_theta=500.0,
         norm_eps=1e-5,
-        vision={"d_model": 16, "n_layers": 1, "n_heads": 2, "patch_size": 4, "merge": 2},
+        vision=vision or {"d_model": 16, "n_layers": 1, "n_heads": 2, "patch_size": 4, "merge": 2},
         **model,
     )
     torch.manual_seed(seed)
@@ -143,3 +143,16 @@ def test_export_cli_and_bad_input(tmp_path, tokenizer_file, capsys):
         ]
     )
     assert rc == 2 and "tokenizer not found" in capsys.readouterr().err
+
+
+def test_exported_dynamic_resolution_vlm_matches(tmp_path, tokenizer_file):
+    vision = {"d_model": 16, "n_layers": 1, "n_heads": 2, "patch_size": 4, "merge": 2}
+    m = _ckpt(tmp_path / "ck", tokenizer_file, vision=vision | {"resolution": "dynamic"})
+    export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    enc = load_image_encoder(tmp_path / "hf")
+    tokens, images = _tokens(m.lm.vocab_size, images=True)
+    with torch.no_grad():
+        ours, _ = m(tokens, images)
+        theirs = hf(inputs_embeds=inputs_embeds(hf, enc, tokens, images)).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4

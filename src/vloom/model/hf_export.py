@@ -183,9 +183,12 @@ class ImageEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, image_size: int) -> None:
         super().__init__()
         self.vision = VisionEncoder(cfg.vision, image_size)
-        self.connector = Connector(self.vision.d_out, cfg.d_model, self.vision.n_tokens)
+        slots = None if getattr(self.vision, "dynamic", False) else self.vision.n_tokens
+        self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: Any) -> torch.Tensor:
+        """Images (a [N, H, W, 3] stack, or an ImageBatch with dynamic resolution) ->
+        [N, P, D_lm] or, dynamic, [sum of tokens, D_lm]."""
         return self.connector(self.vision(images))
 
 
@@ -214,11 +217,9 @@ def inputs_embeds(
     is_img = tokens == IMAGE_ID
     if not bool(is_img.any()):
         return x
-    feats = encoder(images)  # [N, P, D]
-    if feats.shape[0] * feats.shape[1] != int(is_img.sum()):
-        raise ValueError(
-            f"{int(is_img.sum())} image tokens but {feats.shape[0]} images x {feats.shape[1]} tokens"
-        )
+    feats = encoder(images).reshape(-1, x.shape[-1])  # [image tokens, D]
+    if feats.shape[0] != int(is_img.sum()):
+        raise ValueError(f"{int(is_img.sum())} image tokens but the images give {feats.shape[0]}")
     x = x.clone()
     x[is_img] = feats.reshape(-1, feats.shape[-1]).to(x.dtype)
     return x
