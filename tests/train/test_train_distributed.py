@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +123,22 @@ def test_world_size_that_does_not_divide_the_batch_is_an_error():
     check_world(4, 2, 2)
     with pytest.raises(ValueError, match=r"4 x 2 = 8 .* not divisible by the world size 3"):
         check_world(4, 2, 3)
+
+
+@pytest.mark.slow
+def test_a_three_stage_recipe_with_frozen_parts_matches_one_rank_under_ddp_and_fsdp(
+    tiny_data, tmp_path
+):
+    """Qwen2-VL's shape: stages freeze different parts and mix different sources; ranks
+    whose rows lack images still run the vision encoder (blank-image row)."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/qwen2vl.yaml").read_text())
+    raw["control"] = False
+    raw["train"].update(steps=6, batch_size=4, threads=1, checkpoint_every=100, log_every=1)
+    for parallel in ("ddp", "fsdp"):
+        raw["train"]["parallel"] = parallel
+        cfg = tmp_path / f"{parallel}.yaml"
+        cfg.write_text(yaml.safe_dump(raw))
+        if parallel == "ddp":
+            _train(tiny_data["packed"], tmp_path / "one", cfg)
+        _train(tiny_data["packed"], tmp_path / parallel, cfg, nproc=2)
+        _assert_same_weights(tmp_path / "one", tmp_path / parallel)

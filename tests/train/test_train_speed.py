@@ -58,9 +58,7 @@ def test_metrics_record_tokens_per_second_and_mfu(tiny_data, tmp_path):
 def test_activation_checkpointing_and_prefetch_do_not_change_the_result(tiny_data, tmp_path):
     base = tiny_config(train__grad_accum=2, train__batch_size=2)
     train(base, tiny_data["packed"], tmp_path / "base", quiet=True)
-    ac = tiny_config(
-        train__grad_accum=2, train__batch_size=2, train__activation_checkpointing=True
-    )
+    ac = tiny_config(train__grad_accum=2, train__batch_size=2, train__activation_checkpointing=True)
     train(ac, tiny_data["packed"], tmp_path / "ac", quiet=True)
     _same(_final(tmp_path / "base"), _final(tmp_path / "ac"))
     inline = tiny_config(train__grad_accum=2, train__batch_size=2, train__prefetch=0)

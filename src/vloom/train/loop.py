@@ -358,7 +358,9 @@ class _Run:
                     if autocast
                     else contextlib.nullcontext()
                 )
-                if info.active and vision_used and images is None:
+                # every rank runs the vision encoder when any rank has images (FSDP gathers
+                # its weights collectively, even when it is frozen)
+                if info.active and n_images > 0 and images is None:
                     inputs, targets, images = D.blank_image_row(
                         inputs, targets, self.vlm.tokens_per_image, self.vlm.vision.image_size
                     )
