@@ -130,7 +130,12 @@ def test_default_study_is_the_keh_grid_with_two_seeds():
     assert study.spec.grid == {"train.image_start_fraction": [0.0, 0.5, 0.8, 1.0]}
     assert len(study.spec.seeds) >= 2 and study.spec.finetune is not None
     tasks = study.runs[0].config.eval.tasks
+    assert len({t for t in tasks if task_kind(t) == "vision-language"}) >= 3
     assert len({t for t in tasks if task_kind(t) == "text"}) >= 2
+    from vloom.evaluate.tasks import get_task
+
+    for t in tasks:
+        get_task(t)  # every task is registered
     tokens = {
         r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs
     }

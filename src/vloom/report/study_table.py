@@ -15,28 +15,26 @@ from typing import Any
 
 from vloom.report.tables import fmt
 
-# Which tasks need images. A task may declare it itself (a `modality` attribute on its
-# registered function: "vision-language" or "text"); this table covers the built-in tasks.
+# Which tasks need images: each task declares it in the evaluate/ registry (the `modality`
+# attribute `register` sets); this table is the fallback for results whose task is not
+# registered here (e.g. read on a machine with another vloom version).
 TASK_KINDS: dict[str, str] = {
     "vqa": "vision-language",
     "vqa_open": "vision-language",
+    "vqa_mc_converted": "vision-language",
     "caption_loss": "vision-language",
-    "caption": "vision-language",
-    "captioning": "vision-language",
+    "caption_gen": "vision-language",
     "multi_image": "vision-language",
-    "vqa_mc": "vision-language",
     "vmcbench": "vision-language",
     "text_qa": "text",
     "text_ppl": "text",
     "world_qa": "text",
-    "knowledge_qa": "text",
-    "few_shot": "text",
-    "fewshot": "text",
+    "fewshot_qa": "text",
 }
 # Headline scores that share a 0..1 higher-is-better scale and so can be averaged.
 AVERAGE_METRICS = ("accuracy", "exact_match")
 # Bookkeeping metrics that are not results.
-SKIP_METRICS = ("n", "seconds", "tokens")
+SKIP_METRICS = ("n", "seconds", "tokens", "num_fewshot")
 VL_AVG, TEXT_AVG = "vision-language average", "text-only average"
 
 
