@@ -14,7 +14,10 @@ process) on Parquet shards; datatrove's four-stage pipeline (MinhashDedupSignatu
 Buckets with tasks=num_buckets, Cluster, Filter; LocalPipelineExecutor workers=1) on
 flat (id, text) Parquet files with the same documents in the same order. Wall time is measured inside
 the child around the pipeline (imports excluded); peak RSS is the child's ru_maxrss
-from os.wait4 (the largest process of its tree, imports included).
+from os.wait4 (the largest process of its tree, imports included). Peak RSS depends on
+pyarrow's allocator: its default (mimalloc) keeps arenas that cost vloom, which reads
+and writes whole 1000-document shards, ~50 MB more than the system allocator;
+`--arrow-pool system` sets the allocator for both tools alike.
 
 Same rules on both sides: 5-word shingles of datatrove's simplify_text, 14 bands x 8
 rows, seed 1, 64-bit xxhash (vloom's minimum hashes are bit-identical to datatrove's),
@@ -286,6 +289,12 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=None, help="vloom workers (default 1; 2 for --million)"
     )
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    ap.add_argument(
+        "--arrow-pool",
+        choices=["default", "system", "jemalloc", "mimalloc"],
+        default="default",
+        help="pyarrow memory pool for BOTH children (ARROW_DEFAULT_MEMORY_POOL)",
+    )
     ap.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -297,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(child_datatrove(rest[0], rest[1])))
         return
 
+    if args.arrow_pool != "default":
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = args.arrow_pool  # inherited by both children
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vloom-minhash-bench-"))
     try:
         if args.million:

@@ -94,16 +94,19 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
         key = (hashes >> np.uint64(lo)) & mask
         order = np.argsort(key, kind="stable")
         sk = key[order]
+        # end of each position's run of equal keys; compare i with i + d inside runs only,
+        # so the work is the number of candidate pairs, not n per offset
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
+        active = np.flatnonzero(run_end - np.arange(n) > 1)
         d = 1
-        while d < n:
-            same = sk[d:] == sk[:-d]
-            if not same.any():
-                break
-            a, b = order[:-d][same], order[d:][same]
+        while active.size:
+            a, b = order[active], order[active + d]
             close = hamming(hashes[a], hashes[b]) <= max_distance
             found_i.append(np.minimum(a[close], b[close]))
             found_j.append(np.maximum(a[close], b[close]))
             d += 1
+            active = active[run_end[active] - active > d]
     if not found_i:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     pairs = np.unique(np.stack([np.concatenate(found_i), np.concatenate(found_j)], 1), axis=0)

@@ -25,10 +25,11 @@ Signature per document: its `bands` band hashes (8 bytes each, 0 = no shingles).
 Plan: for each band, sort the band hashes of all documents (numpy), link neighbours
 with equal hashes, find connected components by vectorised union-find (pointer
 jumping), keep the component's first document in global order and drop the others
-with reason `near_duplicate`. Plan memory is O(docs x bands x 8 bytes): the hash
-matrix (112 bytes per document at the defaults) plus one band's sort (~32 bytes per
-document) and the edge list (16 bytes per linked pair), on top of the executor's own
-list of signature bytes (~150 bytes per document): ~0.3 GB per million documents.
+with reason `near_duplicate`. Plan memory: the signatures the executor hands over are
+O(docs x bands x 8 bytes) (~150 bytes per document as a list of bytes objects at the
+defaults); the plan itself gathers one band at a time (~32 bytes per document for the
+column and its sort) plus the edge list (16 bytes per linked pair): about 0.2 GB per
+million documents in all.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -224,18 +225,30 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def near_duplicates(band_hashes: np.ndarray) -> np.ndarray:
-    """Boolean [docs]: True for documents that share a band with an earlier cluster member."""
-    n = band_hashes.shape[0]
-    valid = np.flatnonzero(band_hashes[:, 0] != 0)
+    """Boolean [docs]: True for documents in a cluster whose first member comes earlier."""
+    return near_duplicates_by_band(
+        band_hashes.shape[0], band_hashes.shape[1], lambda b: band_hashes[:, b]
+    )
+
+
+def near_duplicates_by_band(n: int, bands: int, column: Callable[[int], np.ndarray]) -> np.ndarray:
+    """As `near_duplicates`, fetching one band's [n] hashes at a time (bounded memory)."""
+    valid: np.ndarray | None = None
     us, vs = [], []
-    for b in range(band_hashes.shape[1]):
-        col = band_hashes[valid, b]
+    for b in range(bands):
+        col = column(b)
+        if valid is None:
+            valid = np.flatnonzero(col != 0)  # 0 = no shingles, in every band
+        col = col[valid]
         order = np.argsort(col, kind="stable")
         same = col[order[1:]] == col[order[:-1]]
         us.append(valid[order[:-1][same]])
         vs.append(valid[order[1:][same]])
-    u, v = np.concatenate(us), np.concatenate(vs)
+        del col, order, same
     dup = np.zeros(n, dtype=bool)
+    if not us:
+        return dup
+    u, v = np.concatenate(us), np.concatenate(vs)
     if u.size == 0:
         return dup
     nodes, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
@@ -291,13 +304,21 @@ class MinHashDedup(GlobalStep):
 
     def plan(self, per_shard: list[list[bytes]]) -> list[Any]:
         sizes = [len(s) for s in per_shard]
-        mat = np.empty((sum(sizes), self.hasher.bands), dtype=np.uint64)
-        lo = 0
-        for sigs, n in zip(per_shard, sizes, strict=True):  # one shard's bytes at a time
-            if n:
-                mat[lo : lo + n] = np.frombuffer(b"".join(sigs), dtype="<u8").reshape(n, -1)
-            lo += n
-        dup = near_duplicates(mat)
+        bands = self.hasher.bands
+
+        def column(b: int) -> np.ndarray:
+            # band b of every document, one shard's bytes at a time: 8 bytes per document
+            # in memory instead of the whole [docs, bands] matrix
+            out = np.empty(sum(sizes), dtype=np.uint64)
+            lo = 0
+            for sigs, n in zip(per_shard, sizes, strict=True):
+                if n:
+                    raw = np.frombuffer(b"".join(sigs), dtype="<u8")
+                    out[lo : lo + n] = raw.reshape(n, bands)[:, b]
+                lo += n
+            return out
+
+        dup = near_duplicates_by_band(sum(sizes), bands, column)
         states, lo = [], 0
         for n in sizes:
             states.append(np.flatnonzero(dup[lo : lo + n]).astype(np.int64))
