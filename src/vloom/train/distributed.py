@@ -105,15 +105,24 @@ def broadcast_flag(ok: bool, info: DistInfo) -> bool:
     return int(t.item()) == 0
 
 
-def blank_image_row(
-    inputs: torch.Tensor, targets: torch.Tensor, tokens_per_image: int, image_size: int
-):
-    """One extra row of `tokens_per_image` image slots and padding, no targets, and its blank
-    image: the row runs the vision encoder without changing the loss (zero gradient)."""
+def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, vlm: VLM):
+    """One extra row of image slots for a blank image, then padding, with no targets, and
+    that image: the row runs the vision encoder without changing the loss (zero gradient)."""
+    v = vlm.cfg.vision
+    if getattr(v, "resolution", "fixed") == "dynamic":  # smallest valid image: one LM token
+        from vloom.pack.images import ImageBatch
+
+        side = v.patch_size * v.merge
+        px = torch.zeros(side, side, 3, dtype=torch.uint8)
+        blank = ImageBatch.from_pixels([px], v.patch_size, v.merge).to(inputs.device)
+        n_slots = 1
+    else:
+        side = vlm.vision.image_size
+        blank = torch.zeros(1, side, side, 3, dtype=torch.uint8, device=inputs.device)
+        n_slots = vlm.tokens_per_image
     row = torch.full_like(inputs[:1], PAD_ID)
-    row[0, :tokens_per_image] = IMAGE_ID
+    row[0, :n_slots] = IMAGE_ID
     no_target = torch.full_like(targets[:1], IGNORE_INDEX)
-    blank = torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8, device=inputs.device)
     return torch.cat([inputs, row]), torch.cat([targets, no_target]), blank
 
 

@@ -361,9 +361,7 @@ class _Run:
                 # every rank runs the vision encoder when any rank has images (FSDP gathers
                 # its weights collectively, even when it is frozen)
                 if info.active and n_images > 0 and images is None:
-                    inputs, targets, images = D.blank_image_row(
-                        inputs, targets, self.vlm.tokens_per_image, self.vlm.vision.image_size
-                    )
+                    inputs, targets, images = D.blank_image_row(inputs, targets, self.vlm)
                 with ctx:
                     logits, loss = self.model(inputs, images, targets)
                 if m.n_tokens:
