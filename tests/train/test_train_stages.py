@@ -16,7 +16,7 @@ from tinyexp import tiny_config
 from vloom.config import ConfigError, TrainConfig, config_from_dict, load_config
 from vloom.train import train
 from vloom.train.batches import StepReader
-from vloom.train.loop import read_packed_stats
+from vloom.train.loop import build_model, read_packed_stats
 from vloom.train.mixture import stage_at, stage_bounds, step_plan
 from vloom.train.schedule import lr_at
 
@@ -206,3 +206,17 @@ def test_recipe_configs_run_a_few_steps(name, tiny_data, tmp_path):
     assert [r["stage"] for r in _metrics(tmp_path / name)][-1] == stages[-1]
     for st in stages:
         assert (tmp_path / name / "checkpoints" / f"stage-{st}" / "state.json").exists()
+
+
+def test_a_checkpoint_that_fails_mid_write_never_looks_complete(tiny_data, tmp_path):
+    from vloom.train.checkpoint import latest_checkpoint, save_checkpoint
+
+    vlm = build_model(tiny_config(), read_packed_stats(tiny_data["packed"]))
+    root = tmp_path / "checkpoints"
+    weights = vlm.state_dict()
+    with pytest.raises(ValueError):  # the optimizer file cannot be written: a crash mid-save
+        save_checkpoint(root, "stage-a", vlm, weights, {"bad": "not a tensor"}, {"step": 3})
+    assert not (root / "stage-a").exists() and list(root.glob(".tmp-stage-a-*"))
+    assert latest_checkpoint(root) is None and not list(root.glob(".tmp-*"))
+    save_checkpoint(root, "stage-a", vlm, weights, {}, {"step": 3})
+    assert latest_checkpoint(root) == root / "stage-a"

@@ -229,6 +229,7 @@ class _Run:
         autocast = bf16 and not self.fsdp
         t0 = time.perf_counter()
         t_log, tok_log, flop_log = t0, 0, 0.0
+        flop_run = 0.0  # this invocation's model FLOPs, for the summary's MFU
         cur_stage = -1
         loss_acc = 0.0
         mf = metrics_path.open("a") if info.main else None
@@ -261,6 +262,7 @@ class _Run:
                 tokens_seen += n_seq * row_tokens
                 tok_log += n_seq * row_tokens
                 flop_log += step_flops + n_images * img_flops
+                flop_run += step_flops + n_images * img_flops
                 loss_acc = step_loss
                 done = step + 1
                 if done % tc.log_every == 0 or done == tc.steps:
@@ -302,7 +304,8 @@ class _Run:
             feed.close()
             if mf is not None:
                 mf.close()
-        wall = elapsed_before + time.perf_counter() - t0
+        run_s = time.perf_counter() - t0
+        wall = elapsed_before + run_s
         state = {
             "step": tc.steps,
             "tokens": tokens_seen,
@@ -316,6 +319,9 @@ class _Run:
             "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
             "wall_s": round(wall, 2),
             "final_loss": round(loss_acc, 5),
+            "mfu": float(f"{flop_run / max(run_s, 1e-9) / (peak * info.world):.4g}")
+            if peak and flop_run
+            else None,
             "params": vlm.num_params(),
             "device": str(device),
             "world_size": info.world,
