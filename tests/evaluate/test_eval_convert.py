@@ -35,11 +35,16 @@ def test_converted_options_have_exactly_one_right_answer():
 
 
 def test_true_of_scene_reads_the_scene():
-    row = {"qtype": "shape", "question": "What shape is the red object?",
-           "scene": json.dumps([{"colour": "red", "shape": "circle", "size": "small",
-                                 "cell": "top left"},
-                                {"colour": "blue", "shape": "square", "size": "large",
-                                 "cell": "top right"}])}
+    row = {
+        "qtype": "shape",
+        "question": "What shape is the red object?",
+        "scene": json.dumps(
+            [
+                {"colour": "red", "shape": "circle", "size": "small", "cell": "top left"},
+                {"colour": "blue", "shape": "square", "size": "large", "cell": "top right"},
+            ]
+        ),
+    }
     assert true_of_scene(row, "circle") and not true_of_scene(row, "square")
     assert true_of_scene({**row, "qtype": "colour"}, "blue")
     assert true_of_scene({**row, "qtype": "count"}, "two")
@@ -72,6 +77,8 @@ def test_a_pluggable_generator_by_module_path(tmp_path, monkeypatch):
 
 
 def test_shift_between_open_and_mc():
-    shift = open_mc_shift({"accuracy": 0.25, "accuracy_shape": 0.5},
-                          {"accuracy": 0.75, "accuracy_shape": 1.0, "accuracy_count": 1.0})
+    shift = open_mc_shift(
+        {"accuracy": 0.25, "accuracy_shape": 0.5},
+        {"accuracy": 0.75, "accuracy_shape": 1.0, "accuracy_count": 1.0},
+    )
     assert shift == {"shift_from_open": 0.5, "shift_from_open_shape": 0.5}

@@ -35,7 +35,8 @@ def test_multi_image_answer_is_right_for_the_scenes():
         got = _multi_question(a, b, rng)
         if got is None:
             assert {(o.colour, o.shape) for o in a.objects} == {
-                (o.colour, o.shape) for o in b.objects} or a.count == b.count
+                (o.colour, o.shape) for o in b.objects
+            } or a.count == b.count
             continue
         qtype, q, template, ans = got
         seen.add(qtype)
@@ -50,8 +51,12 @@ def test_multi_image_answer_is_right_for_the_scenes():
 
 
 def test_world_qa_right_option_exists_in_the_world_and_distractors_do_not():
-    roles = {"colour": (set(COLOURS), NOT_COLOURS), "shape": (set(SHAPES), NOT_SHAPES),
-             "size": (set(SIZES), NOT_SIZES), "position": (set(CELLS), NOT_CELLS)}
+    roles = {
+        "colour": (set(COLOURS), NOT_COLOURS),
+        "shape": (set(SHAPES), NOT_SHAPES),
+        "size": (set(SIZES), NOT_SIZES),
+        "position": (set(CELLS), NOT_CELLS),
+    }
     rows = world_qa_rows(40, random.Random(0))
     assert {r["qtype"] for r in rows} == set(roles)
     for r in rows:

@@ -25,8 +25,12 @@ def _manual_greedy(model, prompt, image, n):
 
 def test_greedy_matches_a_step_by_step_argmax_batched_or_not(rand_ctx):
     m, tok = rand_ctx.model, rand_ctx.tokenizer
-    texts = ["Question: What shape is the red object? Answer:", "There is a", "In the scene,",
-             "There is b"]
+    texts = [
+        "Question: What shape is the red object? Answer:",
+        "There is a",
+        "In the scene,",
+        "There is b",
+    ]
     prompts = [[BOS_ID] + encode_text(tok, t) for t in texts]
     got = greedy_generate(m, tok, prompts, [None] * 4, torch.device("cpu"), 5, batch_size=4)
     one = [greedy_generate(m, tok, [p], [None], torch.device("cpu"), 5)[0] for p in prompts]

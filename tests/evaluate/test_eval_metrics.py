@@ -25,8 +25,9 @@ def test_caption_scores_match_the_libraries_and_rank_captions():
     gts = {i: [tokenize(r) for r in rs] for i, rs in enumerate(refs)}
     cider, _ = Cider().compute_score(gts, {i: [tokenize(g)] for i, g in enumerate(good)})
     assert s_good["cider"] == pytest.approx(cider)
-    bleu = corpus_bleu(good, [[tokenize(refs[0][0]), tokenize(refs[1][0])],
-                              [tokenize(refs[0][1]), None]])
+    bleu = corpus_bleu(
+        good, [[tokenize(refs[0][0]), tokenize(refs[1][0])], [tokenize(refs[0][1]), None]]
+    )
     assert s_good["bleu"] == pytest.approx(bleu.score)
     assert caption_scores(["a b c d e"], [["a b c d e"]])["bleu"] == pytest.approx(100.0)
 

@@ -20,8 +20,14 @@ N = 8
 
 @pytest.fixture(scope="module")
 def suite(rand_ckpt, tiny_data):
-    tasks = ["vqa_open:max_new_tokens=4", "vqa_mc_converted", "caption_gen:max_new_tokens=6",
-             "multi_image", "world_qa", "fewshot_qa:source=world_qa,num_fewshot=2"]
+    tasks = [
+        "vqa_open:max_new_tokens=4",
+        "vqa_mc_converted",
+        "caption_gen:max_new_tokens=6",
+        "multi_image",
+        "world_qa",
+        "fewshot_qa:source=world_qa,num_fewshot=2",
+    ]
     return evaluate(rand_ckpt, tiny_data["eval"], tasks, batch_size=16, max_examples=N)
 
 
@@ -34,8 +40,11 @@ def test_vqa_open_is_exact_match_of_greedy_answers(suite, rand_ctx, tiny_data):
     rows = _rows(tiny_data, "vqa_open")
     preds = []
     for r in rows:  # one at a time: batching must not change answers
-        p = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image + encode_text(
-            tok, f"Question: {r['question']} Answer:")
+        p = (
+            [BOS_ID]
+            + [IMAGE_ID] * m.tokens_per_image
+            + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
         im = pixels(r["image"], m.vision.image_size)
         preds += greedy_generate(m, tok, [p], [im], torch.device("cpu"), 4, STOP)
     right = [exact_match(p, accepted(r)) for p, r in zip(preds, rows)]
@@ -51,8 +60,11 @@ def test_converted_mc_scores_and_reports_the_shift(suite, rand_ctx, tiny_data):
     mc = mc[:N]
     correct = 0
     for r in mc:
-        p = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image + encode_text(
-            tok, f"Question: {r['question']} Answer:")
+        p = (
+            [BOS_ID]
+            + [IMAGE_ID] * m.tokens_per_image
+            + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
         im = pixels(r["image"], m.vision.image_size)
         opts = [encode_text(tok, " " + r["template"].format(o)) for o in r["options"]]
         s = continuation_logprobs(m, [p] * 4, opts, [im] * 4, torch.device("cpu"))
@@ -78,7 +90,8 @@ def test_multi_image_against_direct_scoring(suite, rand_ctx, tiny_data):
     correct = 0
     for r in rows:
         p = encode_items(tok, r["texts"], m.tokens_per_image, eos=False) + encode_text(
-            tok, f" Question: {r['question']} Answer:")
+            tok, f" Question: {r['question']} Answer:"
+        )
         ims = torch.cat([pixels(b, m.vision.image_size) for b in r["images"] if b is not None])
         opts = [encode_text(tok, " " + r["template"].format(o)) for o in r["options"]]
         s = continuation_logprobs(m, [p] * 2, opts, [ims] * 2, torch.device("cpu"))

@@ -29,6 +29,7 @@ def run_lm_eval(
     num_fewshot: int | None = None,
     batch_size: int = 16,
     quiet: bool = True,
+    builtin_tasks: bool = True,
 ) -> dict[str, Any]:
     """lm_eval.simple_evaluate on a vloom checkpoint, offline; returns lm_eval's `results`."""
     # Datasets come from local files only: no hub look-ups at run time.
@@ -41,11 +42,16 @@ def run_lm_eval(
 
     if include_path is not None and not Path(include_path).is_dir():
         raise FileNotFoundError(f"{include_path}: --include-path is not a directory")
-    tm = TaskManager(include_path=str(include_path) if include_path else None)
+    if not builtin_tasks and include_path is None:
+        raise ValueError("--only-include-path needs --include-path")
+    lm = VloomLM(str(checkpoint), tokenizer, batch_size=batch_size, quiet=quiet)  # fails fast
+    # Indexing lm_eval's thousands of built-in task files takes a while; skippable.
+    tm = TaskManager(
+        include_path=str(include_path) if include_path else None, include_defaults=builtin_tasks
+    )
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval task(s): {', '.join(unknown)}")
-    lm = VloomLM(str(checkpoint), tokenizer, batch_size=batch_size, quiet=quiet)
     res = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,
@@ -63,8 +69,15 @@ def cmd_lm_eval(args: argparse.Namespace) -> None:
     if not tasks:
         raise ValueError("--tasks: give at least one lm-eval task name")
     results = run_lm_eval(
-        args.checkpoint, tasks, args.include_path, args.tokenizer, args.limit, args.num_fewshot,
-        args.batch_size, args.quiet,
+        args.checkpoint,
+        tasks,
+        args.include_path,
+        args.tokenizer,
+        args.limit,
+        args.num_fewshot,
+        args.batch_size,
+        args.quiet,
+        not args.only_include_path,
     )
     text = json.dumps(results, indent=2, default=str)
     if args.out:
@@ -85,6 +98,11 @@ def add_commands(add: Callable[..., Any]) -> None:
     p.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
     p.add_argument("--include-path", help="directory of extra task YAMLs (e.g. local data)")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the checkpoint names)")
+    p.add_argument(
+        "--only-include-path",
+        action="store_true",
+        help="look tasks up in --include-path only (skips indexing lm_eval's built-in tasks)",
+    )
     p.add_argument("--limit", type=int, help="examples per task (default: all)")
     p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: the task's)")
     p.add_argument("--batch-size", type=int, default=16)

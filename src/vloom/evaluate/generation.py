@@ -52,8 +52,13 @@ def greedy_generate(
     for _, idx in sorted(groups.items()):
         for s in range(0, len(idx), batch_size):
             chunk = idx[s : s + batch_size]
-            for i, ids in zip(chunk, _greedy_batch(model, prompts, images, chunk, device,
-                                                    max_new_tokens, tokenizer, stop), strict=True):
+            for i, ids in zip(
+                chunk,
+                _greedy_batch(
+                    model, prompts, images, chunk, device, max_new_tokens, tokenizer, stop
+                ),
+                strict=True,
+            ):
                 out[i] = cut_at_stop(tokenizer.decode(ids), stop).strip()
     return out
 

@@ -52,12 +52,17 @@ class VloomLM(LM):
         return [BOS_ID] + ctx, encode_text(self.tok, continuation)
 
     @torch.no_grad()
-    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, requests: list[Any], disable_tqdm: bool = False
+    ) -> list[tuple[float, bool]]:
         pairs = [self._split(*r.args) for r in requests]
         limit = self.model.lm.max_seq_len
         out: list[tuple[float, bool]] = []
-        for s in tqdm(range(0, len(pairs), self.batch_size), disable=self.quiet or disable_tqdm,
-                      desc="loglikelihood"):
+        for s in tqdm(
+            range(0, len(pairs), self.batch_size),
+            disable=self.quiet or disable_tqdm,
+            desc="loglikelihood",
+        ):
             chunk = pairs[s : s + self.batch_size]
             seqs = []
             for ctx, cont in chunk:

@@ -45,6 +45,8 @@ def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[
     width = max(len(r) for r in references)
     # sacrebleu takes one stream per reference slot; None fills the slots a caption lacks.
     streams = [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
-    bleu = corpus_bleu([res[i][0] for i in range(len(predictions))],
-                       [[tokenize(r) if r is not None else None for r in s] for s in streams])
+    bleu = corpus_bleu(
+        [res[i][0] for i in range(len(predictions))],
+        [[tokenize(r) if r is not None else None for r in s] for s in streams],
+    )
     return {"cider": float(cider), "bleu": float(bleu.score)}

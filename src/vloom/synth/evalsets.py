@@ -66,8 +66,10 @@ NOT_CELLS = ("middle", "centre", "far left", "far right")
 
 def scene_json(s: Scene) -> str:
     return json.dumps(
-        [{"colour": o.colour, "shape": o.shape, "size": o.size, "cell": CELLS[o.cell]}
-         for o in s.objects]
+        [
+            {"colour": o.colour, "shape": o.shape, "size": o.size, "cell": CELLS[o.cell]}
+            for o in s.objects
+        ]
     )
 
 
@@ -163,14 +165,34 @@ def world_qa_rows(n: int, rng: random.Random) -> list[dict]:
     """
     colours, shapes = list(COLOURS), list(SHAPES)
     kinds = {
-        "colour": ("Which of these is a colour an object can have?", colours, NOT_COLOURS,
-                   shapes, "There is a {} object."),
-        "shape": ("Which of these is a shape an object can have?", shapes, NOT_SHAPES,
-                  colours, "The {c} object is a {{}}."),
-        "size": ("Which of these is a size an object can have?", list(SIZES), NOT_SIZES,
-                 shapes, "There is a {{}} {c} {s}."),
-        "position": ("Which of these is a place where an object can be?", list(CELLS),
-                     NOT_CELLS, colours, "The {c} object is at the {{}}."),
+        "colour": (
+            "Which of these is a colour an object can have?",
+            colours,
+            NOT_COLOURS,
+            shapes,
+            "There is a {} object.",
+        ),
+        "shape": (
+            "Which of these is a shape an object can have?",
+            shapes,
+            NOT_SHAPES,
+            colours,
+            "The {c} object is a {{}}.",
+        ),
+        "size": (
+            "Which of these is a size an object can have?",
+            list(SIZES),
+            NOT_SIZES,
+            shapes,
+            "There is a {{}} {c} {s}.",
+        ),
+        "position": (
+            "Which of these is a place where an object can be?",
+            list(CELLS),
+            NOT_CELLS,
+            colours,
+            "The {c} object is at the {{}}.",
+        ),
     }
     rows = []
     for i in range(n):

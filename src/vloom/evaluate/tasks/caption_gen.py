@@ -11,7 +11,9 @@ from vloom.evaluate.tasks.data import pixels, read_table_rows
 from vloom.sequence import BOS_ID, IMAGE_ID
 
 
-def generate_captions(ctx: EvalContext, rows: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
+def generate_captions(
+    ctx: EvalContext, rows: list[dict[str, Any]], max_new_tokens: int
+) -> list[str]:
     m = ctx.model
     prompts = [[BOS_ID] + [IMAGE_ID] * m.tokens_per_image for _ in rows]
     images = [pixels(r["image"], m.vision.image_size) for r in rows]

@@ -36,7 +36,9 @@ def answer_text(row: dict[str, Any], option: str) -> str:
     return template.format(option) if template else option
 
 
-def read_table_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
+def read_table_rows(
+    path: Path, required: tuple[str, ...], limit: int | None
+) -> list[dict[str, Any]]:
     """Rows of an evaluation Parquet file that has the required columns (no option checks)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: evaluation file not found")

@@ -70,7 +70,9 @@ def _image_bytes(value: Any, base: Path, where: str) -> bytes | None:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"{where}: image {value[:60]!r} is neither a file nor base64") from None
+            raise ValueError(
+                f"{where}: image {value[:60]!r} is neither a file nor base64"
+            ) from None
     raise ValueError(f"{where}: image has unsupported type {type(value).__name__}")
 
 
