@@ -4,11 +4,11 @@ import pytest
 
 from vloom.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 
-# Study files (`vloom sweep`, a top-level `grid:`) are checked in tests/sweep.
+# Study files (`vloom sweep`: a top-level `grid:` or `variants:`) are checked in tests/sweep.
 CONFIGS = sorted(
     p
     for p in Path(__file__).resolve().parents[1].glob("configs/*.yaml")
-    if not p.read_text().startswith("grid:") and "\ngrid:" not in p.read_text()
+    if not any(f"\n{k}:" in "\n" + p.read_text() for k in ("grid", "variants"))
 )
 
 

@@ -113,7 +113,7 @@ def test_slurm_script_lists_runs_and_calls_one_run_per_task(tmp_path):
 STUDIES = sorted(
     p
     for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")
-    if "\ngrid:" in p.read_text()
+    if any(f"\n{k}:" in "\n" + p.read_text() for k in ("grid", "variants"))
 )
 
 
@@ -140,3 +140,23 @@ def test_default_study_is_the_keh_grid_with_two_seeds():
         r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs
     }
     assert tokens == {study.spec.tokens}
+
+
+def test_variants_change_fields_together_as_one_axis(tmp_path):
+    study = load_study(
+        write_study(
+            tmp_path,
+            grid={"train.image_start_fraction": [0.0, 1.0]},
+            variants={
+                "small": {"synth.n_text": 20, "curate.steps": [{"name": "exact_dedup"}]},
+                "big": {"synth.n_text": 80, "curate.steps": []},
+            },
+        )
+    )
+    assert len(study.runs) == 2 * 2 * 2 and study.swept[0] == "variant"
+    small = [r for r in study.runs if r.settings["variant"] == "small"]
+    assert {r.config.synth.n_text for r in small} == {20}
+    assert {len(r.config.curate.steps) for r in small} == {1}
+    assert study.runs[0].name == "variant-small_image_start_fraction-0_seed-0"
+    with pytest.raises(ConfigError, match="variant 'x' sets 'synth.n_txt'"):
+        load_study(write_study(tmp_path, name="bad.yaml", variants={"x": {"synth.n_txt": 1}}))

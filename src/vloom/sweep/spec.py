@@ -5,6 +5,7 @@
     base: configs/demo.yaml          # a path (relative to the study file) or an inline mapping
     set: {train.log_every: 20}       # dotted overrides applied to the base before the grid
     grid: {train.image_start_fraction: [0.0, 0.5, 0.8, 1.0]}
+    variants: {small: {synth.n_text: 500}, large: {synth.n_text: 2000}}   # optional
     seeds: [0, 1]                    # replicates: the error bars come from these only
     tokens: 1000000                  # equal compute: pre-training tokens per run -> train.steps
     finetune: {steps: 100, lr: 0.0003}
@@ -74,7 +75,12 @@ class StudySpec(_Strict):
     out_dir: str = "runs/study"
     base: str | dict[str, Any] = Field(default_factory=dict)
     set: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any]]
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named sets of dotted overrides, one more axis of the grid: settings that "
+        "must change together (e.g. a filtered world vs its larger unfiltered superset)",
+    )
     seeds: list[int] | None = Field(None, description="replicate seeds; None = the base seed")
     tokens: int | None = Field(
         None, ge=1, description="pre-training tokens per run (equal compute)"
@@ -115,7 +121,8 @@ class Study:
     @property
     def swept(self) -> list[str]:
         """The swept fields except the seed, in grid order: what the study report compares."""
-        return [k for k in self.spec.grid if k != "seed"]
+        lead = ["variant"] if self.spec.variants else []
+        return lead + [k for k in self.spec.grid if k != "seed"]
 
 
 def _has_dotted(d: dict[str, Any], key: str) -> bool:
@@ -180,7 +187,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
         raise ConfigError(f"{path}: top level must be a mapping")
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
-    if "grid" not in raw or raw["grid"] in (None, {}):
+    if not raw.get("grid") and not raw.get("variants"):
         raise ConfigError(f"{path}: grid is empty: name at least one field with a list of values")
     try:
         spec = StudySpec.model_validate(raw)
@@ -198,8 +205,20 @@ def expand(spec: StudySpec, source: Path) -> Study:
     known = dump_config(base_cfg)
     if spec.data_seed is None:  # every run reads the data of the base seed, whatever its own
         spec = spec.model_copy(update={"data_seed": base_cfg.seed})
-    grid = dict(spec.grid)
+    for vname, overrides in spec.variants.items():
+        for key in overrides:
+            if not _has_dotted(known, key):
+                raise ConfigError(
+                    f"{source}: variant {vname!r} sets {key!r}, which does not exist in the "
+                    "experiment config"
+                )
+    grid = {"variant": list(spec.variants)} if spec.variants else {}
+    if "variant" in spec.grid:
+        raise ConfigError(f"{source}: `variant` is the variants axis, not a grid field")
+    grid.update(spec.grid)
     for key, values in grid.items():
+        if key == "variant":
+            continue
         if not _has_dotted(known, key):
             raise ConfigError(
                 f"{source}: grid field {key!r} does not exist in the experiment config"
@@ -221,7 +240,11 @@ def expand(spec: StudySpec, source: Path) -> Study:
         settings = dict(zip(keys, values, strict=True))
         raw = copy.deepcopy(base)
         for k, v in settings.items():
-            set_dotted(raw, k, v)
+            if k == "variant":
+                for vk, vv in spec.variants[v].items():
+                    set_dotted(raw, vk, copy.deepcopy(vv))
+            else:
+                set_dotted(raw, k, v)
         name = run_name(settings)
         raw["name"] = name
         cfg = config_from_dict(raw, source=f"{source}: run {name}")
