@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --size 125m --device cuda   # GPU: bf16, MFU printed
 
 `--size 125m` is a GPT-2-small-sized Llama (d 768, 12 layers, 12 heads, vocab 32000,
-sequence 1024, batch 8; about 134M parameters with the tied embedding); on CUDA the
+sequence 1024, batch 8; 110M parameters, the embedding tied); on CUDA the
 default dtype is bf16 autocast and AdamW is fused, and MFU is printed from the FLOPs per
 token vloom's training loop logs (vloom.train.flops) and the GPU's peak (a table by name,
 or --peak-flops).
