@@ -19,11 +19,12 @@ def rand_ckpt(tiny_data, tmp_path_factory) -> Path:
     cfg = tiny_config()
     tok_path = tiny_data["packed"] / "tokenizer.json"
     tok = load_tokenizer(str(tok_path))
+    torch.set_num_threads(1)  # a loaded shared CPU: one thread per process runs steadier
     torch.manual_seed(0)
     meta = {
         "model": cfg.model.model_dump(mode="json"),
         "vocab_size": tok.get_vocab_size(),
-        "max_seq_len": 160,
+        "max_seq_len": 128,
         "image_size": cfg.synth.image_size,
     }
     out = tmp_path_factory.mktemp("randckpt")

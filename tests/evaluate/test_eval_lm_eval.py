@@ -95,7 +95,7 @@ def test_adapter_methods_match_vloom_scoring(lm, rand_ctx):
     ll = lm.loglikelihood(
         [Req("Question: What shape? Answer:", " circle"), Req("There is", " a red object.")]
     )
-    for (ctx, cont), (lp, greedy) in zip(
+    for (ctx, cont), (lp, greedy) in zip(  # noqa: B905
         [("Question: What shape? Answer:", " circle"), ("There is", " a red object.")], ll
     ):
         c_ids = encode_text(tok, ctx)
@@ -104,9 +104,10 @@ def test_adapter_methods_match_vloom_scoring(lm, rand_ctx):
         assert lp == pytest.approx(want, abs=1e-4) and isinstance(greedy, bool)
     text = "In the scene, at the top left there is a small red circle. " * 12  # > one window
     ids = [BOS_ID] + encode_text(tok, text)
-    assert len(ids) > m.lm.max_seq_len
+    w = m.lm.max_seq_len
+    assert len(ids) > w
     want = -sum(
-        sequence_loss(m, ids[s : s + 161], 1, None, cpu)[0] for s in range(0, len(ids) - 1, 160)
+        sequence_loss(m, ids[s : s + w + 1], 1, None, cpu)[0] for s in range(0, len(ids) - 1, w)
     )
     assert lm.loglikelihood_rolling([Req(text)])[0] == pytest.approx(want, rel=1e-5)
     gen = lm.generate_until([Req("There is", {"until": ["."], "max_gen_toks": 5})])

@@ -40,7 +40,7 @@ def _direct(ctx, rows, letter=False):
         opts = [r[k] for k in "ABCD"]
         text = f"Question: {r['question']}"
         if letter:
-            text += " Options: " + " ".join(f"{k}. {o}" for k, o in zip("ABCD", opts))
+            text += " Options: " + " ".join(f"{k}. {o}" for k, o in zip("ABCD", opts, strict=True))
             conts = [encode_text(tok, f" {k}") for k in "ABCD"]
         else:
             conts = [encode_text(tok, " " + o) for o in opts]

@@ -75,7 +75,7 @@ class VloomLM(LM):
                 tokens[i, : len(x)] = torch.tensor(x)
             logits, _ = self.model(tokens.to(self._device))
             logp = F.log_softmax(logits.float(), dim=-1)
-            for i, (ctx, cont) in enumerate(chunk):
+            for i, (_ctx, cont) in enumerate(chunk):
                 n = len(seqs[i])
                 cont = cont[-n:]  # a continuation longer than the window keeps its end
                 pos = torch.arange(n - len(cont), n)

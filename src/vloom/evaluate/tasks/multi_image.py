@@ -28,7 +28,9 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
     too_long = 0
     for i, r in enumerate(rows):
         texts, ims = r["texts"] or [], r["images"] or []
-        if len(texts) != len(ims) or any((t is None) == (b is None) for t, b in zip(texts, ims)):
+        if len(texts) != len(ims) or any(
+            (t is None) == (b is None) for t, b in zip(texts, ims, strict=False)
+        ):
             raise ValueError(
                 f"{path}: row {i} ({r.get('id')}): texts and images must align with exactly "
                 "one non-null per position"
