@@ -270,7 +270,11 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    tasks: list[str] = Field(default_factory=lambda: ["text_ppl", "text_qa", "vqa", "caption_loss"])
+    tasks: list[str] = Field(
+        default_factory=lambda: ["text_ppl", "text_qa", "vqa", "caption_loss"],
+        description="task specs: a name from `vloom tasks`, or name:key=value,... for its "
+        "parameters (e.g. text_qa:num_fewshot=3,as=text_qa_3shot); results are keyed by name/as",
+    )
     max_examples: int | None = Field(None, ge=1, description="cap examples per task (None = all)")
     batch_size: int = Field(32, ge=1)
 
