@@ -14,6 +14,7 @@ import vloom.model.vision as vision_mod
 from vloom.config import ModelConfig
 from vloom.doc import Document, list_shards, read_documents, write_shard
 from vloom.model.io import load_model
+from vloom.model.layers import segment_attention
 from vloom.model.vlm import VLM
 from vloom.pack import PackedStream, run_pack
 from vloom.pack.images import ImageBatch, max_image_tokens
@@ -57,19 +58,27 @@ def _alone(m: VLM, ims) -> list[torch.Tensor]:
     return [m.vision(ImageBatch.from_pixels([im], P, M)) for im in ims]
 
 
-def test_encoder_output_is_the_same_alone_or_in_a_mixed_size_batch(monkeypatch):
+def test_segment_attention_is_a_block_diagonal_mask():
+    g = torch.Generator().manual_seed(0)
+    lengths = [6, 4, 6, 1, 4, 9]  # equal lengths are batched together; order is kept
+    q, k, v = (torch.randn(1, 2, sum(lengths), 8, generator=g) for _ in range(3))
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    mask = owner[:, None] == owner[None, :]  # [T, T] True inside one segment
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(segment_attention(q, k, v, lengths), ref, atol=1e-5)
+    full = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert not torch.allclose(full, ref, atol=1e-3)  # the mask matters for this input
+
+
+def test_encoder_output_is_the_same_alone_or_in_a_mixed_size_batch():
     m = _model()
     ims = _images(SIZES)
     with torch.no_grad():
         alone = _alone(m, ims)
         batch = m.vision(ImageBatch.from_pixels(ims, P, M))
-        # Chunks of whole images (bounded mask memory) give the same answer.
-        monkeypatch.setattr(vision_mod, "CHUNK_PATCHES", 40)
-        chunked = m.vision(ImageBatch.from_pixels(ims, P, M))
     n_tok = [(h // P // M) * (w // P // M) for h, w in SIZES]
     assert [a.shape[0] for a in alone] == n_tok and batch.shape == (sum(n_tok), 32 * M * M)
     assert torch.allclose(torch.cat(alone), batch, atol=1e-5)
-    assert torch.allclose(chunked, batch, atol=1e-5)
     # Block mask: changing one image leaves every other image's features alone.
     ims2 = list(ims)
     ims2[1] = 255 - ims[1]

@@ -39,6 +39,34 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
+def segment_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], causal: bool = False
+) -> torch.Tensor:
+    """Attention within each of the packed segments of q/k/v [1, H, T, Dh] (what flash-attn's
+    cu_seqlens does): segments of equal length are gathered into one batch, so the work is
+    sum(len^2), never T^2, and nothing is padded. Returns [1, H, T, Dh]."""
+    assert q.shape[0] == 1 and sum(lengths) == q.shape[2], (q.shape, sum(lengths))
+    starts = [0]
+    for n in lengths[:-1]:
+        starts.append(starts[-1] + n)
+    groups: dict[int, list[int]] = {}
+    for s, n in zip(starts, lengths, strict=True):
+        groups.setdefault(n, []).append(s)
+    order, outs = [], []
+    for n, ss in groups.items():
+        idx = torch.tensor(ss, device=q.device)[:, None] + torch.arange(n, device=q.device)
+        idx = idx.reshape(-1)  # [g * n] positions of this group's segments
+        g = len(ss)
+        qi, ki, vi = (t[0, :, idx].unflatten(1, (g, n)).transpose(0, 1) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(qi, ki, vi, is_causal=causal)  # [g, H, n, Dh]
+        outs.append(y.transpose(0, 1).flatten(1, 2))  # [H, g * n, Dh]
+        order.append(idx)
+    inv = torch.empty(q.shape[2], dtype=torch.long, device=q.device)
+    perm = torch.cat(order)
+    inv[perm] = torch.arange(perm.numel(), device=q.device)
+    return torch.cat(outs, dim=1)[:, inv][None]
+
+
 class Attention(nn.Module):
     def __init__(
         self,
@@ -62,9 +90,10 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        mask: torch.Tensor | None = None,
+        segments: list[int] | None = None,
     ) -> torch.Tensor:
-        """mask: optional boolean [T, T] (True = may attend), e.g. one block per image."""
+        """segments: lengths of independent sequences packed into x's one row (images of a
+        batch); a position attends only within its own segment."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
         k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
@@ -75,9 +104,10 @@ class Attention(nn.Module):
         if self.n_kv != self.n_heads:
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None
-        )
+        if segments is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        else:
+            y = segment_attention(q, k, v, segments, self.causal)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))  # [B, T, D]
 
 
@@ -115,6 +145,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(dim, norm_eps)
         self.mlp = SwiGLU(dim, swiglu_hidden(dim, ffn_mult))
 
-    def forward(self, x: torch.Tensor, rope=None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask)
+    def forward(
+        self, x: torch.Tensor, rope=None, segments: list[int] | None = None
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, segments)
         return x + self.mlp(self.post_attention_layernorm(x))

@@ -5,9 +5,9 @@ Two modes (`VisionConfig.resolution`):
 - dynamic (Qwen2-VL): images of any size (sides multiples of patch x merge) as an
   `ImageBatch`; 2D rotary positions (half of each head's rotary pairs turn with the patch
   row, half with the column) and no absolute positions. All patches of a batch run as one
-  sequence with a block-diagonal mask (one block per image, Qwen2-VL's cu_seqlens), so
-  images of different sizes are never padded to a common size; the sequence is cut into
-  chunks of whole images to bound the mask's memory.
+  sequence (one row, no padding) through every linear layer; attention is block-diagonal,
+  one block per image (Qwen2-VL's cu_seqlens), computed per group of equal-size images
+  (`segment_attention`) so it costs sum(patches^2) rather than a T x T mask.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from vloom.pack.images import ImageBatch, patchify
 # Inputs are uint8 RGB; mapping to [-1, 1] keeps the encoder free of dataset statistics.
 PIXEL_SCALE = 127.5
 ROPE_THETA = 10000.0
-# Most patches attended as one masked sequence; the boolean mask is CHUNK^2 bytes.
-CHUNK_PATCHES = 4096
 
 
 class VisionEncoder(nn.Module):
@@ -130,25 +128,10 @@ class VisionEncoder(nn.Module):
         assert sum(counts) == batch.patches.shape[0], (
             f"grids name {sum(counts)} patches but {batch.patches.shape[0]} were given"
         )
+        x = self.embed_patches(batch.patches)[None]  # [1, P, Dv]: the whole batch, one row
+        rope = self.rope_2d(batch.grids, x.device)
+        for layer in self.layers:
+            x = layer(x, rope, counts)  # attention stays inside each image
+        x = self.norm(x)[0]  # [P, Dv]
         m2 = self.cfg.merge**2
-        outs, start, i = [], 0, 0
-        while i < len(counts):  # chunks of whole images, each one masked sequence
-            j, n = i + 1, counts[i]
-            while j < len(counts) and n + counts[j] <= CHUNK_PATCHES:
-                n += counts[j]
-                j += 1
-            x = self.embed_patches(batch.patches[start : start + n])[None]  # [1, P, Dv]
-            cos, sin = self.rope_2d(batch.grids[i:j], x.device)
-            mask = None
-            if j - i > 1:  # block-diagonal: a patch attends only within its own image
-                owner = torch.repeat_interleave(
-                    torch.arange(j - i, device=x.device),
-                    torch.tensor(counts[i:j], device=x.device),
-                )
-                mask = owner[:, None] == owner[None, :]  # [P, P]
-            for layer in self.layers:
-                x = layer(x, (cos, sin), mask)
-            x = self.norm(x)[0]  # [P, Dv]
-            outs.append(x.reshape(n // m2, m2 * x.shape[-1]))  # merge-window order: a reshape
-            start, i = start + n, j
-        return torch.cat(outs)
+        return x.reshape(x.shape[0] // m2, m2 * x.shape[-1])  # merge-window order: a reshape
