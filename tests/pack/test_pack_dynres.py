@@ -147,11 +147,13 @@ def _dyn_cfg(**kw):
 def test_pack_stores_variable_size_images_and_pads_within_the_bound(tmp_path):
     docs = _mixed_docs(24)
     docs.append(Document.from_items("corrupt", [b"\x89PNG\r\n\x1a\n bad", "text"]))
+    docs.append(Document.from_items("sliver", ["a 1-pixel line", _png(500, 2)]))
     write_shard(tmp_path / "in" / "a.parquet", docs)
     cfg = _dyn_cfg()
     stats = run_pack(tmp_path / "in", tmp_path / "out", cfg, quiet=True)
     led = Ledger.read(tmp_path / "out")
-    assert led.input == 25 and led.kept == 24 and dict(led.rejected) == {"undecodable_image": 1}
+    assert led.input == 26 and led.kept == 24
+    assert dict(led.rejected) == {"undecodable_image": 1, "extreme_aspect_ratio": 1}
     assert stats["resolution"] == "dynamic" and stats["images"] == 48
     it = stats["image_tokens"]
     assert 1 <= it["min"] < it["max"] <= it["bound"] == 16  # sizes really vary
