@@ -103,7 +103,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from vloom.evaluate import evaluate, write_results
 
     cfg = _config(args)
-    tasks = args.tasks.split(",") if args.tasks else cfg.eval.tasks
+    from vloom.evaluate.tasks import split_task_list
+
+    tasks = split_task_list(args.tasks) if args.tasks else cfg.eval.tasks
     evals = evaluate(
         args.checkpoint,
         args.data,
@@ -184,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--data", required=True, help="evaluation directory (the synth output's eval/)")
     p.add_argument("--out", required=True, help="run directory for results.json")
-    p.add_argument("--tasks", help="comma-separated task names (default: from config)")
+    p.add_argument(
+        "--tasks", help="comma-separated task specs, see `vloom tasks` (default: from config)"
+    )
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the checkpoint names)")
     p = add("report", cmd_report, "write report.md and plots for a run directory", config=False)
     p.add_argument("run")

@@ -1,6 +1,13 @@
 import pytest
 
-from vloom.evaluate.tasks import MODALITIES, SCORINGS, TASKS, parse_task_spec, register
+from vloom.evaluate.tasks import (
+    MODALITIES,
+    SCORINGS,
+    TASKS,
+    parse_task_spec,
+    register,
+    split_task_list,
+)
 
 
 def test_every_task_declares_modality_and_scoring():
@@ -39,3 +46,38 @@ def test_duplicate_results_key_fails_before_loading(tmp_path):
 
     with pytest.raises(ValueError, match="'text_qa' is listed twice; give one a name with as="):
         evaluate(tmp_path / "no-ckpt", tmp_path, ["text_qa", "text_qa:num_fewshot=1"])
+
+
+def test_task_lists_split_on_commas_between_specs_only():
+    got = split_task_list("vqa, text_qa:num_fewshot=3,as=tqa3,world_qa,vmcbench:path=a:b.tsv")
+    assert got == ["vqa", "text_qa:num_fewshot=3,as=tqa3", "world_qa", "vmcbench:path=a:b.tsv"]
+    assert [parse_task_spec(t)[2] for t in got] == ["vqa", "tqa3", "world_qa", "vmcbench"]
+
+
+def test_cli_eval_takes_task_specs(rand_ckpt, tiny_data, tmp_path, capsys):
+    import json
+
+    from vloom.cli import main
+
+    rc = main(
+        [
+            "eval",
+            str(rand_ckpt),
+            "--data",
+            str(tiny_data["eval"]),
+            "--out",
+            str(tmp_path),
+            "--tasks",
+            "world_qa,world_qa:num_fewshot=1,as=world_qa_1shot",
+            "--quiet",
+            "--set",
+            "eval.max_examples=4",
+        ]
+    )
+    assert rc == 0
+    ev = json.loads((tmp_path / "results.json").read_text())["eval"]
+    assert set(ev) == {"world_qa", "world_qa_1shot"} and ev["world_qa_1shot"]["num_fewshot"] == 1
+    capsys.readouterr()
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "vqa_open" in out and "vision-language" in out and "generation" in out

@@ -65,6 +65,22 @@ def get_task(name: str) -> TaskFn:
     return TASKS[name]
 
 
+def split_task_list(text: str) -> list[str]:
+    """Comma-separated task specs, where a spec's own `key=value` parameters also use commas:
+    `vqa,text_qa:num_fewshot=3,as=tqa3,world_qa` -> [vqa, text_qa:num_fewshot=3,as=tqa3,
+    world_qa] (a piece with `=` and no `:` before it continues the previous spec)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        eq, colon = piece.find("="), piece.find(":")
+        if out and eq >= 0 and (colon < 0 or colon > eq):
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
 def parse_task_spec(spec: str) -> tuple[str, dict[str, Any], str]:
     """`name:key=value,...` -> (task name, params, results key); unknown names/params fail here."""
     name, _, rest = spec.partition(":")
