@@ -71,9 +71,7 @@ class VLM(nn.Module):
         n_slots = int(is_img.sum())
         if n_slots == 0:
             return x
-        assert images is not None and len(images) > 0, (
-            "image tokens present but no images given"
-        )
+        assert images is not None and len(images) > 0, "image tokens present but no images given"
         feats = self.connector(self.vision(images))  # [N, P, D] or [sum of tokens, D]
         feats = feats.reshape(-1, feats.shape[-1])
         assert feats.shape[0] == n_slots, (
