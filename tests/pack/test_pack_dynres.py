@@ -85,6 +85,10 @@ def test_fixed_mode_is_the_square_resize():
     assert px.shape == (32, 32, 3) and n == 4
     with pytest.raises(ValueError, match="need image_size"):
         prepare_image(_png(50, 20), fixed)
+    # A whole experiment config picks its model's mode and pack.image_size.
+    assert prepare_image(_png(50, 20), tiny_config())[0].shape == (32, 32, 3)
+    dyn = tiny_config(model__vision__resolution="dynamic")
+    assert prepare_image(_png(50, 20), dyn)[0].shape == (32, 64, 3)  # aspect kept: wide
 
 
 def test_patchify_round_trips_in_merge_window_order():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vloom.config import VisionConfig
+from vloom.config import ExperimentConfig, VisionConfig
 from vloom.media import ImageError, decode_image, to_array
 
 # Qwen2-VL rejects images more elongated than this; they would be all rounding.
@@ -83,12 +83,17 @@ def max_image_tokens(cfg: VisionConfig, image_size: int) -> int:
 
 
 def prepare_image(
-    data: bytes, cfg: VisionConfig, image_size: int | None = None
+    data: bytes, cfg: VisionConfig | ExperimentConfig, image_size: int | None = None
 ) -> tuple[np.ndarray, int]:
     """Image bytes -> (pixels [H, W, 3] uint8, number of LM tokens it makes).
 
-    fixed: an `image_size` square; dynamic: the smart-resized image (aspect kept).
-    Raises ImageError (with a ledger `reason`) for bytes that are not a usable image."""
+    `cfg` is the model's VisionConfig (a checkpoint's `model.vision.cfg`, with
+    `image_size` = `model.vision.image_size`) or a whole ExperimentConfig (then
+    `pack.image_size` is used). fixed: an `image_size` square; dynamic: the smart-resized
+    image (aspect kept). Raises ImageError (with a ledger `reason`) for bytes that are
+    not a usable image."""
+    if isinstance(cfg, ExperimentConfig):
+        cfg, image_size = cfg.model.vision, image_size or cfg.pack.image_size
     f = cfg.patch_size * cfg.merge
     if cfg.resolution == "fixed":
         if image_size is None:
