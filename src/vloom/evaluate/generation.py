@@ -35,6 +35,10 @@ def greedy_generate(
     A text prompt longer than the model's context keeps its end; an image prompt fails.
     """
     limit = model.lm.max_seq_len
+    if not 0 < max_new_tokens < limit:
+        raise ValueError(
+            f"max_new_tokens must be in 1..{limit - 1} for this model, not {max_new_tokens}"
+        )
     prompts = list(prompts)
     for i, (p, im) in enumerate(zip(prompts, images, strict=True)):
         room = limit - max_new_tokens
