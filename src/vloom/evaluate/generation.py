@@ -8,6 +8,7 @@ import torch
 from tokenizers import Tokenizer
 
 from vloom.model.vlm import VLM
+from vloom.pack.images import join_images
 from vloom.sequence import EOS_ID, IMAGE_ID, PAD_ID
 
 
@@ -78,8 +79,10 @@ def _greedy_batch(
     stop: list[str] | tuple[str, ...],
 ) -> list[list[int]]:
     tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-    ims = [images[i] for i in chunk if images[i] is not None and len(images[i])]
-    image_batch = torch.cat(ims).to(device) if ims else None
+    # As in scoring: same-size images stack, different sizes become one ImageBatch.
+    vc = model.vision.cfg
+    image_batch = join_images([images[i] for i in chunk], vc.patch_size, vc.merge)
+    image_batch = image_batch.to(device) if image_batch is not None else None
     new: list[list[int]] = [[] for _ in chunk]
     done = [False] * len(chunk)
     for _ in range(max_new_tokens):
