@@ -1,25 +1,28 @@
 """Gopher quality heuristics (Rae et al. 2021, "Scaling Language Models", appendix A).
 
-Rules and reason names mirror datatrove's `GopherQualityFilter`, so ledgers from the
-two tools can be compared line by line. One deliberate difference: words come from a
-regex tokenizer (word characters, apostrophes inside words, single punctuation marks)
-instead of nltk's `word_tokenize`, to avoid a model download at run time; and stop
-words match case-insensitively ("The" counts), where datatrove's check is case-sensitive.
+Rules, thresholds and reason names follow datatrove's `GopherQualityFilter`, so ledgers
+from the two tools can be compared line by line:
+- words are the tokens of `text_stats.words` (a regex stand-in for spaCy's English
+  tokenizer: no model load); "symbol words" are tokens made only of punctuation;
+- word count and mean word length use the non-symbol words (the paper's words);
+- the hash / ellipsis ratios and the alphabetic-word share divide by ALL tokens,
+  punctuation included, as datatrove does (punctuation-heavy text scores lower);
+- the stop-word rule counts DISTINCT stop words present ("at least two of the
+  following English words"), matched case-sensitively like datatrove ("The" is not
+  "the"); `stop_words_ignore_case=True` matches any case;
+- bullet lines start with "•" or "-" (datatrove's set; `bullets` changes it).
 """
 
 from __future__ import annotations
 
-import re
-import string
-
 from vloom.curate.base import Filter
+from vloom.curate.filters.text_stats import PUNCTUATION
+from vloom.curate.filters.text_stats import words as split_words
 from vloom.curate.registry import register
 from vloom.doc import Document
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-BULLETS = ("•", "●", "◦", "‣", "▪", "-", "*")
-_TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
-_PUNCT = frozenset(string.punctuation)
+BULLETS = ("•", "-")
 
 
 @register("gopher_quality")
@@ -47,6 +50,8 @@ class GopherQuality(Filter):
         max_non_alpha_words_ratio: float | None = 0.8,
         min_stop_words: int | None = 2,
         stop_words: list[str] | None = None,
+        stop_words_ignore_case: bool = False,
+        bullets: list[str] | None = None,
         skip_if_images: bool = True,
     ) -> None:
         super().__init__()
@@ -60,14 +65,20 @@ class GopherQuality(Filter):
         # the name says "max" but, as in datatrove, it is the minimum share of alphabetic words
         self.max_non_alpha_words_ratio = max_non_alpha_words_ratio
         self.min_stop_words = min_stop_words
-        self.stop_words = frozenset(STOP_WORDS if stop_words is None else stop_words)
+        self.stop_words_ignore_case = stop_words_ignore_case
+        sw = STOP_WORDS if stop_words is None else stop_words
+        self.stop_words = (
+            frozenset(w.lower() for w in sw) if stop_words_ignore_case else frozenset(sw)
+        )
+        self.bullets = tuple(BULLETS if bullets is None else bullets)
         self.skip_if_images = skip_if_images
 
     def filter(self, doc: Document) -> tuple[bool, str]:
         text = doc.text
-        words = _TOKEN.findall(text)
-        non_symbol = [w for w in words if w not in _PUNCT]
+        words = split_words(text)
+        non_symbol = [w for w in words if not PUNCTUATION.issuperset(w)]
         n_words = len(non_symbol)
+        n_tokens = len(words)
         has_images = self.skip_if_images and doc.n_images > 0
 
         if not has_images and self.min_doc_words and n_words < self.min_doc_words:
@@ -78,22 +89,23 @@ class GopherQuality(Filter):
             # only reachable with images (or min_doc_words off): nothing to judge
             return (True, "") if doc.n_images else (False, "gopher_short_doc")
 
-        avg_len = sum(len(w) for w in non_symbol) / n_words
+        avg_len = sum(map(len, non_symbol)) / n_words
         if self.min_avg_word_length and avg_len < self.min_avg_word_length:
             return False, "gopher_below_avg_threshold"
         if self.max_avg_word_length and avg_len > self.max_avg_word_length:
             return False, "gopher_above_avg_threshold"
 
+        # ratios per token, punctuation included (datatrove's denominator)
         if self.max_symbol_word_ratio:
-            if text.count("#") / n_words > self.max_symbol_word_ratio:
+            if text.count("#") / n_tokens > self.max_symbol_word_ratio:
                 return False, "gopher_too_many_hashes"
             n_ellipsis = text.count("...") + text.count("…")
-            if n_ellipsis / n_words > self.max_symbol_word_ratio:
+            if n_ellipsis / n_tokens > self.max_symbol_word_ratio:
                 return False, "gopher_too_many_ellipsis"
 
         lines = text.splitlines() or [""]
         if self.max_bullet_lines_ratio:
-            n_bullet = sum(s.lstrip().startswith(BULLETS) for s in lines)
+            n_bullet = sum(s.lstrip().startswith(self.bullets) for s in lines)
             if n_bullet / len(lines) > self.max_bullet_lines_ratio:
                 return False, "gopher_too_many_bullets"
         if self.max_ellipsis_lines_ratio:
@@ -103,11 +115,11 @@ class GopherQuality(Filter):
 
         if self.max_non_alpha_words_ratio:
             n_alpha = sum(any(c.isalpha() for c in w) for w in words)
-            if n_alpha / n_words < self.max_non_alpha_words_ratio:
+            if n_alpha / n_tokens < self.max_non_alpha_words_ratio:
                 return False, "gopher_below_alpha_threshold"
 
         if self.min_stop_words:
-            n_stop = sum(w.lower() in self.stop_words for w in words)
-            if n_stop < self.min_stop_words:
+            present = {w.lower() for w in words} if self.stop_words_ignore_case else set(words)
+            if len(self.stop_words & present) < self.min_stop_words:
                 return False, "gopher_enough_stop_words"
         return True, ""
