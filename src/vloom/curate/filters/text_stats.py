@@ -166,18 +166,31 @@ def _chunk_tokens(s: str, out: list[str]) -> None:
     out += reversed(suffixes)
 
 
+def _split_chunk(chunk: str) -> list[str]:
+    if chunk.isalpha() and chunk not in _EXCEPTIONS and not _BARE.fullmatch(chunk):
+        return [chunk]  # most words: nothing to split
+    toks: list[str] = []
+    _chunk_tokens(chunk, toks)
+    return _merge_emoticons(toks) if len(toks) > 1 else toks
+
+
+# chunk -> its tokens; word frequencies are Zipfian, so most chunks are seen before
+# (spaCy caches the same way). Cleared when full to bound memory.
+_CACHE: dict[str, list[str]] = {}
+_CACHE_SIZE = 200_000
+
+
 def words(text: str) -> list[str]:
     """Word tokens of `text`, as spaCy's English tokenizer splits them (no model needed)."""
     out: list[str] = []
+    cache = _CACHE
     for chunk in text.split():
-        if chunk.isalpha() and len(chunk) > 7:  # most words: nothing to split
-            out.append(chunk)
-        elif chunk.isalpha() and chunk not in _EXCEPTIONS and not _BARE.fullmatch(chunk):
-            out.append(chunk)
-        else:
-            toks: list[str] = []
-            _chunk_tokens(chunk, toks)
-            out += _merge_emoticons(toks) if len(toks) > 1 else toks
+        toks = cache.get(chunk)
+        if toks is None:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            toks = cache[chunk] = _split_chunk(chunk)
+        out += toks
     return out
 
 
