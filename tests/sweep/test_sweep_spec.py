@@ -132,10 +132,10 @@ def test_default_study_is_the_keh_grid_with_two_seeds():
     tasks = study.runs[0].config.eval.tasks
     assert len({t for t in tasks if task_kind(t) == "vision-language"}) >= 3
     assert len({t for t in tasks if task_kind(t) == "text"}) >= 2
-    from vloom.evaluate.tasks import get_task
+    from vloom.evaluate.tasks import parse_task_spec
 
     for t in tasks:
-        get_task(t)  # every task is registered
+        parse_task_spec(t)  # every task is registered, its parameters valid
     tokens = {
         r.config.train.steps * r.config.train.batch_size * r.config.pack.seq_len for r in study.runs
     }
