@@ -114,3 +114,31 @@ def test_options_reach_the_source(tmp_path):
     docs = list(read_documents(tmp_path / "o"))
     assert [d.metadata["title"] for d in docs] == ["l"] and docs[0].language == "xx"
     assert led.to_dict()["dropped"] == {"html": {"no_content": 1}}
+
+
+def test_cli_source_options_reach_the_pairs_source(tmp_path, capsys):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buf, "PNG")
+    pq.write_table(
+        pa.table({"picture": [buf.getvalue()], "alt_text": ["a red rectangle"]}),
+        tmp_path / "pairs.parquet",
+    )
+    out = tmp_path / "out"
+    base = ["ingest", "pairs", str(tmp_path / "pairs.parquet"), "--out", str(out), "--quiet"]
+    assert main(base) == 2  # the default column names are not there: a one-line error
+    assert "alt_text" in capsys.readouterr().err
+    opts = ["--option", "caption_column=alt_text", "--option", "image_column=picture"]
+    assert main(base + opts) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kept"] == 1
+    (doc,) = read_documents(out)
+    assert doc.texts[1] == "a red rectangle" or "a red rectangle" in doc.texts
+    assert main(base + ["--option", "captionn=x"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown ingest option" in err and "caption_column" in err

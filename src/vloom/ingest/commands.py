@@ -1,6 +1,7 @@
 """Commands this package adds to `vloom` (see COMMAND_MODULES in cli.py).
 
     vloom ingest {html,warc,pdf,pairs} INPUTS... --out DIR [--fetch] [--shard-size N] [--quiet]
+                 [--option KEY=VALUE ...]   e.g. caption_column=alt_text, min_image_side=64
 
 prints one line of JSON: the ledger (input, kept, dropped, rejected) and the image tallies.
 """
@@ -14,6 +15,35 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("html", "warc", "pdf", "pairs")
+# Source-specific options a source reads from `opts.extra` (documented in each source module).
+EXTRA_OPTIONS = {
+    "caption_column": "pairs: caption column/field name(s), comma-separated",
+    "image_column": "pairs: image bytes/path/url column name(s), comma-separated",
+    "min_image_side": "pdf: skip embedded images smaller than this (pixels)",
+    "strip_running_headers": "pdf: remove running headers/footers/page numbers",
+    "fetch_retries": "fetch: retries for transient errors",
+}
+
+
+def parse_options(pairs: list[str], opts: Any) -> None:
+    """Apply `KEY=VALUE` options: IngestOptions fields by name, source options into opts.extra."""
+    import dataclasses
+
+    import yaml
+
+    fields = {f.name for f in dataclasses.fields(opts)} - {"out_dir", "extra"}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--option {pair!r}: expected KEY=VALUE")
+        value = yaml.safe_load(raw)  # "64" -> 64, "false" -> False
+        if key in fields:
+            setattr(opts, key, value)
+        elif key in EXTRA_OPTIONS:
+            opts.extra[key] = value
+        else:
+            known = ", ".join(sorted(fields | EXTRA_OPTIONS.keys()))
+            raise ValueError(f"--option {key!r}: unknown ingest option (known: {known})")
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -25,6 +55,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         opts.min_text_chars = args.min_text_chars
     if args.language:
         opts.language = args.language
+    parse_options(args.option, opts)
     led = run_ingest(
         args.kind, args.inputs, args.out, opts, quiet=args.quiet, shard_size=args.shard_size
     )
@@ -59,4 +90,10 @@ def add_commands(add: Callable[..., Any]) -> None:
     )
     p.add_argument(
         "--language", default=None, help="set every document's language (default: from input)"
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="source option, e.g. caption_column=alt_text, min_image_side=64, fetch_timeout=5",
     )
