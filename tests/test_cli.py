@@ -104,3 +104,13 @@ def test_tiny_run_end_to_end_and_resume(tmp_path):
     assert r2.stdout.count("complete, skipped") >= 4
     cmp = vloom("compare", run, run / "control").stdout
     assert "vqa.accuracy" in cmp
+
+
+def test_help_does_not_import_torch():
+    # `vloom --help` and light commands must start fast: torch is imported only by what uses it.
+    import subprocess
+    import sys
+
+    code = "import sys, vloom.cli; vloom.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,6 +1,23 @@
-"""Decoder LM, vision encoder, connector and the VLM that joins them."""
+"""Decoder LM, vision encoder, connector and the VLM that joins them.
 
-from vloom.model.io import load_model, save_model
-from vloom.model.vlm import PARTS, VLM, make_targets
+Names resolve lazily (PEP 562) so that `vloom --help` and commands that never touch a model
+do not pay for importing torch.
+"""
 
-__all__ = ["PARTS", "VLM", "load_model", "make_targets", "save_model"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PARTS": "vloom.model.vlm",
+    "VLM": "vloom.model.vlm",
+    "make_targets": "vloom.model.vlm",
+    "load_model": "vloom.model.io",
+    "save_model": "vloom.model.io",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
