@@ -26,7 +26,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_scaling(args: argparse.Namespace) -> None:
-    from vloom.scaling import scaling_report
+    try:
+        from vloom.scaling import scaling_report
+    except ImportError as e:  # scipy is what the fit needs beyond the core install
+        raise ValueError(f"vloom scaling needs {e.name or 'scipy'} (pip install scipy)") from None
 
     text = scaling_report(
         args.source,
