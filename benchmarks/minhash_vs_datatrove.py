@@ -119,9 +119,16 @@ def write_corpus(rows, vloom_dir: Path, flat_dir: Path | None, shard_size: int) 
 
 def corpus_from_dir(src: Path, vloom_dir: Path, flat_dir: Path) -> dict:
     """Copy an ingested corpus's documents (text only) into both formats."""
+    from vloom.curate.dedup.scoring import IMAGE_DEFECTS
     from vloom.doc import read_documents
 
-    rows = ((d.id, d.text, d.metadata.get("duplicate_of")) for d in read_documents(src))
+    def label(d) -> str | None:
+        # text only here: an image-defect copy has its source's text, so it is a duplicate
+        if d.metadata.get("defect") in IMAGE_DEFECTS:
+            return d.metadata.get("source_of")
+        return d.metadata.get("duplicate_of")
+
+    rows = ((d.id, d.text, label(d)) for d in read_documents(src))
     return write_corpus(rows, vloom_dir, flat_dir, shard_size=SHARD)
 
 
