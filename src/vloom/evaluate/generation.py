@@ -7,8 +7,8 @@ from collections import defaultdict
 import torch
 from tokenizers import Tokenizer
 
+from vloom.evaluate.scoring import Images, batch_images
 from vloom.model.vlm import VLM
-from vloom.pack.images import join_images
 from vloom.sequence import EOS_ID, IMAGE_ID, PAD_ID
 
 
@@ -23,7 +23,7 @@ def greedy_generate(
     model: VLM,
     tokenizer: Tokenizer,
     prompts: list[list[int]],
-    images: list[torch.Tensor | None],
+    images: list[Images],
     device: torch.device,
     max_new_tokens: int = 16,
     stop: list[str] | tuple[str, ...] = (),
@@ -71,7 +71,7 @@ def greedy_generate(
 def _greedy_batch(
     model: VLM,
     prompts: list[list[int]],
-    images: list[torch.Tensor | None],
+    images: list[Images],
     chunk: list[int],
     device: torch.device,
     max_new_tokens: int,
@@ -80,8 +80,7 @@ def _greedy_batch(
 ) -> list[list[int]]:
     tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
     # As in scoring: same-size images stack, different sizes become one ImageBatch.
-    vc = model.vision.cfg
-    image_batch = join_images([images[i] for i in chunk], vc.patch_size, vc.merge)
+    image_batch = batch_images(model, [images[i] for i in chunk])
     image_batch = image_batch.to(device) if image_batch is not None else None
     new: list[list[int]] = [[] for _ in chunk]
     done = [False] * len(chunk)

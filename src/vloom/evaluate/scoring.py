@@ -6,8 +6,28 @@ import torch
 import torch.nn.functional as F
 
 from vloom.model.vlm import VLM
-from vloom.pack.images import join_images
+from vloom.pack.images import ImageBatch, join_images
 from vloom.sequence import PAD_ID
+
+Images = torch.Tensor | ImageBatch | None  # one example's images, in prompt order
+
+
+def batch_images(model: VLM, parts: list[Images]) -> torch.Tensor | ImageBatch | None:
+    """The images of several examples, in order, as one model input. Same-size stacks
+    concatenate to one tensor (fixed resolution, and dynamic batches that happen to agree);
+    otherwise (dynamic resolution: each image its own aspect-kept size, or an example that
+    is already an ImageBatch) all become one ImageBatch, which the encoder runs without
+    padding, one attention block per image."""
+    vc = model.vision.cfg
+    parts = [p for p in parts if p is not None and len(p)]
+    if any(isinstance(p, ImageBatch) for p in parts):
+        parts = [
+            p
+            if isinstance(p, ImageBatch)
+            else ImageBatch.from_pixels(list(p), vc.patch_size, vc.merge)
+            for p in parts
+        ]
+    return join_images(parts, vc.patch_size, vc.merge)
 
 
 @torch.no_grad()
@@ -15,10 +35,11 @@ def continuation_logprobs(
     model: VLM,
     prompts: list[list[int]],
     continuations: list[list[int]],
-    images: list[torch.Tensor | None],
+    images: list[Images],
     device: torch.device,
 ) -> list[float]:
-    """Sum of log p(continuation | prompt) for each pair; images[i] is [n_i, H, W, 3] or None."""
+    """Sum of log p(continuation | prompt) for each pair; images[i] is [n_i, H, W, 3], an
+    ImageBatch (images of different sizes) or None."""
     limit = model.lm.max_seq_len
     prompts = list(prompts)
     for i, (p, c, im) in enumerate(zip(prompts, continuations, images, strict=True)):
@@ -33,9 +54,7 @@ def continuation_logprobs(
     tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s)
-    # Same-size images stack; different sizes (dynamic resolution) become one ImageBatch.
-    vc = model.vision.cfg
-    image_batch = join_images(list(images), vc.patch_size, vc.merge)
+    image_batch = batch_images(model, list(images))
     image_batch = image_batch.to(device) if image_batch is not None else None
     logits, _ = model(tokens.to(device), image_batch)
     logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
@@ -48,7 +67,7 @@ def continuation_logprobs(
 
 @torch.no_grad()
 def sequence_loss(
-    model: VLM, seq: list[int], mask_from: int, images: torch.Tensor | None, device: torch.device
+    model: VLM, seq: list[int], mask_from: int, images: Images, device: torch.device
 ) -> tuple[float, int]:
     """Summed NLL of tokens seq[mask_from:] given what precedes, and their count."""
     tokens = torch.tensor(seq, dtype=torch.long)[None]
@@ -64,7 +83,7 @@ def multiple_choice(
     model: VLM,
     prompts: list[list[int]],
     options: list[list[list[int]]],
-    images: list[torch.Tensor | None],
+    images: list[Images],
     device: torch.device,
     batch_size: int = 32,
 ) -> list[int]:

@@ -7,16 +7,19 @@ from typing import Any
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import caption_scores
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import pixels, read_table_rows
-from vloom.sequence import BOS_ID, IMAGE_ID
+from vloom.evaluate.tasks.data import image_prompt, read_table_rows
+from vloom.sequence import BOS_ID
 
 
 def generate_captions(
     ctx: EvalContext, rows: list[dict[str, Any]], max_new_tokens: int
 ) -> list[str]:
     m = ctx.model
-    prompts = [[BOS_ID] + [IMAGE_ID] * m.tokens_per_image for _ in rows]
-    images = [pixels(r["image"], m.vision.image_size) for r in rows]
+    prompts, images = [], []
+    for i, r in enumerate(rows):
+        slots, pixels = image_prompt(m, r["image"], f"caption row {i} ({r.get('id')})")
+        prompts.append([BOS_ID] + slots)
+        images.append(pixels)
     return greedy_generate(
         m, ctx.tokenizer, prompts, images, ctx.device, max_new_tokens, ("\n",), ctx.batch_size
     )

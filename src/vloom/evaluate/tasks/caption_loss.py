@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
 from vloom.doc import read_documents
 from vloom.evaluate.scoring import sequence_loss
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.media import to_array
-from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, encode_text
+from vloom.evaluate.tasks.data import image_prompt
+from vloom.sequence import BOS_ID, EOS_ID, encode_text
 
 
 @register("caption_loss", modality="vision-language", scoring="perplexity")
@@ -25,8 +23,8 @@ def caption_loss(ctx: EvalContext) -> dict:
         caption = " ".join(t for t in d.texts if t is not None)
         if len(ims) != 1:
             continue
-        pixels = torch.from_numpy(to_array(ims[0], m.vision.image_size))[None]
-        prompt = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image
+        slots, pixels = image_prompt(m, ims[0], f"{path}: document {i} ({d.id})")
+        prompt = [BOS_ID] + slots
         seq = (prompt + encode_text(ctx.tokenizer, caption) + [EOS_ID])[: m.lm.max_seq_len + 1]
         a, b = sequence_loss(m, seq, len(prompt), pixels, ctx.device)
         nll, n = nll + a, n + b

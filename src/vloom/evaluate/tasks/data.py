@@ -1,14 +1,19 @@
-"""Reading evaluation files with clear errors."""
+"""Reading evaluation files with clear errors, and turning their images into model inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import torch
+from tokenizers import Tokenizer
 
-from vloom.media import to_array
+from vloom.media import ImageError, to_array
+from vloom.model.vlm import VLM
+from vloom.pack.images import ImageBatch, join_images, prepare_image
+from vloom.sequence import IMAGE_ID, blocks
 
 
 def read_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
@@ -52,3 +57,47 @@ def read_table_rows(
 def pixels(data: bytes, size: int) -> torch.Tensor:
     """One image as the model's input batch [1, size, size, 3]."""
     return torch.from_numpy(to_array(data, size))[None]
+
+
+def image_input(m: VLM, data: bytes, where: str | None = None) -> tuple[torch.Tensor, int]:
+    """One image as the model sees it: (pixels [1, H, W, 3] uint8, number of `<image>` tokens
+    it takes in a prompt). The one place every task turns image bytes into model input, so
+    eval prepares images exactly as the pack did for training: an image_size square in fixed
+    mode, the aspect-kept smart resize (its own size and token count) in dynamic mode.
+    `where` (file and row) prefixes the error for bytes that are not a usable image."""
+    try:
+        px, n_tokens = prepare_image(data, m.vision.cfg, m.vision.image_size)
+    except ImageError as e:
+        if where is None:
+            raise
+        raise ImageError(e.reason, f"{where}: {e}") from None
+    return torch.from_numpy(px)[None], n_tokens
+
+
+def image_prompt(m: VLM, data: bytes, where: str | None = None) -> tuple[list[int], torch.Tensor]:
+    """`<image>` placeholders for one image (as many as it makes tokens) and its pixels."""
+    px, n = image_input(m, data, where)
+    return [IMAGE_ID] * n, px
+
+
+def interleaved_input(
+    m: VLM,
+    tok: Tokenizer,
+    texts: Sequence[str | None],
+    images: Sequence[bytes | None],
+    where: str | None = None,
+    bos: bool = True,
+    eos: bool = False,
+) -> tuple[list[int], torch.Tensor | ImageBatch | None]:
+    """An aligned texts/images document (None marks the other kind) as token ids, each image
+    its own number of `<image>` tokens, and its images in order: a [n, H, W, 3] stack when
+    they share a size, an ImageBatch when they do not (dynamic resolution), None if none."""
+    pics = [image_input(m, b, where) for b in images if b is not None]
+    if sum(t is None for t in texts) != len(pics):
+        raise ValueError(f"{where or 'document'}: texts and images do not align")
+    it = iter(pics)
+    ids: list[int] = []
+    for kind, block in blocks(tok, texts, bos, eos):
+        ids.extend([IMAGE_ID] * next(it)[1] if kind == "image" else block)
+    vc = m.vision.cfg
+    return ids, join_images([p for p, _ in pics], vc.patch_size, vc.merge)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import answer_text, pixels, read_rows
-from vloom.sequence import encode_items, encode_text
+from vloom.evaluate.tasks.data import answer_text, interleaved_input, read_rows
+from vloom.sequence import encode_text
 
 
 @register("multi_image", modality="vision-language")
@@ -35,7 +33,8 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
                 f"{path}: row {i} ({r.get('id')}): texts and images must align with exactly "
                 "one non-null per position"
             )
-        ctx_ids = encode_items(tok, texts, m.tokens_per_image, bos=True, eos=False)
+        # Each image takes as many <image> tokens as it makes (dynamic resolution: its own).
+        ctx_ids, pics = interleaved_input(m, tok, texts, ims, f"{path}: row {i} ({r.get('id')})")
         prompt = ctx_ids + encode_text(tok, f" Question: {r['question']} Answer:")
         opts = [encode_text(tok, " " + answer_text(r, o)) for o in r["options"]]
         if len(prompt) + max(len(o) for o in opts) > m.lm.max_seq_len:
@@ -44,8 +43,7 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
         kept.append(r)
         prompts.append(prompt)
         options.append(opts)
-        pics = [pixels(b, m.vision.image_size) for b in ims if b is not None]
-        images.append(torch.cat(pics) if pics else None)
+        images.append(pics)
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
     out = accuracy_by_type(picks, [int(r["answer"]) for r in kept], [r["qtype"] for r in kept])
     out["skipped_too_long"] = too_long

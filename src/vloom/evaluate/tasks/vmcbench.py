@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import pixels
-from vloom.media import ImageError
-from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
+from vloom.evaluate.tasks.data import image_prompt
+from vloom.sequence import BOS_ID, encode_text
 
 LETTERS = ("A", "B", "C", "D")
 REQUIRED = ("question", "answer", *LETTERS)
@@ -144,11 +143,9 @@ def vmcbench(ctx: EvalContext, path: str = "vmcbench.parquet", score: str = "opt
             options.append([encode_text(tok, " " + o) for o in r["options"]])
         head = [BOS_ID]
         if r["image"] is not None:
-            try:
-                images.append(pixels(r["image"], m.vision.image_size))
-            except ImageError as e:
-                raise ValueError(f"{r['where']}: {e}") from None
-            head += [IMAGE_ID] * m.tokens_per_image
+            slots, pixels = image_prompt(m, r["image"], r["where"])
+            images.append(pixels)
+            head += slots
         else:
             images.append(None)
         prompts.append(head + encode_text(tok, text + " Answer:"))

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import torch
-
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import answer_text, read_rows
-from vloom.media import to_array
-from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
+from vloom.evaluate.tasks.data import answer_text, image_prompt, read_rows
+from vloom.sequence import BOS_ID, encode_text
 
 
 @register("vqa", modality="vision-language")
 def vqa(ctx: EvalContext) -> dict:
-    rows = read_rows(
-        ctx.data_dir / "vqa.parquet",
-        ("image", "question", "options", "answer", "qtype"),
-        ctx.max_examples,
-    )
+    path = ctx.data_dir / "vqa.parquet"
+    rows = read_rows(path, ("image", "question", "options", "answer", "qtype"), ctx.max_examples)
     m, tok = ctx.model, ctx.tokenizer
     prompts, options, images = [], [], []
-    for r in rows:
-        pixels = torch.from_numpy(to_array(r["image"], m.vision.image_size))[None]
-        prompts.append(
-            [BOS_ID]
-            + [IMAGE_ID] * m.tokens_per_image
-            + encode_text(tok, f"Question: {r['question']} Answer:")
-        )
+    for i, r in enumerate(rows):
+        slots, pixels = image_prompt(m, r["image"], f"{path}: row {i} ({r.get('id')})")
+        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
         options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
         images.append(pixels)
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)

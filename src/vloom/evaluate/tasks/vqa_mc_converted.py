@@ -13,9 +13,9 @@ from typing import Any
 from vloom.evaluate.convert import convert_open_to_mc
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import answer_text, pixels
+from vloom.evaluate.tasks.data import answer_text, image_prompt
 from vloom.evaluate.tasks.vqa_open import read_open_rows
-from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
+from vloom.sequence import BOS_ID, encode_text
 
 
 @register("vqa_mc_converted", modality="vision-language")
@@ -30,14 +30,13 @@ def vqa_mc_converted(
     rows, stats = convert_open_to_mc(read_open_rows(ctx, None), num_options, gen, ctx.seed)
     rows = rows[: ctx.max_examples] if ctx.max_examples else rows
     m, tok = ctx.model, ctx.tokenizer
-    prompts = [
-        [BOS_ID]
-        + [IMAGE_ID] * m.tokens_per_image
-        + encode_text(tok, f"Question: {r['question']} Answer:")
-        for r in rows
-    ]
+    prompts, images = [], []
+    where = ctx.data_dir / "vqa_open.parquet"
+    for r in rows:
+        slots, pixels = image_prompt(m, r["image"], f"{where}: row {r.get('id')}")
+        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
+        images.append(pixels)
     options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
-    images = [pixels(r["image"], m.vision.image_size) for r in rows]
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
     out: dict[str, Any] = accuracy_by_type(
         picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows]

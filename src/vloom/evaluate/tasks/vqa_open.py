@@ -12,8 +12,8 @@ from typing import Any
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import exact_match
 from vloom.evaluate.tasks import EvalContext, register
-from vloom.evaluate.tasks.data import answer_text, pixels, read_table_rows
-from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
+from vloom.evaluate.tasks.data import answer_text, image_prompt, read_table_rows
+from vloom.sequence import BOS_ID, encode_text
 
 VQA_OPEN_COLUMNS = ("image", "question", "answers", "qtype")
 STOP = ("\n", "Question:", ".")
@@ -50,13 +50,12 @@ def open_accuracy(correct: list[bool], qtypes: list[str]) -> dict[str, Any]:
 def vqa_open(ctx: EvalContext, max_new_tokens: int = 16) -> dict[str, Any]:
     rows = read_open_rows(ctx)
     m, tok = ctx.model, ctx.tokenizer
-    prompts = [
-        [BOS_ID]
-        + [IMAGE_ID] * m.tokens_per_image
-        + encode_text(tok, f"Question: {r['question']} Answer:")
-        for r in rows
-    ]
-    images = [pixels(r["image"], m.vision.image_size) for r in rows]
+    path = ctx.data_dir / "vqa_open.parquet"
+    prompts, images = [], []
+    for i, r in enumerate(rows):
+        slots, pixels = image_prompt(m, r["image"], f"{path}: row {i} ({r.get('id')})")
+        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
+        images.append(pixels)
     preds = greedy_generate(
         m, tok, prompts, images, ctx.device, max_new_tokens, STOP, ctx.batch_size
     )
