@@ -55,7 +55,8 @@ def read_table_rows(
 
 
 def pixels(data: bytes, size: int) -> torch.Tensor:
-    """One image as the model's input batch [1, size, size, 3]."""
+    """One image as an [1, size, size, 3] square (fixed resolution only; tasks use
+    `image_input`, which follows the model's resolution mode)."""
     return torch.from_numpy(to_array(data, size))[None]
 
 
