@@ -14,56 +14,61 @@ stats bookkeeping included, as in a real pipeline), vloom through `run_steps`. C
 loading and Document construction are outside the timings. Agreement is per document
 and per filter, each filter judging the same unmodified text.
 
-datatrove's word tokenizer. For English datatrove calls spaCy (`spacy.blank("en")`),
-which this environment does not install. Three settings (`--dt-tokenizer`):
-  spacy   datatrove's own default; needs `pip install spacy`.
+datatrove's word tokenizer. For English datatrove calls spaCy (`spacy.blank("en")`,
+installed here as datatrove's default). Three settings (`--dt-tokenizer`):
+  spacy   datatrove's own default (spaCy's English tokenizer and sentencizer); the
+          timings include spaCy's load (about 3 s, once per forked child, as once per
+          datatrove task), which dominates on small corpora like the manuals.
   nltk    (used when spaCy is absent) NLTK's Treebank word tokenizer and an untrained
-          Punkt sentence splitter: no data download, an independent tokenizer close to
-          spaCy's (splits "don't" -> "do n't", punctuation off words).
-  vloom   vloom's own regex tokenizer plugged into datatrove: isolates the filter
-          logic, so the ratio measures the rules' implementation, not the tokenizer.
-By default the script runs `nltk` (or `spacy` when installed) AND `vloom`, printing both.
+          Punkt sentence splitter: no data download, an independent stand-in. Its
+          tokens differ from spaCy's ("A.9." whole, "Simple-CDD" whole), so pages near
+          a Gopher threshold flip (a few % on the manuals): tokenizer classes only.
+  vloom   vloom's own tokenizer plugged into datatrove: isolates the filter logic, so
+          the ratio measures the rules' implementation, not the tokenizer.
+By default the script runs `spacy` (or `nltk` when spaCy is absent) AND `vloom`.
 
-Where the tools differ, by disagreement class (vloom reason | datatrove reason), as
-measured on the English manuals (814 pages):
-- gopher_quality, kept | gopher_below_alpha_threshold (~20% of pages, the big one):
-  a rule that differs. Gopher keeps a page if >= 80% of its "words" contain a letter.
-  vloom counts words without pure-punctuation tokens (the paper's words); datatrove
-  divides by all tokens, punctuation included, so punctuation-heavy technical text
-  ("12.1.2.", "(see below).") fails there and passes here. To agree, the
-  denominator in vloom's `gopher_quality.py` would have to include punctuation.
-- gopher_quality, kept | gopher_enough_stop_words: datatrove counts distinct stop
-  words and only lower case ("The" is not "the"); vloom counts occurrences, any case.
-- gopher_quality, short_doc / avg word length flips: word counts near a threshold
-  move with the tokenizer (below).
-- Tokenizer classes (gopher_repetition top_n_gram / duplicated_n_grams, a few
-  gopher_quality): same rules, different words. With the NLTK stand-in, section
-  numbers "A.9." stay one token there and become "A . 9 ." here, "Simple-CDD" and
-  “quoted” words stay whole there and split here (spaCy splits those two like vloom).
-  N-grams shift, so pages near a threshold flip (about 3% for repetition). With
-  `--dt-tokenizer vloom` repetition and FineWeb agree on 100% of pages: the rule
-  implementations are the same.
-- c4_quality, c4_too_few_sentences | kept (one page or so): sentence counting. datatrove
-  uses spaCy's sentencizer (here Punkt); vloom a regex that does not split before a
-  lower-case word ("e.g. the"), so pages with about `min_num_sentences` flip.
+vloom's `text_stats.words` re-implements spaCy's English tokenizer rules (prefix /
+suffix / infix classes, URLs, contractions, abbreviations, emoticons; no spaCy import)
+and caches each whitespace chunk's tokens, so word counts and n-grams are datatrove's:
+it gives spaCy's exact tokens on 811 of 812 manual pages and 20,000 of 20,000
+synthetic documents. `gopher_quality` follows datatrove's GopherQualityFilter rule for
+rule: word count and mean length over non-punctuation tokens; hash / ellipsis ratios
+and the >= 80% alphabetic share over ALL tokens, punctuation included; DISTINCT stop
+words, case-sensitive ("The" is not "the"); bullets "•" and "-".
+
+Where the tools still differ, by disagreement class (vloom reason | datatrove reason):
+- c4_quality, c4_too_few_sentences | kept, or kept | too_few_sentences (1 manual page
+  in 812): sentence counting. datatrove uses spaCy's sentencizer (or, with
+  `--dt-tokenizer vloom`, this script's simple regex splitter); vloom a per-line regex
+  that does not split before a lower-case word ("e.g. the") or inside "file.xml." runs.
+  Pages whose line-filtered text has about `min_num_sentences` sentences flip.
+- Tokenizer residue (none seen in these corpora): spaCy's full exception table has
+  ~1,300 entries (vloom reproduces its rule-shaped part: contractions with and without
+  apostrophe, dotted abbreviations, emoticons); letters outside Latin in its affix
+  classes; "''" inside words. A page can flip only if it sits at a threshold.
 - Repetition n-grams are compared as word tuples here and as joined strings in
   datatrove ("ab c" equals "a bc" for its duplicated-n-gram rule): no case seen.
 - FineWeb duplicated-line characters: both run with 0.1 here (the published rule);
   datatrove's code default is 0.01.
-- The chain rows: once Gopher quality disagrees, every later filter sees different
-  documents, so "chain" agreement and speed inherit that rule's difference; the row
-  "chain w/o gopher_q" (repetition, C4, FineWeb) compares the rules that match.
+- The chain rows: once a filter disagrees, every later filter sees different
+  documents; "chain w/o gopher_q" (repetition, C4, FineWeb) is kept for comparison
+  with earlier runs, when Gopher quality's rules still differed.
 Every class that occurs is printed with its count and an example document index.
+Earlier (vloom's Gopher rules then differing: alpha ratio without punctuation, stop
+words counted per occurrence in any case) gopher_quality agreed on 64-78% of manual
+pages and 99.36% of synthetic documents.
 
 Measured 2026-11-25 on a shared 2-core machine under load from other work (absolute
 docs/s are low and noisy; the ratios come from the same run):
-  manuals, 812 pages, datatrove+NLTK:  per filter 5.5x-36x, chain 9.2x, vloom faster
-  manuals, datatrove+vloom tokenizer:  gopher_q 1.5x, repetition 2.9x, C4 2.0x,
-                                       FineWeb 1.1x, chain 1.6x; agreement 100% /
-                                       99.9% / 100% for repetition / C4 / FineWeb
-  synthetic 100k, datatrove+vloom tok: 1.6x / 2.3x / 1.7x / 1.04x, chain 1.5x;
-                                       agreement 99.36% (gopher_q alpha rule) / 100% /
-                                       100% / 100%, chain 99.98%
+  manuals, 812 pages, datatrove+spaCy: gopher_q 19x, repetition 11x, C4 76x, FineWeb
+                                       19x, chain 20x (spaCy's load included); peak
+                                       RSS increase 3-13 MiB vloom, up to 257 MiB
+                                       datatrove; agreement 100% / 100% / 99.88% /
+                                       100%, chain 100%
+  manuals, datatrove+vloom tokenizer:  gopher_q 1.3x, repetition 2.6x, C4 1.75x,
+                                       FineWeb 1.09x, chain 1.7x; agreement 100% /
+                                       100% / 99.88% / 100%, chain 100%
+  synthetic 100k: (run in progress at the time of writing)
 """
 
 from __future__ import annotations
