@@ -70,7 +70,10 @@ def test_too_many_ellipsis():
 def test_too_many_bullets():
     lines = [f"• the {w} shape is drawn with a thin line" for w in ["red", "blue"] * 5]
     assert verdict("\n".join(lines)) == (False, "gopher_too_many_bullets")
-    assert verdict("\n".join(x.replace("•", "-") for x in lines)) == (False, "gopher_too_many_bullets")
+    assert verdict("\n".join(x.replace("•", "-") for x in lines)) == (
+        False,
+        "gopher_too_many_bullets",
+    )
     # "*" is not one of datatrove's bullets; it is when configured
     starred = "\n".join(x.replace("•", "*") for x in lines)
     assert verdict(starred) == (True, "")
@@ -142,7 +145,10 @@ def test_punctuation_only_text_is_short():
 
 # texts where a naive tokenizer and spaCy's rules part ways
 TRICKY = {
-    "contractions": ("don't can't you're we'll I'm it's", "do n't ca n't you 're we 'll I 'm it 's"),
+    "contractions": (
+        "don't can't you're we'll I'm it's",
+        "do n't ca n't you 're we 'll I 'm it 's",
+    ),
     "bare contractions": ("dont id Wed cannot", "do nt i d We d can not"),
     "sections": ("See B.3.1. and 12.1.2.", "See B.3.1 . and 12.1.2 ."),
     "abbreviations": ("e.g. i.e. U.S. Mr. etc.", "e.g. i.e. U.S. Mr. etc ."),
@@ -184,7 +190,7 @@ def _parity_texts() -> list[str]:
         "\n".join(["* the red shape is drawn with a thin line and the blue one"] * 10),
         "\n".join(["The circle moves to the left and then it moves away..."] * 3 + [GOOD]),
         "I don't think we'll see the U.S. data, e.g. 5km or 100% of it... " * 6,
-        "APT::Periodic::Update \"1\"; the value of it, with apt.conf.d/50unattended-upgrades " * 8,
+        'APT::Periodic::Update "1"; the value of it, with apt.conf.d/50unattended-upgrades ' * 8,
         " ".join(["a to be of the"] * 13),
         "... !!! ---- ((( )))" + " word" * 49,
     ]
