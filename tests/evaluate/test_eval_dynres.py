@@ -34,7 +34,15 @@ CPU = torch.device("cpu")
 # but transposed grids (2x3 / 3x2) so equal-length prompts batch different shapes together.
 SIZES = [(48, 32), (32, 48), (64, 16), (16, 64), (96, 96), (40, 40), (70, 24), (24, 70), (20, 20)]
 VISION_FILES = ("vqa", "vqa_open", "caption_refs", "captions", "multi_image")
-TASKS = ("vqa", "vqa_open", "vqa_mc_converted", "caption_loss", "caption_gen", "multi_image")
+TASKS = (
+    "vqa",
+    "vqa_open",
+    "vqa_mc_converted",
+    "caption_loss",
+    "caption_gen",
+    "multi_image",
+    "vmcbench",
+)
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -63,6 +71,19 @@ def dyn_eval(tiny_data, tmp_path_factory):
                 r["images"] = [_reshaped(b, k + j) if b else b for j, b in enumerate(r["images"])]
                 k += len(r["images"])
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / f"{name}.parquet")
+    # A VMCBench-shaped file from those VQA rows (the task's default path), one asked as text.
+    vqa = pq.read_table(out / "vqa.parquet").to_pylist()
+    bench = [
+        {
+            "question": r["question"],
+            **dict(zip("ABCD", r["options"], strict=True)),
+            "answer": "ABCD"[r["answer"]],
+            "category": r["qtype"],
+            "image": None if i == 2 else r["image"],
+        }
+        for i, r in enumerate(vqa)
+    ]
+    pq.write_table(pa.Table.from_pylist(bench), out / "vmcbench.parquet")
     return out
 
 
@@ -146,6 +167,7 @@ FILE_OF = {
     "caption_loss": "captions",
     "caption_gen": "caption_refs",
     "multi_image": "multi_image",
+    "vmcbench": "vmcbench",
 }
 
 
@@ -217,7 +239,7 @@ def test_mixed_size_batches_score_as_one_example_at_a_time(dyn_ctx):
     assert res_alone == res_batched == get_task("vqa")(dyn_ctx)
     # Every scoring task: batch 16 (mixed sizes in one ImageBatch) == batch 1.
     one = EvalContext(dyn_ctx.model, dyn_ctx.tokenizer, dyn_ctx.data_dir, CPU, batch_size=1)
-    for task in ("vqa_mc_converted", "multi_image", "caption_loss"):
+    for task in ("vqa_mc_converted", "multi_image", "caption_loss", "vmcbench"):
         assert get_task(task)(dyn_ctx) == get_task(task)(one), task
     assert get_task("multi_image")(dyn_ctx)["skipped_too_long"] == 0
 
