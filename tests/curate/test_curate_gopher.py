@@ -117,6 +117,12 @@ def test_stop_words_match_case_as_configured():
     assert verdict(NO_STOP + " red cone", stop_words=["red", "cone"]) == (True, "")
 
 
+@pytest.mark.parametrize("key", ["stop_words", "bullets"])
+def test_word_lists_must_be_lists(key):
+    with pytest.raises(ValueError, match=key):
+        GopherQuality(**{key: "the"})
+
+
 def test_rules_can_be_switched_off():
     assert verdict(NO_STOP, min_stop_words=None) == (True, "")
     assert verdict("The red circle is next to the blue square.", min_doc_words=5) == (True, "")

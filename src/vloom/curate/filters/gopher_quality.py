@@ -32,7 +32,7 @@ class GopherQuality(Filter):
     Multimodal documents are judged on their text items only (`doc.text`). With
     `skip_if_images` (default), a document carrying images is exempt from the
     minimum word count, because image-caption pairs are legitimately short (10-30
-    words); every other rule still applies, so a caption needs two stop words
+    words); every other rule still applies, so a caption needs two distinct stop words
     unless `min_stop_words` is lowered. A document with images and no text at all
     passes: there is nothing for text rules to judge. Set a threshold to None to
     switch its rule off.
@@ -65,6 +65,9 @@ class GopherQuality(Filter):
         # the name says "max" but, as in datatrove, it is the minimum share of alphabetic words
         self.max_non_alpha_words_ratio = max_non_alpha_words_ratio
         self.min_stop_words = min_stop_words
+        for name, value in (("stop_words", stop_words), ("bullets", bullets)):
+            if isinstance(value, str):  # a bare string would become a set of characters
+                raise ValueError(f"gopher_quality: {name} must be a list of strings, got {value!r}")
         self.stop_words_ignore_case = stop_words_ignore_case
         sw = STOP_WORDS if stop_words is None else stop_words
         self.stop_words = (
