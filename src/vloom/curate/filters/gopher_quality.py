@@ -2,8 +2,9 @@
 
 Rules, thresholds and reason names follow datatrove's `GopherQualityFilter`, so ledgers
 from the two tools can be compared line by line:
-- words are the tokens of `text_stats.words` (a regex stand-in for spaCy's English
-  tokenizer: no model load); "symbol words" are tokens made only of punctuation;
+- words are the tokens of `text_stats.words` (spaCy's English tokenizer rules, which
+  datatrove uses, re-implemented: no spaCy needed); "symbol words" are tokens made
+  only of punctuation;
 - word count and mean word length use the non-symbol words (the paper's words);
 - the hash / ellipsis ratios and the alphabetic-word share divide by ALL tokens,
   punctuation included, as datatrove does (punctuation-heavy text scores lower);
