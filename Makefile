@@ -6,7 +6,7 @@ CONFIG ?= configs/demo.yaml
 # Where a machine keeps the CPU torch wheel on disk, let pip find it without the network.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo study test test-all lint bench clean
 
 $(BIN)/vloom: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ setup: $(BIN)/vloom
 
 demo: setup
 	$(BIN)/vloom run $(CONFIG)
+
+# The default study (configs/study.yaml): image_start_fraction x 2 seeds, fine-tuned, evaluated.
+study: setup
+	$(BIN)/vloom sweep configs/study.yaml
 
 test: setup
 	$(BIN)/pytest -q
