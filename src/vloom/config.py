@@ -319,15 +319,16 @@ def _fmt_errors(path: str, err: ValidationError) -> str:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file; `overrides` are dotted keys (e.g. {"train.steps": 10})."""
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return config_from_dict(raw, source=str(path))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; one-line ConfigErrors otherwise."""
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -340,7 +341,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def load_curate_config(path: str | Path) -> CurateConfig:
     """A bare curate YAML (`steps: [...]`) or the `curate` section of an experiment YAML."""
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if "steps" not in raw:
         return config_from_dict(raw, source=str(path)).curate
     try:

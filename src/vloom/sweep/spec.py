@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vloom.config import (
@@ -35,6 +34,7 @@ from vloom.config import (
     _fmt_errors,
     config_from_dict,
     dump_config,
+    read_yaml,
     set_dotted,
 )
 
@@ -165,26 +165,13 @@ def _read_base(spec: StudySpec, source: Path) -> dict[str, Any]:
         path = source.parent / path
     if not path.exists():
         raise ConfigError(f"{source}: base config {spec.base} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
+    return read_yaml(path)
 
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:
     """Read and check a study file; `overrides` are dotted keys of the study (e.g. workers)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: study file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    raw = read_yaml(path, "study file")
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     if not raw.get("grid") and not raw.get("variants"):
