@@ -207,16 +207,27 @@ def list_shards(path: str | os.PathLike) -> list[Path]:
     return shards
 
 
+def doc_bytes(doc: Document) -> int:
+    """Approximate in-memory size: image bytes plus text characters (for shard size caps)."""
+    return sum(len(im) for im in doc.images if im is not None) + sum(
+        len(t) for t in doc.texts if t is not None
+    )
+
+
 def write_documents(
     out_dir: str | os.PathLike,
     docs: Iterable[Document],
     shard_size: int = 1000,
     prefix: str = "shard",
+    shard_bytes: int | None = None,
 ) -> list[Path]:
-    """Write documents into numbered shards of at most `shard_size` documents."""
+    """Write documents as they come into numbered shards of at most `shard_size` documents
+    (and about `shard_bytes`, when given); memory is bounded by one shard. An empty stream
+    still writes one empty shard, so readers find a valid dataset."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
     buf: list[Document] = []
+    size = 0
 
     def flush() -> None:
         p = out_dir / f"{prefix}-{len(paths):05d}.parquet"
@@ -226,8 +237,11 @@ def write_documents(
 
     for d in docs:
         buf.append(d)
-        if len(buf) >= shard_size:
+        if shard_bytes is not None:
+            size += doc_bytes(d)
+        if len(buf) >= shard_size or (shard_bytes is not None and size >= shard_bytes):
             flush()
+            size = 0
     if buf or not paths:
         flush()
     return paths

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vloom.doc import Document, write_shard
+from vloom.doc import Document, write_documents
 from vloom.ingest.base import IngestError, IngestOptions, get_source
 from vloom.ledger import Ledger
 
@@ -50,12 +50,6 @@ def record_image(ledger: Ledger, origin: str, outcome: str) -> None:
     bucket[outcome] = bucket.get(outcome, 0) + 1
 
 
-def _doc_bytes(doc: Document) -> int:
-    return sum(len(im) for im in doc.images if im is not None) + sum(
-        len(t) for t in doc.texts if t is not None
-    )
-
-
 def write_stream(
     docs: Iterable[Document],
     out_dir: Path,
@@ -67,26 +61,15 @@ def write_stream(
     Memory is bounded by one shard. Stale shards of an earlier, larger run are removed so the
     directory holds exactly this run's output.
     """
-    paths: list[Path] = []
-    buf: list[Document] = []
-    size = 0
     n = 0
 
-    def flush() -> None:
-        p = out_dir / f"{SHARD_PREFIX}-{len(paths):05d}.parquet"
-        write_shard(p, buf)
-        paths.append(p)
-        buf.clear()
+    def counted() -> Iterator[Document]:
+        nonlocal n
+        for d in docs:
+            n += 1
+            yield d
 
-    for d in docs:
-        buf.append(d)
-        n += 1
-        size += _doc_bytes(d)
-        if len(buf) >= shard_size or size >= shard_bytes:
-            flush()
-            size = 0
-    if buf or not paths:
-        flush()  # an empty run still writes one (empty) shard: readers find a valid dataset
+    paths = write_documents(out_dir, counted(), shard_size, SHARD_PREFIX, shard_bytes)
     keep = {p.name for p in paths}
     for old in out_dir.iterdir():
         if _SHARD_RE.match(old.name) and old.name not in keep:
