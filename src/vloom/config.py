@@ -95,6 +95,17 @@ class VisionConfig(_Strict):
         description="fixed: square pack.image_size images, learned positions; dynamic: aspect "
         "kept, resized within min/max_pixels, 2D RoPE, variable image tokens (Qwen2-VL)",
     )
+    arch: Literal["vloom", "siglip"] = Field(
+        "vloom",
+        description="vloom: RMSNorm/SwiGLU blocks, final RMSNorm; siglip: SigLIP blocks as "
+        "transformers' SiglipVisionModel (LayerNorm + biases, GELU-tanh MLP, no final norm on "
+        "the features: LLaVA's vision_feature_layer -1), exportable as LlavaForConditionalGeneration",
+    )
+    connector: Literal["vloom", "llava"] = Field(
+        "vloom",
+        description="vloom: MLP + a learned embedding per image-token slot; llava: the MLP only "
+        "(LlavaMultiModalProjector: Linear -> GELU -> Linear, biases)",
+    )
     min_pixels: int = Field(
         1024, ge=1, description="dynamic: smaller images are scaled up to at least this area"
     )
@@ -104,6 +115,10 @@ class VisionConfig(_Strict):
 
     @model_validator(mode="after")
     def _dynamic_ok(self) -> VisionConfig:
+        if self.arch == "siglip" and self.resolution == "dynamic":
+            raise ValueError(
+                "model.vision.arch: siglip has learned absolute positions; it needs resolution: fixed"
+            )
         if self.resolution != "dynamic":
             return self
         f = self.patch_size * self.merge

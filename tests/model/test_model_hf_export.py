@@ -156,3 +156,56 @@ def test_exported_dynamic_resolution_vlm_matches(tmp_path, tokenizer_file):
         ours, _ = m(tokens, images)
         theirs = hf(inputs_embeds=inputs_embeds(hf, enc, tokens, images)).logits
     assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+SIGLIP = {
+    "d_model": 16,
+    "n_layers": 2,
+    "n_heads": 2,
+    "patch_size": 4,
+    "merge": 1,
+    "arch": "siglip",
+    "connector": "llava",
+}
+
+
+def _llava_inputs(m, tokens, images):
+    """What LLaVA is fed for vloom's (tokens, images): the same ids (each image already
+    expanded to tokens_per_image copies of <image>) and the exact float NCHW tensor vloom's
+    encoder computes from the uint8 pixels."""
+    from vloom.model.vision import PIXEL_SCALE
+
+    pixel_values = images.permute(0, 3, 1, 2).float() / PIXEL_SCALE - 1.0
+    return {"input_ids": tokens, "pixel_values": pixel_values}
+
+
+@pytest.mark.parametrize("model_kw", [{}, {"tie_embeddings": False}, {"qkv_bias": True}])
+def test_siglip_vlm_exports_as_llava_with_matching_logits(tmp_path, tokenizer_file, model_kw):
+    from transformers import LlavaForConditionalGeneration
+
+    m = _ckpt(tmp_path / "ck", tokenizer_file, vision=SIGLIP, **model_kw)
+    assert m.tokens_per_image == 16 and not hasattr(m.connector, "slot_embed")
+    info = export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    assert info["architecture"] == "LlavaForConditionalGeneration"
+    assert not (tmp_path / "hf" / "vision.safetensors").exists()
+    hf, load = LlavaForConditionalGeneration.from_pretrained(
+        str(tmp_path / "hf"), output_loading_info=True
+    )
+    hf.eval()
+    assert not any(load.values()), load  # every weight written, none missing or unexpected
+    c = hf.config
+    assert c.image_token_id == IMAGE_ID and c.image_seq_length == 16
+    assert c.vision_feature_select_strategy == "full" and c.vision_feature_layer == -1
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(4, m.lm.vocab_size, (2, 48), generator=g)
+    tokens[0, 3:19] = IMAGE_ID  # one image in row 0, two in row 1
+    tokens[1, 1:17] = IMAGE_ID
+    tokens[1, 25:41] = IMAGE_ID
+    images = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8, generator=g)
+    with torch.no_grad():
+        ours, _ = m(tokens, images)
+        theirs = hf(**_llava_inputs(m, tokens, images)).logits
+        swapped = hf(**_llava_inputs(m, tokens, images.flip(0))).logits
+    assert theirs.shape == ours.shape
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    assert (ours - swapped).abs().max().item() > 1e-3  # the images matter, in order

@@ -2,7 +2,8 @@
 embedding per image-token slot, so the LM can address "the top-left part of the image"
 directly instead of recovering it from the encoder's features. With dynamic resolution
 the number of tokens varies per image, so there are no slots (2D RoPE in the encoder
-carries where each token is)."""
+carries where each token is), and none with `model.vision.connector: llava`, which makes it
+exactly LLaVA's LlavaMultiModalProjector (Linear -> exact GELU -> Linear, biases)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,18 @@ embedding, so none reproduces vloom's function exactly. The vision encoder and c
 therefore written as `vision.safetensors` + `vloom_vision.json`, and `load_image_encoder(DIR)`
 (needs vloom) rebuilds them; `inputs_embeds(lm, encoder, tokens, images)` splices the image
 embeddings in place of `<image>` tokens for the transformers LM's `inputs_embeds=`.
+
+A VLM built with the opt-in transformers-shaped vision side exports as one transformers class:
+`model.vision: {arch: siglip, connector: llava, merge: 1}` (fixed resolution) is written as
+`LlavaForConditionalGeneration` (SiglipVisionModel tower, LlavaMultiModalProjector, the Llama /
+Qwen2 LM above), loadable with `LlavaForConditionalGeneration.from_pretrained(DIR)` alone:
+vision_feature_layer -1 (the last block's output, before SigLIP's post_layernorm, which vloom's
+siglip arch does not have and is written as identity), vision_feature_select_strategy "full"
+(SigLIP has no CLS token), projector_hidden_act "gelu" (exact, as vloom's connector),
+image_token_index 3 (`<image>`), image_seq_length = tokens per image. Inputs are what vloom's
+encoder sees: `pixel_values` [N, 3, H, W] float = uint8 RGB / 127.5 - 1 (SigLIP's own
+normalisation: rescale 1/255, mean = std = 0.5), and `input_ids` with each image expanded to
+image_seq_length copies of id 3, as vloom packs them.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from vloom.model.vlm import VLM
 from vloom.sequence import BOS_ID, EOS_ID, IMAGE, IMAGE_ID, PAD_ID, load_tokenizer
 
 VISION_WEIGHTS, VISION_CONFIG = "vision.safetensors", "vloom_vision.json"
+LLAVA_OPTIONS = "model.vision: {arch: siglip, connector: llava, merge: 1}"
 
 
 def hf_name_map(n_layers: int, tied: bool) -> dict[str, str]:
@@ -114,6 +127,76 @@ def hf_state_dict(model: VLM) -> dict[str, torch.Tensor]:
     return {hf: sd[v].detach().contiguous().cpu() for v, hf in names.items()}
 
 
+def llava_blocker(model: VLM) -> str | None:
+    """Why the model's vision side cannot be LlavaForConditionalGeneration (None: it can)."""
+    v = model.cfg.vision
+    if v.arch != "siglip" or v.connector != "llava" or v.merge != 1:
+        return f"the vision side is vloom's own (LLaVA needs {LLAVA_OPTIONS})"
+    if v.resolution != "fixed":
+        return "dynamic resolution has no LLaVA equivalent"
+    return None
+
+
+def llava_config(model: VLM):
+    """LlavaConfig: SigLIP tower + LLaVA projector around the LM's Llama / Qwen2 config."""
+    from transformers import LlavaConfig, SiglipVisionConfig
+
+    from vloom.model.vision import SIGLIP_MLP_RATIO
+
+    v = model.cfg.vision
+    vision = SiglipVisionConfig(
+        hidden_size=v.d_model,
+        intermediate_size=SIGLIP_MLP_RATIO * v.d_model,
+        num_hidden_layers=v.n_layers,
+        num_attention_heads=v.n_heads,
+        num_channels=3,
+        image_size=model.vision.image_size,
+        patch_size=v.patch_size,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=model.vision.layers[0].layer_norm1.eps,
+        vision_use_head=False,
+    )
+    text = hf_config(model)
+    c = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=IMAGE_ID,
+        image_seq_length=model.tokens_per_image,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        multimodal_projector_bias=True,
+        tie_word_embeddings=model.cfg.tie_embeddings,
+    )
+    c.architectures = ["LlavaForConditionalGeneration"]
+    c.dtype = "float32"
+    return c
+
+
+def llava_state_dict(model: VLM) -> dict[str, torch.Tensor]:
+    """vloom VLM (siglip + llava connector) -> LlavaForConditionalGeneration parameter names."""
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    lm = hf_state_dict(model)  # model.* -> model.language_model.*; lm_head stays
+    out = {
+        ("model.language_model." + k[6:] if k.startswith("model.") else k): t for k, t in lm.items()
+    }
+    if "lm_head.weight" not in out:  # tied: written anyway so either tie setting loads it
+        out["lm_head.weight"] = sd["lm.embed_tokens.weight"].clone()
+    tower = "model.vision_tower."
+    out[tower + "embeddings.patch_embedding.weight"] = sd["vision.patch_embed.weight"]
+    out[tower + "embeddings.patch_embedding.bias"] = sd["vision.patch_embed.bias"]
+    out[tower + "embeddings.position_embedding.weight"] = sd["vision.pos_embed"][0]
+    for k, t in sd.items():
+        if k.startswith("vision.layers."):
+            out[tower + "encoder." + k.removeprefix("vision.")] = t
+        elif k.startswith("connector.fc"):  # fc1 / fc2 -> linear_1 / linear_2
+            out["model.multi_modal_projector.linear_" + k.removeprefix("connector.fc")] = t
+    d = model.cfg.vision.d_model  # unused by LLaVA (hidden_states[-1] precedes it): identity
+    out[tower + "post_layernorm.weight"] = torch.ones(d)
+    out[tower + "post_layernorm.bias"] = torch.zeros(d)
+    return out
+
+
 def export_tokenizer(tokenizer_json: str | Path, out_dir: Path, max_len: int) -> int:
     """tokenizer.json + tokenizer_config.json for AutoTokenizer; returns the vocab size."""
     from transformers import PreTrainedTokenizerFast
@@ -141,40 +224,59 @@ def export_checkpoint(
     tok_path = tokenizer or meta.get("tokenizer")
     if tok_path is not None and not Path(tok_path).exists():
         raise FileNotFoundError(f"{tok_path}: tokenizer not found (pass --tokenizer)")
-    config = hf_config(model)
+    blocker = llava_blocker(model)
+    config = hf_config(model) if blocker else llava_config(model)
+    weights = hf_state_dict(model) if blocker else llava_state_dict(model)
     with staged_dir(out_dir) as tmp:
         config.save_pretrained(str(tmp))
-        save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tok_path is not None:
             n_vocab = export_tokenizer(tok_path, tmp, model.lm.max_seq_len)
             if n_vocab > model.lm.vocab_size:
                 raise ValueError(
                     f"{tok_path}: tokenizer has {n_vocab} tokens, the model only {model.lm.vocab_size}"
                 )
-        vis = {
-            k: v.contiguous().cpu()
-            for k, v in model.state_dict().items()
-            if k.startswith(("vision.", "connector."))
+        if blocker:
+            write_vision_side(model, tmp)
+    if not blocker:
+        return {
+            "out": str(out_dir),
+            "architecture": config.architectures[0],
+            "tokenizer": str(tok_path) if tok_path else None,
+            "vision": "model.safetensors",
+            "note": "VLM as LlavaForConditionalGeneration (SigLIP tower, LLaVA projector); "
+            "pixel_values = uint8 RGB / 127.5 - 1, NCHW",
         }
-        save_file(vis, str(tmp / VISION_WEIGHTS))
-        (tmp / VISION_CONFIG).write_text(
-            json.dumps(
-                {
-                    "model": model.cfg.model_dump(mode="json"),
-                    "image_size": model.vision.image_size,
-                    "tokens_per_image": model.tokens_per_image,
-                    "image_token_id": IMAGE_ID,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
     return {
         "out": str(out_dir),
         "architecture": config.architectures[0],
         "tokenizer": str(tok_path) if tok_path else None,
         "vision": VISION_WEIGHTS,
+        "note": f"LM as {config.architectures[0]}; {blocker}, so it is written as "
+        f"{VISION_WEIGHTS} + {VISION_CONFIG} for vloom.model.hf_export.load_image_encoder",
     }
+
+
+def write_vision_side(model: VLM, out: Path) -> None:
+    """vloom's own vision encoder + connector, for load_image_encoder."""
+    vis = {
+        k: v.contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if k.startswith(("vision.", "connector."))
+    }
+    save_file(vis, str(out / VISION_WEIGHTS))
+    (out / VISION_CONFIG).write_text(
+        json.dumps(
+            {
+                "model": model.cfg.model_dump(mode="json"),
+                "image_size": model.vision.image_size,
+                "tokens_per_image": model.tokens_per_image,
+                "image_token_id": IMAGE_ID,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 class ImageEncoder(nn.Module):
@@ -183,7 +285,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, image_size: int) -> None:
         super().__init__()
         self.vision = VisionEncoder(cfg.vision, image_size)
-        slots = None if getattr(self.vision, "dynamic", False) else self.vision.n_tokens
+        slots = self.vision.slots
         self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
 
     def forward(self, images: Any) -> torch.Tensor:

@@ -150,3 +150,50 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, segments)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class SiglipAttention(nn.Module):
+    """Bidirectional multi-head attention with biases on q/k/v/out (SigLIP / CLIP)."""
+
+    def __init__(self, dim: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, dim // n_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = (
+            p(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class SiglipMLP(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))  # "gelu_pytorch_tanh"
+
+
+class SiglipBlock(nn.Module):
+    """transformers' SiglipEncoderLayer: x + attn(LN(x)), then x + mlp(LN(x)); parameter
+    names match it so export is a prefix rename."""
+
+    def __init__(self, dim: int, n_heads: int, mlp_hidden: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(dim, eps=eps)
+        self.self_attn = SiglipAttention(dim, n_heads)
+        self.layer_norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = SiglipMLP(dim, mlp_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))

@@ -8,6 +8,11 @@ Two modes (`VisionConfig.resolution`):
   sequence (one row, no padding) through every linear layer; attention is block-diagonal,
   one block per image (Qwen2-VL's cu_seqlens), computed per group of equal-size images
   (`segment_attention`) so it costs sum(patches^2) rather than a T x T mask.
+
+`VisionConfig.arch: siglip` swaps the blocks for transformers' SiglipEncoderLayer (LayerNorm
+with biases, GELU-tanh MLP of 4 x width) and drops the final norm, so with merge 1 the encoder
+computes exactly what LLaVA takes from a SiglipVisionModel (hidden_states[-1], which is before
+post_layernorm); see vloom.model.hf_export.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vloom.config import VisionConfig
-from vloom.model.layers import Block, RMSNorm
+from vloom.model.layers import Block, RMSNorm, SiglipBlock
 from vloom.pack.images import ImageBatch, patchify
 
 # Inputs are uint8 RGB; mapping to [-1, 1] keeps the encoder free of dataset statistics.
 PIXEL_SCALE = 127.5
 ROPE_THETA = 10000.0
+SIGLIP_MLP_RATIO = 4
 
 
 class VisionEncoder(nn.Module):
@@ -43,10 +49,18 @@ class VisionEncoder(nn.Module):
             # the second (Qwen2-VL VisionRotaryEmbedding(hd / 2)).
             inv = 1.0 / ROPE_THETA ** (torch.arange(0, hd // 2, 2, dtype=torch.float32) / (hd // 2))
             self.register_buffer("rope_inv_freq", inv, persistent=False)
-        self.layers = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, None, 4.0, causal=False) for _ in range(cfg.n_layers)
-        )
-        self.norm = RMSNorm(cfg.d_model)
+        if cfg.arch == "siglip":
+            hidden = SIGLIP_MLP_RATIO * cfg.d_model
+            self.layers = nn.ModuleList(
+                SiglipBlock(cfg.d_model, cfg.n_heads, hidden) for _ in range(cfg.n_layers)
+            )
+            self.norm = nn.Identity()  # LLaVA's features skip SigLIP's post_layernorm
+        else:
+            self.layers = nn.ModuleList(
+                Block(cfg.d_model, cfg.n_heads, None, 4.0, causal=False)
+                for _ in range(cfg.n_layers)
+            )
+            self.norm = RMSNorm(cfg.d_model)
 
     @property
     def grid(self) -> int:
@@ -56,6 +70,14 @@ class VisionEncoder(nn.Module):
     def n_tokens(self) -> int:
         """LM tokens per image after merging merge x merge patches."""
         return (self.grid // self.cfg.merge) ** 2
+
+    @property
+    def slots(self) -> int | None:
+        """Image-token slots the connector learns an embedding for (None: no slot embeddings,
+        with dynamic resolution or the llava connector)."""
+        if self.dynamic or self.cfg.connector == "llava":
+            return None
+        return self.n_tokens
 
     @property
     def d_out(self) -> int:

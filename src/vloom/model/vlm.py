@@ -29,7 +29,7 @@ class VLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vision = VisionEncoder(cfg.vision, image_size)
-        slots = None if self.vision.dynamic else self.vision.n_tokens
+        slots = self.vision.slots
         self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
         self.lm = LanguageModel(cfg, vocab_size, max_seq_len)
         # Dynamic resolution: the count for an image_size square (blank rows, FLOP estimates).
