@@ -1,5 +1,6 @@
 """Export to transformers: from_pretrained loads, logits and tokenization match vloom."""
 
+import io
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from vloom.cli import main  # noqa: E402
 from vloom.config import ModelConfig  # noqa: E402
-from vloom.model import VLM, save_model  # noqa: E402
+from vloom.model import VLM, load_model, save_model  # noqa: E402
 from vloom.model.hf_export import export_checkpoint, inputs_embeds, load_image_encoder  # noqa: E402
 from vloom.pack.tokenizer import train_tokenizer  # noqa: E402
 from vloom.sequence import IMAGE_ID, encode_text  # noqa: E402
@@ -209,3 +210,99 @@ def test_siglip_vlm_exports_as_llava_with_matching_logits(tmp_path, tokenizer_fi
     assert theirs.shape == ours.shape
     assert (ours - theirs).abs().max().item() <= 1e-4
     assert (ours - swapped).abs().max().item() > 1e-3  # the images matter, in order
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_siglip_arch_trains_and_the_trained_vlm_matches_as_llava(tmp_path):
+    """synth -> pack -> train with the siglip/llava options (the loss goes down), then the
+    trained checkpoint exported as LLaVA gives vloom's logits on real packed rows."""
+    from tinyexp import tiny_config
+    from transformers import LlavaForConditionalGeneration
+
+    from vloom.pack import PackedStream, run_pack
+    from vloom.synth import generate
+    from vloom.train import train
+    from vloom.train.batches import to_micro
+
+    cfg = tiny_config(
+        model__vision={**SIGLIP, "d_model": 32, "patch_size": 8},
+        synth__n_interleaved=16,
+        synth__n_pairs=40,
+        synth__n_text=10,
+        train__steps=14,
+        train__warmup_steps=2,
+        train__log_every=1,
+        train__checkpoint_every=100,
+        train__image_start_fraction=0.0,
+        train__image_text_ratio=1.0,
+    )
+    generate(cfg.synth, tmp_path / "synth", cfg.seed)
+    run_pack(tmp_path / "synth" / "train", tmp_path / "packed", cfg, quiet=True)
+    out = tmp_path / "run"
+    train(cfg, tmp_path / "packed", out, quiet=True)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) >= 10 and sum(r["image_frac"] for r in rows if "loss" in r) > 0
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3  # it learns
+
+    ckpt = out / "checkpoints" / "final"
+    m = load_model(ckpt).eval()
+    assert m.tokens_per_image == 16  # 32 px / 8 px patches, no merge
+    s = PackedStream(tmp_path / "packed", "image", 0)
+    micro = to_micro([s.row(r) for r in range(len(s)) if len(s.row(r)[1])][:4], pin=False)
+    assert micro.images is not None and len(micro.images) >= 4
+
+    info = export_checkpoint(ckpt, tmp_path / "hf")
+    assert info["architecture"] == "LlavaForConditionalGeneration" and info["tokenizer"]
+    hf = LlavaForConditionalGeneration.from_pretrained(str(tmp_path / "hf")).eval()
+    with torch.no_grad():
+        ours, _ = m(micro.inputs, micro.images)
+        theirs = hf(**_llava_inputs(m, micro.inputs, micro.images)).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    assert (
+        AutoTokenizer.from_pretrained(str(tmp_path / "hf")).convert_tokens_to_ids("<image>")
+        == hf.config.image_token_id
+    )
+
+    # The exported image processor makes, from a raw synth image (any size), vloom's pixels.
+    from PIL import Image
+    from transformers.models.siglip import SiglipImageProcessorPil
+
+    from vloom.doc import list_shards, read_documents
+    from vloom.pack.images import prepare_image
+
+    proc = SiglipImageProcessorPil.from_pretrained(str(tmp_path / "hf"))
+    docs = read_documents(list_shards(tmp_path / "synth" / "train")[0])
+    pil = Image.open(io.BytesIO(next(im for d in docs for im in d.images if im)))
+    pil = pil.convert("RGB").resize((pil.width + 7, pil.height - 5))  # not a 32 px square
+    buf = io.BytesIO()
+    pil.save(buf, "PNG")
+    pixels, n_tok = prepare_image(buf.getvalue(), m.vision.cfg, m.vision.image_size)
+    ours_px = _llava_inputs(m, None, torch.from_numpy(pixels)[None])["pixel_values"]
+    theirs_px = proc(images=Image.open(buf), return_tensors="pt")["pixel_values"]
+    assert n_tok == 16 and theirs_px.shape == ours_px.shape == (1, 3, 32, 32)
+    assert (theirs_px - ours_px).abs().max().item() <= 1e-6
+
+
+def test_non_llava_vision_keeps_the_vloom_loader_and_says_why(tmp_path, tokenizer_file):
+    # siglip blocks but 2x2 merge + slot embeddings: not LLaVA; the loader export still matches
+    m = _ckpt(tmp_path / "ck", tokenizer_file, vision=SIGLIP | {"merge": 2, "connector": "vloom"})
+    info = export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    assert info["architecture"] == "LlamaForCausalLM" and info["vision"] == "vision.safetensors"
+    assert "arch: siglip, connector: llava, merge: 1" in info["note"]
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    tokens, images = _tokens(m.lm.vocab_size, images=True)
+    with torch.no_grad():
+        ours, _ = m(tokens, images)
+        theirs = hf(
+            inputs_embeds=inputs_embeds(hf, load_image_encoder(tmp_path / "hf"), tokens, images)
+        ).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    # the default vision side says so too
+    _ckpt(tmp_path / "ck2", tokenizer_file)
+    assert "vloom's own" in export_checkpoint(tmp_path / "ck2", tmp_path / "hf2")["note"]
+
+
+def test_siglip_arch_rejects_dynamic_resolution():
+    with pytest.raises(ValueError, match="siglip has learned absolute positions"):
+        ModelConfig(vision=SIGLIP | {"resolution": "dynamic"})

@@ -25,7 +25,9 @@ siglip arch does not have and is written as identity), vision_feature_select_str
 image_token_index 3 (`<image>`), image_seq_length = tokens per image. Inputs are what vloom's
 encoder sees: `pixel_values` [N, 3, H, W] float = uint8 RGB / 127.5 - 1 (SigLIP's own
 normalisation: rescale 1/255, mean = std = 0.5), and `input_ids` with each image expanded to
-image_seq_length copies of id 3, as vloom packs them.
+image_seq_length copies of id 3, as vloom packs them. `preprocessor_config.json` (SigLIP's PIL
+image processor: RGB, bicubic resize to the square, that normalisation) turns raw images into
+the same pixel_values as vloom's packer.
 """
 
 from __future__ import annotations
@@ -238,6 +240,8 @@ def export_checkpoint(
                 )
         if blocker:
             write_vision_side(model, tmp)
+        else:
+            write_image_processor(model.vision.image_size, tmp)
     if not blocker:
         return {
             "out": str(out_dir),
@@ -255,6 +259,23 @@ def export_checkpoint(
         "note": f"LM as {config.architectures[0]}; {blocker}, so it is written as "
         f"{VISION_WEIGHTS} + {VISION_CONFIG} for vloom.model.hf_export.load_image_encoder",
     }
+
+
+def write_image_processor(image_size: int, out: Path) -> None:
+    """preprocessor_config.json: SigLIP's PIL processor does what vloom's packer does to an
+    image (RGB, bicubic resize to the square, then / 127.5 - 1), so raw images can go in."""
+    from transformers.models.siglip import SiglipImageProcessorPil
+
+    SiglipImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        resample=3,  # PIL bicubic, as vloom.media.to_array
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
+    ).save_pretrained(str(out))
 
 
 def write_vision_side(model: VLM, out: Path) -> None:
