@@ -259,6 +259,22 @@ def test_siglip_arch_trains_and_the_trained_vlm_matches_as_llava(tmp_path):
         ours, _ = m(micro.inputs, micro.images)
         theirs = hf(**_llava_inputs(m, micro.inputs, micro.images)).logits
     assert (ours - theirs).abs().max().item() <= 1e-4
+
+    # transformers' own generate() continues an image prompt as vloom's greedy argmax does.
+    row = micro.inputs[0]
+    end = int((row == IMAGE_ID).nonzero().max()) + 4  # the prompt ends 3 tokens past an image
+    prompt = row[None, :end]
+    n_img = int((prompt == IMAGE_ID).sum()) // m.tokens_per_image
+    ims = micro.images[:n_img]
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = m(ids, ims)[0][:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, nxt], 1)
+        gen = hf.generate(
+            **_llava_inputs(m, prompt, ims), max_new_tokens=6, do_sample=False, eos_token_id=None
+        )
+    assert gen[0, end:].tolist() == ids[0, end:].tolist()
     assert (
         AutoTokenizer.from_pretrained(str(tmp_path / "hf")).convert_tokens_to_ids("<image>")
         == hf.config.image_token_id
