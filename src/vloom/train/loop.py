@@ -44,6 +44,15 @@ from vloom.train.sinks import log_metrics
 METRICS, SUMMARY, FINAL = "metrics.jsonl", "train_summary.json", "final"
 
 
+def cpu_threads() -> int:
+    """CPU cores this process may use, shared among the ranks torchrun started on this node."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     if precision == "bf16":
         return True
@@ -167,8 +176,9 @@ class _Run:
         packed_dir, out_dir = self.packed_dir, self.out_dir
         D.check_world(tc.batch_size, tc.grad_accum, info.world)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        # Always set: 0 means every core this process may use, not "whatever an earlier run in
+        # this process left" (a sweep runs several trainings in one process).
+        torch.set_num_threads(tc.threads or cpu_threads())
         torch.manual_seed(cfg.seed)
         device = self.device
         bf16 = use_bf16(tc.precision, device)
