@@ -322,3 +322,41 @@ def test_non_llava_vision_keeps_the_vloom_loader_and_says_why(tmp_path, tokenize
 def test_siglip_arch_rejects_dynamic_resolution():
     with pytest.raises(ValueError, match="siglip has learned absolute positions"):
         ModelConfig(vision=SIGLIP | {"resolution": "dynamic"})
+
+
+def test_llava_export_processor_turns_raw_text_and_images_into_vloom_inputs(
+    tmp_path, tokenizer_file
+):
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from vloom.pack.images import prepare_image
+    from vloom.sequence import encode_items, load_tokenizer
+
+    m = _ckpt(tmp_path / "ck", tokenizer_file, vision=SIGLIP)
+    export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    proc = AutoProcessor.from_pretrained(str(tmp_path / "hf"))
+    hf = LlavaForConditionalGeneration.from_pretrained(str(tmp_path / "hf")).eval()
+    rng = torch.Generator().manual_seed(4)
+    pngs = []
+    for w, h in [(23, 40), (16, 16), (64, 9)]:  # any size, resized to the 16 px square
+        buf = io.BytesIO()
+        px = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=rng).numpy()
+        Image.fromarray(px).save(buf, "PNG")
+        pngs.append(buf.getvalue())
+    items = ["A red circle", None, "left of", None, None, "it."]
+    ids = encode_items(load_tokenizer(str(tokenizer_file)), items, m.tokens_per_image)
+    pixels = torch.stack(
+        [torch.from_numpy(prepare_image(b, m.vision.cfg, m.vision.image_size)[0]) for b in pngs]
+    )
+    text = "<bos>" + "".join("<image>" if it is None else it for it in items) + "<eos>"
+    inputs = proc(
+        text=[text], images=[Image.open(io.BytesIO(b)) for b in pngs], return_tensors="pt"
+    )
+    assert inputs["input_ids"][0].tolist() == ids
+    ours_in = _llava_inputs(m, torch.tensor([ids]), pixels)
+    assert (inputs["pixel_values"] - ours_in["pixel_values"]).abs().max().item() <= 1e-6
+    with torch.no_grad():
+        ours, _ = m(torch.tensor([ids]), pixels)
+        theirs = hf(**inputs).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4

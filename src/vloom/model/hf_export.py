@@ -27,7 +27,10 @@ encoder sees: `pixel_values` [N, 3, H, W] float = uint8 RGB / 127.5 - 1 (SigLIP'
 normalisation: rescale 1/255, mean = std = 0.5), and `input_ids` with each image expanded to
 image_seq_length copies of id 3, as vloom packs them. `preprocessor_config.json` (SigLIP's PIL
 image processor: RGB, bicubic resize to the square, that normalisation) turns raw images into
-the same pixel_values as vloom's packer.
+the same pixel_values as vloom's packer, and `processor_config.json` (LlavaProcessor) does both:
+`AutoProcessor.from_pretrained(DIR)(text="<bos>A cat<image>on a mat", images=[img])` gives
+vloom's ids for the items ["A cat", image, "on a mat"] (vloom writes `<bos>` itself; the
+exported tokenizer adds no special tokens) and its pixels.
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ def export_checkpoint(
         if blocker:
             write_vision_side(model, tmp)
         else:
-            write_image_processor(model.vision.image_size, tmp)
+            write_processor(model, tmp, with_tokenizer=tok_path is not None)
     if not blocker:
         return {
             "out": str(out_dir),
@@ -261,13 +264,17 @@ def export_checkpoint(
     }
 
 
-def write_image_processor(image_size: int, out: Path) -> None:
-    """preprocessor_config.json: SigLIP's PIL processor does what vloom's packer does to an
-    image (RGB, bicubic resize to the square, then / 127.5 - 1), so raw images can go in."""
+def write_processor(model: VLM, out: Path, with_tokenizer: bool) -> None:
+    """preprocessor_config.json: SigLIP's PIL image processor does what vloom's packer does to
+    an image (RGB, bicubic resize to the square, then / 127.5 - 1). With the tokenizer, also
+    processor_config.json: LlavaProcessor expands each `<image>` in the text to
+    image_seq_length copies, so AutoProcessor(text, images) gives vloom's inputs."""
+    from transformers import LlavaProcessor, PreTrainedTokenizerFast
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    SiglipImageProcessorPil(
-        size={"height": image_size, "width": image_size},
+    size = model.vision.image_size
+    images = SiglipImageProcessorPil(
+        size={"height": size, "width": size},
         resample=3,  # PIL bicubic, as vloom.media.to_array
         do_rescale=True,
         rescale_factor=1 / 255,
@@ -275,7 +282,17 @@ def write_image_processor(image_size: int, out: Path) -> None:
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
         do_convert_rgb=True,
-    ).save_pretrained(str(out))
+    )
+    images.save_pretrained(str(out))
+    if with_tokenizer:
+        LlavaProcessor(
+            image_processor=images,
+            tokenizer=PreTrainedTokenizerFast.from_pretrained(str(out)),
+            patch_size=model.cfg.vision.patch_size,
+            vision_feature_select_strategy="full",
+            num_additional_image_tokens=0,
+            image_token=IMAGE,
+        ).save_pretrained(str(out))
 
 
 def write_vision_side(model: VLM, out: Path) -> None:
