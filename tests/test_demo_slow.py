@@ -17,8 +17,15 @@ def test_demo_vlm_reads_images_and_the_control_does_not(tmp_path):
     run = run_experiment(cfg, tmp_path / "demo", quiet=True)
     res = json.loads((run / "results.json").read_text())
     ctl = json.loads((run / "control" / "results.json").read_text())
-    assert res["eval"]["vqa"]["accuracy"] >= 0.60, res["eval"]["vqa"]
-    assert ctl["eval"]["vqa"]["accuracy"] <= 0.40, ctl["eval"]["vqa"]  # near chance (0.25)
+    vqa, ctl_vqa = res["eval"]["vqa"], ctl["eval"]["vqa"]
+    # Chance is 0.25. Float summation order alone (1 vs 2 threads) moves VQA by about 0.05
+    # (0.645 and 0.595 measured), so the bounds leave that margin.
+    assert vqa["accuracy"] >= 0.55, vqa
+    # "Which colour can be seen" needs the picture: the VLM reads it, the control cannot.
+    assert vqa["accuracy_colour"] >= 0.80, vqa
+    assert ctl_vqa["accuracy_colour"] <= 0.40, ctl_vqa
+    # A text-only model may still learn answer priors (e.g. typical object counts) from text.
+    assert ctl_vqa["accuracy"] <= vqa["accuracy"] - 0.15, (ctl_vqa, vqa)
     assert ctl["train"]["tokens"] == res["train"]["tokens"]
     report = (run / "report.md").read_text()
     assert "control" in report and (run / "plots" / "loss.png").stat().st_size > 5000
