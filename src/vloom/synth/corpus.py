@@ -20,34 +20,14 @@ from tqdm import tqdm
 
 from vloom.config import SynthConfig
 from vloom.doc import Document, write_documents, write_shard
-from vloom.synth.evalsets import write_evalsets
+from vloom.synth.evalsets import MC_FIELDS, WORLD_QA_SCHEMA, write_evalsets
 from vloom.synth.language import QTYPES, caption, description, make_qa, qa_text
 from vloom.synth.noise import inject_noise
 from vloom.synth.world import Scene, png_bytes, render, sample_scene
 
 MANIFEST = "manifest.json"
-VQA_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("image", pa.binary()),
-        ("question", pa.string()),
-        ("options", pa.list_(pa.string())),
-        ("answer", pa.int32()),
-        ("qtype", pa.string()),
-        ("template", pa.string()),
-    ]
-)
-TEXT_QA_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("context", pa.string()),
-        ("question", pa.string()),
-        ("options", pa.list_(pa.string())),
-        ("answer", pa.int32()),
-        ("qtype", pa.string()),
-        ("template", pa.string()),
-    ]
-)
+VQA_SCHEMA = pa.schema([("id", pa.string()), ("image", pa.binary()), *MC_FIELDS])
+TEXT_QA_SCHEMA = WORLD_QA_SCHEMA  # a scene described in words, then the question
 
 # Two sentences of prose each: the question-and-answer lines that follow are dense in
 # punctuation, and Gopher's rule wants >= 80% of all tokens (punctuation included) to

@@ -34,29 +34,23 @@ VQA_OPEN_SCHEMA = pa.schema(
 CAPTION_REFS_SCHEMA = pa.schema(
     [("id", pa.string()), ("image", pa.binary()), ("references", pa.list_(pa.string()))]
 )
+# The multiple-choice columns every QA eval file shares (option i scored as template.format(i)).
+MC_FIELDS = [
+    ("question", pa.string()),
+    ("options", pa.list_(pa.string())),
+    ("answer", pa.int32()),
+    ("qtype", pa.string()),
+    ("template", pa.string()),
+]
 MULTI_IMAGE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
         ("texts", pa.list_(pa.string())),  # the interleaved context, OBELICS-style:
         ("images", pa.list_(pa.binary())),  # exactly one of texts[i], images[i] is non-null
-        ("question", pa.string()),
-        ("options", pa.list_(pa.string())),
-        ("answer", pa.int32()),
-        ("qtype", pa.string()),
-        ("template", pa.string()),
+        *MC_FIELDS,
     ]
 )
-WORLD_QA_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("context", pa.string()),
-        ("question", pa.string()),
-        ("options", pa.list_(pa.string())),
-        ("answer", pa.int32()),
-        ("qtype", pa.string()),
-        ("template", pa.string()),
-    ]
-)
+WORLD_QA_SCHEMA = pa.schema([("id", pa.string()), ("context", pa.string()), *MC_FIELDS])
 # Words that never name anything in this world (none of them occurs in the training text).
 NOT_COLOURS = ("orange", "black", "pink", "brown", "cyan")
 NOT_SHAPES = ("star", "hexagon", "oval", "heart", "cross")
