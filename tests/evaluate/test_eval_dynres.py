@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from greedyref import manual_greedy
 from PIL import Image
 from tinyexp import tiny_config
 
@@ -27,7 +28,7 @@ from vloom.evaluate.tasks import EvalContext, get_task
 from vloom.evaluate.tasks.data import answer_text, image_input, pixels
 from vloom.model.io import build_model, save_model
 from vloom.pack.images import ImageBatch, prepare_image, unpatchify
-from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, encode_text, load_tokenizer
+from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, encode_text, load_tokenizer
 
 CPU = torch.device("cpu")
 # (width, height): wide, tall, square, over the pixel budget; pairs with equal token counts
@@ -244,20 +245,6 @@ def test_mixed_size_batches_score_as_one_example_at_a_time(dyn_ctx):
     assert get_task("multi_image")(dyn_ctx)["skipped_too_long"] == 0
 
 
-def _manual_greedy(model, prompt, image, n):
-    ids, new = list(prompt), []
-    with torch.no_grad():
-        for _ in range(n):
-            logits = model(torch.tensor([ids]), image)[0][0, -1].clone()
-            logits[[IMAGE_ID, PAD_ID]] = float("-inf")
-            t = int(logits.argmax())
-            if t == EOS_ID:
-                break
-            new.append(t)
-            ids.append(t)
-    return new
-
-
 def test_greedy_generation_batches_mixed_sizes_like_single_runs(dyn_ctx):
     m, tok = dyn_ctx.model, dyn_ctx.tokenizer
     datas = _file_images(dyn_ctx.data_dir / "vqa_open.parquet")[:8]
@@ -274,7 +261,7 @@ def test_greedy_generation_batches_mixed_sizes_like_single_runs(dyn_ctx):
     assert isinstance(batch_images(m, images), ImageBatch)
     got = greedy_generate(m, tok, prompts, images, CPU, 5, batch_size=8)
     want = [
-        tok.decode(_manual_greedy(m, p, im, 5)).strip()
+        tok.decode(manual_greedy(m, p, im, 5)).strip()
         for p, im in zip(prompts, images, strict=True)
     ]
     assert got == want

@@ -1,26 +1,10 @@
 import pytest
 import torch
+from greedyref import manual_greedy
 
 from vloom.evaluate.generation import cut_at_stop, greedy_generate
 from vloom.evaluate.tasks.data import pixels
-from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, encode_text
-
-
-def _manual_greedy(model, prompt, image, n):
-    """The reference: one example, one token at a time, argmax over allowed tokens."""
-    ids = list(prompt)
-    new = []
-    with torch.no_grad():
-        for _ in range(n):
-            logits, _ = model(torch.tensor([ids]), image)
-            logits = logits[0, -1].clone()
-            logits[[IMAGE_ID, PAD_ID]] = float("-inf")
-            t = int(logits.argmax())
-            if t == EOS_ID:
-                break
-            new.append(t)
-            ids.append(t)
-    return new
+from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
 
 
 def test_greedy_matches_a_step_by_step_argmax_batched_or_not(rand_ctx):
@@ -30,7 +14,7 @@ def test_greedy_matches_a_step_by_step_argmax_batched_or_not(rand_ctx):
     got = greedy_generate(m, tok, prompts, [None] * 3, torch.device("cpu"), 4, batch_size=4)
     one = [greedy_generate(m, tok, [p], [None], torch.device("cpu"), 4)[0] for p in prompts]
     assert got == one
-    want = [tok.decode(_manual_greedy(m, p, None, 4)).strip() for p in prompts]
+    want = [tok.decode(manual_greedy(m, p, None, 4)).strip() for p in prompts]
     assert got == want
 
 
@@ -41,7 +25,7 @@ def test_greedy_with_an_image_and_stop_strings(rand_ctx, tiny_data):
     row = pq.read_table(tiny_data["eval"] / "vqa_open.parquet").slice(0, 1).to_pylist()[0]
     im = pixels(row["image"], m.vision.image_size)
     prompt = [BOS_ID] + [IMAGE_ID] * m.tokens_per_image + encode_text(tok, "Question:")
-    full = tok.decode(_manual_greedy(m, prompt, im, 6))
+    full = tok.decode(manual_greedy(m, prompt, im, 6))
     assert greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), 6)[0] == full.strip()
     if len(full.strip()) > 1:
         stop = full.strip()[1]
