@@ -22,7 +22,6 @@ from vloom.config import (
     load_curate_config,
 )
 
-
 # Packages that bring their own commands: each module has `add_commands(add)`, where `add` is
 # the helper in `build_parser` (name, fn, help, config=True) -> subparser. Keep them light to
 # import: heavy imports belong inside the command functions.
