@@ -44,6 +44,12 @@ class SynthConfig(_Strict):
     images_per_doc: int = Field(3, ge=1, le=16, description="images per interleaved document")
     n_pairs: int = Field(3000, ge=0, description="image-caption pair documents")
     n_text: int = Field(3000, ge=0, description="text-only documents about the same world")
+    n_reference: int = Field(
+        0,
+        ge=0,
+        description="clean documents in `reference/` (no noise, never trained on): the "
+        "'good text' set a quality classifier can learn from (curate params: {input}/../reference)",
+    )
     n_eval_vqa: int = Field(400, ge=4, description="held-out 4-way VQA questions")
     n_eval_text: int = Field(200, ge=4, description="held-out text-only questions and documents")
     noise: NoiseConfig = Field(default_factory=NoiseConfig)

@@ -2,14 +2,7 @@ import random
 
 import pyarrow.parquet as pq
 
-from vloom.synth.evalsets import (
-    NOT_CELLS,
-    NOT_COLOURS,
-    NOT_SHAPES,
-    NOT_SIZES,
-    _multi_question,
-    world_qa_rows,
-)
+from vloom.synth.evalsets import _multi_question, world_qa_rows
 from vloom.synth.world import CELLS, COLOURS, SHAPES, SIZES, sample_scene
 
 
@@ -50,18 +43,20 @@ def test_multi_image_answer_is_right_for_the_scenes():
     assert seen == {"find", "count"}
 
 
-def test_world_qa_right_option_exists_in_the_world_and_distractors_do_not():
+def test_world_qa_right_option_plays_the_asked_role_and_each_distractor_another():
     roles = {
-        "colour": (set(COLOURS), NOT_COLOURS),
-        "shape": (set(SHAPES), NOT_SHAPES),
-        "size": (set(SIZES), NOT_SIZES),
-        "position": (set(CELLS), NOT_CELLS),
+        "colour": set(COLOURS),
+        "shape": set(SHAPES),
+        "size": set(SIZES),
+        "position": set(CELLS),
     }
     rows = world_qa_rows(40, random.Random(0))
     assert {r["qtype"] for r in rows} == set(roles)
     for r in rows:
-        world, never = roles[r["qtype"]]
-        right = r["options"][r["answer"]]
-        assert right in world
-        assert not any(o in world for i, o in enumerate(r["options"]) if i != r["answer"])
-        assert sum(o in never for o in r["options"]) == 2
+        assert len(r["options"]) == 4 and r["options"][r["answer"]] in roles[r["qtype"]]
+        others = [o for i, o in enumerate(r["options"]) if i != r["answer"]]
+        # one word of each other role: every option is a word the training text uses
+        assert sorted(next(k for k, w in roles.items() if o in w) for o in others) == sorted(
+            set(roles) - {r["qtype"]}
+        )
+        assert r["template"].count("{}") == 1

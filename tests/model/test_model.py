@@ -47,6 +47,23 @@ def test_causal_future_tokens_do_not_change_the_past():
     assert not torch.allclose(a[:, 15:], b[:, 15:])
 
 
+def test_kv_cache_gives_the_full_forward_logits():
+    # prompt with images (GQA model), then a 3-token chunk, then single tokens: every step's
+    # logits equal the full-sequence forward at the same positions
+    m = _model()
+    tokens, images = _inputs()
+    full, _ = m(tokens, images)
+    cache = m.lm.new_cache()
+    parts = [m(tokens[:, :14], images, cache=cache)[0]]
+    parts.append(m(tokens[:, 14:17], cache=cache)[0])
+    for t in range(17, 20):
+        parts.append(m(tokens[:, t : t + 1], cache=cache)[0])
+    assert cache.pos == 20
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+    with pytest.raises(AssertionError, match="exceeds max_seq_len 32"):
+        m(torch.randint(4, 50, (2, 13)), cache=cache)
+
+
 def test_image_changes_logits_only_from_its_position_on():
     m = _model()
     tokens, images = _inputs()

@@ -263,6 +263,20 @@ def run_curate(
     return drive(in_dir, out_dir, cfg, _run_all, quiet=quiet)
 
 
+def expand_input(params: dict[str, Any], in_dir: str | os.PathLike) -> dict[str, Any]:
+    """Parameters with "{input}" in string values (or lists of them) replaced by in_dir, so a
+    config can name files beside its input (e.g. a classifier's training sets)."""
+
+    def sub(v: Any) -> Any:
+        if isinstance(v, str):
+            return v.replace("{input}", str(in_dir))
+        if isinstance(v, list):
+            return [sub(x) for x in v]
+        return v
+
+    return {k: sub(v) for k, v in params.items()}
+
+
 def drive(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -275,7 +289,8 @@ def drive(
     names = [p.name for p in shards]
     if len(set(names)) != len(names):
         raise CurateError(f"{in_dir}: shard file names are not unique")
-    specs = [resolve_step(s) for s in cfg.steps]  # config errors before any work
+    # config errors before any work; "{input}" in a parameter names the input directory
+    specs = [(cls, expand_input(p, in_dir)) for cls, p in map(resolve_step, cfg.steps)]
     _check_order([cls for cls, _ in specs])
     out = Path(out_dir)
     if any(p.resolve().parent == out.resolve() for p in shards):

@@ -1,6 +1,7 @@
 """Mixing and repetition: build the training mixture from sources with target shares.
 
-Each document belongs to a source: by default its structural `kind` ("text": no images,
+Each document belongs to a source: with no `shares`, one source holding every document
+(only the repetition tiers below apply); else by default its structural `kind` ("text": no images,
 "pairs": one image and at most one text item, "interleaved": the rest; the synthetic
 world's text-only, pair and interleaved documents), or `by: source` (Document.source;
 a share key also matches the last "/" part, so `pairs` matches `synth/pairs`), or
@@ -68,7 +69,7 @@ class Mix(GlobalStep):
 
     def __init__(
         self,
-        shares: dict[str, float],
+        shares: dict[str, float] | None = None,
         unit: Literal["tokens", "documents"] = "tokens",
         by: str = "kind",
         total: float | None = None,
@@ -80,6 +81,8 @@ class Mix(GlobalStep):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if shares is None:
+            shares, by = {"all": 1.0}, "all"  # one source: repetition by score only
         if not shares:
             raise CurateError("'shares' is empty; name at least one source")
         if any(v < 0 or not math.isfinite(v) for v in shares.values()):
@@ -88,8 +91,10 @@ class Mix(GlobalStep):
             raise CurateError(f"shares must add up to 1, got {sum(shares.values()):g}")
         if len(shares) >= _UNLISTED:
             raise CurateError("too many sources")
-        if by not in ("kind", "source") and not by.startswith("metadata."):
+        if by not in ("kind", "source", "all") and not by.startswith("metadata."):
             raise CurateError(f"by={by!r}: expected 'kind', 'source' or 'metadata.<key>'")
+        if by == "all" and list(shares) != ["all"]:
+            raise CurateError("by 'all' is the single source of a mix without 'shares'")
         if by == "kind" and set(shares) - set(KINDS):
             bad = sorted(set(shares) - set(KINDS))
             raise CurateError(f"by 'kind' knows sources {', '.join(KINDS)}, not {', '.join(bad)}")
@@ -117,6 +122,8 @@ class Mix(GlobalStep):
     # ---- which source a document belongs to ----
 
     def _label(self, doc: Document) -> str:
+        if self.by == "all":
+            return "all"
         if self.by == "kind":
             return kind_of(doc)
         if self.by == "source":

@@ -32,7 +32,7 @@ def greedy_generate(
     """Greedy continuations of each prompt, stopped at <eos>, a stop string or max_new_tokens.
 
     Prompts of equal length run together (no padding, so positions match the single-example
-    run exactly); the whole prefix is recomputed each step, which is cheap at these sizes.
+    run exactly); the prompt runs once, then each new token reuses the cached keys/values.
     A text prompt longer than the model's context keeps its end; an image prompt fails.
     """
     limit = model.lm.max_seq_len
@@ -84,8 +84,10 @@ def _greedy_batch(
     image_batch = image_batch.to(device) if image_batch is not None else None
     new: list[list[int]] = [[] for _ in chunk]
     done = [False] * len(chunk)
+    cache = model.lm.new_cache()
     for _ in range(max_new_tokens):
-        logits, _ = model(tokens, image_batch)
+        logits, _ = model(tokens, image_batch, cache=cache)
+        image_batch = None  # the images sit in the prompt, which is now cached
         # Never emit the placeholders: an <image> token without an image breaks the next step.
         logits[:, -1, IMAGE_ID] = float("-inf")
         logits[:, -1, PAD_ID] = float("-inf")
@@ -101,5 +103,5 @@ def _greedy_batch(
                 done[j] = True
         if all(done):
             break
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+        tokens = nxt[:, None]
     return new

@@ -67,6 +67,28 @@ def segment_attention(
     return torch.cat(outs, dim=1)[:, inv][None]
 
 
+class KVCache:
+    """Keys and values of the positions already seen, per layer, for incremental decoding.
+
+    Generation feeds the prompt once, then one token per step; each step attends to the
+    cached keys instead of recomputing the whole prefix (O(T) per step, not O(T^2))."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+        self.pos = 0  # positions cached so far (the next token's position)
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's k/v [B, Hkv, T, Dh]; return all of them."""
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
 class Attention(nn.Module):
     def __init__(
         self,
@@ -91,20 +113,31 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         segments: list[int] | None = None,
+        cache: tuple[KVCache, int] | None = None,
     ) -> torch.Tensor:
         """segments: lengths of independent sequences packed into x's one row (images of a
-        batch); a position attends only within its own segment."""
+        batch); a position attends only within its own segment. cache: (KVCache, layer
+        index) for incremental decoding; x then holds the positions after the cached ones."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
         k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        p0 = cache[0].pos if cache is not None else 0
         if rope is not None:
-            cos, sin = rope
-            q, k = apply_rope(q, cos[:T], sin[:T]), apply_rope(k, cos[:T], sin[:T])
+            cos, sin = rope[0][p0 : p0 + T], rope[1][p0 : p0 + T]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache[0].update(cache[1], k, v)
         if self.n_kv != self.n_heads:
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if segments is None:
+        if p0 > 0:
+            # new queries sit after the cached keys: query i sees keys 0..p0+i
+            mask = None
+            if self.causal and T > 1:
+                mask = torch.ones(T, p0 + T, dtype=torch.bool, device=x.device).tril(p0)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif segments is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:
             y = segment_attention(q, k, v, segments, self.causal)
@@ -146,9 +179,13 @@ class Block(nn.Module):
         self.mlp = SwiGLU(dim, swiglu_hidden(dim, ffn_mult))
 
     def forward(
-        self, x: torch.Tensor, rope=None, segments: list[int] | None = None
+        self,
+        x: torch.Tensor,
+        rope=None,
+        segments: list[int] | None = None,
+        cache: tuple[KVCache, int] | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, segments)
+        x = x + self.self_attn(self.input_layernorm(x), rope, segments, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vloom.config import ModelConfig
-from vloom.model.layers import Block, RMSNorm, rope_cache
+from vloom.model.layers import Block, KVCache, RMSNorm, rope_cache
 
 
 class LanguageModel(nn.Module):
@@ -34,13 +34,19 @@ class LanguageModel(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward_embeds(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden states -> logits. x: [B, T, D] input embeddings."""
-        T = x.shape[1]
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.layers))
+
+    def forward_embeds(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Hidden states -> logits. x: [B, T, D] input embeddings; with a cache, the T
+        positions after the cached ones (the cache then holds them too)."""
+        T = x.shape[1] + (cache.pos if cache is not None else 0)
         assert T <= self.max_seq_len, (
             f"sequence of {T} tokens exceeds max_seq_len {self.max_seq_len}"
         )
         rope = (self.rope_cos, self.rope_sin)
-        for layer in self.layers:
-            x = layer(x, rope)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, None, (cache, i) if cache is not None else None)
+        if cache is not None:
+            cache.pos = T
         return self.lm_head(self.norm(x))  # [B, T, V]

@@ -14,6 +14,7 @@ from torch import nn
 
 from vloom.config import ModelConfig
 from vloom.model.connector import Connector
+from vloom.model.layers import KVCache
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
 from vloom.pack.images import ImageBatch
@@ -86,8 +87,11 @@ class VLM(nn.Module):
         tokens: torch.Tensor,
         images: torch.Tensor | ImageBatch | None = None,
         targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.lm.forward_embeds(self.embed(tokens, images))  # [B, T, V]
+        """cache (from `self.lm.new_cache()`): decode incrementally; `tokens` are then the
+        positions after the cached ones, and images belong to those tokens only."""
+        logits = self.lm.forward_embeds(self.embed(tokens, images), cache)  # [B, T, V]
         loss = None
         if targets is not None:
             loss = F.cross_entropy(

@@ -114,6 +114,26 @@ def text_doc(i: int, scenes: Callable[[], Scene], rng: random.Random) -> Documen
     )
 
 
+def write_reference(out_dir: Path, avoid: set, cfg: SynthConfig, seed: int) -> int:
+    """cfg.n_reference clean documents, the kinds in the training corpus's proportions, from
+    scenes no evaluation set uses; none of them is trained on."""
+    n = cfg.n_reference
+    if n == 0:
+        return 0
+    scenes = _SceneSource(random.Random(f"reference-scenes-{seed}"), cfg.max_objects, avoid)
+    rng = random.Random(f"reference-{seed}")
+    sizes = [cfg.n_interleaved, cfg.n_pairs, cfg.n_text]
+    total = sum(sizes) or 1
+    n_il, n_pair = (round(n * k / total) for k in sizes[:2])
+    docs = [interleaved_doc(i, scenes, cfg, rng) for i in range(n_il)]
+    docs += [pair_doc(i, scenes(), cfg, rng) for i in range(n_pair)]
+    docs += [text_doc(i, scenes, rng) for i in range(max(n - n_il - n_pair, 0))]
+    for d in docs:
+        d.id, d.source = f"ref-{d.id}", d.source.replace("synth/", "synth/reference/")
+    write_documents(out_dir, docs, shard_size=cfg.shard_size)
+    return len(docs)
+
+
 def generate(
     cfg: SynthConfig, out_dir: str | Path, seed: int = 0, quiet: bool = True
 ) -> dict[str, Any]:
@@ -185,6 +205,7 @@ def generate(
         out / "eval" / "captions.parquet", [pair_doc(i, held(), cfg, erng) for i in range(n_small)]
     )
     extra = write_evalsets(out / "eval", held, cfg, seed)
+    n_ref = write_reference(out / "reference", held.keys, cfg, seed)
 
     defects = Counter(d.metadata.get("defect", "clean") for d in docs)
     manifest = {
@@ -199,6 +220,7 @@ def generate(
             "captions": n_small,
             **extra,
         },
+        "reference": {"documents": n_ref},
     }
     # Written last: its presence marks the stage complete.
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

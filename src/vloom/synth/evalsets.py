@@ -51,11 +51,6 @@ MULTI_IMAGE_SCHEMA = pa.schema(
     ]
 )
 WORLD_QA_SCHEMA = pa.schema([("id", pa.string()), ("context", pa.string()), *MC_FIELDS])
-# Words that never name anything in this world (none of them occurs in the training text).
-NOT_COLOURS = ("orange", "black", "pink", "brown", "cyan")
-NOT_SHAPES = ("star", "hexagon", "oval", "heart", "cross")
-NOT_SIZES = ("tiny", "huge", "medium", "giant")
-NOT_CELLS = ("middle", "centre", "far left", "far right")
 
 
 def scene_json(s: Scene) -> str:
@@ -154,49 +149,31 @@ def multi_image_rows(
 def world_qa_rows(n: int, rng: random.Random) -> list[dict]:
     """Text-only questions on what exists in the world: its colours, shapes, sizes and places.
 
-    The right option is a word the training text uses in that role; the distractors are words
-    it never uses (orange, hexagon) or words of another role (a shape offered as a colour).
+    Every option is a word the training text uses, so word frequency alone cannot pick the
+    answer: the right one plays the asked role (a colour), each distractor plays one of the
+    other three roles (a shape, a size, a place), all read in the same answer sentence.
     """
-    colours, shapes = list(COLOURS), list(SHAPES)
-    kinds = {
-        "colour": (
-            "Which of these is a colour an object can have?",
-            colours,
-            NOT_COLOURS,
-            shapes,
-            "There is a {} object.",
-        ),
-        "shape": (
-            "Which of these is a shape an object can have?",
-            shapes,
-            NOT_SHAPES,
-            colours,
-            "The {c} object is a {{}}.",
-        ),
-        "size": (
-            "Which of these is a size an object can have?",
-            list(SIZES),
-            NOT_SIZES,
-            shapes,
-            "There is a {{}} {c} {s}.",
-        ),
-        "position": (
-            "Which of these is a place where an object can be?",
-            list(CELLS),
-            NOT_CELLS,
-            colours,
-            "The {c} object is at the {{}}.",
-        ),
+    roles = {
+        "colour": ("Which of these is a colour an object can have?", list(COLOURS)),
+        "shape": ("Which of these is a shape an object can have?", list(SHAPES)),
+        "size": ("Which of these is a size an object can have?", list(SIZES)),
+        "position": ("Which of these is a place where an object can be?", list(CELLS)),
+    }
+    templates = {
+        "colour": "There is a {} object.",
+        "shape": "The {c} object is a {{}}.",
+        "size": "There is a {{}} {c} {s}.",
+        "position": "The {c} object is at the {{}}.",
     }
     rows = []
     for i in range(n):
-        qtype = list(kinds)[i % len(kinds)]
-        q, right, never, other_role, template = kinds[qtype]
+        qtype = list(roles)[i % len(roles)]
+        q, right = roles[qtype]
         a = rng.choice(right)
-        distractors = rng.sample(never, 2) + [rng.choice([w for w in other_role if w != a])]
-        opts = distractors + [a]
+        opts = [a] + [rng.choice(words) for r, (_, words) in roles.items() if r != qtype]
         rng.shuffle(opts)
-        c, s = rng.choice(colours), rng.choice(shapes)
+        c, s = rng.choice(list(COLOURS)), rng.choice(list(SHAPES))
+        t = templates[qtype]
         rows.append(
             {
                 "id": f"world-{i:05d}",
@@ -205,7 +182,7 @@ def world_qa_rows(n: int, rng: random.Random) -> list[dict]:
                 "options": opts,
                 "answer": opts.index(a),
                 "qtype": qtype,
-                "template": template.format(c=c, s=s) if "{c" in template else template,
+                "template": t.format(c=c, s=s) if "{c" in t else t,
             }
         )
     return rows
