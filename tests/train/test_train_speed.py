@@ -31,9 +31,15 @@ def test_flops_per_token_counts_matmuls_output_layer_and_attention(tiny_data):
     vlm = build_model(cfg, stats)
     d, L, V, T = cfg.model.d_model, cfg.model.n_layers, stats["vocab_size"], stats["seq_len"]
     h = swiglu_hidden(d, cfg.model.ffn_mult)
-    per_layer = 4 * d * d + 3 * d * h + 2 * d  # q, k, v, o; gate, up, down; two norms
-    n = L * per_layer + d + V * d  # + final norm + output layer (tied, still a matmul)
+    per_layer = 4 * d * d + 3 * d * h  # q, k, v, o; gate, up, down (norm weights not counted)
+    n = L * per_layer + V * d  # + output layer (tied, still a matmul)
     assert lm_flops_per_token(vlm, T) == 6 * n + 12 * L * d * T
+    # one formula with the scaling laws, which count from the config without building a model
+    from vloom.config import dump_config
+    from vloom.scaling.flops import shape_from_config, train_flops_per_token
+
+    shape = shape_from_config(dump_config(cfg), V)
+    assert train_flops_per_token(shape)["total"] == lm_flops_per_token(vlm, T)
     v = cfg.model.vision
     p = (stats["image_size"] // v.patch_size) ** 2
     assert flops_per_image(vlm) > 6 * v.n_layers * (4 * v.d_model**2) * p  # at least the attn mats

@@ -4,7 +4,9 @@ Counting (PaLM appendix B; Chinchilla): a training step costs 6 FLOPs per parame
 token (forward 2, backward 4) for every matrix the token passes through, the output
 layer included (its vocab x d matrix counts even when tied to the embedding, which is a
 lookup and costs nothing), plus attention scores and values: 12 x layers x d x seq_len
-per token (non-causal count, as PaLM). An image adds the same for the vision encoder over
+per token (non-causal count, as PaLM). The decoder's count is the scaling laws' one
+(`vloom.scaling.flops.train_flops_per_token`, norm weights left out), read off the built
+model's shape, so MFU and compute-optimal fits use one formula. An image adds the same for the vision encoder over
 its patches and for the connector over its tokens. Frozen parts are counted as trained
 (their backward through activations still runs), so MFU is slightly optimistic there.
 """
@@ -15,6 +17,7 @@ import torch
 
 from vloom.model.lm import LanguageModel
 from vloom.model.vlm import VLM
+from vloom.scaling.flops import LMShape, train_flops_per_token
 
 # Dense bf16 peak FLOP/s by device-name fragment (vendor datasheets, without sparsity).
 PEAK_BF16 = {
@@ -39,10 +42,24 @@ def _params(mod: torch.nn.Module, skip: tuple[str, ...] = ()) -> int:
     return n
 
 
+def lm_shape(lm: LanguageModel, seq_len: int) -> LMShape:
+    """The counted shape of a built decoder (a grown model's widths included)."""
+    c = lm.cfg
+    return LMShape(
+        d_model=c.d_model,
+        n_layers=len(lm.layers),
+        n_heads=c.n_heads,
+        n_kv_heads=c.n_kv_heads or c.n_heads,
+        ffn_hidden=lm.layers[0].mlp.gate_proj.out_features,
+        vocab_size=lm.vocab_size,
+        seq_len=seq_len,
+        tie_embeddings=c.tie_embeddings,
+    )
+
+
 def decoder_flops_per_token(lm: LanguageModel, seq_len: int) -> float:
     """Training FLOPs per token of the decoder LM at context `seq_len`."""
-    n = _params(lm.layers) + _params(lm.norm) + lm.vocab_size * lm.cfg.d_model  # + output layer
-    return 6.0 * n + 12.0 * lm.cfg.n_layers * lm.cfg.d_model * seq_len
+    return train_flops_per_token(lm_shape(lm, seq_len))["total"]
 
 
 def lm_flops_per_token(vlm: VLM, seq_len: int) -> float:
