@@ -6,6 +6,7 @@ file is an error that names the key instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -373,9 +374,31 @@ def load_curate_config(path: str | Path) -> CurateConfig:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_fmt_errors(source, e)) from None
+    return _model_from_init_checkpoint(cfg, source)
+
+
+def _model_from_init_checkpoint(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
+    """With `train.init_from`, the architecture is the checkpoint's (its config.json), so a
+    grown or imported checkpoint continues without copying its `model:` section by hand; every
+    stage (pack, train, the run's config.json, FLOP counts) then sees the real model. A
+    checkpoint that does not exist yet is left to the trainer, which names it."""
+    if not cfg.train.init_from:
+        return cfg
+    meta_path = Path(cfg.train.init_from) / "config.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return cfg
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        return cfg
+    try:
+        model = ModelConfig.model_validate(meta["model"])
+    except ValidationError as e:
+        raise ConfigError(_fmt_errors(f"{source}: train.init_from {meta_path}", e)) from None
+    return cfg if model == cfg.model else cfg.model_copy(update={"model": model})
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tinyexp import tiny_config
 
 from vloom.config import ConfigError, TrainConfig, config_from_dict, load_config
@@ -166,13 +166,30 @@ def test_init_from_another_architecture_or_a_corrupt_file_is_a_one_line_error(ti
     small = tmp_path / "small"
     train(tiny_config(train__steps=1), tiny_data["packed"], small, quiet=True)
     ck = small / "checkpoints" / "final"
+    # the architecture comes from the checkpoint: a model section for another width is replaced
     wide = tiny_config(
         train__steps=1, train__init_from=str(ck), model__d_model=64, model__n_heads=2
     )
+    assert wide.model == tiny_config().model
+    # weights that do not match the checkpoint's own config.json: a one-line shape error
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text((ck / "config.json").read_text())
+    big = build_model(
+        tiny_config(model__d_model=64, model__n_heads=2), read_packed_stats(tiny_data["packed"])
+    )
+    from vloom.model.io import state_dict_for_save
+
+    save_file(state_dict_for_save(big), str(other / "model.safetensors"))
     with pytest.raises(
-        ValueError, match=r"fc1.bias has shape \(32,\) in the checkpoint but \(64,\) in this model"
+        ValueError, match=r"fc1.bias has shape \(64,\) in the checkpoint but \(32,\) in this model"
     ):
-        train(wide, tiny_data["packed"], tmp_path / "wide", quiet=True)
+        train(
+            tiny_config(train__steps=1, train__init_from=str(other)),
+            tiny_data["packed"],
+            tmp_path / "wide",
+            quiet=True,
+        )
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("config.json", "model.safetensors"):

@@ -237,8 +237,8 @@ def grow_checkpoint(
     model_section = big.cfg.model_dump(mode="json")
     with staged_dir(out) as tmp:
         save_model(big, tmp, extra | {"grown_from": info})
-        # `train.init_from` builds the model from the experiment YAML, so the run needs this
-        # section (the MLP width and norm epsilon are not the defaults for the new width).
+        # `train.init_from` reads the architecture from config.json; model.yaml is the same
+        # section for a new experiment that starts from scratch at this shape.
         (tmp / MODEL_YAML).write_text(
             "# the `model:` section for an experiment that continues from this checkpoint\n"
             + yaml.safe_dump({"model": model_section}, sort_keys=False)

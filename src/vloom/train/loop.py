@@ -210,7 +210,11 @@ class _Run:
             self.log(f"resuming from {resumed} (step {start})")
         elif tc.init_from:
             load_weights(vlm, tc.init_from)  # weights only: new optimizer, schedule from 0
-            self.log(f"initialised from {tc.init_from}")
+            m = cfg.model
+            self.log(
+                f"initialised from {tc.init_from} (its architecture: d_model {m.d_model}, "
+                f"{m.n_layers} layers, {m.n_heads} heads)"
+            )
         if info.main:
             if resumed is None:
                 metrics_path.unlink(missing_ok=True)
