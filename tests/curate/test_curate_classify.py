@@ -64,6 +64,20 @@ def test_training_is_deterministic(world, tmp_path):
     assert again.read_bytes() == world["model"].read_bytes()
 
 
+def test_relative_paths_train_and_cache_the_model(world, tmp_path, monkeypatch):
+    # the trainer runs in a child process in a temporary directory: relative paths (what a
+    # config in a project directory has) must still land where they say
+    monkeypatch.chdir(tmp_path)
+    args = ["classifier-train", str(world["pos"]), str(world["neg"]), "--out", "rel/m.bin"]
+    assert main([*args, "--quiet", *TRAIN]) == 0
+    assert (tmp_path / "rel" / "m.bin").read_bytes() == world["model"].read_bytes()
+    step = StepConfig(
+        name="fasttext_quality", positive=str(world["pos"]), negative=str(world["neg"])
+    )
+    run_curate(world["train"], "out", CurateConfig(steps=[step]), quiet=True)
+    assert list((tmp_path / "out" / ".curate").glob("fasttext-*.bin"))
+
+
 def test_threshold_step_drops_spam_and_writes_scores(world, tmp_path):
     held = world["held_clean"] + world["held_spam"]
     step = build_step(StepConfig(name="fasttext_quality", model=str(world["model"]), threshold=0.5))

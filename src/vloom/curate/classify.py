@@ -104,7 +104,7 @@ def train_classifier(
     _import_fasttext()  # a clear error here rather than in the child process
     rows = [f"{POSITIVE} {t}" for t in positive] + [f"{NEGATIVE} {t}" for t in negative]
     random.Random(seed).shuffle(rows)
-    out = Path(out)
+    out = Path(out).resolve()  # the trainer child runs in a temporary directory
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
         "epoch": epochs,
