@@ -1,8 +1,9 @@
 """Metric sinks: every metrics.jsonl record also goes to TensorBoard, MLflow or W&B.
 
 metrics.jsonl stays the record of truth (the report reads it); sinks are views of it for
-the usual dashboards, all offline: TensorBoard event files in RUN/tb/, an MLflow file store
-in RUN/mlruns/, a W&B offline run in RUN/wandb/. Which ones: `report.sinks` in the config
+the usual dashboards, all offline: TensorBoard event files in RUN/tb/, an MLflow SQLite store
+RUN/mlflow.db (MLflow 3 deprecates the ./mlruns file store; `mlflow ui --backend-store-uri
+sqlite:///RUN/mlflow.db`), a W&B offline run in RUN/wandb/ (`wandb sync` uploads it later). Which ones: `report.sinks` in the config
 ([tensorboard, mlflow, wandb]). Unset means TensorBoard when it is installed and nothing
 otherwise; a sink asked for whose package is missing is a one-line error.
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 SINKS = ("tensorboard", "mlflow", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 TB_DIR = "tb"
+MLFLOW_DB = "mlflow.db"
 
 
 def _installed(sink: str) -> bool:
@@ -67,16 +70,28 @@ class MetricSinks:
 
             self.writers["tensorboard"] = SummaryWriter(log_dir=str(out_dir / TB_DIR))
         if "mlflow" in sinks:
-            import mlflow
+            # a client, not the fluent API: no process-global run or URI, so the runs of a
+            # sweep in one process each write to their own store
+            from mlflow.tracking import MlflowClient
 
-            mlflow.set_tracking_uri((out_dir / "mlruns").resolve().as_uri())
-            self.writers["mlflow"] = mlflow.start_run(run_name=name)
+            db = (out_dir / MLFLOW_DB).resolve()
+            client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+            exp = client.get_experiment_by_name("vloom")
+            exp_id = (
+                exp.experiment_id
+                if exp is not None
+                else client.create_experiment(
+                    "vloom", artifact_location=(out_dir / "mlartifacts").resolve().as_uri()
+                )
+            )
+            run = client.create_run(exp_id, run_name=name)
+            self.writers["mlflow"] = (client, run.info.run_id)
         if "wandb" in sinks:
             import wandb
 
             os.environ.setdefault("WANDB_MODE", "offline")
             self.writers["wandb"] = wandb.init(
-                dir=str(out_dir), project="vloom", name=name, mode="offline", reinit=True
+                dir=str(out_dir), project="vloom", name=name, mode="offline", reinit="create_new"
             )
 
     def write(self, rec: dict[str, Any]) -> None:
@@ -87,9 +102,11 @@ class MetricSinks:
                 tb.add_scalar(f"train/{k}", v, step)
             tb.flush()  # a killed run keeps what it logged, like metrics.jsonl
         if "mlflow" in self.writers:
-            import mlflow
+            from mlflow.entities import Metric
 
-            mlflow.log_metrics(values, step=step)
+            client, run_id = self.writers["mlflow"]
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         if "wandb" in self.writers:
             self.writers["wandb"].log(values, step=step)
 
@@ -97,9 +114,8 @@ class MetricSinks:
         if "tensorboard" in self.writers:
             self.writers["tensorboard"].close()
         if "mlflow" in self.writers:
-            import mlflow
-
-            mlflow.end_run()
+            client, run_id = self.writers["mlflow"]
+            client.set_terminated(run_id)
         if "wandb" in self.writers:
             self.writers["wandb"].finish()
         self.writers.clear()
