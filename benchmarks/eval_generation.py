@@ -118,7 +118,7 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {k: [] for k in tools}
     outs: dict[str, list[list[int]]] = {}
-    for k, fn in tools.items():
+    for fn in tools.values():
         fn()  # warm-up
     for _ in range(args.repeats):
         for k, fn in tools.items():
@@ -135,9 +135,11 @@ def main() -> None:
         med = statistics.median(times[k])
         rate[k] = n_tok[k] / med
         print(f"  {k:24s} {med:7.3f} s  {n_tok[k]:6d} tokens  {rate[k]:9.1f} tokens/s")
-    same = sum(a == b for a, b in zip(outs["vloom (KV cache)"], outs["transformers generate"]))
+    pairs = zip(outs["vloom (KV cache)"], outs["transformers generate"], strict=True)
+    same = sum(a == b for a, b in pairs)
     print(f"  same tokens as transformers: {same}/{len(plist)} rows")
-    print(f"ratio vloom / transformers: {rate['vloom (KV cache)'] / rate['transformers generate']:.2f}x")
+    vs_hf = rate["vloom (KV cache)"] / rate["transformers generate"]
+    print(f"ratio vloom / transformers: {vs_hf:.2f}x")
     print(f"ratio KV cache / no cache:   {rate['vloom (KV cache)'] / rate['vloom, no cache']:.2f}x")
 
 
