@@ -240,7 +240,7 @@ def grow_checkpoint(
         # `train.init_from` reads the architecture from config.json; model.yaml is the same
         # section for a new experiment that starts from scratch at this shape.
         (tmp / MODEL_YAML).write_text(
-            "# the `model:` section for an experiment that continues from this checkpoint\n"
+            "# the `model:` section of this checkpoint (train.init_from reads it from config.json)\n"
             + yaml.safe_dump({"model": model_section}, sort_keys=False)
         )
     return info | {

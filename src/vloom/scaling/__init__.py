@@ -5,8 +5,7 @@ Names resolve lazily (PEP 562): training imports `vloom.scaling.flops` for its F
 without importing the fitting code (scipy).
 """
 
-import importlib
-from typing import Any
+from vloom.lazy import lazy_exports
 
 _EXPORTS = {
     "Law": "vloom.scaling.fit",
@@ -16,8 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
