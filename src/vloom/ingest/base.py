@@ -14,6 +14,8 @@ Sources register by name in `SOURCES` as "module:function" so the CLI imports on
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,40 @@ class IngestOptions:
     min_text_chars: int = 1  # a page whose main text is shorter is dropped ("no_content")
     language: str | None = None  # override for every document; default: from the input
     extra: dict = field(default_factory=dict)  # source-specific options
+
+
+def inside_root(path: Path, root: Path) -> bool:
+    """True when `path`, with every symlink followed, lies under `root` (also resolved)."""
+    try:
+        real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    except (OSError, ValueError):
+        return False
+    return real == base or base in real.parents
+
+
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """Read a regular file; a FIFO, device, socket or directory raises OSError before any read
+    blocks, and a file over `max_bytes` raises ValueError ("file_too_large") unread.
+
+    The file is opened non-blocking and checked with fstat on the open descriptor, so a path
+    swapped for a FIFO between a check and the open cannot hang the run.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ValueError(f"{path}: file_too_large ({st.st_size} > {max_bytes} bytes)")
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # it grew after the fstat
+            raise ValueError(f"{path}: file_too_large (> {max_bytes} bytes)")
+        return data
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 Source = Callable[[list[Path], Ledger, IngestOptions], Iterator[Document]]

@@ -38,7 +38,7 @@ import yaml
 from vloom.config import ModelConfig
 from vloom.model.io import CONFIG, load_model, save_model
 from vloom.model.layers import swiglu_hidden
-from vloom.model.outdir import staged_dir
+from vloom.ondisk import staged_dir
 from vloom.model.vlm import VLM
 
 MODEL_YAML = "model.yaml"

@@ -47,7 +47,7 @@ from vloom.config import ModelConfig
 from vloom.model.connector import Connector
 from vloom.model.io import CONFIG, load_model
 from vloom.model.layers import swiglu_hidden
-from vloom.model.outdir import staged_dir
+from vloom.ondisk import staged_dir
 from vloom.model.vision import VisionEncoder
 from vloom.model.vlm import VLM
 from vloom.sequence import BOS_ID, EOS_ID, IMAGE, IMAGE_ID, PAD_ID, load_tokenizer

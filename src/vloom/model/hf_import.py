@@ -26,7 +26,7 @@ from vloom.config import ModelConfig, VisionConfig
 from vloom.model.hf_export import _bias_names, hf_name_map
 from vloom.model.io import save_model
 from vloom.model.layers import swiglu_hidden
-from vloom.model.outdir import staged_dir
+from vloom.ondisk import staged_dir
 from vloom.model.vlm import VLM
 
 SUPPORTED = ("llama", "qwen2")  # SmolLM / SmolLM2 checkpoints are model_type "llama"
