@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from vloom.config import ExperimentConfig
 from vloom.doc import Rejected, SchemaError, list_shards, read_shard
 from vloom.ledger import Ledger
 from vloom.media import ImageError
+from vloom.ondisk import LEDGER, STATS, TOKENIZER, atomic_write_json, check_out_dir, staged_dir
 from vloom.pack.images import max_image_tokens, prepare_image
 from vloom.pack.packing import PackedShardWriter, Packer
 from vloom.pack.tokenizer import train_tokenizer
 from vloom.sequence import blocks, load_tokenizer
 
-STATS_FILE = "stats.json"
-TOKENIZER_FILE = "tokenizer.json"
+STATS_FILE = STATS  # vloom.pack's name for the completion marker (one spelling: ondisk.STATS)
 STREAMS = ("text", "image")
+# What a pack writes; an existing output holding anything else is not replaced.
+_OWN_FILES = re.compile(
+    rf"({re.escape(STATS)}|{re.escape(TOKENIZER)}|{re.escape(LEDGER)}"
+    rf"|({'|'.join(STREAMS)})-\d+\.safetensors)"
+)
 
 
 def tokens_per_image(cfg: ExperimentConfig) -> int:
@@ -49,42 +54,78 @@ def _iter_docs(in_dir: Path, ledger: Ledger):
 def run_pack(
     in_dir: str | Path, out_dir: str | Path, cfg: ExperimentConfig, quiet: bool = False
 ) -> dict[str, Any]:
-    """Pack every document of `in_dir`; a document with an undecodable image is rejected, not fatal."""
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    """Pack every document of `in_dir`; a document with an undecodable image is rejected, not fatal.
+
+    The output is built in a staging directory and renamed into place when complete, so a
+    failed or killed pack leaves the previous output (if any) whole, and an output that is the
+    input, lies inside it or holds it is refused before anything is written."""
+    in_dir = Path(in_dir)
     if not in_dir.exists():
         raise FileNotFoundError(f"{in_dir}: input directory does not exist")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # a partial pack is worthless: start clean
-    out_dir.mkdir(parents=True)
+    _check_replaceable(check_out_dir(out_dir, [in_dir]), out_dir)
+    k_max = _check_image_budget(cfg)
+    with staged_dir(out_dir, overwrite=True, inputs=[in_dir]) as tmp:
+        tok = _train_tokenizer(in_dir, tmp / TOKENIZER, cfg)
+        packers = _open_packers(tmp, cfg)
+        ledger, image_tokens = _pack_documents(in_dir, tok, packers, cfg, quiet)
+        for p in packers.values():
+            p.close()
+        ledger.write(tmp)
+        stats = _stats(packers, tok, cfg, image_tokens, k_max)
+        atomic_write_json(tmp / STATS, stats)  # written last: its presence marks the stage complete
+    return stats
+
+
+def _check_replaceable(out: Path, out_dir: str | Path) -> None:
+    """Refuse to replace an existing directory that holds anything a pack did not write."""
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not _OWN_FILES.fullmatch(p.name))
+    if foreign:
+        raise FileExistsError(
+            f"{out_dir}: holds {foreign[0]!r}, which is not pack output: refusing to replace it"
+        )
+
+
+def _check_image_budget(cfg: ExperimentConfig) -> int:
+    """The most tokens one image can make; an error (before anything is written) when a row
+    cannot hold that many."""
     pc, vc = cfg.pack, cfg.model.vision
-    k = tokens_per_image(cfg)
-    dynamic = vc.resolution == "dynamic"
+    tokens_per_image(cfg)  # image_size must be a multiple of patch x merge
     k_max = max_image_tokens(vc, pc.image_size)
     if k_max > pc.seq_len:
-        field = "model.vision.max_pixels" if dynamic else "pack.image_size"
+        field = "model.vision.max_pixels" if vc.resolution == "dynamic" else "pack.image_size"
         raise ValueError(
             f"an image can make {k_max} tokens but rows hold pack.seq_len={pc.seq_len}: "
             f"lower {field} or raise pack.seq_len"
         )
-    image_tokens: list[int] = []
+    return k_max
 
-    def texts_for_tokenizer():
-        led = Ledger()
-        for d in itertools.islice(_iter_docs(in_dir, led), pc.tokenizer_docs):
+
+def _train_tokenizer(in_dir: Path, path: Path, cfg: ExperimentConfig) -> Tokenizer:
+    """Train BPE on the first `pack.tokenizer_docs` kept documents, save it, load it back."""
+
+    def texts():
+        led = Ledger()  # a throwaway: the packing pass below counts every document once
+        for d in itertools.islice(_iter_docs(in_dir, led), cfg.pack.tokenizer_docs):
             if not isinstance(d, Rejected):
                 yield d.text
 
-    train_tokenizer(texts_for_tokenizer(), pc.vocab_size, out_dir / TOKENIZER_FILE)
-    tok = load_tokenizer(out_dir / TOKENIZER_FILE)
+    train_tokenizer(texts(), cfg.pack.vocab_size, path)
+    return load_tokenizer(path)
 
-    row_len = pc.seq_len + 1
-    source_ids: dict[str, int] = {}  # one name -> id map for both streams
-    packers = {
+
+def _open_packers(out: Path, cfg: ExperimentConfig) -> dict[str, Packer]:
+    """One packer per stream; the writers share one source name -> id map."""
+    pc, vc = cfg.pack, cfg.model.vision
+    dynamic = vc.resolution == "dynamic"
+    source_ids: dict[str, int] = {}
+    return {
         s: Packer(
             PackedShardWriter(
-                out_dir,
+                out,
                 s,
-                row_len,
+                pc.seq_len + 1,
                 pc.image_size,
                 pc.shard_sequences,
                 source_ids,
@@ -93,6 +134,15 @@ def run_pack(
         )
         for s in STREAMS
     }
+
+
+def _pack_documents(
+    in_dir: Path, tok: Tokenizer, packers: dict[str, Packer], cfg: ExperimentConfig, quiet: bool
+) -> tuple[Ledger, list[int]]:
+    """Feed every document to its stream's packer; returns the ledger and the LM tokens of
+    each packed image."""
+    pc, vc = cfg.pack, cfg.model.vision
+    image_tokens: list[int] = []
     ledger = Ledger()
     docs = _iter_docs(in_dir, ledger)
     for d in tqdm(docs, desc="pack", unit="doc", disable=quiet, mininterval=2):
@@ -120,12 +170,21 @@ def run_pack(
             else:
                 packer.add_text(ids)
         ledger.kept += 1
-    for p in packers.values():
-        p.close()
-    ledger.write(out_dir)
+    return ledger, image_tokens
+
+
+def _stats(
+    packers: dict[str, Packer],
+    tok: Tokenizer,
+    cfg: ExperimentConfig,
+    image_tokens: list[int],
+    k_max: int,
+) -> dict[str, Any]:
+    pc = cfg.pack
     writers = {s: p.w for s, p in packers.items()}
-    total = sum(w.n_rows for w in writers.values()) * row_len
-    stats = {
+    total = sum(w.n_rows for w in writers.values()) * (pc.seq_len + 1)
+    source_ids = writers[STREAMS[0]].sources
+    return {
         "sequences": {s: w.n_rows for s, w in writers.items()},
         "shards": {s: w.n_shards for s, w in writers.items()},
         "tokens": total,
@@ -135,8 +194,8 @@ def run_pack(
         "vocab_size": tok.get_vocab_size(),
         "seq_len": pc.seq_len,
         "image_size": pc.image_size,
-        "tokens_per_image": k,
-        "resolution": vc.resolution,
+        "tokens_per_image": tokens_per_image(cfg),
+        "resolution": cfg.model.vision.resolution,
         # Per-image LM tokens actually packed (vary with dynamic resolution).
         "image_tokens": {
             "min": min(image_tokens, default=0),
@@ -147,6 +206,3 @@ def run_pack(
         # Row source tags in packed shards (`sources` tensor) index this list.
         "sources": sorted(source_ids, key=source_ids.__getitem__),
     }
-    # Written last: its presence marks the stage complete.
-    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    return stats
