@@ -25,6 +25,8 @@ RUN_CONFIG = "config.json"  # a run directory's resolved config (and a checkpoin
 METRICS = "metrics.jsonl"  # train: one JSON object per logged step
 TRAIN_SUMMARY = "train_summary.json"  # train: written after checkpoints/final
 RESULTS = "results.json"  # eval
+# eval Parquet metadata: the registered answer plug-in that converts a set to multiple choice
+DISTRACTORS_KEY = "vloom.distractors"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 WEIGHTS = "model.safetensors"

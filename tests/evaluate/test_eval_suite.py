@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vloom.evaluate import evaluate
-from vloom.evaluate.convert import convert_open_to_mc, world_vocabulary
+from vloom.evaluate.convert import convert_open_to_mc
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import caption_scores, exact_match
 from vloom.evaluate.scoring import continuation_logprobs
@@ -14,6 +14,7 @@ from vloom.evaluate.tasks.caption_gen import generate_captions
 from vloom.evaluate.tasks.data import pixels
 from vloom.evaluate.tasks.vqa_open import STOP, accepted
 from vloom.sequence import BOS_ID, IMAGE_ID, encode_items, encode_text
+from vloom.synth.answers import WORLD
 
 N = 6
 
@@ -56,7 +57,7 @@ def test_vqa_open_is_exact_match_of_greedy_answers(suite, rand_ctx, tiny_data):
 def test_converted_mc_scores_and_reports_the_shift(suite, rand_ctx, tiny_data):
     m, tok = rand_ctx.model, rand_ctx.tokenizer
     allrows = pq.read_table(tiny_data["eval"] / "vqa_open.parquet").to_pylist()
-    mc, _ = convert_open_to_mc(allrows, 4, world_vocabulary, seed=0)
+    mc, _ = convert_open_to_mc(allrows, 4, WORLD, seed=0)
     mc = mc[:N]
     correct = 0
     for r in mc:

@@ -1,85 +1,116 @@
 """Open-ended questions -> multiple choice (the AutoConverter idea behind VMCBench).
 
-Distractors come from a pluggable generator ("module:function", called as
-`fn(row, k, rng) -> list[str]`, proposing k or more candidates in order of preference; the
-ones that fail the checks below are skipped) and from the answer space of the same question type in the
-set. An option is kept only if it is not a right answer: not equal, after normalisation, to
-any of the row's answers, nor (for the synthetic world, when the row carries its scene)
-true of the scene. A question that cannot get enough distinct wrong options is dropped and
-counted, never padded.
+Wrong options come from the eval set's answer plug-in (a `Distractors`: `propose(row, k, rng)`
+lists k or more candidates in order of preference, `also_right(row, option)` says whether a
+candidate is a right answer the row does not list) and from the answer space of the same
+question type in the set. An option is kept only if it is not a right answer: not equal,
+after normalisation, to any of the row's answers, nor vouched right by the plug-in. A question
+that cannot get enough distinct wrong options is dropped and counted, never padded.
+
+This module knows no particular set. The synthetic world's plug-in lives in
+`vloom.synth.answers`; a set names its plug-in in its Parquet metadata (`DISTRACTORS_KEY`, a
+registered name only, so a data file never names code to import), a user by registered name
+or as `module:attr` (a plug-in object, or a bare `fn(row, k, rng)` that vouches for nothing).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from vloom.evaluate.metrics import normalize_answer
-from vloom.synth.world import CELLS, COLOURS, COUNT_WORDS, SHAPES
 
-Generator = Callable[[dict[str, Any], int, random.Random], list[str]]
-
-
-def load_generator(spec: str) -> Generator:
-    """`package.module:function` -> the function."""
-    mod, sep, fn = spec.partition(":")
-    if not sep or not mod or not fn:
-        raise ValueError(f"distractor generator {spec!r}: expected 'module:function'")
-    try:
-        obj = getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"distractor generator {spec!r} cannot be loaded: {e}") from None
-    if not callable(obj):
-        raise ValueError(f"distractor generator {spec!r} is not callable")
-    return obj
+Row = dict[str, Any]
+Generator = Callable[[Row, int, random.Random], list[str]]
 
 
-def world_vocabulary(row: dict[str, Any], k: int, rng: random.Random) -> list[str]:
-    """A generator: words of the synthetic world in the role the question asks about."""
-    pools = {
-        "colour": list(COLOURS),
-        "shape": list(SHAPES),
-        "position": list(CELLS),
-        "count": list(COUNT_WORDS[1:5]),
-    }
-    pool = pools.get(row.get("qtype", ""), [])
-    return rng.sample(pool, len(pool))  # all of them: some may be right answers, skipped later
+@runtime_checkable
+class Distractors(Protocol):
+    """An eval set's answer plug-in: where wrong options come from, and what else is right."""
+
+    def propose(self, row: Row, k: int, rng: random.Random) -> list[str]: ...
+
+    def also_right(self, row: Row, option: str) -> bool: ...
 
 
-def true_of_scene(row: dict[str, Any], option: str) -> bool:
-    """Whether `option` also answers the question about the row's scene (synthetic world)."""
-    if not row.get("scene"):
+@dataclass(frozen=True)
+class ProposalsOnly:
+    """A bare generator function as a plug-in: it proposes, and vouches for no other answer."""
+
+    fn: Generator
+
+    def propose(self, row: Row, k: int, rng: random.Random) -> list[str]:
+        return list(self.fn(row, k, rng))
+
+    def also_right(self, row: Row, option: str) -> bool:
         return False
-    objs = json.loads(row["scene"])
-    q, qt = row.get("question", ""), row.get("qtype")
-    if qt == "colour":
-        return option in {o["colour"] for o in objs}
-    if qt == "count":
-        return option == COUNT_WORDS[len(objs)]
-    m = re.search(r"the (\w+) object", q)
-    hit = [o for o in objs if m and o["colour"] == m.group(1)]
-    if qt == "shape":
-        return any(o["shape"] == option for o in hit)
-    if qt == "position":
-        return any(o["cell"] == option for o in hit)
-    return False
+
+
+_REGISTRY: dict[str, Distractors] = {}
+
+
+def register_distractors(name: str, plugin: Distractors) -> None:
+    """Make `plugin` known by `name`, the name eval files may carry in their metadata."""
+    if not isinstance(plugin, Distractors):
+        raise TypeError(f"distractors {name!r}: needs propose(row, k, rng) and also_right(row, o)")
+    _REGISTRY[name] = plugin
+
+
+def registered_distractors(name: str) -> Distractors:
+    """A registered plug-in by name (the only form a data file may ask for)."""
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValueError(f"unknown distractors {name!r}; registered: {known}")
+    return _REGISTRY[name]
+
+
+def load_distractors(spec: str) -> Distractors:
+    """A registered name, or `package.module:attr` naming a plug-in or a generator function."""
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    mod, sep, attr = spec.partition(":")
+    if not sep or not mod or not attr:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValueError(
+            f"distractors {spec!r}: expected a registered name ({known}) or 'module:attr'"
+        )
+    try:
+        obj = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"distractors {spec!r} cannot be loaded: {e}") from None
+    if isinstance(obj, Distractors) and not isinstance(obj, type):
+        return obj
+    if callable(obj):
+        return ProposalsOnly(obj)
+    raise ValueError(f"distractors {spec!r} is neither a plug-in nor callable")
+
+
+def as_distractors(d: Distractors | Generator | str | None) -> Distractors | None:
+    if d is None or (isinstance(d, Distractors) and not isinstance(d, type)):
+        return d
+    if isinstance(d, str):
+        return load_distractors(d)
+    if callable(d):
+        return ProposalsOnly(d)
+    raise TypeError(f"distractors: expected a plug-in, a function or a spec, not {d!r}")
 
 
 def convert_open_to_mc(
-    rows: list[dict[str, Any]],
+    rows: list[Row],
     num_options: int = 4,
-    generator: str | Generator | None = None,
+    distractors: Distractors | Generator | str | None = None,
     seed: int = 0,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """MC rows (`options`, `answer` index, plus the row's fields) and {drop reason: count}."""
+) -> tuple[list[Row], dict[str, int]]:
+    """MC rows (`options`, `answer` index, plus the row's fields) and {drop reason: count}.
+
+    With no plug-in, wrong options come only from the set's own answers of the same type."""
     if num_options < 2:
         raise ValueError(f"num_options must be >= 2, got {num_options}")
-    gen = load_generator(generator) if isinstance(generator, str) else generator
+    plugin = as_distractors(distractors)
     space: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         for a in r["answers"]:
@@ -91,8 +122,8 @@ def convert_open_to_mc(
         right = {normalize_answer(a) for a in r["answers"] if a}
         answer = rng.choice(sorted(a for a in r["answers"] if a))
         k = num_options - 1
-        proposals = list(gen(r, k, rng)) if gen else []
-        same_type = [a for a in space[r["qtype"]]]
+        proposals = list(plugin.propose(r, k, rng)) if plugin else []
+        same_type = list(space[r["qtype"]])
         rng.shuffle(same_type)
         chosen: list[str] = []
         seen = set(right)
@@ -103,7 +134,7 @@ def convert_open_to_mc(
             if not isinstance(cand, str) or not cand.strip():
                 continue
             norm = normalize_answer(cand)
-            if norm in seen or true_of_scene(r, cand):
+            if norm in seen or (plugin and plugin.also_right(r, cand)):
                 continue
             seen.add(norm)
             chosen.append(cand)

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vloom.config import SynthConfig
+from vloom.ondisk import DISTRACTORS_KEY
+from vloom.synth.answers import NAME as ANSWERS_PLUGIN
 from vloom.synth.language import QTYPES, caption, make_qa
 from vloom.synth.world import CELLS, COLOURS, SHAPES, SIZES, Scene, png_bytes, render
 
@@ -29,7 +31,9 @@ VQA_OPEN_SCHEMA = pa.schema(
         ("qtype", pa.string()),
         ("template", pa.string()),
         ("scene", pa.string()),  # JSON list of objects, to check converted options
-    ]
+    ],
+    # vqa_mc_converted draws wrong options and checks them with the world's plug-in
+    metadata={DISTRACTORS_KEY: ANSWERS_PLUGIN},
 )
 CAPTION_REFS_SCHEMA = pa.schema(
     [("id", pa.string()), ("image", pa.binary()), ("references", pa.list_(pa.string()))]

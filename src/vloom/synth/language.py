@@ -14,6 +14,9 @@ from vloom.synth.world import CELLS, COLOURS, COUNT_WORDS, SHAPES, Obj, Scene
 
 QTYPES = ("colour", "shape", "count", "position")
 COUNT_OPTIONS = COUNT_WORDS[1:5]
+# Questions about one object name it by its colour; `asked_colour` reads them back.
+SHAPE_QUESTION = "What shape is the {} object?"
+POSITION_QUESTION = "Where is the {} object?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +124,27 @@ def make_qa(scene: Scene, qtype: str, rng: random.Random) -> QA:
             "There is a {} object.",
         )
     elif qtype == "shape":
-        q, a, pool = f"What shape is the {o.colour} object?", o.shape, SHAPES
+        q, a, pool = SHAPE_QUESTION.format(o.colour), o.shape, SHAPES
         t = f"The {o.colour} object is a {{}}."
     elif qtype == "count":
         q, a, pool = "How many objects are there?", COUNT_WORDS[scene.count], COUNT_OPTIONS
         t = "The number of objects is {}."
     elif qtype == "position":
-        q, a, pool = f"Where is the {o.colour} object?", cell, CELLS
+        q, a, pool = POSITION_QUESTION.format(o.colour), cell, CELLS
         t = f"The {o.colour} object is at the {{}}."
     else:
         raise ValueError(f"unknown question type {qtype!r}; known: {', '.join(QTYPES)}")
     return QA(qtype, q, a, _options(a, pool, rng), t)
+
+
+def asked_colour(question: str) -> str | None:
+    """The colour naming the object a shape or position question asks about, else None."""
+    for wording in (SHAPE_QUESTION, POSITION_QUESTION):
+        head, tail = wording.split("{}")
+        fits = len(question) >= len(head) + len(tail)
+        if fits and question.startswith(head) and question.endswith(tail):
+            return question[len(head) : len(question) - len(tail)]
+    return None
 
 
 def qa_prompt(question: str) -> str:

@@ -54,6 +54,14 @@ def read_table_rows(
     return table.slice(0, limit).to_pylist() if limit else table.to_pylist()
 
 
+def file_metadata(path: Path) -> dict[str, str]:
+    """The key/value metadata of an evaluation Parquet file's schema (text only)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: evaluation file not found")
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+
 def pixels(data: bytes, size: int) -> torch.Tensor:
     """One image as an [1, size, size, 3] square (fixed resolution only; tasks use
     `image_input`, which follows the model's resolution mode)."""
