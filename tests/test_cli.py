@@ -13,7 +13,20 @@ from tinyexp import tiny_raw
 
 from vloom.cli import main
 
-COMMANDS = ["synth", "curate", "pack", "train", "eval", "report", "compare", "run"]
+
+def _subcommands() -> list[str]:
+    """Every subcommand the parser knows, the ones packages register included."""
+    import argparse
+
+    from vloom.cli import build_parser
+
+    sub = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    return sorted(sub.choices)
+
+
+COMMANDS = _subcommands()
 
 
 def vloom(*args, check=True):
@@ -23,6 +36,20 @@ def vloom(*args, check=True):
     if check and r.returncode:
         raise AssertionError(f"vloom {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def test_the_command_list_is_the_parsers():
+    # the stage commands and the ones packages bring (sweep, scaling, grow, tasks, ...)
+    assert {"run", "eval", "sweep", "scaling", "tasks", "lm-eval", "ingest", "grow"} <= set(COMMANDS)
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    missing = [c for c in COMMANDS if f"\n    {c} " not in out and f"\n    {c}\n" not in out]
+    assert not missing, out
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -8,9 +8,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from vloom.config import (
     ConfigError,
@@ -20,7 +17,10 @@ from vloom.config import (
     dump_config,
     load_config,
     load_curate_config,
+    nested_overrides,
+    parse_overrides,
 )
+from vloom.ondisk import RUN_CONFIG, TRAIN_SUMMARY, atomic_write_json, complete, read_json
 
 # Packages that bring their own commands: each module has `add_commands(add)`, where `add` is
 # the helper in `build_parser` (name, fn, help, config=True) -> subparser. Keep them light to
@@ -30,33 +30,15 @@ COMMAND_MODULES = (
     "vloom.curate.commands",
     "vloom.model.commands",
     "vloom.evaluate.commands",
-    "vloom.report.commands",
+    "vloom.sweep.commands",
+    "vloom.scaling.commands",
 )
-
-
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    out = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise ConfigError(f"--set {p!r}: expected key=value (e.g. train.steps=100)")
-        k, v = p.split("=", 1)
-        out[k] = yaml.safe_load(v)  # "100" -> 100, "false" -> False, "[a, b]" -> list
-    return out
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
     if getattr(args, "config", None):
-        return load_config(args.config, _overrides(getattr(args, "set", [])))
-    return config_from_dict(_raw_overrides(getattr(args, "set", [])))
-
-
-def _raw_overrides(pairs: list[str]) -> dict[str, Any]:
-    from vloom.config import set_dotted
-
-    raw: dict[str, Any] = {}
-    for k, v in _overrides(pairs).items():
-        set_dotted(raw, k, v)
-    return raw
+        return load_config(args.config, parse_overrides(getattr(args, "set", [])))
+    return config_from_dict(nested_overrides(getattr(args, "set", [])))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -91,8 +73,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes/prints
     if main_rank:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dump_config(cfg), indent=2) + "\n")
+        atomic_write_json(out / RUN_CONFIG, dump_config(cfg))
     summary = train(cfg, args.packed, out, quiet=args.quiet)
     if main_rank:
         print(json.dumps(summary))
@@ -100,10 +81,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from vloom.evaluate import evaluate, write_results
-
-    cfg = _config(args)
     from vloom.evaluate.tasks import split_task_list
 
+    # --device and --seed are overrides of eval.*, checked (one-line errors) like the config's
+    args.set = list(args.set or [])
+    args.set += [f"eval.{k}={v}" for k in ("device", "seed") if (v := getattr(args, k)) is not None]
+    cfg = _config(args)
     tasks = split_task_list(args.tasks) if args.tasks else cfg.eval.tasks
     evals = evaluate(
         args.checkpoint,
@@ -112,11 +95,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         args.tokenizer,
         cfg.eval.batch_size,
         cfg.eval.max_examples,
+        device=cfg.eval.device,
+        seed=cfg.eval.seed,
     )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = out / "train_summary.json"
-    train = json.loads(summary.read_text()) if summary.exists() else None
+    summary = out / TRAIN_SUMMARY
+    train = read_json(summary) if complete(summary) else None
     write_results(out, evals, dump_config(cfg), train)
     print(json.dumps(evals))
 
@@ -189,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks", help="comma-separated task specs, see `vloom tasks` (default: from config)"
     )
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the checkpoint names)")
+    p.add_argument(
+        "--device", help="auto (cuda when available), cpu, cuda, cuda:N, mps (default: eval.device)"
+    )
+    p.add_argument("--seed", type=int, help="few-shot choice and option order (default: eval.seed)")
     p = add("report", cmd_report, "write report.md and plots for a run directory", config=False)
     p.add_argument("run")
     p = add("compare", cmd_compare, "print a side-by-side table of runs' results", config=False)

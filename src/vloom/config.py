@@ -18,6 +18,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Field tags for `data_fields`: a setting that changes how a stage runs (workers, executor) or
+# only the model (widths, depths), not the synthesized, curated or packed data.
+_RUNTIME = {"data": False}
+_MODEL_ONLY = {"data": False}
+
+
+def data_fields(section: BaseModel) -> dict[str, Any]:
+    """`section` as JSON without the fields tagged {"data": False}, recursively.
+
+    What a stage's output depends on, derived from the config itself: a field added to
+    synth, curate, pack or model.vision counts by default (a wrong "same data" is the costly
+    mistake; a needless rebuild only costs time), so only the fields known not to change
+    the data are tagged out.
+    """
+    out = section.model_dump(mode="json")  # extras included (a curation step's parameters)
+    for name, info in type(section).model_fields.items():
+        extra = info.json_schema_extra
+        value = getattr(section, name)
+        if isinstance(extra, dict) and extra.get("data") is False:
+            del out[name]
+        elif isinstance(value, BaseModel):
+            out[name] = data_fields(value)
+        elif isinstance(value, list) and any(isinstance(v, BaseModel) for v in value):
+            out[name] = [data_fields(v) if isinstance(v, BaseModel) else v for v in value]
+    return out
+
+
 class NoiseConfig(_Strict):
     """Defects the synthetic world injects into the training corpus, each a share of documents."""
 
@@ -72,10 +99,11 @@ class CurateConfig(_Strict):
         default_factory=lambda: [StepConfig(name="exact_dedup"), StepConfig(name="gopher_quality")],
         description="ordered curation steps, each named from the step registry",
     )
-    workers: int = Field(1, ge=1, description="local worker processes")
-    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, description="local worker processes", json_schema_extra=_RUNTIME)
+    executor: Literal["local", "ray"] = Field("local", json_schema_extra=_RUNTIME)
     ray_address: str | None = Field(
         None,
+        json_schema_extra=_RUNTIME,
         description='Ray cluster for executor "ray": None starts a local Ray with `workers` '
         'CPUs; "auto" or "ray://host:port" joins a cluster (shared file system needed)',
     )
@@ -91,9 +119,9 @@ class PackConfig(_Strict):
 
 class VisionConfig(_Strict):
     patch_size: int = Field(8, ge=1, description="ViT patch side in pixels")
-    d_model: int = Field(128, ge=8)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=8, json_schema_extra=_MODEL_ONLY)
+    n_layers: int = Field(2, ge=1, json_schema_extra=_MODEL_ONLY)
+    n_heads: int = Field(4, ge=1, json_schema_extra=_MODEL_ONLY)
     merge: int = Field(
         2, ge=1, description="merge merge x merge neighbouring patches into one LM token (Qwen2-VL)"
     )
@@ -102,16 +130,22 @@ class VisionConfig(_Strict):
         description="fixed: square pack.image_size images, learned positions; dynamic: aspect "
         "kept, resized within min/max_pixels, 2D RoPE, variable image tokens (Qwen2-VL)",
     )
-    arch: Literal["vloom", "siglip"] = Field(
+    arch: Literal["vloom", "siglip", "clip"] = Field(
         "vloom",
+        json_schema_extra=_MODEL_ONLY,
         description="vloom: RMSNorm/SwiGLU blocks, final RMSNorm; siglip: SigLIP blocks as "
         "transformers' SiglipVisionModel (LayerNorm + biases, GELU-tanh MLP, no final norm on "
-        "the features: LLaVA's vision_feature_layer -1), exportable as LlavaForConditionalGeneration",
+        "the features: LLaVA's vision_feature_layer -1), exportable as LlavaForConditionalGeneration; "
+        "clip: CLIP blocks as CLIPVisionModel (class token, pre-LayerNorm, quick_gelu; the class "
+        "token is dropped from the features, LLaVA's 'default' strategy)",
     )
-    connector: Literal["vloom", "llava"] = Field(
+    connector: Literal["vloom", "llava", "pixel_shuffle"] = Field(
         "vloom",
+        json_schema_extra=_MODEL_ONLY,
         description="vloom: MLP + a learned embedding per image-token slot; llava: the MLP only "
-        "(LlavaMultiModalProjector: Linear -> GELU -> Linear, biases)",
+        "(LlavaMultiModalProjector: Linear -> GELU -> Linear, biases); pixel_shuffle: one Linear "
+        "without bias after the merge x merge pixel shuffle (nanoVLM's ModalityProjector; the "
+        "shuffle factor is `merge`)",
     )
     min_pixels: int = Field(
         1024, ge=1, description="dynamic: smaller images are scaled up to at least this area"
@@ -119,13 +153,55 @@ class VisionConfig(_Strict):
     max_pixels: int = Field(
         4096, ge=1, description="dynamic: larger images are scaled down to at most this area"
     )
+    init: str | None = Field(
+        None,
+        description="a local Hugging Face SigLIP / CLIP vision tower (config.json + safetensors, "
+        "a *VisionModel or the vision half of a SiglipModel / CLIPModel): its sizes, preprocessing "
+        "and pack.image_size are read from it and its weights start the encoder (vloom.model.hf_vision)",
+    )
+    feature_layer: int | None = Field(
+        None,
+        le=-1,
+        description="siglip/clip: the hidden state the LM sees, as LLaVA's vision_feature_layer "
+        "(-1 the last block, -2 the penultimate; blocks past it are not built); None = -2 for "
+        "clip (LLaVA), -1 for siglip",
+    )
+    post_norm: bool = Field(
+        False,
+        description="siglip/clip: apply the tower's post_layernorm to the features "
+        "(SigLIP's last_hidden_state, as nanoVLM / Idefics3)",
+    )
+    mlp_hidden: int | None = Field(
+        None, ge=1, description="siglip/clip MLP width; None = 4 x d_model"
+    )
+    norm_eps: float | None = Field(
+        None, gt=0, description="siglip/clip LayerNorm eps; None = 1e-6 siglip, 1e-5 clip"
+    )
+    act: Literal["gelu_tanh", "quick_gelu", "gelu"] | None = Field(
+        None, description="siglip/clip MLP activation; None = gelu_tanh siglip, quick_gelu clip"
+    )
+    image_mean: list[float] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="per-channel mean of pixels / 255, "
+        "applied in the encoder; None (with image_std None) = 0.5, i.e. pixels / 127.5 - 1",
+    )
+    image_std: list[float] | None = Field(None, min_length=3, max_length=3)
 
     @model_validator(mode="after")
     def _dynamic_ok(self) -> VisionConfig:
-        if self.arch == "siglip" and self.resolution == "dynamic":
+        if self.arch in ("siglip", "clip") and self.resolution == "dynamic":
             raise ValueError(
-                "model.vision.arch: siglip has learned absolute positions; it needs resolution: fixed"
+                f"model.vision.arch: {self.arch} has learned absolute positions; it needs "
+                "resolution: fixed"
             )
+        tower_only = ("feature_layer", "post_norm", "mlp_hidden", "norm_eps", "act")
+        set_ = [f for f in tower_only if getattr(self, f) not in (None, False)]
+        if self.arch == "vloom" and set_:
+            raise ValueError(f"model.vision.{set_[0]} needs arch: siglip or clip")
+        if (self.image_mean is None) != (self.image_std is None) or 0 in (self.image_std or []):
+            raise ValueError("model.vision.image_mean and image_std go together (std non-zero)")
         if self.resolution != "dynamic":
             return self
         f = self.patch_size * self.merge
@@ -299,6 +375,16 @@ class EvalConfig(_Strict):
     )
     max_examples: int | None = Field(None, ge=1, description="cap examples per task (None = all)")
     batch_size: int = Field(32, ge=1)
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
+        description="auto (cuda when available, else cpu), cpu, mps, cuda or cuda:N",
+    )
+    seed: int = Field(
+        0,
+        description="few-shot example choice and converted-option order; fixed across the "
+        "training seeds of a study so every run is asked the same prompts",
+    )
 
 
 class ReportConfig(_Strict):
@@ -373,6 +459,9 @@ def load_curate_config(path: str | Path) -> CurateConfig:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    from vloom.model.tower_config import resolve_raw  # model.vision.init: the tower's sizes
+
+    raw = resolve_raw(raw, source)
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
@@ -399,6 +488,26 @@ def _model_from_init_checkpoint(cfg: ExperimentConfig, source: str) -> Experimen
     except ValidationError as e:
         raise ConfigError(_fmt_errors(f"{source}: train.init_from {meta_path}", e)) from None
     return cfg if model == cfg.model else cfg.model_copy(update={"model": model})
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set key=value` pairs -> {dotted key: value}, each value parsed as YAML
+    ("100" -> 100, "false" -> False, "[a, b]" -> a list)."""
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ConfigError(f"--set {p!r}: expected key=value (e.g. train.steps=100)")
+        k, v = p.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def nested_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set` pairs as a nested mapping (a config with no file behind it)."""
+    raw: dict[str, Any] = {}
+    for k, v in parse_overrides(pairs).items():
+        set_dotted(raw, k, v)
+    return raw
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

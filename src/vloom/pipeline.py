@@ -1,30 +1,164 @@
-"""`vloom run`: synth -> curate -> pack -> train -> eval -> report, skipping finished stages.
+"""The stage chain: synth -> curate -> pack (`prepare_data`), train -> eval (`train_stage`,
+`eval_stage`), used by `vloom run` and by every sweep run, skipping finished stages.
 
-Each stage leaves a marker only when it is complete (synth: manifest.json, curate:
-ledger.json, pack: stats.json, train: checkpoints/final, eval: results.json), so
-rerunning the same command after a crash picks up where it stopped.
+A stage counts as done only when its completion marker exists and parses (synth:
+manifest.json, curate: ledger.json, pack: stats.json, train: checkpoints/final + the summary,
+eval: results.json), so a marker torn by a kill means "rerun the stage", and rerunning the
+same command after a crash picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vloom.config import ExperimentConfig, dump_config
-from vloom.curate import run_curate
-from vloom.evaluate import RESULTS, evaluate, write_results
-from vloom.ledger import LEDGER_FILE
-from vloom.pack import STATS_FILE, run_pack
-from vloom.report import write_report
-from vloom.synth import MANIFEST, generate
-from vloom.train import FINAL, SUMMARY, train
+from vloom.ondisk import (
+    CHECKPOINTS,
+    FINAL,
+    LEDGER,
+    MANIFEST,
+    RESULTS,
+    RUN_CONFIG,
+    STATS,
+    TOKENIZER,
+    TRAIN_SUMMARY,
+    atomic_write_json,
+    complete,
+    read_json,
+    training_complete,
+)
 
 
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[vloom] {msg}", flush=True)
+
+
+@dataclass(frozen=True)
+class DataDirs:
+    """Where one data setting's stages write: ROOT/synth, ROOT/curated, ROOT/packed."""
+
+    root: Path
+
+    @property
+    def synth(self) -> Path:
+        return self.root / "synth"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+    @property
+    def packed(self) -> Path:
+        return self.root / "packed"
+
+    @property
+    def eval(self) -> Path:
+        return self.synth / "eval"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.packed / TOKENIZER
+
+
+def prepare_data(
+    cfg: ExperimentConfig, root: str | Path, seed: int | None = None, quiet: bool = False
+) -> DataDirs:
+    """synth -> curate -> pack under `root`, each stage skipped when its marker is complete.
+
+    `seed` is the synthetic world's seed (a sweep shares one world across training seeds);
+    None = the experiment's.
+    """
+    from vloom.curate import run_curate
+    from vloom.pack import run_pack
+    from vloom.synth import generate
+
+    d = DataDirs(Path(root))
+    if not complete(d.synth / MANIFEST):
+        _log(f"synth -> {d.synth}", quiet)
+        generate(cfg.synth, d.synth, cfg.seed if seed is None else seed, quiet=quiet)
+    else:
+        _log("synth: complete, skipped", quiet)
+    if not complete(d.curated / LEDGER):
+        _log(f"curate -> {d.curated}", quiet)
+        led = run_curate(d.synth / "train", d.curated, cfg.curate, quiet=quiet)
+        _log(
+            f"curate: {led.input} in, {led.kept} kept, {led.n_dropped} dropped, "
+            f"{led.n_rejected} rejected",
+            quiet,
+        )
+    else:
+        _log("curate: complete, skipped", quiet)
+    if not complete(d.packed / STATS):
+        _log(f"pack -> {d.packed}", quiet)
+        run_pack(d.curated, d.packed, cfg, quiet=quiet)
+    else:
+        _log("pack: complete, skipped", quiet)
+    return d
+
+
+def train_stage(
+    cfg: ExperimentConfig, packed: Path, run_dir: Path, quiet: bool = False
+) -> dict[str, Any]:
+    """Train (or resume) into `run_dir`; a complete run is skipped and its summary returned."""
+    if training_complete(run_dir):
+        _log(f"train: complete, skipped ({run_dir})", quiet)
+        return read_json(run_dir / TRAIN_SUMMARY)
+    from vloom.train import train
+
+    _log(f"train -> {run_dir}", quiet)
+    return train(cfg, packed, run_dir, quiet=quiet)
+
+
+def eval_stage(
+    cfg: ExperimentConfig,
+    ckpt: Path,
+    data: DataDirs,
+    run_dir: Path,
+    train_info: dict[str, Any] | None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `ckpt` into RUN/results.json unless a complete one is there; return it."""
+    path = run_dir / RESULTS
+    if not complete(path):
+        from vloom.evaluate import evaluate, write_results
+
+        _log(f"eval -> {path}", quiet)
+        evals = evaluate(
+            ckpt,
+            data.eval,
+            cfg.eval.tasks,
+            tokenizer_path=data.tokenizer,
+            batch_size=cfg.eval.batch_size,
+            max_examples=cfg.eval.max_examples,
+            device=cfg.eval.device,
+            seed=cfg.eval.seed,
+        )
+        write_results(run_dir, evals, dump_config(cfg), train_info)
+    return read_json(path)
+
+
+def train_and_eval(
+    cfg: ExperimentConfig, run_dir: Path, data: DataDirs, quiet: bool = False
+) -> dict[str, Any]:
+    summary = train_stage(cfg, data.packed, run_dir, quiet)
+    return eval_stage(cfg, run_dir / CHECKPOINTS / FINAL, data, run_dir, summary, quiet)
+
+
+def claim_run_dir(run_dir: Path, cfg: ExperimentConfig, hint: str) -> None:
+    """Write RUN/config.json, refusing a directory that holds a run of another config.
+
+    A config.json torn by a kill is not a claim: it is rewritten (atomically, so this one
+    cannot be torn).
+    """
+    path, resolved = run_dir / RUN_CONFIG, dump_config(cfg)
+    if complete(path) and read_json(path) != resolved:
+        raise ValueError(f"{run_dir}: holds a run of a different config; {hint}")
+    atomic_write_json(path, resolved)
 
 
 def control_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -34,79 +168,25 @@ def control_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return c
 
 
-def train_and_eval(
-    cfg: ExperimentConfig, run_dir: Path, packed: Path, eval_dir: Path, quiet: bool
-) -> dict[str, Any]:
-    if (
-        not (run_dir / "checkpoints" / FINAL / "state.json").exists()
-        or not (run_dir / SUMMARY).exists()
-    ):
-        _log(f"train -> {run_dir}", quiet)
-        summary = train(cfg, packed, run_dir, quiet=quiet)
-    else:
-        summary = json.loads((run_dir / SUMMARY).read_text())
-        _log(f"train: complete, skipped ({run_dir})", quiet)
-    if not (run_dir / RESULTS).exists():
-        _log(f"eval -> {run_dir / RESULTS}", quiet)
-        evals = evaluate(
-            run_dir / "checkpoints" / FINAL,
-            eval_dir,
-            cfg.eval.tasks,
-            tokenizer_path=packed / "tokenizer.json",
-            batch_size=cfg.eval.batch_size,
-            max_examples=cfg.eval.max_examples,
-        )
-        write_results(run_dir, evals, dump_config(cfg), summary)
-    return json.loads((run_dir / RESULTS).read_text())
+def _scores(res: dict[str, Any]) -> str:
+    return json.dumps({t: m.get("accuracy", m.get("loss")) for t, m in res["eval"].items()})
 
 
 def run_experiment(
     cfg: ExperimentConfig, out_dir: str | Path | None = None, quiet: bool = False
 ) -> Path:
+    from vloom.report import write_report
+
     run = Path(out_dir or cfg.out_dir)
     run.mkdir(parents=True, exist_ok=True)
-    cfg_path = run / "config.json"
-    resolved = dump_config(cfg)
-    if cfg_path.exists() and json.loads(cfg_path.read_text()) != resolved:
-        raise ValueError(
-            f"{run}: holds a run of a different config; choose another out_dir or delete it"
-        )
-    cfg_path.write_text(json.dumps(resolved, indent=2) + "\n")
+    claim_run_dir(run, cfg, "choose another out_dir or delete it")
     t0 = time.perf_counter()
-    synth, curated, packed = run / "synth", run / "curated", run / "packed"
-
-    if not (synth / MANIFEST).exists():
-        _log(f"synth -> {synth}", quiet)
-        generate(cfg.synth, synth, cfg.seed, quiet=quiet)
-    else:
-        _log("synth: complete, skipped", quiet)
-    if not (curated / LEDGER_FILE).exists():
-        _log(f"curate -> {curated}", quiet)
-        led = run_curate(synth / "train", curated, cfg.curate, quiet=quiet)
-        _log(
-            f"curate: {led.input} in, {led.kept} kept, {led.n_dropped} dropped, {led.n_rejected} rejected",
-            quiet,
-        )
-    else:
-        _log("curate: complete, skipped", quiet)
-    if not (packed / STATS_FILE).exists():
-        _log(f"pack -> {packed}", quiet)
-        run_pack(curated, packed, cfg, quiet=quiet)
-    else:
-        _log("pack: complete, skipped", quiet)
-
-    eval_dir = synth / "eval"
-    res = train_and_eval(cfg, run, packed, eval_dir, quiet)
-    _log(
-        f"results: {json.dumps({t: m.get('accuracy', m.get('loss')) for t, m in res['eval'].items()})}",
-        quiet,
-    )
+    data = prepare_data(cfg, run, quiet=quiet)
+    res = train_and_eval(cfg, run, data, quiet)
+    _log(f"results: {_scores(res)}", quiet)
     if cfg.control:
-        ctl = train_and_eval(control_config(cfg), run / "control", packed, eval_dir, quiet)
-        _log(
-            f"control: {json.dumps({t: m.get('accuracy', m.get('loss')) for t, m in ctl['eval'].items()})}",
-            quiet,
-        )
+        ctl = train_and_eval(control_config(cfg), run / "control", data, quiet)
+        _log(f"control: {_scores(ctl)}", quiet)
     report = write_report(run)
     _log(f"report -> {report} ({time.perf_counter() - t0:.0f}s this invocation)", quiet)
     return run

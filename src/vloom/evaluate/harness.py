@@ -6,7 +6,6 @@ are keyed by the task name (or the full spec when it has parameters, or its `as=
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,52 @@ from vloom.evaluate.convert import open_mc_shift
 from vloom.evaluate.tasks import EvalContext, get_task, parse_task_spec
 from vloom.model.io import load_model
 from vloom.model.vlm import VLM
+from vloom.ondisk import RESULTS, RUN_CONFIG, atomic_write_json, read_json
 from vloom.sequence import load_tokenizer
 
-RESULTS = "results.json"
+__all__ = ["RESULTS", "evaluate", "load_checkpoint", "resolve_device", "write_results"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" = cuda when available, else cpu; an explicit device must exist and hold data.
+
+    One-line ValueErrors instead of torch's own: an unknown name, a `meta` device (no data:
+    every score would be garbage) or a cuda/mps device this machine does not have.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"eval device {name!r}: not a device (auto, cpu, cuda, cuda:N, mps)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"eval device {name!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"eval device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"eval device {name!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"eval device {name!r}: evaluation runs on auto, cpu, cuda or mps")
+    return dev
 
 
 def load_checkpoint(
-    ckpt_dir: str | Path, tokenizer_path: str | Path | None = None, device: str = "cpu"
+    ckpt_dir: str | Path,
+    tokenizer_path: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[VLM, Tokenizer]:
-    """The model in eval mode and its tokenizer (the one the checkpoint names, by default)."""
+    """The model in eval mode on `device` and its tokenizer (the checkpoint's, by default)."""
     ckpt_dir = Path(ckpt_dir)
-    model = load_model(ckpt_dir).to(device).eval()
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    model = load_model(ckpt_dir).to(dev).eval()
     if tokenizer_path is None:
-        meta = json.loads((ckpt_dir / "config.json").read_text())
+        meta = read_json(ckpt_dir / RUN_CONFIG)
         tokenizer_path = meta.get("tokenizer")
         if not tokenizer_path:
             raise ValueError(f"{ckpt_dir}: checkpoint names no tokenizer; pass --tokenizer")
@@ -49,6 +81,8 @@ def evaluate(
     device: str = "cpu",
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
+    """Run `tasks` on the checkpoint on `device` ("auto": cuda when available; callers pass
+    `eval.device`); `seed` picks few-shot examples and converted-option order."""
     ckpt_dir, eval_dir = Path(ckpt_dir), Path(eval_dir)
     specs = [parse_task_spec(t) for t in tasks]  # unknown names/params fail before any work
     keys = [k for _, _, k in specs]
@@ -57,8 +91,9 @@ def evaluate(
         raise ValueError(f"eval task {dup!r} is listed twice; give one a name with as=NAME")
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"{eval_dir}: evaluation directory does not exist")
-    model, tok = load_checkpoint(ckpt_dir, tokenizer_path, device)
-    ctx = EvalContext(model, tok, eval_dir, torch.device(device), batch_size, max_examples, seed)
+    dev = resolve_device(device)  # before the model loads: a bad device is a one-line error
+    model, tok = load_checkpoint(ckpt_dir, tokenizer_path, dev)
+    ctx = EvalContext(model, tok, eval_dir, dev, batch_size, max_examples, seed)
     out: dict[str, dict[str, Any]] = {}
     for name, params, key in specs:
         t = time.perf_counter()
@@ -77,7 +112,4 @@ def write_results(
     data = {"eval": evals, "config": config}
     if train:
         data["train"] = train
-    tmp = path.with_name(f".{RESULTS}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, data)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
+
+from vloom.ondisk import atomic_write_text
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b;
@@ -84,7 +85,4 @@ def write_html(md_path: str | Path, title: str | None = None) -> Path:
         first = next((ln for ln in text.splitlines() if ln.startswith("# ")), md_path.stem)
         title = first.removeprefix("# ").strip()
     out = md_path.with_suffix(".html")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(markdown_to_html(text, md_path.parent, title))
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, markdown_to_html(text, md_path.parent, title))

@@ -6,13 +6,14 @@ plotting touches no global backend or figure state of the caller.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vloom.ondisk import atomic_write_bytes
 from vloom.report.runfiles import eval_section, finite, image_entry_step, read_metrics, series
 
 CHANCE = 0.25  # the VQA and text QA tasks are 4-way multiple choice
@@ -38,9 +39,9 @@ def _save(fig: Figure, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=DPI, metadata=_PNG_META)
-    os.replace(tmp, out)  # a reader never sees a half-written image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata=_PNG_META)
+    atomic_write_bytes(out, buf.getvalue())  # a reader never sees a half-written image
     return out
 
 

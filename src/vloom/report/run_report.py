@@ -7,12 +7,12 @@ report of a half-finished run is still useful.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from vloom.ondisk import atomic_write_text
 from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_loss
 from vloom.report.runfiles import (
@@ -174,8 +174,6 @@ def write_report(run_dir: str | Path) -> Path:
         out.append("results.json holds no evaluation tasks.\n")
 
     path = run_dir / REPORT_FILE
-    tmp = path.with_name(f".{REPORT_FILE}.tmp")
-    tmp.write_text("\n\n".join(part.strip("\n") for part in out) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n\n".join(part.strip("\n") for part in out) + "\n")
     write_html(path)
     return path

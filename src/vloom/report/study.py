@@ -7,11 +7,10 @@ finished, failed (with the last line of its error) or not yet run: nothing is le
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from vloom.ondisk import atomic_write_json, atomic_write_text
 from vloom.report.html import write_html
 from vloom.report.runfiles import RunFileError, eval_section, read_json
 from vloom.report.study_plots import plot_study
@@ -25,7 +24,12 @@ from vloom.report.study_table import (
 )
 from vloom.report.tables import fmt, fmt_seconds, md_table
 
-STUDY_MD, STUDY_JSON, RUNS_DIR = "study.md", "study.json", "runs"
+STUDY_MD, STUDY_JSON, STUDY_SUMMARY, RUNS_DIR = (
+    "study.md",
+    "study.json",
+    "study_summary.json",
+    "runs",
+)
 
 
 def collect_runs(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -49,6 +53,8 @@ def collect_runs(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
         rec["status"] = status.get("status", "not run")
         rec["error"] = status.get("error")
         rec["seconds"] = status.get("seconds")
+        skipped = status.get("metrics_skipped")
+        rec["metrics_skipped"] = skipped if isinstance(skipped, dict) else {}
         if rec["status"] == "done" and results is not None:
             rec["eval"] = eval_section(results)
             rec["train"] = results.get("train") or {}
@@ -125,25 +131,33 @@ def write_study_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             "Failed runs keep their full traceback in `runs/NAME/error.txt`; rerunning "
             "`vloom sweep` retries them and skips the runs that are done.\n"
         )
-    md = sweep_dir / STUDY_MD
-    tmp = md.with_name(f".{STUDY_MD}.tmp")
-    tmp.write_text("\n\n".join(p.strip("\n") for p in out) + "\n")
-    os.replace(tmp, md)
-    (sweep_dir / "study_summary.json").write_text(
-        json.dumps(
-            {
-                "swept": swept,
-                "settings": [
-                    {
-                        "settings": r["settings"],
-                        "stats": {k: list(v) for k, v in r["stats"].items()},
-                    }
-                    for r in rows
-                ],
-                "runs": {r["name"]: r["status"] for r in runs},
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    out += _skipped_metrics(runs)
+    md = atomic_write_text(sweep_dir / STUDY_MD, "\n\n".join(p.strip("\n") for p in out) + "\n")
+    summary = {
+        "swept": swept,
+        "settings": [
+            {"settings": r["settings"], "stats": {k: list(v) for k, v in r["stats"].items()}}
+            for r in rows
+        ],
+        "runs": {r["name"]: r["status"] for r in runs},
+        "metrics_skipped": {r["name"]: r["metrics_skipped"] for r in runs if r["metrics_skipped"]},
+    }
+    atomic_write_json(sweep_dir / STUDY_SUMMARY, summary)
     return md, write_html(md)
+
+
+def _skipped_metrics(runs: list[dict[str, Any]]) -> list[str]:
+    """A section naming every metrics file whose unreadable lines a run skipped, with counts."""
+    lines = [
+        f"- `{r['name']}`: {n} unreadable line(s) in `{f}` skipped"
+        for r in runs
+        for f, n in sorted(r["metrics_skipped"].items())
+    ]
+    if not lines:
+        return []
+    return [
+        "## Skipped metrics lines\n",
+        "\n".join(lines)
+        + "\n\nA torn last line (a run killed mid-write) or a line that is not a JSON record "
+        "with a numeric step; the rest of the file is used.\n",
+    ]

@@ -7,20 +7,19 @@ fails does not stop the sweep: the study report lists it with its error.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from vloom.config import dump_config
+from vloom.ondisk import atomic_write_json
+from vloom.report.study import STUDY_JSON, write_study_report
 from vloom.sweep.data import ensure_data
 from vloom.sweep.executors import Task, run_local, run_ray, run_task
 from vloom.sweep.runone import RUNS_DIR, is_done
 from vloom.sweep.slurm import write_slurm
 from vloom.sweep.spec import RunPlan, Study
-
-STUDY_JSON = "study.json"
 
 
 def run_dir(study: Study, plan: RunPlan) -> Path:
@@ -51,9 +50,7 @@ def write_study_json(study: Study) -> Path:
         "swept": study.swept,
         "runs": [{"name": r.name, "settings": r.settings} for r in study.runs],
     }
-    path = out / STUDY_JSON
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    return atomic_write_json(out / STUDY_JSON, data)
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -65,8 +62,6 @@ def run_sweep(
     study: Study, quiet: bool = False, only: str | None = None, report_only: bool = False
 ) -> dict[str, Any]:
     """Run the study (or the one run `only`); return {"done": [...], "failed": {...}, ...}."""
-    from vloom.report.study import write_study_report
-
     write_study_json(study)
     plans = study.runs
     if only is not None:

@@ -11,7 +11,9 @@ Layout of a run directory (SWEEP/runs/NAME):
     report.md/.html   the run report; curated/ and packed/ link to the shared data
     status.json       {"status": "done" | "failed", "error": last line, "seconds": ...}
 
-Everything is resumable: each stage is skipped when its completion marker exists.
+Everything is resumable: each stage is skipped when its completion marker exists and parses
+(the chain is `vloom.pipeline`'s, shared with `vloom run`); every marker here is written
+atomically, so a kill leaves the old file or the new one, never a torn one.
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from vloom.config import ExperimentConfig, StageConfig, config_from_dict, dump_config
-from vloom.evaluate import RESULTS, evaluate, write_results
+from vloom.ondisk import (
+    CHECKPOINTS,
+    FINAL,
+    METRICS,
+    RESULTS,
+    RUN_CONFIG,
+    atomic_write_json,
+    atomic_write_text,
+    complete,
+    read_json,
+)
+from vloom.pipeline import claim_run_dir, eval_stage, train_stage
+from vloom.report.runfiles import read_metrics
 from vloom.sweep.data import ensure_data
 from vloom.sweep.spec import FinetuneSpec
-from vloom.train import FINAL, METRICS, SUMMARY, train
 
 STATUS = "status.json"
 PLAN = "plan.json"
@@ -36,32 +49,25 @@ RUNS_DIR = "runs"
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / STATUS
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a status cut by a kill: the run is not known to be done
+    if not complete(path):
+        return None  # absent, or cut by a kill: the run is not known to be done
+    data = read_json(path)
     return data if isinstance(data, dict) else None
 
 
 def is_done(run_dir: Path, cfg: ExperimentConfig | None = None) -> bool:
     """Finished (status done + results.json), and of this config when `cfg` is given."""
     st = read_status(run_dir)
-    if not (st and st.get("status") == "done" and (Path(run_dir) / RESULTS).exists()):
+    if not (st and st.get("status") == "done" and complete(Path(run_dir) / RESULTS)):
         return False
     if cfg is None:
         return True
-    try:
-        return json.loads((Path(run_dir) / "config.json").read_text()) == dump_config(cfg)
-    except (OSError, json.JSONDecodeError):
-        return False
+    cfg_path = Path(run_dir) / RUN_CONFIG
+    return complete(cfg_path) and read_json(cfg_path) == dump_config(cfg)
 
 
 def _write_status(run_dir: Path, data: dict[str, Any]) -> None:
-    tmp = run_dir / f".{STATUS}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, run_dir / STATUS)
+    atomic_write_json(run_dir / STATUS, data)
 
 
 def finetune_config(cfg: ExperimentConfig, ft: FinetuneSpec) -> ExperimentConfig:
@@ -93,28 +99,22 @@ def _start_from(pretrained: Path, ft_cfg: ExperimentConfig) -> ExperimentConfig:
     return config_from_dict(raw, source=f"finetune of {ft_cfg.name}")
 
 
-def _trained(out_dir: Path) -> dict[str, Any] | None:
-    if (out_dir / "checkpoints" / FINAL / "state.json").exists() and (out_dir / SUMMARY).exists():
-        return json.loads((out_dir / SUMMARY).read_text())
-    return None
+def merge_metrics(run_dir: Path, parts: list[tuple[Path, int]]) -> dict[str, int]:
+    """Write RUN/metrics.jsonl, the whole recipe on one step axis (each part's steps shifted by
+    the steps before it); return {part's metrics file: lines skipped} for the unreadable ones.
 
-
-def _merge_metrics(run_dir: Path, parts: list[tuple[Path, int]]) -> None:
-    """metrics.jsonl of the whole recipe: each part's steps shifted by the steps before it."""
-    lines = []
+    A torn last line (a kill mid-write), a non-JSON or non-UTF-8 line or a record without a
+    numeric step is skipped and counted, never fatal: the status and the study report name it.
+    """
+    lines, skipped = [], {}
     for part_dir, offset in parts:
-        path = part_dir / METRICS
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "step" in rec:
-                rec["step"] += offset
-                lines.append(json.dumps(rec))
-    (run_dir / METRICS).write_text("".join(f"{x}\n" for x in lines))
+        records, bad = read_metrics(part_dir)
+        if bad:
+            skipped[f"{part_dir.name}/{METRICS}"] = bad
+        for rec in records:
+            lines.append(json.dumps({**rec, "step": rec["step"] + offset}) + "\n")
+    atomic_write_text(run_dir / METRICS, "".join(lines))
+    return skipped
 
 
 def _link(link: Path, target: Path) -> None:
@@ -124,6 +124,25 @@ def _link(link: Path, target: Path) -> None:
         link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
     except OSError:
         pass  # no symlinks on this filesystem: the report says the ledger is elsewhere
+
+
+def _combined(
+    summary: dict[str, Any], ft: dict[str, Any], pre_steps: int, ft_steps: int
+) -> dict[str, Any]:
+    """The train section of results.json for pre-training + fine-tuning."""
+    info = {
+        "steps": pre_steps + ft_steps,
+        "tokens": summary["tokens"] + ft["tokens"],
+        "pretrain_steps": pre_steps,
+        "pretrain_tokens": summary["tokens"],
+        "finetune_steps": ft_steps,
+        "finetune_tokens": ft["tokens"],
+        "wall_s": round(summary["wall_s"] + ft["wall_s"], 2),
+        "params": summary.get("params"),
+        "final_loss": ft.get("final_loss"),
+    }
+    info["tokens_per_s"] = round(info["tokens"] / max(info["wall_s"], 1e-9), 1)
+    return info
 
 
 def run_one(
@@ -146,74 +165,47 @@ def run_one(
         return read_status(run_dir) or {"status": "done"}
     t0 = time.perf_counter()
     _write_status(run_dir, {"status": "running", "pid": os.getpid()})
+    skipped: dict[str, int] = {}
     try:
-        cfg_path, resolved = run_dir / "config.json", dump_config(cfg)
-        if cfg_path.exists() and json.loads(cfg_path.read_text()) != resolved:
-            raise ValueError(
-                f"{run_dir}: holds a run of a different config (the study changed); "
-                "delete the run directory or choose another out_dir"
-            )
-        cfg_path.write_text(json.dumps(resolved, indent=2) + "\n")
+        claim_run_dir(
+            run_dir, cfg, "the study changed: delete the run directory or choose another out_dir"
+        )
         data = ensure_data(sweep_dir, cfg, data_seed, quiet=quiet)
-        packed, eval_dir = data / "packed", data / "synth" / "eval"
         plan = {
             "settings": settings or {},
             "finetune": finetune.model_dump(mode="json") if finetune else None,
-            "data": str(data),
+            "data": str(data.root),
         }
-        (run_dir / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
-        _link(run_dir / "curated", data / "curated")
-        _link(run_dir / "packed", data / "packed")
+        atomic_write_json(run_dir / PLAN, plan)
+        _link(run_dir / "curated", data.curated)
+        _link(run_dir / "packed", data.packed)
 
         pre_dir = run_dir / "pretrain"
-        summary = _trained(pre_dir) or train(cfg, packed, pre_dir, quiet=quiet)
+        summary = train_stage(cfg, data.packed, pre_dir, quiet=quiet)
         final_dir, parts = pre_dir, [(pre_dir, 0)]
         train_info: dict[str, Any] = {**summary, "pretrain_steps": cfg.train.steps}
         if finetune is not None:
             ft_dir = run_dir / "finetune"
-            ft_cfg = finetune_config(cfg, finetune)
-            ft_summary = _trained(ft_dir)
-            if ft_summary is None:
-                ft_cfg = _start_from(pre_dir / "checkpoints" / FINAL, ft_cfg)
-                ft_summary = train(ft_cfg, packed, ft_dir, quiet=quiet)
+            ft_cfg = _start_from(pre_dir / CHECKPOINTS / FINAL, finetune_config(cfg, finetune))
+            ft_summary = train_stage(ft_cfg, data.packed, ft_dir, quiet=quiet)
             final_dir = ft_dir
             parts.append((ft_dir, cfg.train.steps))
-            train_info = {
-                "steps": cfg.train.steps + finetune.steps,
-                "tokens": summary["tokens"] + ft_summary["tokens"],
-                "pretrain_steps": cfg.train.steps,
-                "pretrain_tokens": summary["tokens"],
-                "finetune_steps": finetune.steps,
-                "finetune_tokens": ft_summary["tokens"],
-                "wall_s": round(summary["wall_s"] + ft_summary["wall_s"], 2),
-                "params": summary.get("params"),
-                "final_loss": ft_summary.get("final_loss"),
-            }
-            train_info["tokens_per_s"] = round(
-                train_info["tokens"] / max(train_info["wall_s"], 1e-9), 1
-            )
-        _merge_metrics(run_dir, parts)
-        if not (run_dir / RESULTS).exists():
-            evals = evaluate(
-                final_dir / "checkpoints" / FINAL,
-                eval_dir,
-                cfg.eval.tasks,
-                tokenizer_path=packed / "tokenizer.json",
-                batch_size=cfg.eval.batch_size,
-                max_examples=cfg.eval.max_examples,
-            )
-            write_results(run_dir, evals, dump_config(cfg), train_info)
+            train_info = _combined(summary, ft_summary, cfg.train.steps, finetune.steps)
+        skipped = merge_metrics(run_dir, parts)
+        eval_stage(cfg, final_dir / CHECKPOINTS / FINAL, data, run_dir, train_info, quiet=quiet)
         from vloom.report import write_report
 
         write_report(run_dir)
-        status = {"status": "done", "seconds": round(time.perf_counter() - t0, 1)}
+        status: dict[str, Any] = {"status": "done", "seconds": round(time.perf_counter() - t0, 1)}
     except Exception as e:  # the sweep goes on; the study report shows this run as failed
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         last = (str(e).strip().splitlines() or [""])[-1]
         status = {
             "status": "failed",
             "error": f"{type(e).__name__}: {last}" if last else type(e).__name__,
             "seconds": round(time.perf_counter() - t0, 1),
         }
+    if skipped:
+        status["metrics_skipped"] = skipped
     _write_status(run_dir, status)
     return status

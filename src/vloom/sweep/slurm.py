@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from vloom.ondisk import atomic_write_text
 from vloom.sweep.spec import Study
 
 SCRIPT, RUNS_LIST = "sweep.sbatch", "runs.txt"
@@ -22,7 +23,7 @@ def write_slurm(study: Study, names: list[str]) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "slurm").mkdir(exist_ok=True)
     runs = out / RUNS_LIST
-    runs.write_text("".join(f"{n}\n" for n in names))
+    atomic_write_text(runs, "".join(f"{n}\n" for n in names))
     sl = study.spec.slurm
     cpus = sl.cpus_per_task or study.spec.threads or 1
     throttle = f"%{sl.max_parallel}" if sl.max_parallel else ""
@@ -51,6 +52,6 @@ def write_slurm(study: Study, names: list[str]) -> tuple[Path, Path]:
         f'--out {shlex.quote(str(out.resolve()))} --run "$RUN" --quiet',
     ]
     script = out / SCRIPT
-    script.write_text("\n".join(lines) + "\n")
+    atomic_write_text(script, "\n".join(lines) + "\n")
     script.chmod(0o755)
     return script, runs

@@ -1,4 +1,4 @@
-"""Commands this package adds to `vloom` (see COMMAND_MODULES in cli.py): sweep, scaling."""
+"""`vloom sweep` (see COMMAND_MODULES in cli.py): light to import; the sweep loads inside."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from vloom.cli import _overrides
+    from vloom.config import parse_overrides
     from vloom.sweep import load_study, run_sweep
 
-    overrides = _overrides(args.set or [])
+    overrides = parse_overrides(args.set)
     if args.out:
         overrides["out_dir"] = args.out
     if args.workers:
@@ -23,24 +23,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     out = run_sweep(study, quiet=args.quiet, only=args.run, report_only=args.report)
     if not args.quiet or out["failed"]:
         print(json.dumps({k: v for k, v in out.items()}, indent=None))
-
-
-def cmd_scaling(args: argparse.Namespace) -> None:
-    try:
-        from vloom.scaling import scaling_report
-    except ImportError as e:  # scipy is what the fit needs beyond the core install
-        raise ValueError(f"vloom scaling needs {e.name or 'scipy'} (pip install scipy)") from None
-
-    text = scaling_report(
-        args.source,
-        budget=args.budget,
-        params=args.params,
-        loss_key=args.loss_key,
-        n_boot=args.bootstrap,
-        seed=args.seed,
-        out=args.out,
-    )
-    print(text)
 
 
 def add_commands(add: Callable[..., Any]) -> None:
@@ -63,23 +45,3 @@ def add_commands(add: Callable[..., Any]) -> None:
     p.add_argument(
         "--report", action="store_true", help="only (re)write the study report from what is done"
     )
-    p = add(
-        "scaling",
-        cmd_scaling,
-        "fit L(N, D) = E + A/N^a + B/D^b and the compute-optimal model size for a FLOP budget",
-        config=False,
-    )
-    p.add_argument("source", help="a sweep directory, or a CSV with columns N, D, loss")
-    p.add_argument("--budget", type=float, help="training FLOPs for the compute-optimal answer")
-    p.add_argument(
-        "--params",
-        choices=["nonembedding", "total"],
-        default="nonembedding",
-        help="which parameter count is N (sweep directories; a CSV says it in its columns)",
-    )
-    p.add_argument(
-        "--loss-key", default="text_ppl.loss", help="task.metric of results.json used as the loss"
-    )
-    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples (0 = none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="also write the fit as JSON here")
