@@ -106,6 +106,7 @@ def parse_task_spec(spec: str) -> tuple[str, dict[str, Any], str]:
 from vloom.evaluate.tasks import (  # noqa: E402,F401  (registration)
     caption_gen,
     caption_loss,
+    mcbench,
     multi_image,
     text_ppl,
     text_qa,
