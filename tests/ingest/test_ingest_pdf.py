@@ -401,3 +401,101 @@ def test_pdf_cli_writes_shards_and_ledger(tmp_path, capsys):
     direct, _ = _run([src / "guide.pdf"])
     assert doc.to_row() == direct[0].to_row()  # what the shard holds is what the source made
     assert Ledger.read(out).to_dict()["pdf"]["pages"] == 2
+
+
+def _repeated_image_pdf(path: Path, pages: int) -> None:
+    """`pages` pages that each draw one noisy 0.5 MB image, stored once (one xref)."""
+    pdf = pymupdf.open()
+    xref = 0
+    photo = _png(400, 400, 20)
+    for i in range(pages):
+        page = pdf.new_page()
+        page.insert_text((72, 520), f"Body text of page {i}, under its photo.", fontsize=11)
+        xref = page.insert_image(pymupdf.Rect(72, 80, 472, 480), stream=photo, xref=xref)
+    pdf.save(path)
+
+
+_PEAK_RSS = """
+import json, resource, sys
+from pathlib import Path
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.pdf import ingest_pdf
+from vloom.ledger import Ledger
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+led = Ledger()
+docs = list(ingest_pdf([Path(sys.argv[1])], led, IngestOptions(out_dir=Path(sys.argv[1]).parent)))
+r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"growth_kb": r1 - r0, "images": docs[0].n_images, "pdf": led.extra["pdf"]}))
+"""
+
+
+def test_pdf_memory_does_not_grow_with_pages_of_a_repeated_image(tmp_path):
+    """One image drawn on every page is extracted once: peak memory is the same for N and 4N
+    pages (before: 64 MB at 100 pages, 280 MB at 400)."""
+    import subprocess
+    import sys
+
+    runs = {}
+    for n in (30, 120):
+        _repeated_image_pdf(tmp_path / f"rep{n}.pdf", n)
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(tmp_path / f"rep{n}.pdf")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs[n] = json.loads(out.stdout.strip().splitlines()[-1])
+    for n, r in runs.items():
+        assert r["images"] == 1 and r["pdf"]["images_skipped"] == {"repeated": n - 1}
+    small, big = runs[30]["growth_kb"], runs[120]["growth_kb"]
+    assert big < 1.3 * small + 15_000, runs  # linear growth: ~4x (0.5 MB a page)
+
+
+def test_pdf_page_and_image_byte_caps_are_counted(tmp_path):
+    pdf = pymupdf.open()
+    for i in range(5):
+        page = pdf.new_page()
+        page.insert_text((72, 300), f"Body text of page {i} here.", fontsize=11)
+        page.insert_image(pymupdf.Rect(72, 320, 272, 470), stream=_png(100, 75, 30 + i))
+    pdf.save(tmp_path / "five.pdf")
+    (doc,), ledger = _run([tmp_path / "five.pdf"], max_pages=3)
+    assert doc.text.count("Body text") == 3 and doc.n_images == 3
+    assert doc.metadata["limited"] == ["pdf_pages_capped"] and doc.metadata["page_count"] == 5
+    assert ledger.extra["pdf"]["limited"] == {"pdf_pages_capped": 1}
+    assert ledger.extra["pdf"]["pages_not_read"] == 2
+    one = len(_run([tmp_path / "five.pdf"])[0][0].images[1])
+    (doc,), ledger = _run([tmp_path / "five.pdf"], max_pdf_image_bytes=int(2.5 * one))
+    assert doc.n_images == 2 and doc.text.count("Body text") == 5
+    assert doc.metadata["images_skipped"] == {"image_bytes_capped": 3}
+    assert ledger.extra["pdf"]["limited"] == {"pdf_image_bytes_capped": 1}
+
+
+def test_pdf_broken_page_counted_and_other_pages_kept(tmp_path):
+    pdf = pymupdf.open()
+    for i in range(4):
+        pdf.new_page().insert_text((72, 300), f"Body text of page {i} here.", fontsize=11)
+    pdf.update_stream(pdf[1].get_contents()[0], bytes(range(256)) * 20)  # garbage content
+    pdf.xref_set_key(pdf[2].xref, "Contents", "999 0 R")  # a content stream that is not there
+    pdf.save(tmp_path / "broken.pdf")
+    (doc,), ledger = _run([tmp_path / "broken.pdf"])
+    assert doc.text == "Body text of page 0 here.\n\nBody text of page 3 here."
+    assert doc.metadata["page_errors"] == 2 and doc.metadata["broken_pages"] == [2, 3]
+    stats = ledger.extra["pdf"]
+    assert stats["page_errors"] == 2
+    assert stats["page_error_reasons"] == {"content_stream_error": 2}
+    assert ledger.input == 1 and ledger.kept == 1
+
+
+def test_pdf_symlink_out_of_the_input_dir_and_fifo_rejected(tmp_path):
+    import os
+
+    src, outside = tmp_path / "pdfs", tmp_path / "elsewhere"
+    src.mkdir()
+    outside.mkdir()
+    _interleaved_pdf(src / "a_guide.pdf")
+    _interleaved_pdf(outside / "secret.pdf")
+    (src / "b_link.pdf").symlink_to(outside / "secret.pdf")
+    os.mkfifo(src / "c_pipe.pdf")  # opening it for reading would block forever
+    docs, ledger = _run([src])
+    assert len(docs) == 1 and ledger.input == 3
+    assert dict(ledger.rejected) == {"outside_root": 1, "unreadable": 1}

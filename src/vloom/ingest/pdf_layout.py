@@ -1,0 +1,216 @@
+"""Page layout for the pdf source: text blocks, reading order, reflow and running headers.
+
+Reading order within a page is a recursive XY-cut: split the page at its widest empty band (a
+horizontal band splits rows, a vertical one columns), so two-column papers read column by column
+and a figure lands between the paragraphs it stands between. The unit is MuPDF's block, split
+where its lines fall into side-by-side columns of real text (MuPDF may join lines of two columns
+that share baselines; a bullet or a list number beside its item is not a column). What it costs:
+boxes that overlap (text over a background image) have no band to split at and fall back to
+top-to-bottom, left-to-right order; a table reads column by column. A block's wrapped lines are
+joined into one line (hyphenated words rejoined; list items and monospaced blocks keep their line
+breaks), and so is a sentence that a page or column break cut in two.
+
+Running headers and footers: a line in the top or bottom margin that recurs, digits aside, on at
+least MIN_REPEATS pages ("Chapter 2 · Setup", page numbers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pymupdf
+
+SCANNED_COVERAGE = 0.5  # share of the page covered by images on a page without text
+_MAX_XY_BOXES = 2000  # beyond this many blocks on one page, plain top-to-bottom order
+MARGIN = 0.08  # top and bottom share of the page where running headers and footers live
+MIN_REPEATS = 3  # pages a margin line must recur on to count as a running header/footer
+_DIGITS = re.compile(r"\d+")
+_ROMAN = re.compile(r"[ivxlcdm]+")
+_MONOSPACED = 8  # PyMuPDF span flag bit
+# a line that starts a list item: a bullet or dash, "3." / "(3)" / "b)"
+_LIST_ITEM = re.compile(
+    r"^(?:[\u2022\u00b7\u2023\u25e6\u25aa\u25cf\u25a0*\-\u2013\u2014]|\(?\d{1,3}[.)]|\(?[a-z][.)])(?:\s|$)"
+)
+_TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+
+
+@dataclass(slots=True)
+class Block:
+    bbox: tuple[float, float, float, float]
+    text: str | None = None
+    image: dict[str, Any] | None = None  # an image placement (see pdf_images), no bytes
+    mono: bool = False  # all monospaced: code or terminal output
+
+
+def text_blocks(page: pymupdf.Page) -> list[Block]:
+    """The page's text blocks (split into columns, reflowed); images are not extracted here."""
+    out: list[Block] = []
+    for b in page.get_text("dict", flags=_TEXT_FLAGS, sort=False)["blocks"]:
+        if b["type"] != 0:
+            continue
+        lines = []
+        spans = [s for ln in b.get("lines", ()) for s in ln["spans"] if s["text"].strip()]
+        mono = bool(spans) and all(s["flags"] & _MONOSPACED for s in spans)
+        for ln in b.get("lines", ()):
+            text = "".join(s["text"] for s in ln["spans"]).strip()
+            if text:
+                lines.append((tuple(ln["bbox"]), text))
+        for part in _columns(lines):
+            x0 = min(bb[0] for bb, _ in part)
+            y0 = min(bb[1] for bb, _ in part)
+            x1 = max(bb[2] for bb, _ in part)
+            y1 = max(bb[3] for bb, _ in part)
+            text = _reflow([t for _, t in part], mono)
+            out.append(Block((x0, y0, x1, y1), text=text, mono=mono))
+    return out
+
+
+def margin_keys(blocks: Iterable[Block], rect: pymupdf.Rect) -> set[str]:
+    """The normalised margin lines of one page (what running-header detection counts)."""
+    return {_norm(b.text) for b in blocks if b.text is not None and in_margin(b, rect)}
+
+
+def running_lines(counts: dict[str, int]) -> set[str]:
+    """Margin lines (counted once per page) that recur on at least MIN_REPEATS pages."""
+    return {k for k, n in counts.items() if n >= MIN_REPEATS}
+
+
+def is_running(b: Block, rect: pymupdf.Rect, running: set[str]) -> bool:
+    """Whether the text block `b` is one of the PDF's running headers or footers."""
+    return b.text is not None and in_margin(b, rect) and _norm(b.text) in running
+
+
+def _norm(text: str) -> str:
+    """A margin line with its numbers blanked: "Page 3 of 9" and "Page 4 of 9" are one line,
+    and so are the roman page numbers of front matter ("iv", "v")."""
+    text = " ".join(text.lower().split())
+    return "#" if _ROMAN.fullmatch(text) else _DIGITS.sub("#", text)
+
+
+def in_margin(b: Block, rect: pymupdf.Rect) -> bool:
+    band = MARGIN * rect.height
+    return b.bbox[3] <= rect.y0 + band or b.bbox[1] >= rect.y1 - band
+
+
+def continues(prev: str, nxt: str) -> bool:
+    """Whether `nxt` carries on the sentence `prev` broke off (at a page break, a column end):
+    `prev` ends mid-sentence (a letter, a comma, a hyphen) and `nxt` starts in lower case."""
+    return bool(prev) and (prev[-1].isalpha() or prev[-1] in ",-") and nxt[:1].islower()
+
+
+def join_split(prev: str, nxt: str) -> str:
+    if len(prev) > 1 and prev[-1] == "-" and prev[-2].isalpha():
+        return prev[:-1] + nxt
+    return prev + " " + nxt
+
+
+def _reflow(lines: list[str], mono: bool) -> str:
+    """The wrapped lines of a paragraph as one line, as the text was written (and as line-based
+    quality filters expect); a word hyphenated across lines is joined. List items keep their own
+    lines; monospaced blocks (code, terminal output) keep every line break."""
+    if mono:
+        return "\n".join(lines)
+    out = lines[0]
+    for ln in lines[1:]:
+        if _LIST_ITEM.match(ln):
+            out += "\n" + ln
+        else:
+            out = join_split(out, ln) if ln[:1].islower() else out + " " + ln
+    return out
+
+
+def _columns(
+    lines: list[tuple[tuple[float, ...], str]],
+) -> list[list[tuple[tuple[float, ...], str]]]:
+    """The lines of one block, split into side-by-side columns when they form columns of text.
+
+    Lines are grouped by overlapping x-ranges; the split is kept only when every group holds a
+    line wider than three line heights, so a bullet or "1." beside its item stays with it.
+    """
+    if len(lines) < 2:
+        return [lines] if lines else []
+    height = sorted(bb[3] - bb[1] for bb, _ in lines)[len(lines) // 2]
+    order = sorted(range(len(lines)), key=lambda i: lines[i][0][0])
+    groups: list[list[int]] = []
+    reach = float("-inf")
+    for i in order:
+        x0, _, x1, _ = lines[i][0]
+        if groups and x0 < reach:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+        reach = max(reach, x1) if len(groups[-1]) > 1 else x1
+    wide = all(max(lines[i][0][2] - lines[i][0][0] for i in g) > 3 * height for g in groups)
+    if len(groups) == 1 or not wide:
+        return [lines]
+    return [[lines[i] for i in sorted(g)] for g in groups]
+
+
+def behind_text(blocks: list[Block], rect: pymupdf.Rect) -> set[int]:
+    """ids of images covering half the page or more with text drawn over them."""
+    page_area = abs(rect) or 1.0
+    out = set()
+    for b in blocks:
+        if b.image is None or abs(pymupdf.Rect(b.bbox) & rect) < SCANNED_COVERAGE * page_area:
+            continue
+        box = pymupdf.Rect(b.bbox)
+        for t in blocks:
+            if t.text is not None and box.contains(
+                pymupdf.Point((t.bbox[0] + t.bbox[2]) / 2, (t.bbox[1] + t.bbox[3]) / 2)
+            ):
+                out.add(id(b))
+                break
+    return out
+
+
+def coverage(blocks: list[Block], rect: pymupdf.Rect) -> float:
+    """Area of the page covered by image blocks (overlaps counted once per block, clipped)."""
+    total = 0.0
+    for b in blocks:
+        if b.image is not None:
+            total += abs(pymupdf.Rect(b.bbox) & rect)
+    return total
+
+
+def reading_order(boxes: list[tuple[float, float, float, float]]) -> list[int]:
+    """Indices of `boxes` (x0, y0, x1, y1) in reading order by recursive XY-cut.
+
+    Each region is split at its widest empty band across either axis (ties: the horizontal band,
+    i.e. rows before columns); a region with no band is read top-to-bottom, left-to-right.
+    Iterative, so a page of thousands of lines cannot exhaust the recursion limit.
+    """
+    if len(boxes) > _MAX_XY_BOXES:
+        return sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0]))
+    out: list[int] = []
+    stack = [list(range(len(boxes)))]
+    while stack:
+        idx = stack.pop()
+        cut = _widest_gap(boxes, idx) if len(idx) > 1 else None
+        if cut is None:
+            out.extend(sorted(idx, key=lambda i: (boxes[i][1], boxes[i][0])))
+            continue
+        axis, pos = cut
+        first = [i for i in idx if boxes[i][axis] < pos]
+        second = [i for i in idx if boxes[i][axis] >= pos]
+        stack.append(second)  # popped after `first`
+        stack.append(first)
+    return out
+
+
+def _widest_gap(
+    boxes: list[tuple[float, float, float, float]], idx: list[int]
+) -> tuple[int, float] | None:
+    """(axis, coordinate) of the widest empty band between boxes; axis 1 = y (rows), 0 = x."""
+    best: tuple[float, int, float] | None = None
+    for axis in (1, 0):
+        spans = sorted((boxes[i][axis], boxes[i][axis + 2]) for i in idx)
+        reach = spans[0][1]
+        for lo, hi in spans[1:]:
+            gap = lo - reach
+            if gap > 0 and (best is None or gap > best[0]):
+                best = (gap, axis, (reach + lo) / 2)
+            reach = max(reach, hi)
+    return None if best is None else (best[1], best[2])
