@@ -324,7 +324,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.vision = VisionEncoder(cfg.vision, image_size)
         slots = self.vision.slots
-        self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
+        self.connector = Connector(self.vision.d_out, cfg.d_model, slots, cfg.vision.connector)
 
     def forward(self, images: Any) -> torch.Tensor:
         """Images (a [N, H, W, 3] stack, or an ImageBatch with dynamic resolution) ->

@@ -48,6 +48,7 @@ def build_model(meta: dict[str, Any]) -> VLM:
         meta["vocab_size"],
         meta["max_seq_len"],
         meta["image_size"],
+        pretrained=False,  # the checkpoint's weights, not model.vision.init's
     )
 
 

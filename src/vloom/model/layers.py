@@ -210,26 +210,41 @@ class SiglipAttention(nn.Module):
         return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)  # OpenAI CLIP's activation
+
+
+# transformers' hidden_act names: gelu_tanh = "gelu_pytorch_tanh" (SigLIP), quick_gelu (CLIP)
+TOWER_ACTS = {
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "quick_gelu": quick_gelu,
+    "gelu": F.gelu,
+}
+
+
 class SiglipMLP(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, act: str = "gelu_tanh") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.act = TOWER_ACTS[act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))  # "gelu_pytorch_tanh"
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class SiglipBlock(nn.Module):
-    """transformers' SiglipEncoderLayer: x + attn(LN(x)), then x + mlp(LN(x)); parameter
-    names match it so export is a prefix rename."""
+    """transformers' SiglipEncoderLayer (and CLIPEncoderLayer, with act quick_gelu): x +
+    attn(LN(x)), then x + mlp(LN(x)); parameter names match it so export is a prefix rename."""
 
-    def __init__(self, dim: int, n_heads: int, mlp_hidden: int, eps: float = 1e-6) -> None:
+    def __init__(
+        self, dim: int, n_heads: int, mlp_hidden: int, eps: float = 1e-6, act: str = "gelu_tanh"
+    ) -> None:
         super().__init__()
         self.layer_norm1 = nn.LayerNorm(dim, eps=eps)
         self.self_attn = SiglipAttention(dim, n_heads)
         self.layer_norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = SiglipMLP(dim, mlp_hidden)
+        self.mlp = SiglipMLP(dim, mlp_hidden, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.self_attn(self.layer_norm1(x))

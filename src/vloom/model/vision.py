@@ -12,7 +12,16 @@ Two modes (`VisionConfig.resolution`):
 `VisionConfig.arch: siglip` swaps the blocks for transformers' SiglipEncoderLayer (LayerNorm
 with biases, GELU-tanh MLP of 4 x width) and drops the final norm, so with merge 1 the encoder
 computes exactly what LLaVA takes from a SiglipVisionModel (hidden_states[-1], which is before
-post_layernorm); see vloom.model.hf_export.
+post_layernorm); see vloom.model.hf_export. `arch: clip` is transformers' CLIPVisionModel: a
+class token and its position, pre-LayerNorm, CLIP blocks (quick_gelu); the class token is dropped
+from the features (LLaVA's "default" strategy). For both, `feature_layer` picks the hidden state
+as LLaVA's vision_feature_layer (blocks past it are not built, so no parameter goes unused) and
+`post_norm` adds the tower's post_layernorm. `model.vision.init` loads a Hugging Face tower's
+weights into them (vloom.model.hf_vision).
+
+Pixels reach the encoder as uint8 RGB (pack stores them so); the encoder normalises them itself:
+with `image_mean` / `image_std` (a loaded tower's preprocessing) x = (p / 255 - mean) / std,
+otherwise p / 127.5 - 1 (mean = std = 0.5).
 """
 
 from __future__ import annotations
@@ -29,6 +38,23 @@ from vloom.pack.images import ImageBatch, patchify
 PIXEL_SCALE = 127.5
 ROPE_THETA = 10000.0
 SIGLIP_MLP_RATIO = 4
+TOWERS = ("siglip", "clip")  # transformers-shaped archs
+# LayerNorm eps and MLP activation of each tower family (transformers' defaults)
+TOWER_EPS = {"siglip": 1e-6, "clip": 1e-5}
+TOWER_ACT = {"siglip": "gelu_tanh", "clip": "quick_gelu"}
+
+
+def tower_blocks(cfg: VisionConfig) -> int:
+    """Blocks built for a siglip/clip encoder: up to the feature layer (LLaVA's -2 for CLIP)."""
+    layer = (
+        cfg.feature_layer if cfg.feature_layer is not None else (-2 if cfg.arch == "clip" else -1)
+    )
+    n = cfg.n_layers + 1 + layer
+    if n < 1:
+        raise ValueError(
+            f"model.vision.feature_layer={layer} leaves no block of n_layers={cfg.n_layers}"
+        )
+    return n
 
 
 class VisionEncoder(nn.Module):
@@ -40,21 +66,33 @@ class VisionEncoder(nn.Module):
         self.cfg, self.image_size = cfg, image_size
         self.n_patches = (image_size // cfg.patch_size) ** 2
         self.dynamic = cfg.resolution == "dynamic"
-        self.patch_embed = nn.Conv2d(3, cfg.d_model, cfg.patch_size, stride=cfg.patch_size)
+        self.clip = cfg.arch == "clip"
+        # CLIP's patch conv has no bias; a class token leads the sequence
+        self.patch_embed = nn.Conv2d(
+            3, cfg.d_model, cfg.patch_size, stride=cfg.patch_size, bias=not self.clip
+        )
+        if self.clip:
+            self.cls_embed = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
+            self.pre_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps or TOWER_EPS["clip"])
         if not self.dynamic:
-            self.pos_embed = nn.Parameter(torch.randn(1, self.n_patches, cfg.d_model) * 0.02)
+            n_pos = self.n_patches + int(self.clip)
+            self.pos_embed = nn.Parameter(torch.randn(1, n_pos, cfg.d_model) * 0.02)
         else:
             hd = cfg.d_model // cfg.n_heads
             # hd/4 frequencies per axis: rows fill the first half of the rotary pairs, columns
             # the second (Qwen2-VL VisionRotaryEmbedding(hd / 2)).
             inv = 1.0 / ROPE_THETA ** (torch.arange(0, hd // 2, 2, dtype=torch.float32) / (hd // 2))
             self.register_buffer("rope_inv_freq", inv, persistent=False)
-        if cfg.arch == "siglip":
-            hidden = SIGLIP_MLP_RATIO * cfg.d_model
+        if cfg.arch in TOWERS:
+            hidden = cfg.mlp_hidden or SIGLIP_MLP_RATIO * cfg.d_model
+            eps = cfg.norm_eps or TOWER_EPS[cfg.arch]
+            act = cfg.act or TOWER_ACT[cfg.arch]
             self.layers = nn.ModuleList(
-                SiglipBlock(cfg.d_model, cfg.n_heads, hidden) for _ in range(cfg.n_layers)
+                SiglipBlock(cfg.d_model, cfg.n_heads, hidden, eps, act)
+                for _ in range(tower_blocks(cfg))
             )
-            self.norm = nn.Identity()  # LLaVA's features skip SigLIP's post_layernorm
+            # LLaVA's features skip the post_layernorm; nanoVLM / Idefics3 apply it
+            self.norm = nn.LayerNorm(cfg.d_model, eps=eps) if cfg.post_norm else nn.Identity()
         else:
             self.layers = nn.ModuleList(
                 Block(cfg.d_model, cfg.n_heads, None, 4.0, causal=False)
@@ -75,7 +113,7 @@ class VisionEncoder(nn.Module):
     def slots(self) -> int | None:
         """Image-token slots the connector learns an embedding for (None: no slot embeddings,
         with dynamic resolution or the llava connector)."""
-        if self.dynamic or self.cfg.connector == "llava":
+        if self.dynamic or self.cfg.connector != "vloom":
             return None
         return self.n_tokens
 
@@ -109,13 +147,28 @@ class VisionEncoder(nn.Module):
             raise ValueError(
                 "variable-size images (an ImageBatch) need model.vision.resolution: dynamic"
             )
-        x = images.permute(0, 3, 1, 2).float() / PIXEL_SCALE - 1.0  # [N, 3, H, W]
+        x = self.normalise(images).permute(0, 3, 1, 2)  # [N, 3, H, W]
         x = x.to(self.patch_embed.weight.dtype)
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # [N, P, Dv]
+        if self.clip:
+            x = torch.cat([self.cls_embed.expand(x.shape[0], 1, -1), x], dim=1)
         x = x + self.pos_embed
+        if self.clip:
+            x = self.pre_norm(x)
         for layer in self.layers:
             x = layer(x)
+        if self.clip:
+            x = x[:, 1:]  # the patches only
         return self.merge_patches(self.norm(x))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (or [0, 255] float) pixels [..., 3] channels-last -> normalised float32."""
+        x = pixels.float()
+        if self.cfg.image_mean is None:
+            return x / PIXEL_SCALE - 1.0
+        mean = torch.tensor(self.cfg.image_mean, device=x.device)
+        std = torch.tensor(self.cfg.image_std, device=x.device)
+        return (x / 255.0 - mean) / std
 
     def n_tokens_of(self, grids: torch.Tensor) -> list[int]:
         """LM tokens per image of an ImageBatch's patch grids."""
@@ -141,7 +194,7 @@ class VisionEncoder(nn.Module):
         """[P, p*p*3] uint8 -> [P, Dv]: the patch conv as one matmul (same weights)."""
         w = self.patch_embed.weight  # [Dv, 3, p, p]
         w = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # [Dv, p*p*3] in patch layout
-        x = (patches.float() / PIXEL_SCALE - 1.0).to(w.dtype)
+        x = self.normalise(patches.unflatten(-1, (-1, 3))).flatten(-2).to(w.dtype)
         return F.linear(x, w, self.patch_embed.bias)
 
     def forward_dynamic(self, batch: ImageBatch) -> torch.Tensor:

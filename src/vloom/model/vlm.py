@@ -14,6 +14,7 @@ from torch import nn
 
 from vloom.config import ModelConfig
 from vloom.model.connector import Connector
+from vloom.model.hf_vision import load_tower
 from vloom.model.layers import KVCache
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
@@ -25,13 +26,20 @@ PARTS = ("vision", "connector", "lm")
 
 class VLM(nn.Module):
     def __init__(
-        self, cfg: ModelConfig, vocab_size: int, max_seq_len: int, image_size: int
+        self,
+        cfg: ModelConfig,
+        vocab_size: int,
+        max_seq_len: int,
+        image_size: int,
+        pretrained: bool = True,
     ) -> None:
+        """pretrained: load `cfg.vision.init`'s tower weights (False when a checkpoint's
+        weights replace them anyway)."""
         super().__init__()
         self.cfg = cfg
         self.vision = VisionEncoder(cfg.vision, image_size)
         slots = self.vision.slots
-        self.connector = Connector(self.vision.d_out, cfg.d_model, slots)
+        self.connector = Connector(self.vision.d_out, cfg.d_model, slots, cfg.vision.connector)
         self.lm = LanguageModel(cfg, vocab_size, max_seq_len)
         # Dynamic resolution: the count for an image_size square (blank rows, FLOP estimates).
         self.tokens_per_image = self.vision.n_tokens
@@ -43,6 +51,8 @@ class VLM(nn.Module):
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 n = cfg.n_layers if name.startswith("lm.") else cfg.vision.n_layers
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * n))
+        if pretrained and cfg.vision.init is not None:  # a pretrained tower replaces the init
+            load_tower(self.vision, cfg.vision.init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
