@@ -1,8 +1,13 @@
-"""Model weights + config on disk: `model.safetensors` and `config.json` (never pickle)."""
+"""Model weights + config on disk: `model.safetensors` and `config.json` (never pickle).
+
+`config.json` is the checkpoint's marker: `save_model` removes it first and writes it last
+(atomically), so a save killed midway leaves a directory `load_model` refuses, never new
+weights under an old config."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +16,9 @@ from safetensors.torch import load_file, save_file
 
 from vloom.config import ModelConfig
 from vloom.model.vlm import VLM
+from vloom.ondisk import RUN_CONFIG, WEIGHTS, atomic_write_json, read_json
 
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
+CONFIG = RUN_CONFIG  # a checkpoint's meta (one spelling: ondisk.RUN_CONFIG)
 
 
 def model_meta(model: VLM) -> dict[str, Any]:
@@ -34,12 +40,26 @@ def state_dict_for_save(model: VLM) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors file written to a temporary sibling, fsynced and renamed over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def save_model(model: VLM, out_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(state_dict_for_save(model), str(out_dir / WEIGHTS))
-    meta = model_meta(model) | (extra or {})
-    (out_dir / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / CONFIG).unlink(missing_ok=True)  # not a checkpoint until the new config lands
+    save_tensors(state_dict_for_save(model), out_dir / WEIGHTS)
+    atomic_write_json(out_dir / CONFIG, model_meta(model) | (extra or {}))  # written last
 
 
 def build_model(meta: dict[str, Any]) -> VLM:
@@ -58,7 +78,7 @@ def load_model(ckpt_dir: str | Path, map_location: str = "cpu") -> VLM:
     cfg_path, w_path = ckpt_dir / CONFIG, ckpt_dir / WEIGHTS
     if not cfg_path.exists() or not w_path.exists():
         raise FileNotFoundError(f"{ckpt_dir}: not a checkpoint (needs {CONFIG} and {WEIGHTS})")
-    meta = json.loads(cfg_path.read_text())
+    meta = read_json(cfg_path)
     if meta.get("architecture") != "vloom-vlm":
         raise ValueError(f"{cfg_path}: architecture {meta.get('architecture')!r} is not vloom-vlm")
     model = build_model(meta)

@@ -7,7 +7,6 @@ redrawn, so every evaluation image is a scene never seen in training.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -20,12 +19,14 @@ from tqdm import tqdm
 
 from vloom.config import SynthConfig
 from vloom.doc import Document, write_documents, write_shard
+from vloom.ondisk import MANIFEST, atomic_write_json, staged_dir
 from vloom.synth.evalsets import MC_FIELDS, WORLD_QA_SCHEMA, write_evalsets
 from vloom.synth.language import QTYPES, caption, description, make_qa, qa_text
 from vloom.synth.noise import inject_noise
 from vloom.synth.world import Scene, png_bytes, render, sample_scene
 
-MANIFEST = "manifest.json"
+# What a synth output holds; an existing directory with anything else is not replaced.
+OUTPUTS = frozenset({"train", "eval", "reference", MANIFEST})
 VQA_SCHEMA = pa.schema([("id", pa.string()), ("image", pa.binary()), *MC_FIELDS])
 TEXT_QA_SCHEMA = WORLD_QA_SCHEMA  # a scene described in words, then the question
 
@@ -137,8 +138,23 @@ def write_reference(out_dir: Path, avoid: set, cfg: SynthConfig, seed: int) -> i
 def generate(
     cfg: SynthConfig, out_dir: str | Path, seed: int = 0, quiet: bool = True
 ) -> dict[str, Any]:
-    """Write `train/` shards (with injected noise) and `eval/` sets under out_dir; return the manifest."""
+    """Write `train/` shards (with injected noise) and `eval/` sets under out_dir; return the manifest.
+
+    The corpus is built in a staging directory and renamed into place when complete: a run
+    killed midway leaves the previous corpus whole, and a rerun never leaves old shards
+    beside new ones. An existing `out_dir` holding anything else is refused."""
     out = Path(out_dir)
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+        if foreign:
+            raise FileExistsError(
+                f"{out_dir}: holds {foreign[0]!r}, which is not synth output: refusing to replace it"
+            )
+    with staged_dir(out, overwrite=True) as tmp:
+        return _write_corpus(cfg, tmp, seed, quiet)
+
+
+def _write_corpus(cfg: SynthConfig, out: Path, seed: int, quiet: bool) -> dict[str, Any]:
     rng = random.Random(f"vloom-synth-{seed}")
     train_scenes = _SceneSource(random.Random(f"train-scenes-{seed}"), cfg.max_objects)
 
@@ -223,5 +239,5 @@ def generate(
         "reference": {"documents": n_ref},
     }
     # Written last: its presence marks the stage complete.
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(out / MANIFEST, manifest)
     return manifest

@@ -2,7 +2,10 @@
 
 A checkpoint is written into a temporary directory and renamed into place, so a
 directory named `step-NNNNNN`, `stage-<name>` or `final` is always complete; a run
-killed mid-write leaves only a `.tmp-*` directory, which the next run deletes. Under
+killed mid-write leaves only a `.tmp-*` directory, which the next run deletes. A checkpoint
+that replaces one of the same name moves the old one aside first and deletes it only once the
+new one is in place; a kill between the two renames leaves the old one as `.old-*`, which the
+next run puts back. Under
 FSDP the sharded weights are gathered to rank 0 first, so the files are the same as a
 one-process run's and resume on any number of ranks; the data position in
 `state.json` is global (every rank keeps the same stream cursors).
@@ -11,19 +14,25 @@ one-process run's and resume on any number of ranks; the data position in
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from vloom.model.io import CONFIG, WEIGHTS, model_meta
+from vloom.model.io import model_meta, save_tensors
 from vloom.model.vlm import VLM
-
-OPTIM, STATE = "optimizer.safetensors", "state.json"
+from vloom.ondisk import (
+    OPTIMIZER,
+    RUN_CONFIG,
+    STATE,
+    WEIGHTS,
+    atomic_write_json,
+    read_json,
+    replace_dir,
+)
 
 
 def rng_state() -> dict[str, Any]:
@@ -47,7 +56,9 @@ def save_checkpoint(
     state: dict[str, Any],
     extra_meta: dict | None = None,
 ) -> Path:
-    """Write weights (as the VLM names them), optimizer tensors and state.json, then rename."""
+    """Write weights (as the VLM names them), optimizer tensors and state.json, then rename.
+
+    An existing checkpoint of the same name stays whole until the new one is complete."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / name
     tmp = ckpt_root / f".tmp-{name}-{os.getpid()}"
@@ -57,15 +68,27 @@ def save_checkpoint(
     sd = dict(weights)
     if vlm.cfg.tie_embeddings:  # tied weights share storage; safetensors keeps one name
         sd.pop("lm.lm_head.weight", None)
-    save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / WEIGHTS))
-    meta = model_meta(vlm) | (extra_meta or {})
-    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    save_file(optim, str(tmp / OPTIM))
-    (tmp / STATE).write_text(json.dumps(state | {"rng": rng_state()}, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    save_tensors({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / WEIGHTS)
+    atomic_write_json(tmp / RUN_CONFIG, model_meta(vlm) | (extra_meta or {}))
+    save_tensors(optim, tmp / OPTIMIZER)
+    atomic_write_json(tmp / STATE, state | {"rng": rng_state()})
+    try:
+        replace_dir(tmp, final)
+    except BaseException:
+        _restore_replaced(ckpt_root)
+        raise
     return final
+
+
+def _restore_replaced(ckpt_root: Path) -> None:
+    """Put back a checkpoint that `replace_dir` moved aside (as `.old-<name>-<pid>`) when the
+    new one never arrived; drop it when the new one did."""
+    for old in ckpt_root.glob(".old-*"):
+        name = old.name[len(".old-") :].rsplit("-", 1)[0]
+        if (ckpt_root / name).exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, ckpt_root / name)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -106,27 +129,29 @@ def load_weights(vlm: VLM, ckpt: str | Path) -> None:
 
 def load_training_state(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Optimizer tensors and state.json of a checkpoint; restores the RNG."""
-    tensors = _load_safetensors(ckpt / OPTIM)
+    tensors = _load_safetensors(ckpt / OPTIMIZER)
     try:
-        state = json.loads((ckpt / STATE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{ckpt / STATE}: unreadable ({e})") from None
+        state = read_json(ckpt / STATE)
+    except OSError as e:
+        raise ValueError(f"{ckpt / STATE}: unreadable ({e.strerror})") from None
     set_rng_state(state["rng"])
     return tensors, state
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:
     """The complete `step-*` or `stage-*` checkpoint with the highest step; stale
-    temporary directories are removed."""
+    temporary directories are removed and a checkpoint moved aside by a killed save is put
+    back."""
     if not ckpt_root.exists():
         return None
     for tmp in ckpt_root.glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    _restore_replaced(ckpt_root)
     best, best_step = None, -1
     for p in sorted([*ckpt_root.glob("step-*"), *ckpt_root.glob("stage-*")]):
         try:
-            step = json.loads((p / STATE).read_text())["step"]
-        except (OSError, ValueError, KeyError):
+            step = read_json(p / STATE)["step"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
         if step > best_step:
             best, best_step = p, step

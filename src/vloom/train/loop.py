@@ -25,6 +25,18 @@ from tqdm import tqdm
 
 from vloom.config import ExperimentConfig
 from vloom.model.vlm import VLM
+from vloom.ondisk import (
+    CHECKPOINTS,
+    FINAL,
+    METRICS,
+    STATS,
+    TOKENIZER,
+    TRAIN_SUMMARY,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    training_complete,
+)
 from vloom.train import distributed as D
 from vloom.train.batches import StepBatch, StepReader
 from vloom.train.checkpoint import (
@@ -40,8 +52,6 @@ from vloom.train.mixture import IMAGE, TEXT, images_on, resolve_mixture, stage_a
 from vloom.train.prefetch import Prefetcher
 from vloom.train.schedule import lr_at
 from vloom.train.sinks import log_metrics
-
-METRICS, SUMMARY, FINAL = "metrics.jsonl", "train_summary.json", "final"
 
 
 def cpu_threads() -> int:
@@ -80,10 +90,13 @@ def make_optimizer(
 
 
 def read_packed_stats(packed_dir: Path) -> dict[str, Any]:
-    path = packed_dir / "stats.json"
+    path = packed_dir / STATS
     if not path.exists():
         raise FileNotFoundError(f"{path}: packed data is missing or incomplete (run `vloom pack`)")
-    return json.loads(path.read_text())
+    try:
+        return read_json(path)
+    except ValueError as e:  # a torn marker: the pack never finished
+        raise ValueError(f"{e}: packed data is incomplete (run `vloom pack` again)") from None
 
 
 def build_model(cfg: ExperimentConfig, stats: dict[str, Any]) -> VLM:
@@ -112,7 +125,7 @@ def _truncate_metrics(path: Path, before_step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             break  # a line cut by a kill: drop it and what follows
-    path.write_text("".join(f"{line}\n" for line in keep))
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))  # a kill keeps the old log
 
 
 def _check_data(
@@ -185,10 +198,10 @@ class _Run:
         stats = read_packed_stats(packed_dir)
         sources = list(stats.get("sources", []))
         self.vlm = vlm = build_model(cfg, stats)
-        self.ckpt_root = ckpt_root = out_dir / "checkpoints"
+        self.ckpt_root = ckpt_root = out_dir / CHECKPOINTS
         metrics_path = out_dir / METRICS
-        if (ckpt_root / FINAL / "state.json").exists() and (out_dir / SUMMARY).exists():
-            return json.loads((out_dir / SUMMARY).read_text())  # already complete
+        if training_complete(out_dir):
+            return read_json(out_dir / TRAIN_SUMMARY)
         reader = StepReader(
             packed_dir, cfg, sources, info.rank, info.world, pin=device.type == "cuda"
         )
@@ -229,7 +242,7 @@ class _Run:
         self.opt = opt = make_optimizer(self.model_root, cfg, device)
         if optim_tensors is not None:
             D.load_optim_state(self.model_root, vlm, opt, optim_tensors, self.fsdp, str(resumed))
-        self.ckpt_meta = {"tokenizer": str((packed_dir / "tokenizer.json").resolve())}
+        self.ckpt_meta = {"tokenizer": str((packed_dir / TOKENIZER).resolve())}
         if tc.init_from:
             self.ckpt_meta["init_from"] = str(Path(tc.init_from).resolve())
 
@@ -348,7 +361,7 @@ class _Run:
             "pid": os.getpid(),
         }
         if info.main:
-            (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_json(out_dir / TRAIN_SUMMARY, summary)  # written last: the run is complete
         D.barrier(info)
         return summary
 
