@@ -604,3 +604,15 @@ def test_bad_files_are_one_line_errors(tmp_path, rand_ctx):
         load_benchmark(tmp_path / "noans.parquet", layout="mmlu")
     with pytest.raises(ValueError, match="score must be 'option' or 'letter'"):
         mcbench(rand_ctx, path=str(tmp_path / "noans.parquet"), score="text")
+
+
+def test_results_json_and_report_show_categories_and_skips(tsv_file, rand_ckpt, tmp_path):
+    from vloom.evaluate import write_results
+    from vloom.report import write_report
+
+    res = evaluate(rand_ckpt, tsv_file.parent, [f"mcbench:path={tsv_file.name},as=mmb"])
+    path = write_results(tmp_path, res, {"name": "bench"}, None)
+    assert json.loads(path.read_text())["eval"]["mmb"]["skipped_missing_image"] == 1
+    report = write_report(tmp_path).read_text()
+    assert "### mmb: accuracy per question type" in report
+    assert "| mmb.skipped_bad_image | 1 |" in report and "| shape |" in report
