@@ -26,8 +26,9 @@ from vloom.evaluate.scoring import (
 )
 from vloom.evaluate.tasks import EvalContext, get_task
 from vloom.evaluate.tasks.data import answer_text, image_input, pixels
+from vloom.imagebatch import ImageBatch, unpatchify
 from vloom.model.io import build_model, save_model
-from vloom.pack.images import ImageBatch, prepare_image, unpatchify
+from vloom.pack.images import prepare_image
 from vloom.sequence import BOS_ID, EOS_ID, IMAGE_ID, encode_text, load_tokenizer
 
 CPU = torch.device("cpu")

@@ -13,11 +13,12 @@ from tinyexp import tiny_config
 import vloom.model.vision as vision_mod
 from vloom.config import ModelConfig
 from vloom.doc import Document, list_shards, read_documents, write_shard
+from vloom.imagebatch import ImageBatch
 from vloom.model.io import load_model
 from vloom.model.layers import segment_attention
 from vloom.model.vlm import VLM
 from vloom.pack import PackedStream, run_pack
-from vloom.pack.images import ImageBatch, max_image_tokens
+from vloom.pack.images import max_image_tokens
 from vloom.sequence import BOS_ID, IMAGE_ID
 
 P, M = 8, 2

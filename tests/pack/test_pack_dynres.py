@@ -11,18 +11,11 @@ from tinyexp import tiny_config
 
 from vloom.config import ConfigError, VisionConfig
 from vloom.doc import Document, write_shard
+from vloom.imagebatch import ImageBatch, join_images, patchify, unpatchify
 from vloom.ledger import Ledger
 from vloom.media import ImageError
 from vloom.pack import PackedStream, run_pack
-from vloom.pack.images import (
-    ImageBatch,
-    join_images,
-    max_image_tokens,
-    patchify,
-    prepare_image,
-    smart_resize,
-    unpatchify,
-)
+from vloom.pack.images import max_image_tokens, prepare_image, smart_resize
 from vloom.sequence import IMAGE_ID, PAD_ID
 
 P, M, F = 8, 2, 16  # patch, merge, factor = patch * merge

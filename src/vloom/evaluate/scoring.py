@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vloom.imagebatch import ImageBatch, join_images
 from vloom.model.vlm import VLM
-from vloom.pack.images import ImageBatch, join_images
 from vloom.sequence import PAD_ID
 
 Images = torch.Tensor | ImageBatch | None  # one example's images, in prompt order

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vloom.config import VisionConfig
+from vloom.imagebatch import ImageBatch, patchify
 from vloom.model.layers import Block, RMSNorm, SiglipBlock
-from vloom.pack.images import ImageBatch, patchify
 
 # Inputs are uint8 RGB; mapping to [-1, 1] keeps the encoder free of dataset statistics.
 PIXEL_SCALE = 127.5

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vloom.config import ModelConfig
+from vloom.imagebatch import ImageBatch
 from vloom.model.connector import Connector
 from vloom.model.hf_vision import load_tower
 from vloom.model.layers import KVCache
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
-from vloom.pack.images import ImageBatch
 from vloom.sequence import BOS_ID, IGNORE_INDEX, IMAGE_ID, PAD_ID
 
 PARTS = ("vision", "connector", "lm")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from vloom.pack.images import ImageBatch
+from vloom.imagebatch import ImageBatch
 
 
 class PackedStream:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from vloom.pack.images import ImageBatch
+from vloom.imagebatch import ImageBatch
 from vloom.sequence import IMAGE_ID, PAD_ID
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from vloom.config import ExperimentConfig
+from vloom.imagebatch import ImageBatch, join_images
 from vloom.model.vlm import make_targets
 from vloom.pack.dataset import PackedStream
-from vloom.pack.images import ImageBatch, join_images
 from vloom.sequence import IGNORE_INDEX
 from vloom.train.mixture import IMAGE, TEXT, resolve_mixture, step_plan
 

@@ -110,7 +110,7 @@ def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, vlm: VLM):
     that image: the row runs the vision encoder without changing the loss (zero gradient)."""
     v = vlm.cfg.vision
     if getattr(v, "resolution", "fixed") == "dynamic":  # smallest valid image: one LM token
-        from vloom.pack.images import ImageBatch
+        from vloom.imagebatch import ImageBatch
 
         side = v.patch_size * v.merge
         px = torch.zeros(side, side, 3, dtype=torch.uint8)

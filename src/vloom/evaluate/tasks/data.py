@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer
 
+from vloom.imagebatch import ImageBatch, join_images
 from vloom.media import ImageError, to_array
 from vloom.model.vlm import VLM
-from vloom.pack.images import ImageBatch, join_images, prepare_image
+from vloom.pack.images import prepare_image
 from vloom.sequence import IMAGE_ID, blocks
 
 

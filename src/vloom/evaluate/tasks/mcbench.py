@@ -37,9 +37,9 @@ from vloom.evaluate.metrics import exact_match
 from vloom.evaluate.scoring import multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_input
+from vloom.imagebatch import ImageBatch, join_images
 from vloom.media import ImageError
 from vloom.model.vlm import VLM
-from vloom.pack.images import ImageBatch, join_images
 from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
 
 STOP = ("\n", "Question:")
