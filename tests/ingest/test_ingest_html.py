@@ -160,7 +160,9 @@ def test_fetch_on_downloads_remote_images(tmp_path):
             f'<p>x</p><img src="{base}/r.png"><img src="{base}/fake.png"><img src="{base}/no.png">'
         )
         (site / "p.html").write_text(page("t", body))
-        led, docs = _ingest([site], tmp_path / "out", fetch=True, fetch_timeout=5.0)
+        led, docs = _ingest(
+            [site], tmp_path / "out", fetch=True, fetch_timeout=5.0, fetch_allow=["127.0.0.1/32"]
+        )
     finally:
         server.shutdown()
     assert docs[0].images == [None, png(11)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import struct
 import tarfile
 import threading
@@ -273,14 +274,21 @@ def test_pairs_directory_skips_img2dataset_metadata_tables(tmp_path):
     assert [d.texts[1] for d in docs] == ["pair in the tar"] and ledger.input == 1
 
 
+class _LoggedHandler(SimpleHTTPRequestHandler):
+    requests: list[str] = []
+
+    def log_message(self, *args) -> None:  # the request log, kept instead of printed
+        self.requests.append(self.path)
+
+
 @pytest.fixture()
 def image_server(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "a.jpg").write_bytes(JPG)
     (site / "fake.jpg").write_bytes(b"<html>not an image</html>")
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    _LoggedHandler.requests = []
+    handler = functools.partial(_LoggedHandler, directory=str(site))
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
@@ -300,7 +308,9 @@ def test_pairs_parquet_urls_fetched_when_asked(tmp_path, image_server):
             "caption": ["fetched", "not an image", "missing"],
         },
     )
-    docs, ledger = _run([table], tmp_path, fetch=True, fetch_timeout=5.0)
+    docs, ledger = _run(
+        [table], tmp_path, fetch=True, fetch_timeout=5.0, fetch_allow=["127.0.0.1/32"]
+    )
     assert [(d.texts[1], d.images[0], d.url) for d in docs] == [
         ("fetched", JPG, f"{image_server}/a.jpg")
     ]
@@ -336,3 +346,213 @@ def test_pairs_cli_writes_only_inside_out_and_reports_bad_tables(tmp_path, capsy
     assert (
         len(err.splitlines()) == 1 and "meta.parquet" in err and "columns found: key, status" in err
     )
+
+
+def test_pairs_fetch_refuses_internal_urls_unless_allowed(tmp_path, image_server, capsys):
+    """URLs from the data naming the local host are refused unsent; --fetch-allow opens them."""
+    from vloom.cli import main
+    from vloom.doc import read_documents
+
+    port = image_server.rsplit(":", 1)[1]
+    hosts = ["127.0.0.1", "localhost", "2130706433", "127.1", "0x7f.1", "[::1]", "[::ffff:7f00:1]"]
+    src = tmp_path / "src"
+    src.mkdir()
+    _table(
+        src / "urls.parquet",
+        {"url": [f"http://{h}:{port}/a.jpg" for h in hosts], "caption": hosts},
+    )
+    out = tmp_path / "out"
+    argv = ["ingest", "pairs", str(src), "--out", str(out), "--fetch", "--quiet"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kept"] == 0 and summary["rejected"] == {"fetch_blocked_address": len(hosts)}
+    assert _LoggedHandler.requests == []  # nothing reached the server
+    assert main([*argv, "--fetch-allow", "127.0.0.1/32"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # every spelling of 127.0.0.1 (the IPv4-mapped one too); [::1] is another address: refused
+    assert summary["kept"] == 6 and summary["rejected"] == {"fetch_blocked_address": 1}
+    assert all(d.images[0] == JPG for d in read_documents(out))
+
+
+def test_pairs_fifo_image_path_is_counted_not_waited_on(tmp_path):
+    root = tmp_path / "data"
+    (root / "imgs").mkdir(parents=True)
+    (root / "imgs" / "a.png").write_bytes(PNG)
+    os.mkfifo(root / "imgs" / "pipe.jpg")  # nobody ever writes to it: a read would block forever
+    (root / "imgs" / "dir.jpg").mkdir()
+    os.mkfifo(root / "pipe.parquet")  # a shard that is a FIFO: skipped by the directory walk
+    table = _table(
+        root / "t.parquet",
+        {
+            "image_path": ["imgs/pipe.jpg", "imgs/dir.jpg", "imgs/a.png"],
+            "caption": ["fifo", "a directory", "fine"],
+        },
+    )
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(_run([root], tmp_path)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the run blocked on a FIFO"
+    docs, ledger = result[0]
+    assert [d.texts[1] for d in docs] == ["fine"]
+    assert dict(ledger.rejected) == {"not_a_regular_file": 2}
+    with pytest.raises(IngestError, match="pipe.parquet: not a regular file"):
+        _run([root / "pipe.parquet"], tmp_path)
+    assert table.exists()
+
+
+_ZERO_ROWS = 4
+_ZERO_BYTES = 64 << 20
+
+
+def _rss_growth_reading(table: Path, max_image_bytes: int) -> dict:
+    """Ingest `table` in a fresh interpreter; its peak RSS growth (MB) and the ledger."""
+    code = f"""
+import json, resource, sys
+from pathlib import Path
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.pairs import ingest_pairs
+from vloom.ledger import Ledger
+import pyarrow.parquet, PIL.Image  # imports are not what is measured
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+led = Ledger()
+opts = IngestOptions(out_dir=Path("unused"), max_image_bytes={max_image_bytes})
+kept = len(list(ingest_pairs([Path({str(table)!r})], led, opts)))
+growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps({{"mb": growth, "kept": kept, "input": led.input, "rejected": led.rejected}}))
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_pairs_parquet_compression_bomb_is_refused_unread(tmp_path, dictionary):
+    """4 rows of 64 MB zeros, zstd: a few KB on disk. Before: +843 MB RSS while reading."""
+    zeros = b"\0" * _ZERO_BYTES
+    bomb = tmp_path / "bomb.parquet"
+    pq.write_table(
+        pa.table({"image": [zeros] * _ZERO_ROWS, "caption": ["zeros"] * _ZERO_ROWS}),
+        bomb,
+        compression="zstd",
+        use_dictionary=dictionary,
+        write_statistics=False,  # statistics over 64 MB values take seconds to write
+    )
+    ok = tmp_path / "ok.parquet"
+    pq.write_table(
+        pa.table({"image": [zeros[:1000]] * 2 + [PNG], "caption": ["a", "b", "png"]}),
+        ok,
+        compression="zstd",
+    )
+    del zeros
+    assert bomb.stat().st_size < 64 * 1024
+    got = _rss_growth_reading(bomb, 20 << 20)
+    assert got["input"] == _ZERO_ROWS and got["rejected"] == {"compression_bomb": _ZERO_ROWS}
+    # a quarter of ONE row: none of the 4 x 64 MB was ever decoded
+    assert got["mb"] < _ZERO_BYTES / 4 / 2**20, got
+    got = _rss_growth_reading(ok, 20 << 20)  # small zero runs are not bombs: they are decoded
+    assert (got["kept"], got["rejected"]) == (1, {"not_an_image": 2})
+
+
+def test_pairs_parquet_over_cap_images_rejected_before_materialising(tmp_path):
+    """Images over the cap (not bombs: random bytes) are counted from their Arrow lengths."""
+    rng = np.random.RandomState(0)
+    big = [rng.bytes(300_000) for _ in range(3)]
+    table = _table(
+        tmp_path / "t.parquet",
+        {
+            "image": [big[0], PNG, big[1], {"x": 1} and JPG, big[2]],
+            "caption": ["big", "png", "big", "jpg", "big"],
+        },
+    )
+    docs, ledger = _run([table], tmp_path, max_image_bytes=200_000)
+    assert [d.texts[1] for d in docs] == ["png", "jpg"]
+    assert dict(ledger.rejected) == {"image_too_large": 3} and ledger.input == 5
+    assert ledger.extra["images"]["rejected"] == {"image_too_large": 3}
+
+
+def _pax_bomb(path: Path, n_digits: int) -> Path:
+    """A PAX extended header whose body is `n_digits` digits (CVE-2024-6232), then a sample."""
+    head = tarfile.TarInfo("././@PaxHeader")
+    head.type, head.size = tarfile.XHDTYPE, n_digits
+    body = b"1" * n_digits
+    path.write_bytes(head.tobuf(tarfile.USTAR_FORMAT) + body + b"\0" * (-n_digits % 512))
+    sample = io.BytesIO()
+    with tarfile.open(fileobj=sample, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in (("0.jpg", JPG), ("0.txt", b"after the bad header")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with open(path, "ab") as f:
+        f.write(sample.getvalue())
+    return path
+
+
+_PAIRS = 18  # an ordinary PAX tar about as large as the 80 KB bad one
+
+
+def test_pairs_tar_pax_header_bomb_is_refused_quickly(tmp_path):
+    import time
+
+    n = 80_000
+    bad = _pax_bomb(tmp_path / "a_bad.tar", n)
+    # an ordinary shard of the same size: many pairs, each with a PAX header of its own
+    members = []
+    for i in range(_PAIRS):
+        members += [(f"s{i:03d}_{'é' * 30}.jpg", JPG), (f"s{i:03d}_{'é' * 30}.txt", b"ok")]
+    good = tmp_path / "b_good.tar"
+    with tarfile.open(good, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert 0.5 < good.stat().st_size / bad.stat().st_size < 2
+
+    def timed(path: Path) -> tuple[float, list[Document], Ledger]:
+        t0 = time.perf_counter()
+        docs, ledger = _run([path], tmp_path)
+        return time.perf_counter() - t0, docs, ledger
+
+    t_good, docs, ledger = timed(good)
+    assert len(docs) == _PAIRS and not ledger.rejected  # real PAX headers pass the guard
+    t_bad, docs, ledger = timed(bad)
+    assert docs == [] and dict(ledger.rejected) == {"tar_unsafe_header": 1}
+    # before: 14.6 s against milliseconds (quadratic regex); now no slower than a real shard
+    assert t_bad < 5 * t_good + 0.5, (t_bad, t_good)
+    # the run goes on past the bad shard
+    docs, ledger = _run([tmp_path], tmp_path)
+    assert len(docs) == _PAIRS and dict(ledger.rejected) == {"tar_unsafe_header": 1}
+
+
+@pytest.mark.parametrize(
+    "kind,size",
+    [(tarfile.XHDTYPE, 3 << 20), (tarfile.XGLTYPE, 3 << 20), (tarfile.GNUTYPE_LONGNAME, 3 << 20)],
+)
+def test_pairs_tar_oversized_extended_headers(tmp_path, kind, size):
+    """A gzip shard of a few KB declaring a multi-MB extended header: refused, not read."""
+    import gzip
+
+    head = tarfile.TarInfo("././@LongLink")
+    head.type, head.size = kind, size
+    body = b"a" * size
+    raw = head.tobuf(tarfile.USTAR_FORMAT) + body + b"\0" * (-size % 512) + b"\0" * 1024
+    shard = tmp_path / "x.tar.gz"
+    shard.write_bytes(gzip.compress(raw))
+    docs, ledger = _run([shard], tmp_path)
+    assert docs == [] and dict(ledger.rejected) == {"tar_unsafe_header": 1}
+
+
+def test_pairs_gnu_long_names_still_read(tmp_path):
+    long = "d/" + "x" * 150
+    shard = tmp_path / "gnu.tar"
+    with tarfile.open(shard, "w", format=tarfile.GNU_FORMAT) as tf:
+        for name, data in ((f"{long}.jpg", JPG), (f"{long}.txt", b"long name")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    docs, ledger = _run([shard], tmp_path)
+    assert [d.texts[1] for d in docs] == ["long name"] and not ledger.rejected

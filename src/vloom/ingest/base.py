@@ -34,6 +34,8 @@ class IngestOptions:
     fetch: bool = False  # download http(s) images (off by default: no network unless asked)
     fetch_workers: int = 8
     fetch_timeout: float = 10.0
+    # networks/hosts fetch may reach although internal (loopback, private...): "10.0.0.0/8", "::1"
+    fetch_allow: list[str] = field(default_factory=list)
     max_image_bytes: int = 20 * 1024 * 1024
     min_text_chars: int = 1  # a page whose main text is shorter is dropped ("no_content")
     language: str | None = None  # override for every document; default: from the input

@@ -1,6 +1,7 @@
 """Commands this package adds to `vloom` (see COMMAND_MODULES in cli.py).
 
-    vloom ingest {html,warc,pdf,pairs} INPUTS... --out DIR [--fetch] [--shard-size N] [--quiet]
+    vloom ingest {html,warc,pdf,pairs} INPUTS... --out DIR [--fetch] [--fetch-allow CIDR|HOST ...]
+                 [--shard-size N] [--quiet]
                  [--option KEY=VALUE ...]   e.g. caption_column=alt_text, min_image_side=64
 
 prints one line of JSON: the ledger (input, kept, dropped, rejected) and the image tallies.
@@ -50,7 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from vloom.ingest.base import IngestOptions
     from vloom.ingest.run import run_ingest
 
-    opts = IngestOptions(out_dir=Path(args.out), fetch=args.fetch)
+    opts = IngestOptions(out_dir=Path(args.out), fetch=args.fetch, fetch_allow=args.fetch_allow)
     if args.min_text_chars is not None:
         opts.min_text_chars = args.min_text_chars
     if args.language:
@@ -78,6 +79,14 @@ def add_commands(add: Callable[..., Any]) -> None:
         "--fetch",
         action="store_true",
         help="download http(s) images pages reference (off: no network)",
+    )
+    p.add_argument(
+        "--fetch-allow",
+        action="append",
+        default=[],
+        metavar="CIDR|HOST",
+        help="let --fetch reach this internal network or host (loopback, private and link-local "
+        "addresses are refused otherwise), e.g. 127.0.0.1/32; repeatable",
     )
     p.add_argument(
         "--shard-size", type=int, default=1000, help="documents per shard (default 1000)"

@@ -12,7 +12,11 @@ Policy per URL, and what it costs:
   exponential backoff (`opts.extra["fetch_retries"]`, default 2 retries); 404 and other 4xx are
   final ("http_404");
 - only http and https, redirects followed (at most 5, never to another scheme), identity
-  encoding, a User-Agent naming vloom.
+  encoding, a User-Agent naming vloom;
+- every hop's host is resolved once, within the deadline, and refused ("blocked_address",
+  not retried) when it is loopback, private, link-local or otherwise internal, unless
+  `opts.fetch_allow` names it (see netguard.py); the connection goes to the very address that
+  was checked. A name that does not resolve is "dns_error".
 Decoding (decompression bombs, corrupt pixels) is left to the caller's `check_image`.
 """
 
@@ -25,10 +29,19 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from vloom import __version__
 from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.netguard import (
+    Allowlist,
+    BlockedAddress,
+    Resolver,
+    connect,
+    resolve,
+    system_resolver,
+)
 from vloom.media import sniff_image
 
 USER_AGENT = f"vloom/{__version__} (image fetcher for research datasets; +https://github.com/vloom)"
@@ -55,11 +68,14 @@ class _Final(Exception):
         self.reason = reason
 
 
-def fetch_images(urls: Iterable[str], opts: IngestOptions) -> dict[str, bytes | str]:
+def fetch_images(
+    urls: Iterable[str], opts: IngestOptions, resolver: Resolver = system_resolver
+) -> dict[str, bytes | str]:
     """Download each distinct URL; value is the body (bytes) or a short failure reason (str).
 
     With `opts.fetch` off nothing touches the network and every URL maps to "fetch_disabled".
     Results are keyed in first-seen order, independent of which download finishes first.
+    `resolver` turns host names into addresses (tests pass a stub).
     """
     unique = list(dict.fromkeys(urls))
     if not opts.fetch:
@@ -74,21 +90,36 @@ def fetch_images(urls: Iterable[str], opts: IngestOptions) -> dict[str, bytes | 
     retries = int(opts.extra.get("fetch_retries", DEFAULT_RETRIES))
     if retries < 0:
         raise IngestError(f"fetch_retries must be >= 0, got {retries}")
+    allow = allowlist(opts)
     ctx = ssl.create_default_context()
     workers = max(1, min(int(opts.fetch_workers), len(unique)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vloom-fetch") as pool:
-        results = pool.map(lambda u: fetch_one(u, opts, retries, ctx), unique)
+        results = pool.map(lambda u: fetch_one(u, opts, retries, ctx, allow, resolver), unique)
         return dict(zip(unique, results, strict=True))
 
 
+def allowlist(opts: IngestOptions) -> Allowlist:
+    """`opts.fetch_allow` parsed; IngestError names a bad entry."""
+    try:
+        return Allowlist.parse(opts.fetch_allow)
+    except ValueError as e:
+        raise IngestError(str(e)) from None
+
+
 def fetch_one(
-    url: str, opts: IngestOptions, retries: int = DEFAULT_RETRIES, ctx: ssl.SSLContext | None = None
+    url: str,
+    opts: IngestOptions,
+    retries: int = DEFAULT_RETRIES,
+    ctx: ssl.SSLContext | None = None,
+    allow: Allowlist | None = None,
+    resolver: Resolver = system_resolver,
 ) -> bytes | str:
     """One URL with retries: the image bytes or a failure reason."""
     ctx = ctx or ssl.create_default_context()
+    allow = allowlist(opts) if allow is None else allow
     for attempt in range(retries + 1):
         try:
-            return _attempt(url, opts, ctx)
+            return _attempt(url, opts, ctx, allow, resolver)
         except _Final as e:
             return e.reason
         except (ValueError, UnicodeError, http.client.InvalidURL):  # a URL http.client refuses
@@ -100,7 +131,9 @@ def fetch_one(
     raise AssertionError("unreachable")
 
 
-def _attempt(url: str, opts: IngestOptions, ctx: ssl.SSLContext) -> bytes:
+def _attempt(
+    url: str, opts: IngestOptions, ctx: ssl.SSLContext, allow: Allowlist, resolver: Resolver
+) -> bytes:
     deadline = time.monotonic() + opts.fetch_timeout
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
@@ -116,9 +149,15 @@ def _attempt(url: str, opts: IngestOptions, ctx: ssl.SSLContext) -> bytes:
         except ValueError:
             raise _Final("bad_url") from None
         host = parts.hostname.encode("idna").decode("ascii")  # UnicodeError: bad_url
+        if port is None:
+            port = 443 if parts.scheme == "https" else 80
+        addrs = _resolve(host, port, allow, remaining, resolver)
+        remaining = deadline - time.monotonic()
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         kw = {"context": ctx} if parts.scheme == "https" else {}
-        conn = cls(host, port, timeout=remaining, **kw)
+        conn = cls(host, port, timeout=remaining, **kw)  # Host header and TLS name: the URL's
+        # ...but the socket goes to the checked address: no second lookup, no DNS rebinding
+        conn._create_connection = partial(_connect, addrs)  # type: ignore[attr-defined]
         timer = threading.Timer(remaining, _shutdown, args=(conn,))
         timer.daemon = True
         timer.start()
@@ -145,6 +184,28 @@ def _attempt(url: str, opts: IngestOptions, ctx: ssl.SSLContext) -> bytes:
             timer.cancel()
             conn.close()
     raise _Final("too_many_redirects")
+
+
+def _resolve(
+    host: str, port: int, allow: Allowlist, timeout: float, resolver: Resolver
+) -> list[tuple[int, tuple]]:
+    try:
+        return resolve(host, port, allow, timeout, resolver)
+    except BlockedAddress:
+        raise _Final("blocked_address") from None
+    except TimeoutError:
+        raise _Final("timeout") from None
+    except socket.gaierror:
+        raise _Final("dns_error") from None
+    except OSError:
+        raise _Transient("dns_error") from None
+
+
+def _connect(
+    addrs: list[tuple[int, tuple]], _address: object, timeout: float, *_: object
+) -> socket.socket:
+    """Stands in for socket.create_connection inside http.client: ignores the host it is given."""
+    return connect(addrs, timeout)
 
 
 def _shutdown(conn: http.client.HTTPConnection) -> None:

@@ -17,33 +17,50 @@ Column and field names (opts.extra, case-insensitive): "caption_column" (default
 text, txt), "image_column" (default: the first present of image, jpg, jpeg, png, webp, bytes,
 img, image_path, path, file, url, image_url).
 
+Hostile inputs, and what they cost:
+- only regular files are read (a FIFO or device named as a shard or an image path cannot hang
+  the run: "not_a_regular_file");
+- a tar's extended headers (PAX, GNU long names) are capped and checked before tarfile parses
+  them (tar_guard.py): an oversized or malformed one ends that shard as "tar_unsafe_header";
+- Parquet is read one row group at a time, in batches sized from the row group's byte size;
+  the page headers are read first (parquet_pages.py) and a row group holding a page that
+  inflates past the image cap and over `MAX_PAGE_RATIO` times its compressed size is refused
+  unread, each of its rows counted "compression_bomb"; in the rest, image byte lengths are
+  checked in Arrow, before rows become Python objects ("image_too_large").
+
 Every image passes `vloom.media.check_image`; rejects are named: not_an_image,
 undecodable_image, decompression_bomb, image_too_large, missing_image, missing_caption,
-empty_caption, caption_not_utf8, bad_json, unsafe_path, image_not_found, tar_corrupt,
-parquet_corrupt, remote_not_fetched (a URL without --fetch), and fetch failures as
-fetch_<reason> (fetch_timeout, fetch_http_404, ...).
+empty_caption, caption_not_utf8, bad_json, unsafe_path, image_not_found, not_a_regular_file,
+image_unreadable, tar_corrupt, tar_unsafe_header, parquet_corrupt, compression_bomb,
+remote_not_fetched (a URL without --fetch), and fetch failures as fetch_<reason>
+(fetch_timeout, fetch_http_404, fetch_blocked_address, ...).
 """
 
 from __future__ import annotations
 
 import json
 import lzma
+import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions, read_regular_file
 from vloom.ingest.fetch import fetch_images
+from vloom.ingest.parquet_pages import PageHeaderError, page_sizes
 from vloom.ingest.run import record_image
+from vloom.ingest.tar_guard import GuardedTarInfo, UnsafeTarHeader
 from vloom.ledger import Ledger
 from vloom.media import ImageError, check_image
 
@@ -54,7 +71,10 @@ URL_COLUMNS = ("url", "image_url")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 CAPTION_EXTS = ("txt", "caption", "text")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-BATCH_ROWS = 64  # Parquet rows per batch: image bytes make rows large
+BATCH_ROWS = 64  # Parquet rows per batch at most...
+BATCH_BYTES = 64 << 20  # ...and about this many decoded bytes (from the row group's size)
+PAGE_SLACK = 8 << 20  # a page may exceed the image cap by this much (other values share it)
+MAX_PAGE_RATIO = 64  # image bytes hardly compress: a page inflating more than this is a bomb
 _KEY_RE = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset: dir/key.ext, ext after 1st dot
 _FIELDS = frozenset((*IMAGE_EXTS, *CAPTION_EXTS, "json"))  # members read; others are skipped
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
@@ -93,6 +113,8 @@ def _walk(inputs: list[Path]) -> Iterator[Path]:
                 if _kind(f) == "parquet" and f.with_name(f.name.split(".")[0]) in tars:
                     continue  # img2dataset writes NNNNN.parquet (metadata only) beside NNNNN.tar
                 yield f
+        elif p.exists() and not p.is_file():
+            raise IngestError(f"{p}: not a regular file or directory")
         elif p.is_file():
             if _kind(p) is None:
                 raise IngestError(
@@ -173,7 +195,13 @@ def _tar_pairs(
 ) -> Iterator[Document]:
     sample: _Sample | None = None
     try:
-        with tarfile.open(path, mode="r|*") as tf:
+        f = _open_regular(path)
+    except OSError:
+        ledger.input += 1
+        ledger.reject("not_a_regular_file")
+        return
+    try:
+        with f, tarfile.open(fileobj=f, mode="r|*", tarinfo=GuardedTarInfo) as tf:
             for m in tf:
                 if m.isdir():
                     continue
@@ -197,17 +225,29 @@ def _tar_pairs(
                     sample.fields[ext] = f.read() if f is not None else b""
             if not _ended_cleanly(tf):
                 raise tarfile.ReadError("no end-of-archive block: truncated between members")
-    except _TAR_ERRORS:
+    except (*_TAR_ERRORS, UnsafeTarHeader) as e:
         # The sample being read when the stream broke cannot be trusted; the ones before were
         # complete and are kept. If it broke before any sample began, the shard counts as one.
         if sample is None:
             ledger.input += 1
-        ledger.reject("tar_corrupt")
+        ledger.reject("tar_unsafe_header" if isinstance(e, UnsafeTarHeader) else "tar_corrupt")
         return
     if sample is not None:
         doc = _tar_sample(path, sample, ledger, opts, caption_names)
         if doc is not None:
             yield doc
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a shard for reading; OSError if it is not a regular file (a FIFO would block)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _ended_cleanly(tf: tarfile.TarFile) -> bool:
@@ -284,59 +324,135 @@ def _parquet_pairs(
     image_names: tuple[str, ...],
 ) -> Iterator[Document]:
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError):
+        f = _open_regular(path)
+    except OSError:
         ledger.input += 1
-        ledger.reject("parquet_corrupt")
+        ledger.reject("not_a_regular_file")
         return
-    names = pf.schema_arrow.names
-    captions, images = _pick(names, caption_names), _pick(names, image_names)
-    if not captions or not images:
-        what = "caption" if not captions else "image"
-        looked = caption_names if not captions else image_names
-        raise IngestError(
-            f"{path}: no {what} column (looked for {', '.join(looked)}); "
-            f"columns found: {', '.join(names) or 'none'} (set the column name in the options)"
-        )
-    cap_col = captions[0]
-    index = 0
-    try:
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
-            rows = batch.to_pylist()
-            refs = [_image_ref(row, images) for row in rows]
-            urls = [r for r in refs if isinstance(r, str) and _is_remote(r)]
-            fetched = fetch_images(urls, opts) if urls else {}
-            for row, ref in zip(rows, refs, strict=True):
-                ledger.input += 1
-                raw_key = row.get("key")
-                key = str(raw_key) if isinstance(raw_key, str | int) else f"{index:09d}"
-                index += 1
-                image, origin = _resolve(ref, path, fetched, opts.max_image_bytes)
-                if isinstance(image, str):
-                    record_image(ledger, origin, image)
-                    ledger.reject(image)
-                    continue
-                caption = row.get(cap_col)
-                meta = {
-                    k: _jsonable(v)
-                    for k, v in row.items()
-                    if k != cap_col and not isinstance(v, bytes | bytearray | dict)
-                }
-                meta.update(key=key, shard=path.name)
-                doc = _pair_doc(
-                    ledger,
-                    opts,
-                    f"{path.name}:{key}",
-                    image,
-                    caption if isinstance(caption, str) else None,
-                    meta,
-                    origin,
-                )
-                if doc is not None:
-                    yield doc
-    except (pa.ArrowException, OSError):
-        ledger.input += 1  # the unreadable rest of the file counts as one input
-        ledger.reject("parquet_corrupt")
+    with f:
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError):
+            ledger.input += 1
+            ledger.reject("parquet_corrupt")
+            return
+        names = pf.schema_arrow.names
+        captions, images = _pick(names, caption_names), _pick(names, image_names)
+        if not captions or not images:
+            what = "caption" if not captions else "image"
+            looked = caption_names if not captions else image_names
+            raise IngestError(
+                f"{path}: no {what} column (looked for {', '.join(looked)}); "
+                f"columns found: {', '.join(names) or 'none'} (set the column name in the options)"
+            )
+        table = _Table(path, pf, captions[0], images, opts)
+        for group in range(pf.metadata.num_row_groups):
+            yield from table.row_group(group, ledger)
+
+
+@dataclass
+class _Table:
+    path: Path
+    pf: pq.ParquetFile
+    cap_col: str
+    images: list[str]
+    opts: IngestOptions
+    index: int = 0  # rows seen so far: a row's key when it has none
+
+    def row_group(self, group: int, ledger: Ledger) -> Iterator[Document]:
+        meta = self.pf.metadata.row_group(group)
+        n_rows = meta.num_rows
+        bomb = self._bomb(group)
+        if bomb:
+            ledger.input += n_rows
+            ledger.reject(bomb, n_rows)
+            self.index += n_rows
+            return
+        per_row = max(1, meta.total_byte_size // max(1, n_rows))
+        batch_rows = max(1, min(BATCH_ROWS, BATCH_BYTES // per_row))
+        done = 0
+        try:
+            for batch in self.pf.iter_batches(batch_size=batch_rows, row_groups=[group]):
+                done += batch.num_rows
+                yield from self._batch(batch, ledger)
+        except (pa.ArrowException, OSError):
+            rest = max(1, n_rows - done)  # the rows this row group still held count as lost
+            ledger.input += rest
+            ledger.reject("parquet_corrupt", rest)
+            self.index += rest
+
+    def _bomb(self, group: int) -> str | None:
+        """ "compression_bomb" when a page of this row group inflates past both limits, or
+        "parquet_corrupt" when its page headers cannot be read; None when it is safe to decode."""
+        meta = self.pf.metadata.row_group(group)
+        limit = self.opts.max_image_bytes + PAGE_SLACK
+        try:
+            with _open_regular(self.path) as f:
+                for c in range(meta.num_columns):
+                    chunk = meta.column(c)
+                    start = chunk.data_page_offset
+                    if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                        start = min(start, chunk.dictionary_page_offset)
+                    for raw, packed in page_sizes(f, start, chunk.total_compressed_size):
+                        if raw > limit and raw > MAX_PAGE_RATIO * max(1, packed):
+                            return "compression_bomb"
+        except (PageHeaderError, OSError):
+            return "parquet_corrupt"
+        return None
+
+    def _over_cap(self, batch: pa.RecordBatch) -> list[bool]:
+        """Per row: does an image column hold more bytes than the cap (checked in Arrow)?"""
+        over = pa.array([False] * batch.num_rows)
+        for name in self.images:
+            col = batch.column(name)
+            if pa.types.is_struct(col.type) and col.type.get_field_index("bytes") >= 0:
+                col = pc.struct_field(col, "bytes")
+            if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+                too_big = pc.greater(pc.binary_length(col), self.opts.max_image_bytes)
+                over = pc.or_(over, pc.fill_null(too_big, False))
+        return over.to_pylist()
+
+    def _batch(self, batch: pa.RecordBatch, ledger: Ledger) -> Iterator[Document]:
+        path, cap_col, opts = self.path, self.cap_col, self.opts
+        over = self._over_cap(batch)
+        # only rows within the cap become Python objects
+        rows = iter(batch.filter(pa.array([not o for o in over])).to_pylist())
+        kept = [next(rows) if not o else None for o in over]
+        refs = [_image_ref(row, self.images) if row is not None else None for row in kept]
+        urls = [r for r in refs if isinstance(r, str) and _is_remote(r)]
+        fetched = fetch_images(urls, opts) if urls else {}
+        for row, ref in zip(kept, refs, strict=True):
+            ledger.input += 1
+            self.index += 1
+            if row is None:
+                record_image(ledger, "data", "image_too_large")
+                ledger.reject("image_too_large")
+                continue
+            raw_key = row.get("key")
+            key = str(raw_key) if isinstance(raw_key, str | int) else f"{self.index - 1:09d}"
+            image, origin = _resolve(ref, path, fetched, opts.max_image_bytes)
+            if isinstance(image, str):
+                record_image(ledger, origin, image)
+                ledger.reject(image)
+                continue
+            caption = row.get(cap_col)
+            meta = {
+                k: _jsonable(v)
+                for k, v in row.items()
+                if k != cap_col and not isinstance(v, bytes | bytearray | dict)
+            }
+            meta.update(key=key, shard=path.name)
+            doc = _pair_doc(
+                ledger,
+                opts,
+                f"{path.name}:{key}",
+                image,
+                caption if isinstance(caption, str) else None,
+                meta,
+                origin,
+            )
+            if doc is not None:
+                yield doc
 
 
 def _image_ref(row: dict[str, Any], columns: list[str]) -> bytes | str | None:
@@ -387,9 +503,13 @@ def _resolve(
     target = (base / ref.replace("\\", "/")).resolve()
     if not target.is_relative_to(base):
         return "unsafe_path", "local"
-    try:
-        if target.stat().st_size > max_bytes:
-            return "image_too_large", "local"
-        return target.read_bytes(), "local"
-    except OSError:
+    try:  # a FIFO or device must not block the run: regular files only
+        return read_regular_file(target, max_bytes), "local"
+    except ValueError:
+        return "image_too_large", "local"
+    except (FileNotFoundError, NotADirectoryError):
         return "image_not_found", "local"
+    except PermissionError:
+        return "image_unreadable", "local"
+    except OSError:
+        return "not_a_regular_file", "local"
