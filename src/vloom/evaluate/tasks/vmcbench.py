@@ -11,42 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from vloom.evaluate.benchmarks.files import read_rows
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt
+from vloom.evaluate.tasks.mcbench import resolve
 from vloom.sequence import BOS_ID, encode_text
 
 LETTERS = ("A", "B", "C", "D")
 REQUIRED = ("question", "answer", *LETTERS)
-
-
-def _read_any(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{path}: line {n} is not JSON: {e.msg}") from None
-        return rows
-    if suffix == ".tsv":
-        csv.field_size_limit(sys.maxsize)  # base64 images are long fields
-        with path.open(encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t"))
-    raise ValueError(f"{path}: unsupported file type {suffix!r} (use .parquet, .jsonl or .tsv)")
 
 
 def _image_bytes(value: Any, base: Path, where: str) -> bytes | None:
@@ -81,7 +57,7 @@ def load_vmcbench(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: benchmark file not found")
-    raw = _read_any(path)
+    raw = read_rows(path)
     if not raw:
         raise ValueError(f"{path}: no rows")
     cols = set().union(*(r.keys() for r in raw))
@@ -117,18 +93,11 @@ def load_vmcbench(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _resolve(ctx: EvalContext, path: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists() and not p.is_absolute() and (ctx.data_dir / p).exists():
-        return ctx.data_dir / p
-    return p
-
-
 @register("vmcbench", modality="vision-language")
 def vmcbench(ctx: EvalContext, path: str = "vmcbench.parquet", score: str = "option") -> dict:
     if score not in ("option", "letter"):
         raise ValueError(f"vmcbench: score must be 'option' or 'letter', not {score!r}")
-    rows = load_vmcbench(_resolve(ctx, path))
+    rows = load_vmcbench(resolve(ctx, path))
     if ctx.max_examples:
         rows = rows[: ctx.max_examples]
     m, tok = ctx.model, ctx.tokenizer
