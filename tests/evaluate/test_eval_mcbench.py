@@ -13,24 +13,29 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from tinyexp import tiny_config
 
 from vloom.evaluate import evaluate
 from vloom.evaluate.benchmarks import load_benchmark
 from vloom.evaluate.benchmarks.metrics import circular_correct, rotate, yes_no_metrics
 from vloom.evaluate.generation import greedy_generate
+from vloom.evaluate.harness import load_checkpoint
 from vloom.evaluate.scoring import continuation_logprobs
+from vloom.evaluate.tasks import EvalContext
 from vloom.evaluate.tasks.mcbench import STOP, decode_images, encode_prompt, mcbench, prompt_text
-from vloom.sequence import IMAGE_ID, encode_text
+from vloom.model.io import build_model, save_model
+from vloom.sequence import IMAGE_ID, encode_text, load_tokenizer
 
 CPU = torch.device("cpu")
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black", "grey"]
 NINE = COLOURS  # nine option texts, A-I
 
 
-def png(colour: str, shape: str = "circle", size: int = 40) -> bytes:
-    im = Image.new("RGB", (size, size), "white" if colour != "white" else "black")
+def png(colour: str, shape: str = "circle", size: int = 40, height: int | None = None) -> bytes:
+    w, h = size, height or size
+    im = Image.new("RGB", (w, h), "white" if colour != "white" else "black")
     draw = ImageDraw.Draw(im)
-    box = (6, 6, size - 6, size - 6)
+    box = (6, 6, w - 6, h - 6)
     (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
@@ -282,6 +287,10 @@ def test_mmstar_inline_options(tmp_path, rand_ctx):
     assert res["n"] == 2 and res["skipped_answer_beyond_options"] == 1
     assert res["skipped_missing_option"] == 1
     assert {"accuracy_coarse_perception", "accuracy_fine-grained_perception"} <= set(res)
+    by_l2 = mcbench(rand_ctx, path=str(tmp_path / "mmstar.parquet"), category="l2_category")
+    assert {k for k in by_l2 if k.startswith("accuracy_")} == {"accuracy_colour", "accuracy_shape"}
+    with pytest.raises(ValueError, match="no column 'l3' to group categories by"):
+        load_benchmark(tmp_path / "mmstar.parquet", category="l3")
 
 
 def test_mmbench_parquet_with_two_and_three_options(tmp_path, rand_ctx):
@@ -304,13 +313,16 @@ def test_mmbench_parquet_with_two_and_three_options(tmp_path, rand_ctx):
                 ("Look closely.", "blue", None, "B", "green"),
                 (None, None, None, "A", "red"),
                 (None, None, "grey", "A", "red"),  # D without C: a missing option
+                ("long " * 100, None, None, "A", "red"),  # longer than the model's context
             ]
         )
     ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mmbench.parquet")
     b = load_benchmark(tmp_path / "mmbench.parquet", layout="mmbench")
-    assert [len(r.options) for r in b.rows] == [4, 3, 2]
+    assert [len(r.options) for r in b.rows] == [4, 3, 2, 2]
     assert b.rows[1].hint == "Look closely." and b.skipped == {"missing_option": 1}
+    res = mcbench(rand_ctx, path=str(tmp_path / "mmbench.parquet"), layout="mmbench")
+    assert res["n"] == 3 and res["skipped_too_long"] == res["skipped_missing_option"] == 1
 
 
 def test_mmmu_placeholders_open_rows_and_missing_images(tmp_path, rand_ctx):
@@ -616,3 +628,38 @@ def test_results_json_and_report_show_categories_and_skips(tsv_file, rand_ckpt, 
     report = write_report(tmp_path).read_text()
     assert "### mmb: accuracy per question type" in report
     assert "| mmb.skipped_bad_image | 1 |" in report and "| shape |" in report
+
+
+def test_dynamic_resolution_batches_score_as_one_at_a_time(tiny_data, tmp_path):
+    """Images of different sizes, each its own token count, one or two per row, mixed in a
+    batch (an ImageBatch), give the picks of scoring each row alone."""
+    cfg = tiny_config(
+        model__vision__resolution="dynamic",
+        model__vision__min_pixels=16 * 16,
+        model__vision__max_pixels=48 * 48,
+    )
+    tok_path = tiny_data["packed"] / "tokenizer.json"
+    torch.manual_seed(0)
+    meta = {
+        "model": cfg.model.model_dump(mode="json"),
+        "vocab_size": load_tokenizer(str(tok_path)).get_vocab_size(),
+        "max_seq_len": 128,
+        "image_size": cfg.synth.image_size,
+    }
+    save_model(build_model(meta).eval(), tmp_path / "ckpt", {"tokenizer": str(tok_path)})
+    model, tok = load_checkpoint(tmp_path / "ckpt")
+    assert model.vision.dynamic
+    ctx = EvalContext(model, tok, tmp_path, CPU, batch_size=5)
+    sizes = [(48, 16), (16, 48), (32, 32), (40, 24)]
+    rows = [
+        {"index": i, "question": "Which colour?", "A": "red", "B": "blue", "C": "green",
+         "answer": "ABC"[i % 3], "category": "colour",
+         "image": json.dumps([b64(png(c, size=w, height=h)) for c in COLOURS[: 1 + i % 2]])}
+        for i, (w, h) in enumerate(sizes)
+    ]  # fmt: skip
+    write_tsv(tmp_path / "dyn.tsv", rows)
+    res = mcbench(ctx, path=str(tmp_path / "dyn.tsv"))
+    got = load_benchmark(tmp_path / "dyn.tsv").rows
+    assert [len(r.images) for r in got] == [1, 2, 1, 2]
+    right = [pick(ctx, r, r.options) == r.answer for r in got]
+    assert res["n"] == 4 and res["accuracy"] == pytest.approx(sum(right) / 4)

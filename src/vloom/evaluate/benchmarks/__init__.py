@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vloom.evaluate.benchmarks.files import Malformed, read_rows
 from vloom.evaluate.benchmarks.layouts import REQUIRED, Reader, canonical, detect_layout
-from vloom.evaluate.benchmarks.row import LETTERS, BenchRow
+from vloom.evaluate.benchmarks.row import LETTERS, BenchRow, category_of
 
 __all__ = ["LETTERS", "Benchmark", "BenchRow", "Malformed", "load_benchmark"]
 
@@ -33,9 +33,14 @@ class Benchmark:
 
 
 def load_benchmark(
-    path: str | Path, layout: str | None = None, limit: int | None = None
+    path: str | Path,
+    layout: str | None = None,
+    limit: int | None = None,
+    category: str | None = None,
 ) -> Benchmark:
-    """The scorable rows of a benchmark file (the first `limit` rows of the file, if given)."""
+    """The scorable rows of a benchmark file (the first `limit` rows of the file, if given).
+    `category` names the column rows are grouped by (e.g. MMBench's `l2-category`) instead of
+    the layout's own (category; subject for ScienceQA; question_type_id for SEED-Bench)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: benchmark file not found")
@@ -47,6 +52,8 @@ def load_benchmark(
     missing = [c for c in REQUIRED[name] if c not in columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)} for layout {name!r}")
+    if category is not None and category not in columns:
+        raise ValueError(f"{path}: no column {category!r} to group categories by")
     reader = Reader(name, path.parent, raw)
     bench = Benchmark(name, [])
     for i, r in enumerate(raw[:limit] if limit else raw):
@@ -58,5 +65,7 @@ def load_benchmark(
             bench.skip(e.reason, f"{where}: {e}")
             continue
         row.where = where
+        if category is not None:
+            row.category = category_of(r.get(category))
         bench.rows.append(row)
     return bench

@@ -12,7 +12,7 @@ generation and scored by normalised exact match.
 its options rotated and counts only if every pass is right. Option-text ranking with no
 list in the prompt cannot depend on the order, so circular runs list the options.
 
-Results: accuracy, n and accuracy_<category>; POPE adds precision, recall, f1, yes_ratio
+Results: accuracy, n and accuracy_<category> (`category=COLUMN` picks another grouping); POPE adds precision, recall, f1, yes_ratio
 and f1_<category>; skipped (rows left out) and skipped_<reason>; layout.
 """
 
@@ -105,13 +105,14 @@ def mcbench(
     circular: bool = False,
     max_examples: int | None = None,
     max_new_tokens: int = 16,
+    category: str | None = None,
 ) -> dict[str, Any]:
     if score not in ("option", "letter"):
         raise ValueError(f"mcbench: score must be 'option' or 'letter', not {score!r}")
     if not isinstance(circular, bool):
         raise ValueError(f"mcbench: circular must be true or false, not {circular!r}")
     file = resolve(ctx, path)
-    bench = load_benchmark(file, layout, max_examples or ctx.max_examples)
+    bench = load_benchmark(file, layout, max_examples or ctx.max_examples, category)
     m, tok, limit = ctx.model, ctx.tokenizer, ctx.model.lm.max_seq_len
 
     # One multiple-choice item per (row, pass); open rows go to generation.
