@@ -324,3 +324,44 @@ def test_a_stage_that_freezes_the_vision_keeps_the_loaded_tower(towers, tmp_path
     )
     assert not torch.equal(m.connector.proj.weight, start.connector.proj.weight)  # trained
     assert not torch.equal(m.lm.embed_tokens.weight, start.lm.embed_tokens.weight)
+
+
+@pytest.mark.parametrize("kind", ["clip_vision", "siglip_full"])
+def test_vlm_with_a_loaded_tower_exports_as_llava_with_matching_logits(towers, tmp_path, kind):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+    from transformers.models.siglip import SiglipImageProcessorPil
+
+    from vloom.model import save_model
+    from vloom.model.hf_export import export_checkpoint
+
+    tower_dir, _ = towers[kind]
+    vision = {"init": str(tower_dir), "connector": "llava", "merge": 1}
+    cfg = config_from_dict(
+        {"model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "vision": vision}}
+    )
+    torch.manual_seed(0)
+    m = VLM(cfg.model, 64, 64, cfg.pack.image_size).eval()
+    save_model(m, tmp_path / "ck")
+    info = export_checkpoint(tmp_path / "ck", tmp_path / "hf")
+    assert info["architecture"] == "LlavaForConditionalGeneration"
+    hf, load = LlavaForConditionalGeneration.from_pretrained(
+        str(tmp_path / "hf"), output_loading_info=True
+    )
+    hf.eval()
+    assert not any(load.values()), load  # every weight written, none missing or unexpected
+    assert hf.config.vision_config.num_hidden_layers == len(m.vision.layers)
+    k = m.tokens_per_image
+    assert k == 16
+    tokens = torch.randint(4, 64, (2, 40), generator=torch.Generator().manual_seed(5))
+    tokens[0, 2 : 2 + k] = IMAGE_ID
+    tokens[1, 20 : 20 + k] = IMAGE_ID
+    images = _images(2)
+    proc = SiglipImageProcessorPil.from_pretrained(str(tmp_path / "hf"))  # exported: mean/std
+    pixel_values = proc(images=[Image.fromarray(i) for i in images.numpy()], return_tensors="pt")
+    with torch.no_grad():
+        ours, _ = m(tokens, images)
+        theirs = hf(input_ids=tokens, pixel_values=pixel_values["pixel_values"]).logits
+    diff = (ours - theirs).abs().max().item()
+    print(f"{kind} as LLaVA: max abs logit diff {diff:.2e}")
+    assert diff <= 1e-4

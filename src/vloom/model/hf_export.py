@@ -31,6 +31,12 @@ the same pixel_values as vloom's packer, and `processor_config.json` (LlavaProce
 `AutoProcessor.from_pretrained(DIR)(text="<bos>A cat<image>on a mat", images=[img])` gives
 vloom's ids for the items ["A cat", image, "on a mat"] (vloom writes `<bos>` itself; the
 exported tokenizer adds no special tokens) and its pixels.
+
+`arch: clip` (and a tower loaded with `model.vision.init`, SigLIP or CLIP) exports the same way:
+the tower's own sizes, MLP width, LayerNorm eps and activation; CLIPVisionModel with strategy
+"default" (the class token dropped, as vloom does); only the blocks vloom built (up to its
+`feature_layer`), so vision_feature_layer stays -1; the processor normalises with the model's
+image_mean / image_std. `post_norm: true` has no LLaVA equivalent and keeps vloom's loader.
 """
 
 from __future__ import annotations
@@ -47,13 +53,14 @@ from vloom.config import ModelConfig
 from vloom.model.connector import Connector
 from vloom.model.io import CONFIG, load_model
 from vloom.model.layers import swiglu_hidden
-from vloom.ondisk import staged_dir
-from vloom.model.vision import VisionEncoder
+from vloom.model.vision import TOWER_ACT, TOWERS, VisionEncoder
 from vloom.model.vlm import VLM
+from vloom.ondisk import staged_dir
 from vloom.sequence import BOS_ID, EOS_ID, IMAGE, IMAGE_ID, PAD_ID, load_tokenizer
 
 VISION_WEIGHTS, VISION_CONFIG = "vision.safetensors", "vloom_vision.json"
 LLAVA_OPTIONS = "model.vision: {arch: siglip, connector: llava, merge: 1}"
+HF_ACT = {"gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "gelu": "gelu"}
 
 
 def hf_name_map(n_layers: int, tied: bool) -> dict[str, str]:
@@ -135,32 +142,35 @@ def hf_state_dict(model: VLM) -> dict[str, torch.Tensor]:
 def llava_blocker(model: VLM) -> str | None:
     """Why the model's vision side cannot be LlavaForConditionalGeneration (None: it can)."""
     v = model.cfg.vision
-    if v.arch != "siglip" or v.connector != "llava" or v.merge != 1:
-        return f"the vision side is vloom's own (LLaVA needs {LLAVA_OPTIONS})"
+    if v.arch not in TOWERS or v.connector != "llava" or v.merge != 1:
+        return f"the vision side is vloom's own (LLaVA needs {LLAVA_OPTIONS}, or arch: clip)"
     if v.resolution != "fixed":
         return "dynamic resolution has no LLaVA equivalent"
+    if v.post_norm:
+        return "post_norm (post_layernorm on the features) has no LLaVA equivalent"
     return None
 
 
 def llava_config(model: VLM):
-    """LlavaConfig: SigLIP tower + LLaVA projector around the LM's Llama / Qwen2 config."""
-    from transformers import LlavaConfig, SiglipVisionConfig
+    """LlavaConfig: SigLIP / CLIP tower + LLaVA projector around the LM's Llama / Qwen2 config."""
+    from transformers import CLIPVisionConfig, LlavaConfig, SiglipVisionConfig
 
-    from vloom.model.vision import SIGLIP_MLP_RATIO
-
-    v = model.cfg.vision
-    vision = SiglipVisionConfig(
+    v, block = model.cfg.vision, model.vision.layers[0]
+    common = dict(
         hidden_size=v.d_model,
-        intermediate_size=SIGLIP_MLP_RATIO * v.d_model,
-        num_hidden_layers=v.n_layers,
+        intermediate_size=block.mlp.fc1.out_features,
+        num_hidden_layers=len(model.vision.layers),  # the blocks up to the feature layer
         num_attention_heads=v.n_heads,
         num_channels=3,
         image_size=model.vision.image_size,
         patch_size=v.patch_size,
-        hidden_act="gelu_pytorch_tanh",
-        layer_norm_eps=model.vision.layers[0].layer_norm1.eps,
-        vision_use_head=False,
+        hidden_act=HF_ACT[v.act or TOWER_ACT[v.arch]],
+        layer_norm_eps=block.layer_norm1.eps,
     )
+    if v.arch == "clip":
+        vision = CLIPVisionConfig(**common)
+    else:
+        vision = SiglipVisionConfig(**common, vision_use_head=False)
     text = hf_config(model)
     c = LlavaConfig(
         vision_config=vision,
@@ -169,7 +179,7 @@ def llava_config(model: VLM):
         image_seq_length=model.tokens_per_image,
         projector_hidden_act="gelu",
         vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
+        vision_feature_select_strategy="default" if v.arch == "clip" else "full",
         multimodal_projector_bias=True,
         tie_word_embeddings=model.cfg.tie_embeddings,
     )
@@ -189,8 +199,13 @@ def llava_state_dict(model: VLM) -> dict[str, torch.Tensor]:
         out["lm_head.weight"] = sd["lm.embed_tokens.weight"].clone()
     tower = "model.vision_tower."
     out[tower + "embeddings.patch_embedding.weight"] = sd["vision.patch_embed.weight"]
-    out[tower + "embeddings.patch_embedding.bias"] = sd["vision.patch_embed.bias"]
+    if "vision.patch_embed.bias" in sd:  # CLIP's patch conv has none
+        out[tower + "embeddings.patch_embedding.bias"] = sd["vision.patch_embed.bias"]
     out[tower + "embeddings.position_embedding.weight"] = sd["vision.pos_embed"][0]
+    if "vision.cls_embed" in sd:
+        out[tower + "embeddings.class_embedding"] = sd["vision.cls_embed"]
+        out[tower + "pre_layrnorm.weight"] = sd["vision.pre_norm.weight"]
+        out[tower + "pre_layrnorm.bias"] = sd["vision.pre_norm.bias"]
     for k, t in sd.items():
         if k.startswith("vision.layers."):
             out[tower + "encoder." + k.removeprefix("vision.")] = t
@@ -266,21 +281,22 @@ def export_checkpoint(
 
 def write_processor(model: VLM, out: Path, with_tokenizer: bool) -> None:
     """preprocessor_config.json: SigLIP's PIL image processor does what vloom's packer does to
-    an image (RGB, bicubic resize to the square, then / 127.5 - 1). With the tokenizer, also
+    an image (RGB, bicubic resize to the square, then (p / 255 - mean) / std with the model's
+    image_mean / image_std, by default / 127.5 - 1). With the tokenizer, also
     processor_config.json: LlavaProcessor expands each `<image>` in the text to
     image_seq_length copies, so AutoProcessor(text, images) gives vloom's inputs."""
     from transformers import LlavaProcessor, PreTrainedTokenizerFast
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    size = model.vision.image_size
+    size, clip = model.vision.image_size, model.cfg.vision.arch == "clip"
     images = SiglipImageProcessorPil(
         size={"height": size, "width": size},
         resample=3,  # PIL bicubic, as vloom.media.to_array
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
+        image_mean=model.cfg.vision.image_mean or [0.5, 0.5, 0.5],
+        image_std=model.cfg.vision.image_std or [0.5, 0.5, 0.5],
         do_convert_rgb=True,
     )
     images.save_pretrained(str(out))
@@ -289,8 +305,8 @@ def write_processor(model: VLM, out: Path, with_tokenizer: bool) -> None:
             image_processor=images,
             tokenizer=PreTrainedTokenizerFast.from_pretrained(str(out)),
             patch_size=model.cfg.vision.patch_size,
-            vision_feature_select_strategy="full",
-            num_additional_image_tokens=0,
+            vision_feature_select_strategy="default" if clip else "full",
+            num_additional_image_tokens=int(clip),  # CLIP's class token, dropped again
             image_token=IMAGE,
         ).save_pretrained(str(out))
 

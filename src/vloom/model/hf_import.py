@@ -26,8 +26,8 @@ from vloom.config import ModelConfig, VisionConfig
 from vloom.model.hf_export import _bias_names, hf_name_map
 from vloom.model.io import save_model
 from vloom.model.layers import swiglu_hidden
-from vloom.ondisk import staged_dir
 from vloom.model.vlm import VLM
+from vloom.ondisk import staged_dir
 
 SUPPORTED = ("llama", "qwen2")  # SmolLM / SmolLM2 checkpoints are model_type "llama"
 TOKENIZER_FILES = (
