@@ -465,7 +465,7 @@ def test_pairs_parquet_over_cap_images_rejected_before_materialising(tmp_path):
     table = _table(
         tmp_path / "t.parquet",
         {
-            "image": [big[0], PNG, big[1], {"x": 1} and JPG, big[2]],
+            "image": [big[0], PNG, big[1], JPG, big[2]],
             "caption": ["big", "png", "big", "jpg", "big"],
         },
     )
@@ -556,3 +556,28 @@ def test_pairs_gnu_long_names_still_read(tmp_path):
             tf.addfile(info, io.BytesIO(data))
     docs, ledger = _run([shard], tmp_path)
     assert [d.texts[1] for d in docs] == ["long name"] and not ledger.rejected
+
+
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_pairs_parquet_large_honest_pages_are_read(tmp_path, page_version):
+    """A dictionary page far over the cap (pyarrow's default for distinct images) that does not
+    inflate is no bomb: every row is read."""
+    from vloom.ingest.pairs import PAGE_SLACK
+    from vloom.ingest.parquet_pages import page_sizes
+
+    n, cap = 150, 100_000
+    pngs = [_img("PNG", i, (160, 160)) for i in range(n)]  # noise: ~77 KB each, incompressible
+    table = tmp_path / "big.parquet"
+    pq.write_table(
+        pa.table({"image": pngs, "caption": [f"n{i}" for i in range(n)]}),
+        table,
+        compression="zstd",
+        data_page_version=page_version,
+    )
+    chunk = pq.ParquetFile(table).metadata.row_group(0).column(0)
+    with open(table, "rb") as f:
+        pages = list(page_sizes(f, chunk.dictionary_page_offset, chunk.total_compressed_size))
+    assert max(raw for raw, _ in pages) > cap + PAGE_SLACK  # the case this test is about
+    docs, ledger = _run([table], tmp_path, max_image_bytes=cap)
+    assert len(docs) == n and not ledger.rejected
+    assert [d.images[0] for d in docs] == pngs
