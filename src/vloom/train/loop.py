@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,35 @@ def _check_data(
             )
 
 
+@dataclass
+class _Meter:
+    """Tokens and model FLOPs since the last metrics line (for its rates) and over this
+    invocation (for the summary's MFU)."""
+
+    peak: float | None  # the device's peak FLOP/s; None when unknown
+    world: int
+    t0: float = field(default_factory=time.perf_counter)
+    t_log: float = field(init=False)
+    tok_log: int = 0
+    flop_log: float = 0.0
+    flop_run: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.t_log = self.t0
+
+    def add(self, tokens: int, flops: float) -> None:
+        self.tok_log += tokens
+        self.flop_log += flops
+        self.flop_run += flops
+
+    def rates(self, now: float) -> tuple[float, float]:
+        """(tokens/s, FLOP/s) since the previous call; starts the next interval."""
+        dt = max(now - self.t_log, 1e-9)
+        out = (self.tok_log / dt, self.flop_log / dt)
+        self.t_log, self.tok_log, self.flop_log = now, 0, 0.0
+        return out
+
+
 class _Run:
     """Everything one training run holds; `train()` below is the public entry point."""
 
@@ -185,81 +215,115 @@ class _Run:
         return path
 
     def run(self) -> dict[str, Any]:
-        cfg, tc, info = self.cfg, self.tc, self.info
-        packed_dir, out_dir = self.packed_dir, self.out_dir
-        D.check_world(tc.batch_size, tc.grad_accum, info.world)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        self._setup()
+        if training_complete(self.out_dir):
+            return read_json(self.out_dir / TRAIN_SUMMARY)
+        info = self.info
+        reader = StepReader(
+            self.packed_dir,
+            self.cfg,
+            self.sources,
+            info.rank,
+            info.world,
+            pin=self.device.type == "cuda",
+        )
+        _check_data(self.cfg, reader, self.packed_dir, self.sources)
+        start, optim_tensors = self._restore(reader)
+        if info.main:
+            if self.resumed is None:
+                self.metrics_path.unlink(missing_ok=True)
+            _truncate_metrics(self.metrics_path, start)
+        self._place(optim_tensors)
+        loss = self._loop(reader, start)
+        run_s = time.perf_counter() - self.meter.t0
+        state = {
+            "step": self.tc.steps,
+            "tokens": self.tokens_seen,
+            "elapsed_s": self.elapsed_before + run_s,
+            "data": reader.state(),
+        }
+        final = self.checkpoint(FINAL, state)
+        summary = self._summary(final, loss, run_s)
+        if info.main:
+            atomic_write_json(self.out_dir / TRAIN_SUMMARY, summary)  # written last: complete
+        D.barrier(info)
+        return summary
+
+    def _setup(self) -> None:
+        """Threads, seed, the packed data's stats and a freshly initialised model."""
+        tc = self.tc
+        D.check_world(tc.batch_size, tc.grad_accum, self.info.world)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         # Always set: 0 means every core this process may use, not "whatever an earlier run in
         # this process left" (a sweep runs several trainings in one process).
         torch.set_num_threads(tc.threads or cpu_threads())
-        torch.manual_seed(cfg.seed)
-        device = self.device
-        bf16 = use_bf16(tc.precision, device)
-        stats = read_packed_stats(packed_dir)
-        sources = list(stats.get("sources", []))
-        self.vlm = vlm = build_model(cfg, stats)
-        self.ckpt_root = ckpt_root = out_dir / CHECKPOINTS
-        metrics_path = out_dir / METRICS
-        if training_complete(out_dir):
-            return read_json(out_dir / TRAIN_SUMMARY)
-        reader = StepReader(
-            packed_dir, cfg, sources, info.rank, info.world, pin=device.type == "cuda"
-        )
-        _check_data(cfg, reader, packed_dir, sources)
+        torch.manual_seed(self.cfg.seed)
+        self.bf16 = use_bf16(tc.precision, self.device)
+        self.stats = read_packed_stats(self.packed_dir)
+        self.sources = list(self.stats.get("sources", []))
+        self.vlm = build_model(self.cfg, self.stats)
+        self.ckpt_root = self.out_dir / CHECKPOINTS
+        self.metrics_path = self.out_dir / METRICS
 
-        start, tokens_seen, elapsed_before = 0, 0, 0.0
-        resumed = latest_checkpoint(ckpt_root) if info.main else None
+    def _restore(self, reader: StepReader) -> tuple[int, dict[str, torch.Tensor] | None]:
+        """Resume from the newest checkpoint (weights, RNG, data position) or start from
+        `train.init_from`'s weights; returns the first step and the optimizer tensors."""
+        info, tc, vlm = self.info, self.tc, self.vlm
+        self.tokens_seen, self.elapsed_before = 0, 0.0
+        resumed = latest_checkpoint(self.ckpt_root) if info.main else None
         if info.active:  # rank 0 decides, so all ranks resume from the same checkpoint
             box = [str(resumed) if resumed else None]
             torch.distributed.broadcast_object_list(box, src=0)
             resumed = Path(box[0]) if box[0] else None
-        optim_tensors = None
+        self.resumed = resumed
         if resumed is not None:
             load_weights(vlm, resumed)
             optim_tensors, st = load_training_state(resumed)
-            start, tokens_seen = st["step"], st["tokens"]
-            elapsed_before = st.get("elapsed_s", 0.0)
+            self.tokens_seen = st["tokens"]
+            self.elapsed_before = st.get("elapsed_s", 0.0)
             reader.load_state(st["data"])
-            self.log(f"resuming from {resumed} (step {start})")
-        elif tc.init_from:
+            self.log(f"resuming from {resumed} (step {st['step']})")
+            return st["step"], optim_tensors
+        if tc.init_from:
             load_weights(vlm, tc.init_from)  # weights only: new optimizer, schedule from 0
-            m = cfg.model
+            m = self.cfg.model
             self.log(
                 f"initialised from {tc.init_from} (its architecture: d_model {m.d_model}, "
                 f"{m.n_layers} layers, {m.n_heads} heads)"
             )
-        if info.main:
-            if resumed is None:
-                metrics_path.unlink(missing_ok=True)
-            _truncate_metrics(metrics_path, start)
+        return 0, None
 
-        vlm.to(device)
+    def _place(self, optim_tensors: dict[str, torch.Tensor] | None) -> None:
+        """Move the model to the device (sharded under FSDP) and build its optimizer."""
+        tc, vlm = self.tc, self.vlm
+        vlm.to(self.device)
         if tc.activation_checkpointing:
             D.enable_activation_checkpointing(vlm)
         self.model = self.model_root = vlm
         if self.fsdp:
-            self.model = self.model_root = D.shard_fsdp(vlm, bf16)
-        self.opt = opt = make_optimizer(self.model_root, cfg, device)
+            self.model = self.model_root = D.shard_fsdp(vlm, self.bf16)
+        self.opt = make_optimizer(self.model_root, self.cfg, self.device)
         if optim_tensors is not None:
-            D.load_optim_state(self.model_root, vlm, opt, optim_tensors, self.fsdp, str(resumed))
-        self.ckpt_meta = {"tokenizer": str((packed_dir / TOKENIZER).resolve())}
+            D.load_optim_state(
+                self.model_root, vlm, self.opt, optim_tensors, self.fsdp, str(self.resumed)
+            )
+        self.ckpt_meta = {"tokenizer": str((self.packed_dir / TOKENIZER).resolve())}
         if tc.init_from:
             self.ckpt_meta["init_from"] = str(Path(tc.init_from).resolve())
 
+    def _loop(self, reader: StepReader, start: int) -> float:
+        """Steps `start` .. `train.steps`: stage switches, optimizer steps, metrics lines,
+        stage-end and periodic checkpoints. Returns the last step's loss."""
+        tc, info = self.tc, self.info
         n_seq = tc.batch_size * tc.grad_accum
-        row_tokens = stats["seq_len"]
-        step_flops = n_seq * row_tokens * lm_flops_per_token(vlm, row_tokens)
-        img_flops = flops_per_image(vlm)
-        peak = peak_flops(device, bf16, tc.peak_flops)
-        bounds = stage_bounds(tc)
+        row_tokens = self.stats["seq_len"]
+        step_flops = n_seq * row_tokens * lm_flops_per_token(self.vlm, row_tokens)
+        img_flops = flops_per_image(self.vlm)
+        self.meter = meter = _Meter(peak_flops(self.device, self.bf16, tc.peak_flops), info.world)
         # bf16 autocast only without FSDP's own mixed-precision policy
-        autocast = bf16 and not self.fsdp
-        t0 = time.perf_counter()
-        t_log, tok_log, flop_log = t0, 0, 0.0
-        flop_run = 0.0  # this invocation's model FLOPs, for the summary's MFU
-        cur_stage = -1
-        loss_acc = 0.0
-        mf = metrics_path.open("a") if info.main else None
+        autocast = self.bf16 and not self.fsdp
+        cur_stage, loss = -1, 0.0
+        mf = self.metrics_path.open("a") if info.main else None
         bar = tqdm(
             range(start, tc.steps),
             initial=start,
@@ -277,93 +341,101 @@ class _Run:
                     self.wrap(si)
                     cur_stage = si
                 lr = lr_at(step, tc)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                step_loss, n_images = self.step(batch, autocast)
-                if tc.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.model_root.parameters() if p.requires_grad], tc.grad_clip
-                    )
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                tokens_seen += n_seq * row_tokens
-                tok_log += n_seq * row_tokens
-                flop_log += step_flops + n_images * img_flops
-                flop_run += step_flops + n_images * img_flops
-                loss_acc = step_loss
+                loss, n_images = self._update(batch, lr, autocast)
+                self.tokens_seen += n_seq * row_tokens
+                meter.add(n_seq * row_tokens, step_flops + n_images * img_flops)
                 done = step + 1
                 if done % tc.log_every == 0 or done == tc.steps:
-                    now = time.perf_counter()
-                    dt = max(now - t_log, 1e-9)
-                    rec = {
-                        "step": done,
-                        "loss": round(step_loss, 5),
-                        "lr": lr,
-                        "tokens": tokens_seen,
-                        "tokens_per_s": round(tok_log / dt, 1),
-                        "mfu": float(f"{flop_log / dt / (peak * info.world):.4g}")
-                        if peak
-                        else None,
-                        "image_frac": n_images / n_seq,
-                        "images_on": images_on(step, tc),
-                        "stage": tc.stages[si].name,
-                        "elapsed_s": round(elapsed_before + now - t0, 2),
-                    }
+                    rec = self._metrics_line(done, si, loss, lr, n_images / n_seq)
                     if mf is not None:
                         mf.write(json.dumps(rec) + "\n")
                         mf.flush()
-                        log_metrics(cfg, out_dir, rec)  # TensorBoard / MLflow / W&B views
-                    t_log, tok_log, flop_log = now, 0, 0.0
-                    bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
-                state = {
-                    "step": done,
-                    "tokens": tokens_seen,
-                    "elapsed_s": elapsed_before + time.perf_counter() - t0,
-                    "data": batch.data_state,
-                }
-                if done == bounds[si][1] and len(tc.stages) > 1:
-                    self.checkpoint(f"stage-{tc.stages[si].name}", state)
-                if done % tc.checkpoint_every == 0 and done < tc.steps:
-                    self.checkpoint(f"step-{done:06d}", state)
-                    if info.main:
-                        prune(ckpt_root)
+                        log_metrics(self.cfg, self.out_dir, rec)  # TensorBoard / MLflow / W&B
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+                self._save_periodic(done, si, batch.data_state)
         finally:
             feed.close()
             if mf is not None:
                 mf.close()
-        run_s = time.perf_counter() - t0
-        wall = elapsed_before + run_s
-        state = {
-            "step": tc.steps,
-            "tokens": tokens_seen,
-            "elapsed_s": wall,
-            "data": reader.state(),
+        return loss
+
+    def _update(self, batch: StepBatch, lr: float, autocast: bool) -> tuple[float, int]:
+        """One optimizer step at learning rate `lr`; returns (loss, global image rows)."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss, n_images = self.step(batch, autocast)
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model_root.parameters() if p.requires_grad], self.tc.grad_clip
+            )
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss, n_images
+
+    def _metrics_line(
+        self, done: int, si: int, loss: float, lr: float, image_frac: float
+    ) -> dict[str, Any]:
+        """The metrics.jsonl record after `done` steps; throughput since the previous one."""
+        m = self.meter
+        now = time.perf_counter()
+        tok_s, flop_s = m.rates(now)
+        return {
+            "step": done,
+            "loss": round(loss, 5),
+            "lr": lr,
+            "tokens": self.tokens_seen,
+            "tokens_per_s": round(tok_s, 1),
+            "mfu": float(f"{flop_s / (m.peak * m.world):.4g}") if m.peak else None,
+            "image_frac": image_frac,
+            "images_on": images_on(done - 1, self.tc),
+            "stage": self.tc.stages[si].name,
+            "elapsed_s": round(self.elapsed_before + now - m.t0, 2),
         }
-        final = self.checkpoint(FINAL, state)
-        summary = {
+
+    def _save_periodic(self, done: int, si: int, data_state: dict[str, Any]) -> None:
+        """A checkpoint at the end of each stage (multi-stage recipes) and every
+        `train.checkpoint_every` steps (the newest two kept)."""
+        tc = self.tc
+        stage_end = done == stage_bounds(tc)[si][1] and len(tc.stages) > 1
+        periodic = done % tc.checkpoint_every == 0 and done < tc.steps
+        if not (stage_end or periodic):
+            return
+        state = {
+            "step": done,
+            "tokens": self.tokens_seen,
+            "elapsed_s": self.elapsed_before + time.perf_counter() - self.meter.t0,
+            "data": data_state,
+        }
+        if stage_end:
+            self.checkpoint(f"stage-{tc.stages[si].name}", state)
+        if periodic:
+            self.checkpoint(f"step-{done:06d}", state)
+            if self.info.main:
+                prune(self.ckpt_root)
+
+    def _summary(self, final: Path, loss: float, run_s: float) -> dict[str, Any]:
+        tc, info, m = self.tc, self.info, self.meter
+        wall = self.elapsed_before + run_s
+        return {
             "steps": tc.steps,
-            "tokens": tokens_seen,
-            "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
+            "tokens": self.tokens_seen,
+            "tokens_per_s": round(self.tokens_seen / max(wall, 1e-9), 1),
             "wall_s": round(wall, 2),
-            "final_loss": round(loss_acc, 5),
-            "mfu": float(f"{flop_run / max(run_s, 1e-9) / (peak * info.world):.4g}")
-            if peak and flop_run
+            "final_loss": round(loss, 5),
+            "mfu": float(f"{m.flop_run / max(run_s, 1e-9) / (m.peak * info.world):.4g}")
+            if m.peak and m.flop_run
             else None,
-            "params": vlm.num_params(),
-            "device": str(device),
+            "params": self.vlm.num_params(),
+            "device": str(self.device),
             "world_size": info.world,
             "parallel": (tc.parallel if info.active else "none"),
-            "bf16": bf16,
+            "bf16": self.bf16,
             "threads": torch.get_num_threads(),
             "checkpoint": str(final),
-            "resumed_from": str(resumed) if resumed else None,
+            "resumed_from": str(self.resumed) if self.resumed else None,
             "init_from": tc.init_from,
             "pid": os.getpid(),
         }
-        if info.main:
-            atomic_write_json(out_dir / TRAIN_SUMMARY, summary)  # written last: the run is complete
-        D.barrier(info)
-        return summary
 
     def step(self, batch: StepBatch, autocast: bool) -> tuple[float, int]:
         """Forward and backward over this rank's micro-batches; returns (global mean loss,
