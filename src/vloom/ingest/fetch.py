@@ -153,6 +153,8 @@ def _attempt(
             port = 443 if parts.scheme == "https" else 80
         addrs = _resolve(host, port, allow, remaining, resolver)
         remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Final("timeout")
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         kw = {"context": ctx} if parts.scheme == "https" else {}
         conn = cls(host, port, timeout=remaining, **kw)  # Host header and TLS name: the URL's
