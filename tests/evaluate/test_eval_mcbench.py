@@ -23,6 +23,7 @@ from vloom.evaluate.harness import load_checkpoint
 from vloom.evaluate.scoring import continuation_logprobs
 from vloom.evaluate.tasks import EvalContext
 from vloom.evaluate.tasks.mcbench import STOP, decode_images, encode_prompt, mcbench, prompt_text
+from vloom.evaluate.tasks.vmcbench import load_vmcbench
 from vloom.model.io import build_model, save_model
 from vloom.sequence import IMAGE_ID, encode_text, load_tokenizer
 
@@ -233,6 +234,17 @@ def test_letter_scoring_lists_options(tsv_file, rand_ctx):
 def test_max_examples_reads_the_first_rows(tsv_file, rand_ctx):
     res = mcbench(rand_ctx, path=str(tsv_file), max_examples=3)
     assert res["n"] == 3 and res["skipped"] == 0
+
+
+def test_base64_text_is_never_taken_for_a_path(tmp_path, rand_ctx):
+    # 400 base64 characters with no "/" would be a file name too long to stat; the cell is
+    # read as base64 (zero bytes, not an image) and counted when the model needs it.
+    row = {"index": 0, "question": "Q?", "A": "x", "B": "y", "C": "z", "D": "w", "answer": "A"}
+    write_tsv(tmp_path / "b.tsv", [{**row, "image": "A" * 400}])
+    assert load_benchmark(tmp_path / "b.tsv").rows[0].images == [bytes(300)]
+    res = mcbench(rand_ctx, path=str(tmp_path / "b.tsv"))
+    assert res["n"] == 0 and res["skipped_bad_image"] == 1
+    assert load_vmcbench(tmp_path / "b.tsv")[0]["image"] == bytes(300)  # vmcbench shares it
 
 
 # --- Parquet layouts ---

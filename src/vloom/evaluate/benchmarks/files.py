@@ -92,13 +92,24 @@ def one_image(value: Any, base: Path) -> bytes:
     if not isinstance(value, str):
         raise Malformed("bad_image", f"image has unsupported type {type(value).__name__}")
     text = value.strip()
-    p = Path(text) if Path(text).is_absolute() else base / text
-    if len(text) < 1024:
-        if p.is_file():
-            return p.read_bytes()
-        if text.lower().endswith(IMAGE_SUFFIXES):
-            raise Malformed("missing_image", f"image file {text!r} not found")
+    p = existing_file(text, base)
+    if p is not None:
+        return p.read_bytes()
+    if text.lower().endswith(IMAGE_SUFFIXES):
+        raise Malformed("missing_image", f"image file {text!r} not found")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Malformed("bad_image", f"image {text[:40]!r} is neither a file nor base64") from None
+
+
+def existing_file(text: str, base: Path) -> Path | None:
+    """The file a cell names (absolute, or relative to `base`), or None. Base64 text is
+    never mistaken for one, even where it would be a name too long for the OS to stat."""
+    if not text or len(text) >= 1024:
+        return None
+    p = Path(text) if Path(text).is_absolute() else base / text
+    try:
+        return p if p.is_file() else None
+    except OSError:  # ENAMETOOLONG and the like: not a file name
+        return None

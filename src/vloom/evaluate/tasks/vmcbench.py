@@ -14,7 +14,7 @@ import binascii
 from pathlib import Path
 from typing import Any
 
-from vloom.evaluate.benchmarks.files import read_rows
+from vloom.evaluate.benchmarks.files import existing_file, read_rows
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt
@@ -39,8 +39,8 @@ def _image_bytes(value: Any, base: Path, where: str) -> bytes | None:
     if isinstance(value, str):
         if not value.strip():
             return None
-        p = Path(value) if Path(value).is_absolute() else base / value
-        if len(value) < 512 and p.exists():
+        p = existing_file(value, base)
+        if p is not None:
             return p.read_bytes()
         try:
             return base64.b64decode(value, validate=True)
