@@ -365,3 +365,49 @@ def test_vlm_with_a_loaded_tower_exports_as_llava_with_matching_logits(towers, t
     diff = (ours - theirs).abs().max().item()
     print(f"{kind} as LLaVA: max abs logit diff {diff:.2e}")
     assert diff <= 1e-4
+
+
+def test_import_hf_lm_with_a_tower_gives_both_pretrained_halves(towers, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vloom.config import VisionConfig
+    from vloom.model.hf_import import import_model
+
+    lm = _noisy(
+        LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=88,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                max_position_embeddings=64,
+            )
+        )
+    )
+    lm.save_pretrained(str(tmp_path / "lm"))
+    tower_dir, hf = towers["siglip_vision"]
+    vision = VisionConfig(init=str(tower_dir), connector="pixel_shuffle", merge=2)
+    m, _ = import_model(tmp_path / "lm", vision=vision)
+    assert m.vision.image_size == 16 and m.cfg.vision.d_model == 32 and m.tokens_per_image == 4
+    tokens = torch.randint(4, 64, (1, 12), generator=torch.Generator().manual_seed(1))
+    images = _images(2)
+    pixel_values = _pixel_values(tower_dir, "siglip_vision", images)
+    with torch.no_grad():
+        assert (m(tokens)[0] - lm(input_ids=tokens).logits).abs().max().item() <= 1e-4
+        hidden = _hf_vision(hf)(pixel_values, output_hidden_states=True).hidden_states[-1]
+        ours = m.vision(images)  # the tower's features, pixel-shuffled 2 x 2
+    assert ours.shape == (2, 4, 32 * 4)
+    assert (ours - nanovlm_pixel_shuffle(hidden, 2)).abs().max().item() <= 1e-4
+
+
+def test_vision_config_rules():
+    with pytest.raises(ValueError, match="model.vision.post_norm needs arch: siglip or clip"):
+        ModelConfig(vision={"post_norm": True})
+    with pytest.raises(ValueError, match="image_mean and image_std go together"):
+        ModelConfig(vision={"image_mean": [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="clip has learned absolute positions"):
+        ModelConfig(vision={"arch": "clip", "resolution": "dynamic"})
+    cfg = ModelConfig(vision={"arch": "clip", "n_layers": 2, "feature_layer": -3})
+    with pytest.raises(ValueError, match="feature_layer=-3 leaves no block of n_layers=2"):
+        VisionEncoder(cfg.vision, 32)

@@ -26,6 +26,7 @@ from vloom.config import ModelConfig, VisionConfig
 from vloom.model.hf_export import _bias_names, hf_name_map
 from vloom.model.io import save_model
 from vloom.model.layers import swiglu_hidden
+from vloom.model.tower_config import resolve_vision
 from vloom.model.vlm import VLM
 from vloom.ondisk import staged_dir
 
@@ -118,7 +119,8 @@ def import_model(
     vision: VisionConfig | None = None,
     seed: int = 0,
 ) -> tuple[VLM, dict[str, Any]]:
-    """A vloom VLM whose LM is the HF model in `hf_dir`; returns (model, HF config dict)."""
+    """A vloom VLM whose LM is the HF model in `hf_dir`; returns (model, HF config dict).
+    A `vision` with `init` (a SigLIP / CLIP tower) brings its sizes, image size and weights."""
     hf_dir = Path(hf_dir)
     cfg_path = hf_dir / "config.json"
     if not cfg_path.exists():
@@ -127,6 +129,9 @@ def import_model(
         hf = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    if vision is not None and vision.init is not None:
+        fields, image_size = resolve_vision(vision.model_dump(exclude_unset=True), "vision")
+        vision = VisionConfig.model_validate(fields)
     cfg = model_config_from_hf(hf, cfg_path, vision or VisionConfig())
     seq = max_seq_len or min(int(hf.get("max_position_embeddings", 2048)), 4096)
     torch.manual_seed(seed)  # the fresh vision encoder and connector

@@ -142,13 +142,8 @@ def contradictions(given: dict[str, Any], fields: dict[str, Any]) -> list[str]:
     ]
 
 
-def resolve_raw(raw: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
-    """A raw experiment config dict with `model.vision.init` filled in from the tower (a copy;
-    `raw` itself when there is no tower). Malformed sections are left to validation."""
-    model = raw.get("model")
-    vision = model.get("vision") if isinstance(model, dict) else None
-    if not isinstance(vision, dict) or not isinstance(vision.get("init"), str):
-        return raw
+def resolve_vision(vision: dict[str, Any], source: str = "<config>") -> tuple[dict, int]:
+    """(a `model.vision` dict with `init`'s tower fields filled in, the tower's image_size)."""
     tower = vision["init"]
     fields, size = tower_fields(tower)
     bad = contradictions(vision, fields)
@@ -157,14 +152,22 @@ def resolve_raw(raw: dict[str, Any], source: str = "<config>") -> dict[str, Any]
             f"{source}: model.vision contradicts the tower model.vision.init={tower}: "
             f"{', '.join(bad)}; leave these fields out"
         )
+    return fields | {k: v for k, v in vision.items() if v is not None}, size
+
+
+def resolve_raw(raw: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """A raw experiment config dict with `model.vision.init` filled in from the tower (a copy;
+    `raw` itself when there is no tower). Malformed sections are left to validation."""
+    model = raw.get("model")
+    vision = model.get("vision") if isinstance(model, dict) else None
+    if not isinstance(vision, dict) or not isinstance(vision.get("init"), str):
+        return raw
+    vision, size = resolve_vision(vision, source)
     pack = raw.get("pack") if isinstance(raw.get("pack"), dict) else {}
     if pack.get("image_size", size) != size:
         raise ValueError(
             f"{source}: pack.image_size={pack['image_size']} but the tower "
-            f"model.vision.init={tower} has image_size {size} (its learned positions); "
-            "leave pack.image_size out"
+            f"model.vision.init={vision['init']} has image_size {size} (its learned "
+            "positions); leave pack.image_size out"
         )
-    return raw | {
-        "model": model | {"vision": fields | {k: v for k, v in vision.items() if v is not None}},
-        "pack": pack | {"image_size": size},
-    }
+    return raw | {"model": model | {"vision": vision}, "pack": pack | {"image_size": size}}
