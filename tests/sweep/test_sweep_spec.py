@@ -160,3 +160,103 @@ def test_variants_change_fields_together_as_one_axis(tmp_path):
     assert study.runs[0].name == "variant-small_image_start_fraction-0_seed-0"
     with pytest.raises(ConfigError, match="variant 'x' sets 'synth.n_txt'"):
         load_study(write_study(tmp_path, name="bad.yaml", variants={"x": {"synth.n_txt": 1}}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "x\nrm -rf ~"),
+        ("name", "my study; rm -rf ~"),
+        ("out_dir", "runs/x\nrm -rf ~"),
+        ("slurm.mem", "16G\nrm -rf ~"),
+        ("slurm.time", "1:00:00\nrm -rf ~"),
+        ("slurm.time", "$(rm -rf ~)"),
+        ("slurm.partition", "cpu\nrm -rf ~"),
+        ("slurm.account", "lab`rm -rf ~`"),
+        ("slurm.extra.0", "--qos=low\nrm -rf ~"),
+        ("slurm.extra.0", "--comment=$(id)"),
+    ],
+)
+def test_slurm_values_that_could_become_shell_lines_are_refused(tmp_path, capsys, field, value):
+    """A study file's values land in sweep.sbatch: a newline or shell syntax is a one-line
+    error naming the field, before anything is written."""
+    from vloom.cli import main
+    from vloom.config import set_dotted
+
+    raw = yaml.safe_load(write_study(tmp_path, executor="slurm").read_text())
+    if field == "slurm.extra.0":
+        raw.setdefault("slurm", {})["extra"] = [value]
+    else:
+        set_dotted(raw, field, value)
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_study(path)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{field}:" in msg and "hostile.yaml" in msg
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err
+    assert not list(tmp_path.rglob("*.sbatch"))
+
+
+def test_slurm_values_of_the_usual_shapes_are_written(tmp_path):
+    slurm = {
+        "partition": "gpu,gpu-long",
+        "account": "lab_01",
+        "time": "1-12:00:00",
+        "mem": "16G",
+        "extra": ["--qos=high", "--exclusive", "--mail-user=me@lab.org"],
+    }
+    study = load_study(write_study(tmp_path, executor="slurm", slurm=slurm))
+    text = write_slurm(study, [r.name for r in study.runs])[0].read_text()
+    for line in ("--partition=gpu,gpu-long", "--account=lab_01", "--time=1-12:00:00", "--mem=16G"):
+        assert f"#SBATCH {line}\n" in text
+    assert "#SBATCH --mail-user=me@lab.org\n" in text
+    assert subprocess.run(["bash", "-n", str(write_slurm(study, ["a"])[0])]).returncode == 0
+
+
+def _keys(tmp_path, grid, **fields):
+    study = load_study(write_study(tmp_path, grid=grid, seeds=[0], **fields))
+    return [data_key(r.config, study.spec.data_seed) for r in study.runs]
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {"model.vision.resolution": ["fixed", "dynamic"]},
+        {"model.vision.max_pixels": [1024, 4096]},
+        {"model.vision.min_pixels": [256, 1024]},
+        {"model.vision.patch_size": [4, 8]},
+        {"pack.vocab_size": [320, 400]},
+        {"pack.tokenizer_docs": [100, 200]},
+        {"pack.seq_len": [64, 128]},
+        {"synth.image_size": [32, 48]},
+        {"curate.steps": [[{"name": "exact_dedup"}], [{"name": "exact_dedup", "field": "x"}]]},
+    ],
+    ids=lambda g: next(iter(g)),
+)
+def test_settings_the_data_stages_read_get_their_own_data(tmp_path, grid):
+    from tinyexp import tiny_raw
+
+    dynamic = "pixels" in next(iter(grid))  # min/max_pixels act with dynamic resolution
+    base = tiny_raw(model__vision__resolution="dynamic") if dynamic else tiny_raw()
+    keys = _keys(tmp_path, grid, base=base)
+    assert len(set(keys)) == len(keys), keys
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {"train.lr": [1e-3, 3e-3]},
+        {"model.vision.d_model": [32, 64]},
+        {"model.vision.n_layers": [1, 2]},
+        {"model.d_model": [32, 64]},
+        {"curate.workers": [1, 2]},
+        {"eval.max_examples": [4, 8]},
+    ],
+    ids=lambda g: next(iter(g)),
+)
+def test_settings_the_data_stages_do_not_read_share_the_data(tmp_path, grid):
+    keys = _keys(tmp_path, grid)
+    assert len(set(keys)) == 1, keys

@@ -37,6 +37,8 @@ def write_slurm(study: Study, names: list[str]) -> tuple[Path, Path]:
     ]
     if sl.partition:
         lines.append(f"#SBATCH --partition={sl.partition}")
+    if sl.account:
+        lines.append(f"#SBATCH --account={sl.account}")
     if sl.mem:
         lines.append(f"#SBATCH --mem={sl.mem}")
     if sl.gpus:

@@ -23,9 +23,9 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from vloom.config import (
     ConfigError,
@@ -60,19 +60,35 @@ class FinetuneSpec(_Strict):
     )
 
 
+# Values that land in the SLURM script: strict shapes, so a newline or a `;` in the study file
+# can never become a line of the shell script (`slurm.py` also shell-quotes every path).
+NAME = r"^[A-Za-z0-9_.-]+$"
+SLURM_NAMES = r"^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$"  # a partition or a comma list of them
+SLURM_TIME = r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$"  # MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]
+SLURM_MEM = r"^[0-9]+[KMGT]?$"  # 16G, 16000M
+SLURM_OPTION = r"^--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:%/=+@-]+)?$"  # --qos=high, --exclusive
+
+
 class SlurmSpec(_Strict):
-    partition: str | None = None
-    time: str = Field("02:00:00", description="per-run wall-clock limit (HH:MM:SS)")
+    partition: str | None = Field(None, pattern=SLURM_NAMES)
+    account: str | None = Field(None, pattern=NAME, description="the account to charge")
+    time: str = Field(
+        "02:00:00", pattern=SLURM_TIME, description="per-run wall-clock limit (HH:MM:SS)"
+    )
     cpus_per_task: int | None = Field(None, ge=1, description="None = the study's threads")
-    mem: str | None = Field(None, description="e.g. 16G")
+    mem: str | None = Field(None, pattern=SLURM_MEM, description="e.g. 16G")
     gpus: int = Field(0, ge=0)
     max_parallel: int | None = Field(None, ge=1, description="array throttle (%N)")
-    extra: list[str] = Field(default_factory=list, description="more #SBATCH lines, verbatim")
+    extra: list[Annotated[str, StringConstraints(pattern=SLURM_OPTION)]] = Field(
+        default_factory=list, description="more #SBATCH options, each one --option[=value]"
+    )
 
 
 class StudySpec(_Strict):
-    name: str = "study"
-    out_dir: str = "runs/study"
+    name: str = Field("study", pattern=NAME, description="letters, digits, _ . - (a job name)")
+    out_dir: str = Field(
+        "runs/study", pattern=r"^[^\x00-\x1f\x7f]+$", description="no control characters"
+    )
     base: str | dict[str, Any] = Field(default_factory=dict)
     set: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
