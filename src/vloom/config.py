@@ -6,12 +6,13 @@ file is an error that names the key instead of a silently ignored setting.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vloom.ondisk import RUN_CONFIG, read_json
 
 
 class _Strict(BaseModel):
@@ -155,12 +156,14 @@ class VisionConfig(_Strict):
     )
     init: str | None = Field(
         None,
+        json_schema_extra=_MODEL_ONLY,
         description="a local Hugging Face SigLIP / CLIP vision tower (config.json + safetensors, "
         "a *VisionModel or the vision half of a SiglipModel / CLIPModel): its sizes, preprocessing "
         "and pack.image_size are read from it and its weights start the encoder (vloom.model.hf_vision)",
     )
     feature_layer: int | None = Field(
         None,
+        json_schema_extra=_MODEL_ONLY,
         le=-1,
         description="siglip/clip: the hidden state the LM sees, as LLaVA's vision_feature_layer "
         "(-1 the last block, -2 the penultimate; blocks past it are not built); None = -2 for "
@@ -168,26 +171,38 @@ class VisionConfig(_Strict):
     )
     post_norm: bool = Field(
         False,
+        json_schema_extra=_MODEL_ONLY,
         description="siglip/clip: apply the tower's post_layernorm to the features "
         "(SigLIP's last_hidden_state, as nanoVLM / Idefics3)",
     )
     mlp_hidden: int | None = Field(
-        None, ge=1, description="siglip/clip MLP width; None = 4 x d_model"
+        None,
+        json_schema_extra=_MODEL_ONLY,
+        ge=1,
+        description="siglip/clip MLP width; None = 4 x d_model",
     )
     norm_eps: float | None = Field(
-        None, gt=0, description="siglip/clip LayerNorm eps; None = 1e-6 siglip, 1e-5 clip"
+        None,
+        json_schema_extra=_MODEL_ONLY,
+        gt=0,
+        description="siglip/clip LayerNorm eps; None = 1e-6 siglip, 1e-5 clip",
     )
     act: Literal["gelu_tanh", "quick_gelu", "gelu"] | None = Field(
-        None, description="siglip/clip MLP activation; None = gelu_tanh siglip, quick_gelu clip"
+        None,
+        json_schema_extra=_MODEL_ONLY,
+        description="siglip/clip MLP activation; None = gelu_tanh siglip, quick_gelu clip",
     )
     image_mean: list[float] | None = Field(
         None,
+        json_schema_extra=_MODEL_ONLY,
         min_length=3,
         max_length=3,
         description="per-channel mean of pixels / 255, "
         "applied in the encoder; None (with image_std None) = 0.5, i.e. pixels / 127.5 - 1",
     )
-    image_std: list[float] | None = Field(None, min_length=3, max_length=3)
+    image_std: list[float] | None = Field(
+        None, min_length=3, max_length=3, json_schema_extra=_MODEL_ONLY
+    )
 
     @model_validator(mode="after")
     def _dynamic_ok(self) -> VisionConfig:
@@ -319,7 +334,8 @@ class TrainConfig(_Strict):
     init_from: str | None = Field(
         None,
         description="checkpoint directory to start from (weights only, new optimizer; "
-        "continual pre-training with LR re-warmup)",
+        "continual pre-training with LR re-warmup); the model section must be the "
+        "checkpoint's: write `model: {from: CHECKPOINT}` to take it from there",
     )
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp",
@@ -402,7 +418,10 @@ class ExperimentConfig(_Strict):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     pack: PackConfig = Field(default_factory=PackConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,
+        description="the architecture; `{from: CHECKPOINT}` reads it from CHECKPOINT/config.json",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -461,33 +480,83 @@ def load_curate_config(path: str | Path) -> CurateConfig:
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
     from vloom.model.tower_config import resolve_raw  # model.vision.init: the tower's sizes
 
-    raw = resolve_raw(raw, source)
+    raw = resolve_raw(_model_from(raw, source), source)
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_fmt_errors(source, e)) from None
-    return _model_from_init_checkpoint(cfg, source)
+    _check_init_from(cfg, source)
+    return cfg
 
 
-def _model_from_init_checkpoint(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
-    """With `train.init_from`, the architecture is the checkpoint's (its config.json), so a
-    grown or imported checkpoint continues without copying its `model:` section by hand; every
-    stage (pack, train, the run's config.json, FLOP counts) then sees the real model. A
-    checkpoint that does not exist yet is left to the trainer, which names it."""
-    if not cfg.train.init_from:
-        return cfg
-    meta_path = Path(cfg.train.init_from) / "config.json"
+def _checkpoint_model(ckpt: str, source: str, what: str) -> dict[str, Any] | None:
+    """The `model` section of CKPT/config.json; None when there is no such file."""
+    path = Path(ckpt) / RUN_CONFIG
+    if not path.is_file():
+        return None
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return cfg
+        meta = read_json(path)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {what}: {e}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        return cfg
+        raise ConfigError(f"{source}: {what}: {path} has no model section")
+    return meta["model"]
+
+
+def _model_from(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """`model: {from: CHECKPOINT}`: the architecture is the checkpoint's, said in the config
+    (a grown or imported checkpoint continues without pasting its model.yaml)."""
+    model = raw.get("model")
+    if not (isinstance(model, dict) and "from" in model):
+        return raw
+    others = sorted(k for k in model if k != "from")
+    if others:
+        raise ConfigError(
+            f"{source}: model.from takes the checkpoint's whole model section; "
+            f"remove model.{others[0]} (or drop model.from)"
+        )
+    ckpt = str(model["from"])
+    section = _checkpoint_model(ckpt, source, "model.from")
+    if section is None:
+        raise ConfigError(f"{source}: model.from: {Path(ckpt) / RUN_CONFIG} not found")
+    return {**raw, "model": section}
+
+
+def _flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_init_from(cfg: ExperimentConfig, source: str) -> None:
+    """`train.init_from` loads weights into the model the config describes, so that model must
+    be the checkpoint's: a mismatch is a one-line error naming the fields, never a silent swap.
+    A checkpoint that does not exist yet is left to the trainer, which names it."""
+    if not cfg.train.init_from:
+        return
+    what = f"train.init_from {cfg.train.init_from}"
+    section = _checkpoint_model(cfg.train.init_from, source, what)
+    if section is None:
+        return
     try:
-        model = ModelConfig.model_validate(meta["model"])
+        theirs = ModelConfig.model_validate(section)
     except ValidationError as e:
-        raise ConfigError(_fmt_errors(f"{source}: train.init_from {meta_path}", e)) from None
-    return cfg if model == cfg.model else cfg.model_copy(update={"model": model})
+        raise ConfigError(_fmt_errors(f"{source}: {what}", e)) from None
+    if theirs == cfg.model:
+        return
+    a = _flat(cfg.model.model_dump(mode="json"), "model.")
+    b = _flat(theirs.model_dump(mode="json"), "model.")
+    diff = [f"{k} ({a.get(k)!r} here, {b.get(k)!r} there)" for k in a if a.get(k) != b.get(k)]
+    more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+    raise ConfigError(
+        f"{source}: {what}: the model section differs from the checkpoint's in "
+        f"{', '.join(diff[:4])}{more}; write `model: {{from: {cfg.train.init_from}}}` to use "
+        "the checkpoint's architecture"
+    )
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
