@@ -112,7 +112,7 @@ class VisionEncoder(nn.Module):
     @property
     def slots(self) -> int | None:
         """Image-token slots the connector learns an embedding for (None: no slot embeddings,
-        with dynamic resolution or the llava connector)."""
+        with dynamic resolution or the llava / pixel_shuffle connectors)."""
         if self.dynamic or self.cfg.connector != "vloom":
             return None
         return self.n_tokens
