@@ -50,3 +50,57 @@ def test_missing_file_and_overrides(tmp_path):
     p.write_text("name: x\n")
     cfg = load_config(p, {"train.steps": 7, "control": False})
     assert cfg.train.steps == 7 and cfg.name == "x" and cfg.control is False
+
+
+def _checkpoint(tmp_path, **model):
+    """A checkpoint directory as far as config loading reads it: config.json's model section."""
+    import json
+
+    ck = tmp_path / "ckpt"
+    ck.mkdir()
+    section = config_from_dict({"model": model}).model.model_dump(mode="json")
+    (ck / "config.json").write_text(json.dumps({"model": section, "step": 10}))
+    return ck, section
+
+
+def test_model_from_reads_the_checkpoints_architecture(tmp_path):
+    ck, section = _checkpoint(tmp_path, d_model=64, n_heads=2, n_layers=3)
+    cfg = config_from_dict({"model": {"from": str(ck)}, "train": {"init_from": str(ck)}})
+    assert cfg.model.model_dump(mode="json") == section and cfg.model.d_model == 64
+    with pytest.raises(ConfigError, match="remove model.d_model"):
+        config_from_dict({"model": {"from": str(ck), "d_model": 64}})
+    with pytest.raises(ConfigError, match="model.from: .*config.json not found"):
+        config_from_dict({"model": {"from": str(tmp_path / "nowhere")}})
+
+
+def test_init_from_never_replaces_the_model_section(tmp_path):
+    """The user's model section stays what they wrote: a mismatch with the checkpoint is a
+    one-line error naming the fields, an equal one passes, a torn config.json is named."""
+    ck, section = _checkpoint(tmp_path, d_model=64, n_heads=2)
+    same = config_from_dict({"model": section, "train": {"init_from": str(ck)}})
+    assert same.model.d_model == 64
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"model": {"n_layers": 6}, "train": {"init_from": str(ck)}})
+    msg = str(e.value)
+    assert "\n" not in msg and "model.d_model (128 here, 64 there)" in msg
+    assert "model.n_layers (6 here, 4 there)" in msg and f"model: {{from: {ck}}}" in msg
+    (ck / "config.json").write_text('{"model": {"d_mo')
+    with pytest.raises(ConfigError, match="corrupt JSON"):
+        config_from_dict({"train": {"init_from": str(ck)}})
+    # a checkpoint that is not there yet is the trainer's to name
+    assert config_from_dict({"train": {"init_from": str(tmp_path / "later")}}).model.d_model == 128
+
+
+def test_set_overrides_parse_as_yaml_and_nest():
+    from vloom.config import nested_overrides, parse_overrides
+
+    assert parse_overrides(["train.steps=100", "control=false", "eval.tasks=[vqa, text_qa]"]) == {
+        "train.steps": 100,
+        "control": False,
+        "eval.tasks": ["vqa", "text_qa"],
+    }
+    assert nested_overrides(["train.lr=0.001", "train.steps=5"]) == {
+        "train": {"lr": 0.001, "steps": 5}
+    }
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["train.steps"])

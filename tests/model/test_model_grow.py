@@ -169,7 +169,7 @@ def test_existing_output_is_not_overwritten(tmp_path):
 
 def test_grown_checkpoint_continues_training_with_init_from(tiny_data, tmp_path):
     """`vloom grow` output -> `train.init_from` trains the wide model: the architecture is read
-    from the checkpoint, so the experiment's own (narrow) model section does not matter."""
+    from the checkpoint (`model: {from: CKPT}`) or pasted from its model.yaml."""
     import json
 
     import yaml
@@ -185,8 +185,8 @@ def test_grown_checkpoint_continues_training_with_init_from(tiny_data, tmp_path)
     info = grow_checkpoint(tmp_path / "small", tmp_path / "big", 2, noise=0.01)
     section = yaml.safe_load((tmp_path / "big" / "model.yaml").read_text())["model"]
     assert section == info["model"] and section["d_model"] == 2 * cfg.model.d_model
-    for model in ({}, {"model": section}):  # with or without the model.yaml section pasted in
-        wide = tiny_config(**model, train__steps=2, train__init_from=str(tmp_path / "big"))
+    for model in ({"from": str(tmp_path / "big")}, section):  # model.from, or model.yaml pasted
+        wide = tiny_config(model=model, train__steps=2, train__init_from=str(tmp_path / "big"))
         assert wide.model.model_dump(mode="json") == section
     run = tmp_path / "run"
     summary = train(wide, tiny_data["packed"], run, quiet=True)

@@ -81,7 +81,9 @@ def cmd_lm_eval(args: argparse.Namespace) -> None:
     )
     text = json.dumps(results, indent=2, default=str)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        from vloom.ondisk import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
     print(text)
 
 

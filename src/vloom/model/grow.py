@@ -237,10 +237,10 @@ def grow_checkpoint(
     model_section = big.cfg.model_dump(mode="json")
     with staged_dir(out) as tmp:
         save_model(big, tmp, extra | {"grown_from": info})
-        # `train.init_from` reads the architecture from config.json; model.yaml is the same
-        # section for a new experiment that starts from scratch at this shape.
+        # `model: {from: DIR}` reads the architecture from config.json; model.yaml is the same
+        # section to paste (for `train.init_from: DIR`, or to start from scratch at this shape).
         (tmp / MODEL_YAML).write_text(
-            "# the `model:` section of this checkpoint (train.init_from reads it from config.json)\n"
+            "# the `model:` section of this checkpoint (`model: {from: DIR}` reads config.json)\n"
             + yaml.safe_dump({"model": model_section}, sort_keys=False)
         )
     return info | {
