@@ -175,7 +175,9 @@ def test_words_split_like_spacy(name):
 
 @pytest.mark.parametrize("name", sorted(TRICKY))
 def test_words_equal_spacy_when_installed(name):
-    spacy = pytest.importorskip("spacy")
+    spacy = pytest.importorskip(
+        "spacy", reason="spaCy is a benchmark peer: pip install 'vloom[bench]'"
+    )
     text = TRICKY[name][0]
     assert words(text) == [t.text for t in spacy.blank("en")(text)]
 
@@ -203,8 +205,10 @@ def _parity_texts() -> list[str]:
 
 
 def test_agrees_with_datatrove_on_tricky_texts():
-    pytest.importorskip("datatrove")
-    pytest.importorskip("spacy")
+    pytest.importorskip(
+        "datatrove", reason="datatrove is a benchmark peer: pip install 'vloom[bench]'"
+    )
+    pytest.importorskip("spacy", reason="spaCy is a benchmark peer: pip install 'vloom[bench]'")
     from datatrove.data import Document as DTDocument
     from datatrove.pipeline.filters import GopherQualityFilter
 

@@ -5,6 +5,10 @@ import json
 import pytest
 import torch
 
+pytest.importorskip(
+    "lm_eval", reason="lm-evaluation-harness is an optional extra: pip install 'vloom[hf]'"
+)
+
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.scoring import continuation_logprobs, sequence_loss
 from vloom.sequence import BOS_ID, encode_text

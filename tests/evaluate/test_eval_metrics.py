@@ -1,8 +1,10 @@
+import sys
+
 import pytest
-from pycocoevalcap.cider.cider import Cider
-from sacrebleu import corpus_bleu
+from captionextra import need_caption_metrics
 
 from vloom.evaluate.metrics import caption_scores, exact_match, normalize_answer, tokenize
+from vloom.evaluate.tasks import get_task
 
 
 def test_normalisation_and_exact_match():
@@ -13,6 +15,10 @@ def test_normalisation_and_exact_match():
 
 
 def test_caption_scores_match_the_libraries_and_rank_captions():
+    need_caption_metrics()
+    from pycocoevalcap.cider.cider import Cider
+    from sacrebleu import corpus_bleu
+
     refs = [
         ["There is a red circle at the top left.", "A red circle is at the top left."],
         ["There are two objects: a blue square and a green triangle."],
@@ -33,7 +39,22 @@ def test_caption_scores_match_the_libraries_and_rank_captions():
 
 
 def test_caption_scores_bad_input():
+    need_caption_metrics()
     with pytest.raises(ValueError, match="2 captions but 1 reference lists"):
         caption_scores(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="at least one reference"):
         caption_scores(["a"], [[]])
+
+
+@pytest.mark.parametrize("missing", ["pycocoevalcap", "sacrebleu"])
+def test_caption_gen_without_the_eval_extra_fails_before_generating(missing, rand_ctx, monkeypatch):
+    # A None entry in sys.modules makes `import missing` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, missing, None)
+    generated = []
+    monkeypatch.setattr(
+        "vloom.evaluate.tasks.caption_gen.generate_captions",
+        lambda *a: generated.append(1) or [],
+    )
+    with pytest.raises(ImportError, match=r"need \w+: pip install 'vloom\[eval\]'"):
+        get_task("caption_gen")(rand_ctx)
+    assert generated == []  # nothing was generated only to be thrown away

@@ -6,7 +6,9 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+pytest.importorskip(
+    "transformers", reason="transformers is an optional extra: pip install 'vloom[hf]'"
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from vloom.cli import main  # noqa: E402

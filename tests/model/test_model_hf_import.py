@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+pytest.importorskip(
+    "transformers", reason="transformers is an optional extra: pip install 'vloom[hf]'"
+)
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,

@@ -93,6 +93,7 @@ def test_run_report_and_study_html_written(tmp_path, make_run):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
 def test_pages_render_in_headless_chromium(tmp_path, make_run):
+    pytest.importorskip("playwright", reason="Playwright is a dev extra: pip install 'vloom[dev]'")
     from playwright.sync_api import sync_playwright
 
     run = make_run(tmp_path / "run")

@@ -89,6 +89,9 @@ def test_restart_skips_completed_runs(swept):
 
 
 def test_tensorboard_events_mirror_metrics(swept):
+    pytest.importorskip(
+        "tensorboard", reason="TensorBoard is an optional extra: pip install 'vloom[logging]'"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     study, _ = swept

@@ -32,7 +32,7 @@ def test_process_pool_matches_sequential(tmp_path):
 
 
 def test_ray_tasks_run_the_study(tmp_path):
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'vloom[ray]'")
     import ray
 
     path = write_study(tmp_path, executor="ray", seeds=[0], threads=1)

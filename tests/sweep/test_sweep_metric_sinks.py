@@ -14,6 +14,9 @@ from vloom.train import train
 
 
 def test_tensorboard_sink_writes_every_record(tiny_data, tmp_path):
+    pytest.importorskip(
+        "tensorboard", reason="TensorBoard is an optional extra: pip install 'vloom[logging]'"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = tiny_config(report__sinks=["tensorboard"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from vloom.evaluate.generation import greedy_generate
@@ -9,6 +10,19 @@ from vloom.evaluate.metrics import caption_scores
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt, read_table_rows
 from vloom.sequence import BOS_ID
+
+
+def need_caption_metrics() -> None:
+    """Fail before generating, not after: CIDEr and BLEU come from the optional `eval` extra."""
+    for mod in ("pycocoevalcap", "sacrebleu"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            raise ImportError(
+                f"caption_gen scores with CIDEr and BLEU, which need {mod}: "
+                "pip install 'vloom[eval]'",
+                name=mod,
+            ) from None
 
 
 def generate_captions(
@@ -32,5 +46,6 @@ def caption_gen(ctx: EvalContext, max_new_tokens: int = 48) -> dict[str, Any]:
     for i, r in enumerate(rows):
         if not r["references"] or not all(r["references"]):
             raise ValueError(f"{path}: row {i} ({r.get('id')}) has an empty reference caption")
+    need_caption_metrics()
     preds = generate_captions(ctx, rows, max_new_tokens)
     return {**caption_scores(preds, [r["references"] for r in rows]), "n": len(rows)}
