@@ -6,7 +6,9 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+pytest.importorskip(
+    "transformers", reason="transformers is an optional extra: pip install 'vloom[hf]'"
+)
 from transformers import (  # noqa: E402
     CLIPConfig,
     CLIPImageProcessor,
