@@ -236,6 +236,27 @@ def test_max_examples_reads_the_first_rows(tsv_file, rand_ctx):
     assert res["n"] == 3 and res["skipped"] == 0
 
 
+def test_tsv_mmmu_rows_open_and_placeholders(tmp_path):
+    # VLMEvalKit's MMMU TSV: placeholders number the JSON image list; open rows have no options
+    row = {
+        "question": "<image 2> or <image 1>?",
+        "A": "left",
+        "B": "right",
+        "answer": "B",
+        "question_type": "multiple-choice",
+        "image": json.dumps([b64(png("red")), b64(png("blue"))]),
+    }
+    rows = [
+        {"index": 0, **row},
+        {"index": 1, **row, "question": "<image 3>?"},  # only two images
+        {"index": 2, **row, "A": "", "B": "", "answer": "42", "question_type": "open"},
+    ]  # fmt: skip
+    write_tsv(tmp_path / "mmmu.tsv", rows)
+    b = load_benchmark(tmp_path / "mmmu.tsv")
+    assert [r.kind for r in b.rows] == ["choice", "open"] and b.rows[1].answers == ["42"]
+    assert b.rows[0].question == "<image 2> or <image 1>?" and b.skipped == {"missing_image": 1}
+
+
 def test_base64_text_is_never_taken_for_a_path(tmp_path, rand_ctx):
     # 400 base64 characters with no "/" would be a file name too long to stat; the cell is
     # read as base64 (zero bytes, not an image) and counted when the model needs it.

@@ -96,18 +96,20 @@ class Reader:
         return image_list(value, self.base)
 
     def vlmevalkit(self, r: dict[str, Any]) -> BenchRow:
-        options = check_options([r.get(k) for k in LETTERS])
-        images = self.images(
-            r.get("image") if not is_blank(r.get("image")) else r.get("image_path")
-        )
-        return BenchRow(
-            question=require_question(r.get("question")),
-            options=options,
-            answer=answer_index(r.get("answer"), options),
-            images=images,
-            hint=text(r.get("hint")),
-            category=category_of(r.get("category")),
-        )
+        cell = r.get("image") if not is_blank(r.get("image")) else r.get("image_path")
+        images = self.images(cell)
+        question = require_question(r.get("question"))
+        if text(r.get("question_type")).lower() == "open":  # VLMEvalKit's MMMU file
+            if is_blank(r.get("answer")):
+                raise Malformed("missing_answer", "no answer")
+            row = BenchRow(question, [], -1, images, kind="open")
+            row.answers = python_list(r.get("answer")) or [text(r.get("answer"))]
+        else:
+            options = check_options([r.get(k) for k in LETTERS])
+            row = BenchRow(question, options, answer_index(r.get("answer"), options), images)
+        row.hint, row.category = text(r.get("hint")), category_of(r.get("category"))
+        renumber_images(row, list(range(1, len(images) + 1)))  # <image k>: k-th of the list
+        return row
 
     def mmstar(self, r: dict[str, Any]) -> BenchRow:
         question, options = split_inline_options(require_question(r.get("question")))
