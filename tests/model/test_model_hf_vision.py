@@ -328,6 +328,38 @@ def test_a_stage_that_freezes_the_vision_keeps_the_loaded_tower(towers, tmp_path
     assert not torch.equal(m.lm.embed_tokens.weight, start.lm.embed_tokens.weight)
 
 
+def test_resume_and_init_from_need_no_tower_directory(towers, tmp_path):
+    """A run started from a tower resumes (and a second run starts from its checkpoint) after
+    the tower directory is gone: the checkpoint's weights replace the tower, so it is not read."""
+    import shutil
+
+    from tinyexp import tiny_config
+
+    from vloom.pack import run_pack
+    from vloom.synth import generate
+    from vloom.train import train
+
+    src, _ = towers["siglip_vision"]
+    tower_dir = tmp_path / "tower"
+    shutil.copytree(src, tower_dir)
+    cfg = tiny_config(
+        model__vision={"init": str(tower_dir)}, train__steps=3, train__checkpoint_every=2
+    )
+    generate(cfg.synth, tmp_path / "synth", cfg.seed)
+    run_pack(tmp_path / "synth" / "train", tmp_path / "packed", cfg, quiet=True)
+    train(cfg, tmp_path / "packed", tmp_path / "run", quiet=True)
+    shutil.rmtree(tower_dir)
+    # As if killed after step-000002: the run resumes there.
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "final")
+    (tmp_path / "run" / "train_summary.json").unlink()
+    summary = train(cfg, tmp_path / "packed", tmp_path / "run", quiet=True)
+    assert summary["steps"] == 3
+    again = cfg.model_copy(deep=True)
+    again.train.init_from = str(tmp_path / "run" / "checkpoints" / "final")
+    train(again, tmp_path / "packed", tmp_path / "run2", quiet=True)
+    assert (tmp_path / "run2" / "checkpoints" / "final").is_dir()
+
+
 @pytest.mark.parametrize("kind", ["clip_vision", "siglip_full"])
 def test_vlm_with_a_loaded_tower_exports_as_llava_with_matching_logits(towers, tmp_path, kind):
     from PIL import Image

@@ -38,8 +38,8 @@ import yaml
 from vloom.config import ModelConfig
 from vloom.model.io import CONFIG, load_model, save_model
 from vloom.model.layers import swiglu_hidden
-from vloom.ondisk import staged_dir
 from vloom.model.vlm import VLM
+from vloom.ondisk import staged_dir
 
 MODEL_YAML = "model.yaml"
 

@@ -100,14 +100,16 @@ def read_packed_stats(packed_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{e}: packed data is incomplete (run `vloom pack` again)") from None
 
 
-def build_model(cfg: ExperimentConfig, stats: dict[str, Any]) -> VLM:
+def build_model(cfg: ExperimentConfig, stats: dict[str, Any], pretrained: bool = True) -> VLM:
     packed_res = stats.get("resolution", "fixed")
     if packed_res != cfg.model.vision.resolution:
         raise ValueError(
             f"packed data has {packed_res}-resolution images but model.vision.resolution is "
             f"{cfg.model.vision.resolution}: re-pack with the model's config"
         )
-    model = VLM(cfg.model, stats["vocab_size"], stats["seq_len"], stats["image_size"])
+    model = VLM(
+        cfg.model, stats["vocab_size"], stats["seq_len"], stats["image_size"], pretrained=pretrained
+    )
     if model.tokens_per_image != stats["tokens_per_image"]:
         raise ValueError(
             f"packed data has {stats['tokens_per_image']} tokens per image but the model makes "
@@ -261,8 +263,13 @@ class _Run:
         self.bf16 = use_bf16(tc.precision, self.device)
         self.stats = read_packed_stats(self.packed_dir)
         self.sources = list(self.stats.get("sources", []))
-        self.vlm = build_model(self.cfg, self.stats)
         self.ckpt_root = self.out_dir / CHECKPOINTS
+        # Weights that a checkpoint will overwrite need not be read (nor exist any more): a
+        # pretrained tower is loaded only for a fresh run.
+        will_load = bool(self.tc.init_from) or any(
+            p.is_dir() for p in [*self.ckpt_root.glob("step-*"), *self.ckpt_root.glob("stage-*")]
+        )
+        self.vlm = build_model(self.cfg, self.stats, pretrained=not will_load)
         self.metrics_path = self.out_dir / METRICS
 
     def _restore(self, reader: StepReader) -> tuple[int, dict[str, torch.Tensor] | None]:
