@@ -69,7 +69,9 @@ _INFIX = re.compile(
     rf"|(?<=[{_ALPHA}0-9])[:<>=/](?=[{_ALPHA}])"
 )
 _URL = re.compile(
-    r"(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?"
+    # userinfo: `\S+@` (spaCy's `\S+(?::\S*)?@` is the same language, but backtracks in
+    # O(n^2) on a long run of colons)
+    r"(?:[\w+\-.]{2,}://)?(?:\S+@)?"
     r"(?:\d{1,3}(?:\.\d{1,3}){3}|(?:(?:[A-Za-z0-9\u00a1-\uffff][A-Za-z0-9\u00a1-\uffff_-]{0,62})?"
     r"[A-Za-z0-9\u00a1-\uffff]\.)+[a-z\u00df-\u00f6\u00f8-\u00ff]{2,63})(?::\d{2,5})?(?:[/?#]\S*)?"
 )
@@ -112,57 +114,199 @@ def _special(s: str) -> list[str] | None:
     return [m[1], m[2]] if m else None
 
 
+# every leading part of an emoticon: a join of tokens that is none of these cannot grow
+# into one, so each token costs O(1) however long the token list
+_EMOTICON_PREFIXES = frozenset(e[:k] for e in EMOTICONS for k in range(1, len(e) + 1))
+
+
 def _merge_emoticons(toks: list[str]) -> list[str]:
+    """Merge runs of 2 to 6 tokens that spell an emoticon (the longest run wins)."""
+    prefixes = _EMOTICON_PREFIXES
     out: list[str] = []
-    i = 0
-    while i < len(toks):
-        for j in range(min(len(toks), i + 6), i + 1, -1):
-            if "".join(toks[i:j]) in EMOTICONS:
-                out.append("".join(toks[i:j]))
-                i = j
-                break
-        else:
-            out.append(toks[i])
+    n, i, done = len(toks), 0, 0  # toks[done:i] are copied unchanged
+    while i < n - 1:
+        if toks[i] not in prefixes:
             i += 1
+            continue
+        cur = toks[i] + toks[i + 1]
+        if cur not in prefixes:
+            i += 1
+            continue
+        best = i + 2 if cur in EMOTICONS else 0
+        for j in range(i + 2, min(n, i + 6)):
+            cur += toks[j]
+            if cur not in prefixes:
+                break
+            if cur in EMOTICONS:
+                best = j + 1
+        if best:
+            out += toks[done:i]
+            out.append("".join(toks[i:best]))
+            i = done = best
+        else:
+            i += 1
+    out += toks[done:]
     return out
 
 
+# ---- linear-time affix peeling ----
+# spaCy's loop peels one prefix and one suffix per pass and re-tests the rest of the chunk;
+# done with string slices and regex searches over the whole rest, a chunk of n brackets costs
+# O(n^2) (10,000 "(" took 3.5 s). `_Chunk` runs the same loop over indices [i, j) of the
+# chunk, and answers each test in O(1) amortised: every match the rules can make on a long
+# rest is bounded in length, except runs of dots (peeled whole) and runs of letters or
+# letter-dot pairs (their ends are found once: the start only moves over punctuation).
+_SHORT = max(16, *map(len, _EXCEPTIONS))  # longer than any bounded special-case match
+_SUFFIX_WINDOW = 8  # longer than any suffix match but dots, plus its lookbehind
+_LETTERS = re.compile(r"[A-Za-z]+")
+_PAIRS = re.compile(r"(?:[A-Za-z]\.)+")
+_ENDING = re.compile(r"n['’]t|['’](?:re|ve|ll|d|m|RE|VE|LL|D|M)")
+# characters that, standing first (last), are always a one-character prefix (suffix): the
+# prefix (suffix) rule's character class without "." and "'", which also start "..", "''"
+_RUN_PREFIX = frozenset(c for c in _PUNCT + _QUOTES + _CURRENCY + _ICONS + "§%=—–" if c not in ".'")
+_RUN_SUFFIX = frozenset(c for c in _PUNCT + _QUOTES + _ICONS + "—–" if c not in ".'")
+
+
+class _Chunk:
+    """The rest s[i:j] of a chunk being peeled, with the special-case tests in O(1)."""
+
+    def __init__(self, s: str) -> None:
+        self.s, self.i, self.j = s, 0, len(s)
+        self.out: list[str] = []  # prefixes peeled in bulk
+        self.suffixes: list[str] = []
+        self._at = -1  # start for which the run ends below were found
+        self._letters_end = self._pairs_end = 0
+
+    def _runs(self) -> tuple[int, int]:
+        # the start only moves while it sits on punctuation, so a letter run is scanned once
+        if self._at != self.i:
+            s, i = self.s, self.i
+            m, p = _LETTERS.match(s, i), _PAIRS.match(s, i)
+            self._letters_end = m.end() if m else i
+            self._pairs_end = p.end() if p else i
+            self._at = i
+        return self._letters_end, self._pairs_end
+
+    def special(self) -> list[str] | None:
+        """`_special(s[i:j])`: only letter-dot runs and contractions can be long."""
+        s, i, j = self.s, self.i, self.j
+        if j - i <= _SHORT:
+            return _special(s[i:j])
+        letters_end, pairs_end = self._runs()
+        if (j - i) % 2 == 0 and j <= pairs_end:
+            return [s[i:j]]  # _ABBREVIATION's (?:[A-Za-z]\.){2,}
+        for k in (j - 3, j - 2):  # _CONTRACTION: letters, then an ending of 2 or 3 chars
+            if i < k <= letters_end and _ENDING.fullmatch(s, k, j):
+                return [s[i:k], s[k:j]]
+        return None
+
+    def prefix(self) -> str | None:
+        m = _PREFIX.match(self.s, self.i, self.j)
+        return m.group() if m and m.end() < self.j else None
+
+    def suffix_start(self) -> int | None:
+        """Start of `_SUFFIX.search(s[i:j])` when it is past i (so a suffix can go)."""
+        s, i, j = self.s, self.i, self.j
+        if s.endswith("..", i, j):
+            # the leftmost match is the whole trailing run of dots (no other rule ends in
+            # two dots), found without a regex scan of the run
+            start = len(s[i:j].rstrip(".")) + i if j - i <= _SUFFIX_WINDOW else j - 2
+            while start > i and s[start - 1] == ".":
+                start -= 1
+            return start if start > i else None
+        if j - i <= _SUFFIX_WINDOW:
+            m = _SUFFIX.search(s[i:j])
+            return i + m.start() if m and m.start() > 0 else None
+        # any other match is at most 4 characters long (a unit after a digit), and its
+        # lookbehind reaches 2 back: a window of the last 8 holds it, inside [i, j)
+        m = _SUFFIX.search(s, j - _SUFFIX_WINDOW, j)
+        return m.start() if m else None
+
+    def bulk(self) -> int:
+        """How many passes of the peeling loop can run at once on runs of affix characters.
+
+        A pass peels one character off the front when it is in `_RUN_PREFIX` and one off
+        the back when it is in `_RUN_SUFFIX`; the other side, when it is not such a run,
+        must peel nothing for all those passes, and the rest must stay long enough that no
+        special case can match. 0: take the ordinary pass.
+        """
+        s, i, j = self.s, self.i, self.j
+        k = (j - i - 2 * _SHORT) // 2  # passes that keep the rest longer than 2 * _SHORT
+        if k < 2:
+            return 0
+        front = s[i] in _RUN_PREFIX
+        back = s[j - 1] in _RUN_SUFFIX
+        if not (front or back):
+            return 0
+        if front:
+            f = i + 1
+            while f < i + k + 1 and s[f] in _RUN_PREFIX:
+                f += 1
+            k = min(k, f - i - 1)  # the rest after the last pass still starts in the run
+        else:
+            if _PREFIX.match(s, i, j) is not None or self.special() is not None:
+                return 0
+            letters_end, pairs_end = self._runs()
+            k = min(k, j - max(pairs_end + 1, letters_end + 4))  # no special case appears
+        if back:
+            b = j - 1
+            while b > j - k - 1 and s[b - 1] in _RUN_SUFFIX:
+                b -= 1
+            k = min(k, j - b)
+        elif self.suffix_start() is not None:
+            return 0
+        if k < 1:
+            return 0
+        if front:
+            self.out.extend(s[i : i + k])
+            self.i += k
+        if back:
+            self.suffixes.extend(reversed(s[j - k : j]))
+            self.j -= k
+        return k
+
+
 def _chunk_tokens(s: str, out: list[str]) -> None:
-    suffixes: list[str] = []
-    while s:
-        sp = _special(s)
+    c = _Chunk(s)
+    c.out, c.suffixes = out, []
+    suffixes = c.suffixes
+    while c.i < c.j:
+        if c.bulk():
+            continue
+        sp = c.special()
         if sp is not None:
             out += sp
-            s = ""
+            c.i = c.j
             break
         changed = False
-        m = _PREFIX.match(s)
-        if m and m.end() < len(s):
-            out.append(m.group())
-            s = s[m.end() :]
+        pre = c.prefix()
+        if pre is not None:
+            out.append(pre)
+            c.i += len(pre)
             changed = True
-            if _special(s) is not None:
+            if c.special() is not None:
                 continue
-        m = _SUFFIX.search(s)
-        if m and m.start() > 0:
-            suffixes.append(m.group())
-            s = s[: m.start()]
+        start = c.suffix_start()
+        if start is not None:
+            suffixes.append(s[start : c.j])
+            c.j = start
             changed = True
         if not changed:
             break
-    if s:
-        if _URL.fullmatch(s):
-            out.append(s)
+    if c.i < c.j:
+        rest = s[c.i : c.j]
+        if _URL.fullmatch(rest):
+            out.append(rest)
         else:
             i = 0
-            for m in _INFIX.finditer(s):
+            for m in _INFIX.finditer(rest):
                 if m.start() > i:
-                    out.append(s[i : m.start()])
+                    out.append(rest[i : m.start()])
                 if m.end() > m.start():
                     out.append(m.group())
                 i = m.end()
-            if i < len(s):
-                out.append(s[i:])
+            if i < len(rest):
+                out.append(rest[i:])
     out += reversed(suffixes)
 
 
@@ -178,6 +322,7 @@ def _split_chunk(chunk: str) -> list[str]:
 # (spaCy caches the same way). Cleared when full to bound memory.
 _CACHE: dict[str, list[str]] = {}
 _CACHE_SIZE = 200_000
+_CACHE_MAX_CHUNK = 100  # characters; longer chunks are not kept (200,000 x 1 MB would be)
 
 
 def words(text: str) -> list[str]:
@@ -187,9 +332,11 @@ def words(text: str) -> list[str]:
     for chunk in text.split():
         toks = cache.get(chunk)
         if toks is None:
-            if len(cache) >= _CACHE_SIZE:
-                cache.clear()
-            toks = cache[chunk] = _split_chunk(chunk)
+            toks = _split_chunk(chunk)
+            if len(chunk) <= _CACHE_MAX_CHUNK:
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = toks
         out += toks
     return out
 
