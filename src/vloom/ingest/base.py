@@ -83,6 +83,7 @@ SOURCES: dict[str, str] = {
     "warc": "vloom.ingest.warc:ingest_warc",
     "pdf": "vloom.ingest.pdf:ingest_pdf",
     "pairs": "vloom.ingest.pairs:ingest_pairs",
+    "hf": "vloom.ingest.hf_dataset:ingest_hf",
 }
 
 

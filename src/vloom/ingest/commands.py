@@ -1,7 +1,7 @@
 """Commands this package adds to `vloom` (see COMMAND_MODULES in cli.py).
 
-    vloom ingest {html,warc,pdf,pairs} INPUTS... --out DIR [--fetch] [--fetch-allow CIDR|HOST ...]
-                 [--shard-size N] [--quiet]
+    vloom ingest {html,warc,pdf,pairs,hf} INPUTS... --out DIR [--fetch]
+                 [--fetch-allow CIDR|HOST ...] [--shard-size N] [--quiet]
                  [--option KEY=VALUE ...]   e.g. caption_column=alt_text, min_image_side=64
 
 prints one line of JSON: the ledger (input, kept, dropped, rejected) and the image tallies.
@@ -15,11 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-KINDS = ("html", "warc", "pdf", "pairs")
+KINDS = ("html", "warc", "pdf", "pairs", "hf")
 # Source-specific options a source reads from `opts.extra` (documented in each source module).
 EXTRA_OPTIONS = {
     "caption_column": "pairs: caption column/field name(s), comma-separated",
-    "image_column": "pairs: image bytes/path/url column name(s), comma-separated",
+    "image_column": "pairs, hf: image bytes/path/url column name(s) (pairs: comma-separated)",
+    "text_column": "hf: the text / caption / turns column",
+    "layout": "hf: documents | pairs | conversation (default: from the columns)",
     "min_image_side": "pdf: skip embedded images smaller than this (pixels)",
     "strip_running_headers": "pdf: remove running headers/footers/page numbers",
     "fetch_retries": "fetch: retries for transient errors",
@@ -69,7 +71,8 @@ def add_commands(add: Callable[..., Any]) -> None:
     p = add(
         "ingest",
         cmd_ingest,
-        "turn HTML pages, WARCs, PDFs or image-text pairs into document shards + ledger.json",
+        "turn HTML pages, WARCs, PDFs, image-text pairs or Hugging Face datasets directories "
+        "into document shards + ledger.json",
         config=False,
     )
     p.add_argument("kind", choices=KINDS, help="source kind")
