@@ -142,3 +142,96 @@ def test_gimp_pages_as_a_warc_match_the_files(tmp_path):
         assert (w.texts, w.images) == (d.texts, d.images), d.url
     im = led.extra["images"]
     assert im["attached"] == im["references"] > 30
+
+
+def _pages(n: int) -> list[tuple[str, bytes, str]]:
+    return [
+        (
+            f"{SITE}p{i}.html",
+            f"<html><body><p>page {i} {'x' * 3000}</p></body></html>".encode(),
+            "text/html",
+        )
+        for i in range(n)
+    ]
+
+
+def _members(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each gzip member of a warcio .warc.gz (one member per record)."""
+    import zlib
+
+    spans, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        d.decompress(data[pos:])
+        end = len(data) - len(d.unused_data)
+        spans.append((pos, end))
+        pos = end
+    return spans
+
+
+@pytest.mark.parametrize("bad", [[4], [4, 5], [0], [9], [2, 7]])
+def test_corrupt_gzip_members_lose_only_their_records(tmp_path, bad):
+    write_warc(tmp_path / "a.warc.gz", _pages(10))
+    data = bytearray((tmp_path / "a.warc.gz").read_bytes())
+    spans = _members(bytes(data))
+    assert len(spans) == 10
+    for k in bad:  # garble the middle of member k: its deflate data or CRC no longer hold
+        start, end = spans[k]
+        mid = (start + end) // 2
+        data[mid : mid + 24] = bytes(24)
+    (tmp_path / "a.warc.gz").write_bytes(bytes(data))
+    led, docs = _ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "out")
+    assert [int(d.texts[0].split()[1]) for d in docs] == [i for i in range(10) if i not in bad]
+    assert led.input == 10 and led.rejected == {"warc_record_corrupt": len(bad)}
+
+
+def test_garbled_record_in_an_uncompressed_warc_loses_only_that_record(tmp_path):
+    write_warc(tmp_path / "a.warc", _pages(5), gzip=False)
+    data = (tmp_path / "a.warc").read_bytes()
+    third = [i for i in range(len(data)) if data.startswith(b"WARC/1.", i)][2]
+    garbled = data[:third] + b"XXXX" + data[third + 4 :]  # the header line is no longer WARC/
+    (tmp_path / "a.warc").write_bytes(garbled)
+    led, docs = _ingest("warc", [tmp_path / "a.warc"], tmp_path / "out")
+    assert [int(d.texts[0].split()[1]) for d in docs] == [0, 1, 3, 4]
+    assert led.input == 5 and led.rejected == {"warc_record_corrupt": 1}
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_record_declaring_a_huge_length_is_rejected_unread(tmp_path, gz):
+    import gzip as gzip_mod
+
+    write_warc(tmp_path / "plain.warc", _pages(4), gzip=False)
+    data = (tmp_path / "plain.warc").read_bytes()
+    starts = [i for i in range(len(data)) if data.startswith(b"WARC/1.", i)] + [len(data)]
+    recs = [data[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    head, sep, rest = recs[1].partition(b"\r\n\r\n")
+    head = b"\r\n".join(
+        b"Content-Length: 10000000000" if h.startswith(b"Content-Length:") else h
+        for h in head.split(b"\r\n")
+    )
+    recs[1] = head + sep + rest  # declares 10 GB, holds 3 KB
+    name = "huge.warc.gz" if gz else "huge.warc"
+    out = b"".join(gzip_mod.compress(r) for r in recs) if gz else b"".join(recs)
+    (tmp_path / name).write_bytes(out)
+    led, docs = _ingest("warc", [tmp_path / name], tmp_path / "out")
+    assert [int(d.texts[0].split()[1]) for d in docs] == [0, 2, 3]
+    assert led.input == 4 and led.rejected == {"warc_record_too_large": 1}
+    # the cap is an option: at 1000 bytes every page record is too large
+    opts = IngestOptions(out_dir=tmp_path / "small", extra={"max_record_bytes": 1000})
+    led = run_ingest("warc", [tmp_path / name], tmp_path / "small", opts, quiet=True)
+    assert led.kept == 0 and led.rejected == {"warc_record_too_large": 4}
+
+
+def test_warc_symlink_out_of_the_input_dir_and_fifo_rejected(tmp_path):
+    import os
+
+    src, outside = tmp_path / "crawl", tmp_path / "elsewhere"
+    src.mkdir()
+    outside.mkdir()
+    write_warc(src / "a.warc.gz", _pages(2))
+    write_warc(outside / "secret.warc.gz", _pages(3))
+    (src / "b_link.warc.gz").symlink_to(outside / "secret.warc.gz")
+    os.mkfifo(src / "c_pipe.warc")  # opening it for reading would block forever
+    led, docs = _ingest("warc", [src], tmp_path / "out")
+    assert len(docs) == 2
+    assert led.rejected == {"outside_root": 1, "unreadable_file": 1}

@@ -9,14 +9,20 @@ re-reading the one record by seeking to its offset.
 
 Every record is one ledger input: HTML pages are kept (or dropped "no_content" / rejected with
 the page's reason); image records, requests, warcinfo, metadata, revisits, non-2xx responses and
-other content types are dropped by the "warc" step with a named reason. A WARC that ends early
-(truncated .warc.gz, or a record shorter than it declares) keeps the records read so far and
-counts one rejection "warc_truncated"; a file that is not a WARC at all counts "not_a_warc".
+other content types are dropped by the "warc" step with a named reason. Damage is read through
+(see warc_records): a corrupt record (a gzip member that does not inflate, a record shorter than
+it declares) counts one rejection "warc_record_corrupt" and reading resumes at the next record;
+a record declaring more than opts.extra["max_record_bytes"] (default 1 GiB) is rejected
+"warc_record_too_large" unread; a WARC that ends early keeps the records read so far and counts
+one rejection "warc_truncated"; a file that is not a WARC at all counts "not_a_warc". Files
+found by walking a directory must lie inside it ("outside_root") and be regular files.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from warcio.archiveiterator import ArchiveIterator
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions, inside_root
 from vloom.ingest.html import (
     MAX_PAGE_BYTES,
     ImageChecker,
@@ -37,6 +43,7 @@ from vloom.ingest.html import (
     page_document,
     walk_inputs,
 )
+from vloom.ingest.warc_records import MAX_RECORD_BYTES, Lost, records
 from vloom.ledger import Ledger
 from vloom.media import sniff_image
 
@@ -44,10 +51,6 @@ WARC_SUFFIXES = (".warc", ".warc.gz")
 STEP = "warc"
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _SAFE = "/:@!$&'()*+,;=-._~"
-
-
-class _Truncated(Exception):
-    """The WARC ended before a record did (or mid-stream garbage)."""
 
 
 def normalize_url(url: str) -> str:
@@ -62,41 +65,17 @@ def normalize_url(url: str) -> str:
     return urlunsplit((p.scheme.lower(), p.netloc.lower(), path, p.query, ""))
 
 
-def _records(fh: IO[bytes], size: int) -> Iterator[tuple[Any, ArchiveIterator]]:
-    """(record, iterator) for each record; read what you need from the record, then
-    `iterator.get_record_offset()` is its offset. Raises _Truncated when the file stops
-    mid-record, holds unparsable bytes, or carries bytes after the last complete record."""
-    it = ArchiveIterator(fh)
-    end = 0
+def _is_warc(f: IO[bytes]) -> bool:
+    """The open file starts like a WARC (after gunzip). warcio would read junk as ARC records."""
     try:
-        for rec in it:
-            yield rec, it
-            offset = it.get_record_offset()  # drives the record to its end
-            end = offset + it.get_record_length()
-            if rec.raw_stream.limit > 0:
-                raise _Truncated(f"record at offset {offset} is shorter than it declares")
-    except _Truncated:
-        raise
-    except Exception as e:  # warcio raises many types (ArchiveLoadFailed, zlib, AttributeError)
-        raise _Truncated(f"{type(e).__name__}: {e}") from None
-    if end < size:  # uncompressed records end in CRLF CRLF that the length leaves out
-        fh.seek(end)
-        rest = fh.read(65)
-        if len(rest) > 64 or rest.strip():
-            raise _Truncated(f"{size - end} bytes after the last complete record")
-
-
-def _is_warc(path: Path) -> bool:
-    """The file starts like a WARC (after gunzip). warcio would read junk as ARC records."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-            f.seek(0)
-            if head == b"\x1f\x8b":
-                with gzip.GzipFile(fileobj=f) as g:
-                    head = g.read(5)
-            else:
-                head = f.read(5)
+        f.seek(0)
+        head = f.read(2)
+        f.seek(0)
+        if head == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=f) as g:
+                head = g.read(5)
+        else:
+            head = f.read(5)
     except (OSError, EOFError, zlib.error):
         return False
     return head == b"WARC/"
@@ -135,28 +114,33 @@ def _target(rec: Any) -> str:
 class WarcImageIndex:
     """URL -> (warc file, record offset) of image records; bytes are re-read on demand."""
 
-    def __init__(self, paths: list[Path], max_bytes: int) -> None:
+    def __init__(
+        self, paths: list[Path], max_bytes: int, max_record_bytes: int = MAX_RECORD_BYTES
+    ) -> None:
         self.paths = paths
         self.max_bytes = max_bytes
+        self.max_record_bytes = max_record_bytes
         self.index: dict[str, tuple[int, int]] = {}
         self._fh: dict[int, IO[bytes]] = {}
         for i, path in enumerate(paths):
             self._scan(i, path)
 
     def _scan(self, i: int, path: Path) -> None:
-        if not _is_warc(path):
-            return
         try:
-            size = path.stat().st_size
-            with open(path, "rb") as fh:
-                for rec, it in _records(fh, size):
+            with _open_regular(path) as fh:
+                if not _is_warc(fh):
+                    return
+                for item in records(fh, os.fstat(fh.fileno()).st_size, self.max_record_bytes):
+                    if isinstance(item, Lost):
+                        continue  # pass 2 counts it
+                    rec, it = item
                     if rec.rec_type not in ("response", "resource") or _status(rec) // 100 != 2:
                         continue
                     url = _target(rec)
                     if url and sniff_image(rec.content_stream().read(16)) is not None:
                         self.index.setdefault(normalize_url(url), (i, it.get_record_offset()))
-        except (_Truncated, OSError):
-            pass  # what was indexed stays; pass 2 counts the truncation
+        except OSError:
+            pass  # what was indexed stays; pass 2 counts the failure
 
     def close(self) -> None:
         for fh in self._fh.values():
@@ -193,56 +177,98 @@ def _is_html(ct: str, head: bytes) -> bool:
     return h.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
-def _warc_files(inputs: list[Path]) -> list[Path]:
-    return [p for _, p in walk_inputs(inputs, WARC_SUFFIXES)]
+def _warc_files(inputs: list[Path]) -> list[tuple[Path, Path | None]]:
+    """(file, root): a file found by walking a directory carries it; a named file None."""
+    return [
+        (p, root if Path(inp).is_dir() else None)
+        for inp in inputs
+        for root, p in walk_inputs([Path(inp)], WARC_SUFFIXES)
+    ]
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open a regular file without blocking: a FIFO or device raises OSError, never hangs."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """The `warc` source: HTML response records -> Documents, images from any given WARC."""
-    paths = _warc_files(inputs)
-    if not paths:
+    found = _warc_files(inputs)
+    if not found:
         names = ", ".join(str(p) for p in inputs)
         raise IngestError(f"{names}: no {' / '.join(WARC_SUFFIXES)} files found")
-    store = WarcImageIndex(paths, opts.max_image_bytes)
+    max_record = int(opts.extra.get("max_record_bytes", MAX_RECORD_BYTES))
+    outside = [p for p, root in found if root is not None and not inside_root(p, root)]
+    paths = [p for p, _ in found if p not in outside]
+    for _ in outside:  # a symlink out of the input directory: never opened
+        ledger.input += 1
+        ledger.reject("outside_root")
+    store = WarcImageIndex(paths, opts.max_image_bytes, max_record)
     checker = ImageChecker(opts.max_image_bytes)
     try:
         for path in paths:
-            yield from _one_warc(path, store, checker, ledger, opts)
+            yield from _one_warc(path, store, checker, ledger, opts, max_record)
     finally:
         store.close()
 
 
 def _one_warc(
-    path: Path, store: WarcImageIndex, checker: ImageChecker, ledger: Ledger, opts: IngestOptions
+    path: Path,
+    store: WarcImageIndex,
+    checker: ImageChecker,
+    ledger: Ledger,
+    opts: IngestOptions,
+    max_record: int,
 ) -> Iterator[Document]:
-    seen = 0
     try:
-        size = path.stat().st_size
-        fh = open(path, "rb")
+        fh = _open_regular(path)
     except OSError:
         ledger.input += 1
-        ledger.reject("unreadable_file")
+        ledger.reject("unreadable_file")  # also a FIFO or device named *.warc
         return
-    if size and not _is_warc(path):
+    size = os.fstat(fh.fileno()).st_size
+    if size and not _is_warc(fh):
         fh.close()
         ledger.input += 1
         ledger.reject("not_a_warc")
         return
-    open_record = False  # counted as input but not yet settled
+    seen = 0
+    open_record = False  # counted as input but not yet settled (its payload broke mid-read)
     with fh:
-        try:
-            for rec, it in _records(fh, size):
-                seen += 1
-                ledger.input += 1
-                open_record = True
-                outcome = _record(rec, it, path, store, checker, ledger, opts)
+        for item in records(fh, size, max_record):
+            if open_record and not (isinstance(item, Lost) and item.yielded):
+                ledger.reject("warc_record_corrupt")  # broke for us, yet warcio read past it
                 open_record = False
-                if isinstance(outcome, Document):
-                    yield outcome
-        except _Truncated:
-            if not open_record:  # the rest of the file is the one input that failed
-                ledger.input += 1
-            ledger.reject("warc_truncated" if seen else "not_a_warc")
+            if isinstance(item, Lost):
+                if item.yielded and not open_record:
+                    continue  # the record was counted (dropped) before it broke
+                if not open_record:
+                    ledger.input += 1
+                reason = item.reason
+                if reason == "warc_truncated" and not seen:
+                    reason = "not_a_warc"
+                ledger.reject(reason)
+                open_record = False
+                continue
+            rec, it = item
+            seen += 1
+            ledger.input += 1
+            outcome = _record(rec, it, path, store, checker, ledger, opts)
+            open_record = outcome is _BROKEN
+            if isinstance(outcome, Document):
+                yield outcome
+        if open_record:
+            ledger.reject("warc_record_corrupt")
+
+
+_BROKEN = object()  # a record whose payload broke mid-read: settled by what `records` finds
 
 
 def _record(
@@ -253,8 +279,9 @@ def _record(
     checker: ImageChecker,
     ledger: Ledger,
     opts: IngestOptions,
-) -> Document | None:
-    """Count one record; return its Document if it is a page with content."""
+) -> Document | object | None:
+    """Count one record; return its Document if it is a page with content, or _BROKEN (not
+    counted) when its bytes end or break before it does."""
     if rec.rec_type not in ("response", "resource"):
         ledger.drop(STEP, f"{rec.rec_type}_record")
         return None
@@ -273,17 +300,18 @@ def _record(
             ledger.drop(STEP, "not_html")
             return None
         body = head + stream.read(MAX_PAGE_BYTES + 1 - len(head))
-    except _Truncated:
-        raise
-    except Exception as e:  # a payload that breaks mid-read (truncated gzip member, bad chunking)
-        raise _Truncated(f"{type(e).__name__}: {e}") from None
+    except Exception:  # noqa: BLE001 - a payload that breaks mid-read (corrupt member, chunking)
+        return _BROKEN
     if len(body) > MAX_PAGE_BYTES:
         ledger.reject("page_too_large")
         return None
     url = _target(rec)
-    offset = it.get_record_offset()  # reads the record to its end: now we know if it is whole
+    try:
+        offset = it.get_record_offset()  # reads the record to its end: is it whole?
+    except Exception:  # noqa: BLE001
+        return _BROKEN
     if rec.raw_stream.limit > 0:
-        raise _Truncated(f"record at offset {offset} is shorter than it declares")
+        return _BROKEN  # shorter than it declares
     try:
         page = extract_page(body, _charset(ct))
     except PageError as e:
