@@ -271,3 +271,25 @@ def test_gimp_manual_sample(tmp_path):
         assert "Prev" not in [m["alt"] for m in d.metadata["images"]]  # its arrows
         assert d.text.strip()
     assert os.path.getsize(next((tmp_path / "out").glob("*.parquet"))) > 0
+
+
+def test_page_symlinked_out_of_the_input_dir_and_fifo_page_rejected(tmp_path):
+    site, outside = tmp_path / "site", tmp_path / "elsewhere"
+    site.mkdir()
+    outside.mkdir()
+    (site / "a.html").write_text(page("A", "<p>Inside page.</p>"))
+    (outside / "secret.html").write_text(page("Secret", "<p>Outside page.</p>"))
+    (site / "b_link.html").symlink_to(outside / "secret.html")
+    os.mkfifo(site / "c_pipe.html")  # opening it for reading would block forever
+    led, docs = _ingest([site], tmp_path / "out")
+    assert [d.texts for d in docs] == [["Inside page."]]
+    assert led.input == 3 and led.rejected == {"outside_root": 1, "unreadable_file": 1}
+    # a page the user names is read wherever it lies
+    led, docs = _ingest([site / "b_link.html"], tmp_path / "out_named")
+    assert [d.texts for d in docs] == [["Outside page."]]
+
+
+def test_processing_instruction_in_the_body_does_not_crash():
+    # lexbor gives <?php ... ?> a node without a tag (2 of the 400 extraction-dev pages)
+    html = page("PI", "<div><p>Before.</p><?php if (x) { y(); } ?><p>After.</p></div>")
+    assert extract_page(html).items == ["Before.\n\nAfter."]

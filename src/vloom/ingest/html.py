@@ -34,7 +34,7 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions, inside_root, read_regular_file
 from vloom.ingest.run import record_image
 from vloom.ledger import Ledger
 from vloom.media import ImageError, check_image
@@ -351,7 +351,8 @@ def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
         tag = node.tag
         if tag == "-text":
             buf.append(node.text_content)
-        elif tag[0] != "-" and node.mem_id not in skip:
+        elif tag is not None and tag[0] != "-" and node.mem_id not in skip:
+            # (no tag: a processing instruction such as <?php ... ?>, which holds no text)
             if tag == "img":
                 a = node.attributes
                 src = (a.get("src") or a.get("data-src") or "").strip()
@@ -705,12 +706,19 @@ def walk_inputs(inputs: list[Path], suffixes: tuple[str, ...]) -> Iterator[tuple
 
 
 def ingest_html(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
-    """The `html` source: local pages (files or directories) -> Documents."""
+    """The `html` source: local pages (files or directories) -> Documents.
+
+    A page found by walking a directory must lie inside it once symlinks are followed
+    ("outside_root"), and every page must be a regular file (a FIFO is "unreadable_file")."""
     checker = ImageChecker(opts.max_image_bytes)
     n = 0
+    named = {Path(p) for p in inputs if not Path(p).is_dir()}
     for root, path in walk_inputs(inputs, HTML_SUFFIXES):
         n += 1
         ledger.input += 1
+        if path not in named and not inside_root(path, root):
+            ledger.reject("outside_root")  # a symlink out of the input directory: never read
+            continue
         rel = os.path.relpath(path, root).replace(os.sep, "/")
         doc = _local_page(path, root, rel, ledger, opts, checker)
         if doc is not None:
@@ -724,12 +732,12 @@ def _local_page(
     path: Path, root: Path, rel: str, ledger: Ledger, opts: IngestOptions, checker: ImageChecker
 ) -> Document | None:
     try:
-        if path.stat().st_size > MAX_PAGE_BYTES:
-            ledger.reject("page_too_large")
-            return None
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_PAGE_BYTES)
+    except ValueError:
+        ledger.reject("page_too_large")
+        return None
     except OSError:
-        ledger.reject("unreadable_file")
+        ledger.reject("unreadable_file")  # also a FIFO or device: never blocks
         return None
     try:
         page = extract_page(data)
