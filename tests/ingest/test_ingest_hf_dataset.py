@@ -9,6 +9,8 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from ingestfix import bomb_png, jpeg, png
 from PIL import Image
@@ -353,6 +355,43 @@ def test_hf_corrupt_tables_are_counted_and_the_run_goes_on(tmp_path):
     assert sorted(docs) == sorted(
         [f"mixed/train/{i}" for i in range(4)] + ["mixed/test/0", "mixed/test/1"]
     )
+
+
+def test_hf_over_cap_images_and_compression_bombs(tmp_path):
+    big, small = png(60, 200, 200), png(61)
+    feats = datasets.Features({"texts": datasets.List(STR), "images": datasets.List(IMG)})
+    ds = datasets.Dataset.from_dict(
+        {
+            "texts": [["Big one:", None, "Small one:", None]],
+            "images": [[None, _img(big), None, _img(small)]],
+        },
+        features=feats,
+    )
+    ds.save_to_disk(str(tmp_path / "docs"))
+    ds.save_to_disk(str(tmp_path / "again" / "docs"))  # same name: ids stay distinct
+    opts = IngestOptions(out_dir=tmp_path / "o", max_image_bytes=len(big) - 1)
+    led = run_ingest(
+        "hf", [tmp_path / "docs", tmp_path / "again" / "docs"], tmp_path / "o", opts, quiet=True
+    )
+    docs = list(read_documents(tmp_path / "o"))
+    assert [d.id for d in docs] == ["docs/0", "docs~2/0"]
+    assert docs[0].texts == ["Big one:", "Small one:", None] and docs[0].images[2] == small
+    assert led.extra["images"]["rejected"] == {"image_too_large": 2}
+
+    # 16 MB of zeros per row, zstd: a few KB on disk, refused from the page headers unread
+    zeros = b"\0" * (16 << 20)
+    bomb = tmp_path / "bomb" / "train.parquet"
+    bomb.parent.mkdir()
+    pq.write_table(
+        pa.table({"image": [zeros] * 3, "caption": ["zeros"] * 3}),
+        bomb,
+        compression="zstd",
+        write_statistics=False,
+    )
+    del zeros
+    assert bomb.stat().st_size < 64 * 1024
+    docs, led = _ingest(bomb.parent, tmp_path / "o2", max_image_bytes=1 << 20)
+    assert not docs and dict(led.rejected) == {"compression_bomb": 3}
 
 
 def test_cli_ingest_hf_writes_shards_and_a_summary(tmp_path, capsys):

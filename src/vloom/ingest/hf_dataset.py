@@ -29,7 +29,8 @@ path/URL string: a path must lie inside the table's directory ("unsafe_path" oth
 is downloaded only with --fetch ("remote_not_fetched" otherwise), and every image passes
 `vloom.media.check_image`. Lengths are checked in Arrow before rows become Python objects.
 
-Ids are deterministic: `{input name}/{split}/{row}` (`{input name}/{row}` without a split),
+Ids are deterministic: `{input name}/{split}/{row}` (`{input name}/{row}` without a split;
+a second input of the same name is `{name}~2`),
 the row counted within the split across its files, so a save_to_disk directory and its
 Parquet export give the same Documents. `metadata` also holds "layout", "split" and "row".
 Reading is in small batches (hf_tables.py): memory stays bounded whatever the dataset's size.
@@ -85,8 +86,12 @@ def ingest_hf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterat
     layout = opts.extra.get("layout")
     if layout is not None and layout not in LAYOUTS:
         raise IngestError(f"--option layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+    names: Counter[str] = Counter()
     for inp in map(Path, inputs):
         name = inp.stem if inp.is_file() else inp.resolve().name
+        names[name] += 1
+        if names[name] > 1:  # two inputs called "train": ids must still differ
+            name = f"{name}~{names[name]}"
         rows: Counter[str | None] = Counter()  # rows seen per split: the next row's number
         for table in find_tables(inp):
             yield from _table_docs(table, name, rows, ledger, opts)
