@@ -52,7 +52,7 @@ from vloom.doc import Document
 from vloom.ingest.base import IngestError, IngestOptions
 from vloom.ingest.fetch import fetch_images
 from vloom.ingest.hf_columns import (
-    OVERSIZE,
+    Oversize,
     Ref,
     image_lists,
     image_values,
@@ -191,10 +191,10 @@ class _Images:
     def get(self, ref: Ref) -> bytes | str:
         if ref is None:
             return "missing_image"
-        if ref is OVERSIZE:
+        if isinstance(ref, Oversize):
             got, origin = "image_too_large", "data"
-        else:
-            got, origin = _resolve(ref, self.table, self.fetched, self.opts.max_image_bytes)  # type: ignore[arg-type]
+        else:  # bytes, or a path/URL resolved as the pairs source does (inside the table's dir)
+            got, origin = _resolve(ref, self.table, self.fetched, self.opts.max_image_bytes)
         if got is None:
             got = "missing_image"
         if isinstance(got, bytes):
