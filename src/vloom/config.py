@@ -234,6 +234,16 @@ class VisionConfig(_Strict):
         return self
 
 
+class LMInitConfig(_Strict):
+    init: str | None = Field(
+        None,  # not model-only: pack tokenizes with this checkpoint's tokenizer
+        description="a local Hugging Face Llama / Qwen2 / SmolLM2 checkpoint (config.json + "
+        "*.safetensors + tokenizer.json): its sizes fill the LM fields of `model`, its weights "
+        "start the LM and pack tokenizes with its tokenizer (`<image>` and, when it has no pad "
+        "distinct from eos, `<pad>` added; pack.vocab_size is then unused); see vloom.model.hf_lm",
+    )
+
+
 class ModelConfig(_Strict):
     d_model: int = Field(128, ge=8, description="LM width")
     n_layers: int = Field(4, ge=1)
@@ -244,6 +254,7 @@ class ModelConfig(_Strict):
     norm_eps: float = Field(1e-6, gt=0, description="LM RMSNorm epsilon")
     qkv_bias: bool = Field(False, description="biases on the LM's q/k/v projections (Qwen2)")
     tie_embeddings: bool = True
+    lm: LMInitConfig = Field(default_factory=LMInitConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
 
     @model_validator(mode="after")
@@ -478,9 +489,10 @@ def load_curate_config(path: str | Path) -> CurateConfig:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    from vloom.model.lm_config import resolve_lm  # model.lm.init: the LM's sizes
     from vloom.model.tower_config import resolve_raw  # model.vision.init: the tower's sizes
 
-    raw = resolve_raw(_model_from(raw, source), source)
+    raw = resolve_lm(resolve_raw(_model_from(raw, source), source), source)
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:

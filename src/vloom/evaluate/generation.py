@@ -9,7 +9,6 @@ from tokenizers import Tokenizer
 
 from vloom.evaluate.scoring import Images, batch_images
 from vloom.model.vlm import VLM
-from vloom.sequence import EOS_ID, IMAGE_ID, PAD_ID
 
 
 def cut_at_stop(text: str, stop: list[str] | tuple[str, ...]) -> str:
@@ -44,7 +43,7 @@ def greedy_generate(
     for i, (p, im) in enumerate(zip(prompts, images, strict=True)):
         room = limit - max_new_tokens
         if len(p) > room:
-            if im is not None or IMAGE_ID in p:
+            if im is not None or model.layout.image in p:
                 raise ValueError(
                     f"an image prompt of {len(p)} tokens + {max_new_tokens} new exceeds the "
                     f"model's {limit}"
@@ -89,13 +88,13 @@ def _greedy_batch(
         logits, _ = model(tokens, image_batch, cache=cache)
         image_batch = None  # the images sit in the prompt, which is now cached
         # Never emit the placeholders: an <image> token without an image breaks the next step.
-        logits[:, -1, IMAGE_ID] = float("-inf")
-        logits[:, -1, PAD_ID] = float("-inf")
+        logits[:, -1, model.layout.image] = float("-inf")
+        logits[:, -1, model.layout.pad] = float("-inf")
         nxt = logits[:, -1].argmax(-1)
         for j, t in enumerate(nxt.tolist()):
             if done[j]:
                 continue
-            if t == EOS_ID:
+            if t == model.layout.eos:
                 done[j] = True
                 continue
             new[j].append(t)

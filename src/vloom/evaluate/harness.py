@@ -68,7 +68,7 @@ def load_checkpoint(
             raise ValueError(f"{ckpt_dir}: checkpoint names no tokenizer; pass --tokenizer")
     if not Path(tokenizer_path).is_file():
         raise FileNotFoundError(f"{tokenizer_path}: tokenizer file not found")
-    return model, load_tokenizer(str(tokenizer_path))
+    return model, load_tokenizer(str(tokenizer_path), model.layout)
 
 
 def evaluate(

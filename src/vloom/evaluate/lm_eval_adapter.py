@@ -20,7 +20,7 @@ from tqdm import tqdm
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.harness import load_checkpoint
 from vloom.evaluate.scoring import sequence_loss
-from vloom.sequence import BOS_ID, PAD_ID, encode_text
+from vloom.sequence import encode_text
 
 
 @register_model("vloom")
@@ -41,6 +41,7 @@ class VloomLM(LM):
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto" -> 16
         self.max_gen_toks = int(max_gen_toks)
         self.quiet = quiet
+        self.prefix = self.model.layout.prefix  # [bos], or nothing for a tokenizer without one
 
     def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Token ids of context (after <bos>) and continuation, tokenised as one string so
@@ -48,8 +49,8 @@ class VloomLM(LM):
         whole = encode_text(self.tok, context + continuation)
         ctx = encode_text(self.tok, context)
         if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
-            return [BOS_ID] + ctx, whole[len(ctx) :]
-        return [BOS_ID] + ctx, encode_text(self.tok, continuation)
+            return self.prefix + ctx, whole[len(ctx) :]
+        return self.prefix + ctx, encode_text(self.tok, continuation)
 
     @torch.no_grad()
     def loglikelihood(
@@ -70,7 +71,7 @@ class VloomLM(LM):
                     raise ValueError("lm-eval asked for the likelihood of an empty continuation")
                 seqs.append((ctx + cont)[-(limit + 1) :][:-1])  # inputs; keep the end
             T = max(len(x) for x in seqs)
-            tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
+            tokens = torch.full((len(seqs), T), self.model.layout.pad, dtype=torch.long)
             for i, x in enumerate(seqs):
                 tokens[i, : len(x)] = torch.tensor(x)
             logits, _ = self.model(tokens.to(self._device))
@@ -91,7 +92,7 @@ class VloomLM(LM):
         win = self.model.lm.max_seq_len
         out = []
         for r in tqdm(requests, disable=self.quiet or disable_tqdm, desc="rolling"):
-            ids = [BOS_ID] + encode_text(self.tok, r.args[0])
+            ids = self.prefix + encode_text(self.tok, r.args[0])
             total = 0.0
             for s in range(0, len(ids) - 1, win):
                 nll, _ = sequence_loss(self.model, ids[s : s + win + 1], 1, None, self._device)
@@ -106,7 +107,7 @@ class VloomLM(LM):
             until = kw.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             n = int(kw.get("max_gen_toks", self.max_gen_toks))
-            prompt = [BOS_ID] + encode_text(self.tok, context)
+            prompt = self.prefix + encode_text(self.tok, context)
             out += greedy_generate(
                 self.model, self.tok, [prompt], [None], self._device, n, until, 1
             )

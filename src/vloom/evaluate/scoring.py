@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from vloom.imagebatch import ImageBatch, join_images
 from vloom.model.vlm import VLM
-from vloom.sequence import PAD_ID
 
 Images = torch.Tensor | ImageBatch | None  # one example's images, in prompt order
 
@@ -51,7 +50,7 @@ def continuation_logprobs(
             prompts[i] = p[len(p) + len(c) - limit :]  # text: keep the end of the context
     seqs = [p + c for p, c in zip(prompts, continuations, strict=True)]
     T = max(len(s) for s in seqs)
-    tokens = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
+    tokens = torch.full((len(seqs), T), model.layout.pad, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s)
     image_batch = batch_images(model, list(images))

@@ -51,48 +51,18 @@ from torch import nn
 
 from vloom.config import ModelConfig
 from vloom.model.connector import Connector
+from vloom.model.hf_lm import bias_names as _bias_names
+from vloom.model.hf_lm import hf_name_map
 from vloom.model.io import CONFIG, load_model
 from vloom.model.layers import swiglu_hidden
 from vloom.model.vision import TOWER_ACT, TOWERS, VisionEncoder
 from vloom.model.vlm import VLM
 from vloom.ondisk import staged_dir
-from vloom.sequence import BOS_ID, EOS_ID, IMAGE, IMAGE_ID, PAD_ID, load_tokenizer
+from vloom.sequence import IMAGE, TokenLayout, load_tokenizer
 
 VISION_WEIGHTS, VISION_CONFIG = "vision.safetensors", "vloom_vision.json"
 LLAVA_OPTIONS = "model.vision: {arch: siglip, connector: llava, merge: 1}"
 HF_ACT = {"gelu_tanh": "gelu_pytorch_tanh", "quick_gelu": "quick_gelu", "gelu": "gelu"}
-
-
-def hf_name_map(n_layers: int, tied: bool) -> dict[str, str]:
-    """vloom LM parameter name -> transformers Llama/Qwen2 parameter name."""
-    names = {
-        "lm.embed_tokens.weight": "model.embed_tokens.weight",
-        "lm.norm.weight": "model.norm.weight",
-    }
-    if not tied:
-        names["lm.lm_head.weight"] = "lm_head.weight"
-    for i in range(n_layers):
-        for sub in (
-            "input_layernorm.weight",
-            "post_attention_layernorm.weight",
-            "self_attn.q_proj.weight",
-            "self_attn.k_proj.weight",
-            "self_attn.v_proj.weight",
-            "self_attn.o_proj.weight",
-            "mlp.gate_proj.weight",
-            "mlp.up_proj.weight",
-            "mlp.down_proj.weight",
-        ):
-            names[f"lm.layers.{i}.{sub}"] = f"model.layers.{i}.{sub}"
-    return names
-
-
-def _bias_names(n_layers: int) -> dict[str, str]:
-    return {
-        f"lm.layers.{i}.self_attn.{p}_proj.bias": f"model.layers.{i}.self_attn.{p}_proj.bias"
-        for i in range(n_layers)
-        for p in "qkv"
-    }
 
 
 def hf_config(model: VLM):
@@ -114,9 +84,9 @@ def hf_config(model: VLM):
         rms_norm_eps=cfg.norm_eps,
         tie_word_embeddings=cfg.tie_embeddings,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
+        bos_token_id=model.layout.bos,
+        eos_token_id=model.layout.eos,
+        pad_token_id=model.layout.pad,
     )
     if cfg.qkv_bias:  # Qwen2 is Llama with q/k/v biases
         c = Qwen2Config(**common, use_sliding_window=False)
@@ -175,7 +145,7 @@ def llava_config(model: VLM):
     c = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=IMAGE_ID,
+        image_token_index=model.layout.image,
         image_seq_length=model.tokens_per_image,
         projector_hidden_act="gelu",
         vision_feature_layer=-1,
@@ -217,16 +187,19 @@ def llava_state_dict(model: VLM) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_tokenizer(tokenizer_json: str | Path, out_dir: Path, max_len: int) -> int:
+def export_tokenizer(
+    tokenizer_json: str | Path, out_dir: Path, max_len: int, layout: TokenLayout
+) -> int:
     """tokenizer.json + tokenizer_config.json for AutoTokenizer; returns the vocab size."""
     from transformers import PreTrainedTokenizerFast
 
-    tok = load_tokenizer(str(tokenizer_json))  # checks the special-token ids vloom relies on
+    tok = load_tokenizer(str(tokenizer_json), layout)  # checks the special-token ids
+    name = tok.id_to_token
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
+        bos_token=None if layout.bos is None else name(layout.bos),
+        eos_token=name(layout.eos),
+        pad_token=name(layout.pad),
         extra_special_tokens={"image_token": IMAGE},
         model_max_length=max_len,
     )
@@ -251,7 +224,7 @@ def export_checkpoint(
         config.save_pretrained(str(tmp))
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tok_path is not None:
-            n_vocab = export_tokenizer(tok_path, tmp, model.lm.max_seq_len)
+            n_vocab = export_tokenizer(tok_path, tmp, model.lm.max_seq_len, model.layout)
             if n_vocab > model.lm.vocab_size:
                 raise ValueError(
                     f"{tok_path}: tokenizer has {n_vocab} tokens, the model only {model.lm.vocab_size}"
@@ -325,7 +298,7 @@ def write_vision_side(model: VLM, out: Path) -> None:
                 "model": model.cfg.model_dump(mode="json"),
                 "image_size": model.vision.image_size,
                 "tokens_per_image": model.tokens_per_image,
-                "image_token_id": IMAGE_ID,
+                "image_token_id": model.layout.image,
             },
             indent=2,
         )
@@ -365,12 +338,16 @@ def load_image_encoder(export_dir: str | Path) -> ImageEncoder:
 
 
 def inputs_embeds(
-    lm: nn.Module, encoder: ImageEncoder, tokens: torch.Tensor, images: torch.Tensor | None
+    lm: nn.Module,
+    encoder: ImageEncoder,
+    tokens: torch.Tensor,
+    images: torch.Tensor | None,
+    image_id: int = TokenLayout().image,
 ) -> torch.Tensor:
     """Token embeddings of a transformers LM with `<image>` positions replaced, in order, by the
     image encoder's outputs (what vloom's VLM does); pass as `lm(inputs_embeds=...)`."""
     x = lm.get_input_embeddings()(tokens)  # [B, T, D]
-    is_img = tokens == IMAGE_ID
+    is_img = tokens == image_id
     if not bool(is_img.any()):
         return x
     feats = encoder(images).reshape(-1, x.shape[-1])  # [image tokens, D]

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from vloom.config import ModelConfig
 from vloom.model.vlm import VLM
 from vloom.ondisk import RUN_CONFIG, WEIGHTS, atomic_write_json, read_json
+from vloom.sequence import TokenLayout
 
 CONFIG = RUN_CONFIG  # a checkpoint's meta (one spelling: ondisk.RUN_CONFIG)
 
@@ -29,6 +30,7 @@ def model_meta(model: VLM) -> dict[str, Any]:
         "max_seq_len": model.lm.max_seq_len,
         "image_size": model.vision.image_size,
         "tokens_per_image": model.tokens_per_image,
+        "token_layout": model.layout.to_json(),
     }
 
 
@@ -68,7 +70,8 @@ def build_model(meta: dict[str, Any]) -> VLM:
         meta["vocab_size"],
         meta["max_seq_len"],
         meta["image_size"],
-        pretrained=False,  # the checkpoint's weights, not model.vision.init's
+        pretrained=False,  # the checkpoint's weights, not model.vision.init's / lm.init's
+        layout=TokenLayout.from_json(meta.get("token_layout"), f"{CONFIG}: token_layout"),
     )
 
 

@@ -1,7 +1,7 @@
 """The vision-language model: vision encoder -> connector -> decoder LM.
 
-Image placeholder tokens (`<image>`, see vloom.sequence) in the input are replaced,
-in order, by the connector outputs of the images passed alongside.
+Image placeholder tokens (`<image>`, id `layout.image`, see vloom.sequence) in the input are
+replaced, in order, by the connector outputs of the images passed alongside.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from torch import nn
 from vloom.config import ModelConfig
 from vloom.imagebatch import ImageBatch
 from vloom.model.connector import Connector
+from vloom.model.hf_lm import load_hf_lm
 from vloom.model.hf_vision import load_tower
 from vloom.model.layers import KVCache
 from vloom.model.lm import LanguageModel
 from vloom.model.vision import VisionEncoder
-from vloom.sequence import BOS_ID, IGNORE_INDEX, IMAGE_ID, PAD_ID
+from vloom.sequence import DEFAULT_LAYOUT, IGNORE_INDEX, TokenLayout
 
 PARTS = ("vision", "connector", "lm")
 
@@ -32,11 +33,13 @@ class VLM(nn.Module):
         max_seq_len: int,
         image_size: int,
         pretrained: bool = True,
+        layout: TokenLayout = DEFAULT_LAYOUT,
     ) -> None:
-        """pretrained: load `cfg.vision.init`'s tower weights (False when a checkpoint's
-        weights replace them anyway)."""
+        """pretrained: load `cfg.vision.init`'s tower and `cfg.lm.init`'s LM weights (False
+        when a checkpoint's weights replace them anyway). layout: the special token ids of
+        the tokenizer the model reads (packed data's `token_layout`)."""
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.layout = cfg, layout
         self.vision = VisionEncoder(cfg.vision, image_size)
         slots = self.vision.slots
         self.connector = Connector(self.vision.d_out, cfg.d_model, slots, cfg.vision.connector)
@@ -53,6 +56,8 @@ class VLM(nn.Module):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * n))
         if pretrained and cfg.vision.init is not None:  # a pretrained tower replaces the init
             load_tower(self.vision, cfg.vision.init)
+        if pretrained and cfg.lm.init is not None:  # a pretrained LM, its vocabulary grown
+            load_hf_lm(self.lm, cfg.lm.init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -78,7 +83,7 @@ class VLM(nn.Module):
         """tokens [B, T], images [N, H, W, 3] (or, dynamic, an ImageBatch) for the N image
         blocks in row-major order -> [B, T, D]."""
         x = self.lm.embed_tokens(tokens)  # [B, T, D]
-        is_img = tokens == IMAGE_ID
+        is_img = tokens == self.layout.image
         n_slots = int(is_img.sum())
         if n_slots == 0:
             return x
@@ -121,8 +126,13 @@ class VLM(nn.Module):
         return n
 
 
-def make_targets(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def make_targets(
+    rows: torch.Tensor, layout: TokenLayout = DEFAULT_LAYOUT
+) -> tuple[torch.Tensor, torch.Tensor]:
     """rows [B, T+1] -> inputs [B, T], targets [B, T] with pad/image/bos targets ignored."""
     inputs, targets = rows[:, :-1], rows[:, 1:].clone()
-    targets[(targets == PAD_ID) | (targets == IMAGE_ID) | (targets == BOS_ID)] = IGNORE_INDEX
+    skip = (targets == layout.pad) | (targets == layout.image)
+    if layout.bos is not None:  # a document's first token follows nothing it could be told from
+        skip |= targets == layout.bos
+    targets[skip] = IGNORE_INDEX
     return inputs.contiguous(), targets

@@ -29,7 +29,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from vloom.imagebatch import ImageBatch
-from vloom.sequence import IMAGE_ID, PAD_ID
+from vloom.sequence import DEFAULT_LAYOUT, TokenLayout
 
 
 @dataclass
@@ -43,6 +43,7 @@ class PackedShardWriter:
     shard_rows: int
     sources: dict[str, int] = field(default_factory=dict)  # name -> id, shared by the streams
     patch: tuple[int, int] | None = None  # (patch_size, merge): store variable-size patches
+    layout: TokenLayout = DEFAULT_LAYOUT  # the pad and image ids rows are filled with
     rows: list[np.ndarray] = field(default_factory=list)
     row_sources: list[int] = field(default_factory=list)
     row_images: list[list[np.ndarray]] = field(default_factory=list)
@@ -54,11 +55,14 @@ class PackedShardWriter:
     def add_row(self, tokens: list[int], images: list[np.ndarray], source: str = "") -> None:
         assert len(tokens) == self.row_len, (len(tokens), self.row_len)
         arr = np.asarray(tokens, dtype=np.int32)
-        assert self.patch is not None or int((arr == IMAGE_ID).sum()) % max(len(images), 1) == 0
+        assert (
+            self.patch is not None
+            or int((arr == self.layout.image).sum()) % max(len(images), 1) == 0
+        )
         self.rows.append(arr)
         self.row_sources.append(self.sources.setdefault(source, len(self.sources)))
         self.row_images.append(images)
-        self.n_pad += int((arr == PAD_ID).sum())
+        self.n_pad += int((arr == self.layout.pad).sum())
         if len(self.rows) >= self.shard_rows:
             self.flush()
 
@@ -108,7 +112,7 @@ class Packer:
 
     def _emit(self) -> None:
         if self.cur:
-            self.cur.extend([PAD_ID] * (self.row_len - len(self.cur)))
+            self.cur.extend([self.w.layout.pad] * (self.row_len - len(self.cur)))
             top = max(self.cur_sources, key=self.cur_sources.__getitem__, default=self.source)
             self.w.add_row(self.cur, self.cur_images, top)
         self.cur, self.cur_images, self.cur_sources = [], [], {}
@@ -132,7 +136,7 @@ class Packer:
         # The last position of a row is only ever a target, so a block must end before it.
         if len(self.cur) + n_tokens > self.row_len - 1:
             self._emit()
-        self.cur.extend([IMAGE_ID] * n_tokens)
+        self.cur.extend([self.w.layout.image] * n_tokens)
         self._count(n_tokens)
         self.cur_images.append(pixels)
 

@@ -1,4 +1,10 @@
-"""`vloom pack`: documents -> tokenizer.json + packed safetensors shards + ledger + stats."""
+"""`vloom pack`: documents -> tokenizer.json + packed safetensors shards + ledger + stats.
+
+The tokenizer is trained on the corpus (vloom's byte-level BPE, special ids 0..3) or, with
+`model.lm.init`, is the pretrained LM's own (see pack.hf_tokenizer); `stats.json` records its
+special ids as `token_layout`, which training and evaluation read. Text items are tokenized
+`ENCODE_DOCS` documents at a time with the fast tokenizer's batch encoding (Rust threads).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +21,15 @@ from vloom.doc import Rejected, SchemaError, list_shards, read_shard
 from vloom.ledger import Ledger
 from vloom.media import ImageError
 from vloom.ondisk import LEDGER, STATS, TOKENIZER, atomic_write_json, check_out_dir, staged_dir
+from vloom.pack.hf_tokenizer import prepare_hf_tokenizer
 from vloom.pack.images import max_image_tokens, prepare_image
 from vloom.pack.packing import PackedShardWriter, Packer
 from vloom.pack.tokenizer import train_tokenizer
-from vloom.sequence import blocks, load_tokenizer
+from vloom.sequence import DEFAULT_LAYOUT, TokenLayout, item_texts, load_tokenizer
 
 STATS_FILE = STATS  # vloom.pack's name for the completion marker (one spelling: ondisk.STATS)
 STREAMS = ("text", "image")
+ENCODE_DOCS = 256  # documents whose text items go to one encode_batch call
 # What a pack writes; an existing output holding anything else is not replaced.
 _OWN_FILES = re.compile(
     rf"({re.escape(STATS)}|{re.escape(TOKENIZER)}|{re.escape(LEDGER)}"
@@ -65,13 +73,17 @@ def run_pack(
     _check_replaceable(check_out_dir(out_dir, [in_dir]), out_dir)
     k_max = _check_image_budget(cfg)
     with staged_dir(out_dir, overwrite=True, inputs=[in_dir]) as tmp:
-        tok = _train_tokenizer(in_dir, tmp / TOKENIZER, cfg)
-        packers = _open_packers(tmp, cfg)
-        ledger, image_tokens = _pack_documents(in_dir, tok, packers, cfg, quiet)
+        if cfg.model.lm.init:
+            tok, layout, vocab = prepare_hf_tokenizer(cfg.model.lm.init, tmp / TOKENIZER)
+        else:
+            tok, layout = _train_tokenizer(in_dir, tmp / TOKENIZER, cfg), DEFAULT_LAYOUT
+            vocab = tok.get_vocab_size()
+        packers = _open_packers(tmp, cfg, layout)
+        ledger, image_tokens = _pack_documents(in_dir, tok, layout, packers, cfg, quiet)
         for p in packers.values():
             p.close()
         ledger.write(tmp)
-        stats = _stats(packers, tok, cfg, image_tokens, k_max)
+        stats = _stats(packers, vocab, layout, cfg, image_tokens, k_max)
         atomic_write_json(tmp / STATS, stats)  # written last: its presence marks the stage complete
     return stats
 
@@ -115,7 +127,7 @@ def _train_tokenizer(in_dir: Path, path: Path, cfg: ExperimentConfig) -> Tokeniz
     return load_tokenizer(path)
 
 
-def _open_packers(out: Path, cfg: ExperimentConfig) -> dict[str, Packer]:
+def _open_packers(out: Path, cfg: ExperimentConfig, layout: TokenLayout) -> dict[str, Packer]:
     """One packer per stream; the writers share one source name -> id map."""
     pc, vc = cfg.pack, cfg.model.vision
     dynamic = vc.resolution == "dynamic"
@@ -130,6 +142,7 @@ def _open_packers(out: Path, cfg: ExperimentConfig) -> dict[str, Packer]:
                 pc.shard_sequences,
                 source_ids,
                 patch=(vc.patch_size, vc.merge) if dynamic else None,
+                layout=layout,
             )
         )
         for s in STREAMS
@@ -137,45 +150,59 @@ def _open_packers(out: Path, cfg: ExperimentConfig) -> dict[str, Packer]:
 
 
 def _pack_documents(
-    in_dir: Path, tok: Tokenizer, packers: dict[str, Packer], cfg: ExperimentConfig, quiet: bool
+    in_dir: Path,
+    tok: Tokenizer,
+    layout: TokenLayout,
+    packers: dict[str, Packer],
+    cfg: ExperimentConfig,
+    quiet: bool,
 ) -> tuple[Ledger, list[int]]:
     """Feed every document to its stream's packer; returns the ledger and the LM tokens of
     each packed image."""
     pc, vc = cfg.pack, cfg.model.vision
     image_tokens: list[int] = []
     ledger = Ledger()
-    docs = _iter_docs(in_dir, ledger)
-    for d in tqdm(docs, desc="pack", unit="doc", disable=quiet, mininterval=2):
-        ledger.input += 1
-        if isinstance(d, Rejected):
-            ledger.reject(d.reason)
-            continue
-        try:
-            pixels = [prepare_image(im, vc, pc.image_size) for im in d.images if im is not None]
-        except ImageError as e:
-            ledger.reject(e.reason)
-            continue
-        items = d.texts  # None marks an image slot
-        if not any(items) and not pixels:
-            ledger.drop("pack", "empty")
-            continue
-        packer = packers["image" if pixels else "text"]
-        packer.source = d.source or "unknown"
-        pit = iter(pixels)
-        for kind, ids in blocks(tok, items):
-            if kind == "image":
-                px, n_tok = next(pit)
-                packer.add_image(n_tok, px)
-                image_tokens.append(n_tok)
-            else:
-                packer.add_text(ids)
-        ledger.kept += 1
+    bar = tqdm(_iter_docs(in_dir, ledger), desc="pack", unit="doc", disable=quiet, mininterval=2)
+    docs = iter(bar)  # one iterator: each islice continues where the last stopped
+    while chunk := list(itertools.islice(docs, ENCODE_DOCS)):
+        kept = []  # (document, its images' (pixels, tokens), its items' texts)
+        for d in chunk:
+            ledger.input += 1
+            if isinstance(d, Rejected):
+                ledger.reject(d.reason)
+                continue
+            try:
+                pixels = [prepare_image(im, vc, pc.image_size) for im in d.images if im is not None]
+            except ImageError as e:
+                ledger.reject(e.reason)
+                continue
+            if not any(d.texts) and not pixels:  # d.texts: None marks an image slot
+                ledger.drop("pack", "empty")
+                continue
+            kept.append((d, pixels, item_texts(d.texts)))
+        texts = [t for _, _, ts in kept for t in ts if t is not None]
+        encoded = iter(tok.encode_batch(texts, add_special_tokens=False))
+        for d, pixels, ts in kept:
+            packer = packers["image" if pixels else "text"]
+            packer.source = d.source or "unknown"
+            pit = iter(pixels)
+            packer.add_text(layout.prefix)
+            for t in ts:
+                if t is None:
+                    px, n_tok = next(pit)
+                    packer.add_image(n_tok, px)
+                    image_tokens.append(n_tok)
+                else:
+                    packer.add_text(next(encoded).ids)
+            packer.add_text([layout.eos])
+            ledger.kept += 1
     return ledger, image_tokens
 
 
 def _stats(
     packers: dict[str, Packer],
-    tok: Tokenizer,
+    vocab: int,
+    layout: TokenLayout,
     cfg: ExperimentConfig,
     image_tokens: list[int],
     k_max: int,
@@ -191,7 +218,8 @@ def _stats(
         "tokens_in": {s: p.tokens_in for s, p in packers.items()},
         "pad_fraction": (sum(w.n_pad for w in writers.values()) / total) if total else 0.0,
         "images": sum(w.n_images for w in writers.values()),
-        "vocab_size": tok.get_vocab_size(),
+        "vocab_size": vocab,  # the model's: embedding rows (>= the tokenizer's size)
+        "token_layout": layout.to_json(),  # special ids: sequence.TokenLayout
         "seq_len": pc.seq_len,
         "image_size": pc.image_size,
         "tokens_per_image": tokens_per_image(cfg),

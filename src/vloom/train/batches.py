@@ -20,7 +20,7 @@ from vloom.config import ExperimentConfig
 from vloom.imagebatch import ImageBatch, join_images
 from vloom.model.vlm import make_targets
 from vloom.pack.dataset import PackedStream
-from vloom.sequence import IGNORE_INDEX
+from vloom.sequence import DEFAULT_LAYOUT, IGNORE_INDEX, TokenLayout
 from vloom.train.mixture import IMAGE, TEXT, resolve_mixture, step_plan
 
 
@@ -40,10 +40,12 @@ class StepBatch:
     data_state: dict[str, Any] = field(default_factory=dict)  # stream positions after this step
 
 
-def to_micro(rows: list[tuple[np.ndarray, np.ndarray]], pin: bool) -> Micro:
+def to_micro(
+    rows: list[tuple[np.ndarray, np.ndarray]], pin: bool, layout: TokenLayout = DEFAULT_LAYOUT
+) -> Micro:
     tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
     images = join_images([r[1] for r in rows])
-    inputs, targets = make_targets(tokens)
+    inputs, targets = make_targets(tokens, layout)
     n_tok = int((targets != IGNORE_INDEX).sum())
     if pin:
         inputs, targets = inputs.pin_memory(), targets.pin_memory()
@@ -60,8 +62,10 @@ class StepReader:
         rank: int = 0,
         world: int = 1,
         pin: bool = False,
+        layout: TokenLayout = DEFAULT_LAYOUT,
     ) -> None:
         self.cfg, self.sources, self.rank, self.world, self.pin = cfg, sources, rank, world, pin
+        self.layout = layout  # the packed data's special ids: which targets the loss skips
         self.streams: dict[str, PackedStream] = {
             TEXT: PackedStream(packed_dir, TEXT, cfg.seed),
             IMAGE: PackedStream(packed_dir, IMAGE, cfg.seed + 1),
@@ -102,7 +106,7 @@ class StepReader:
             local_rows[key] = self.streams[key].take(len(idx), a, b)[::-1]
         rows = [local_rows[k].pop() for k in plan[lo:hi]]
         micros = [
-            to_micro(rows[i : i + tc.batch_size], self.pin)
+            to_micro(rows[i : i + tc.batch_size], self.pin, self.layout)
             for i in range(0, len(rows), tc.batch_size)
         ]
         image_rows = sum(1 for r in rows if len(r[1]))

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vloom.model.vlm import VLM
-from vloom.sequence import IGNORE_INDEX, IMAGE_ID, PAD_ID
+from vloom.sequence import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, vlm: VLM):
         side = vlm.vision.image_size
         blank = torch.zeros(1, side, side, 3, dtype=torch.uint8, device=inputs.device)
         n_slots = vlm.tokens_per_image
-    row = torch.full_like(inputs[:1], PAD_ID)
-    row[0, :n_slots] = IMAGE_ID
+    row = torch.full_like(inputs[:1], vlm.layout.pad)
+    row[0, :n_slots] = vlm.layout.image
     no_target = torch.full_like(targets[:1], IGNORE_INDEX)
     return torch.cat([inputs, row]), torch.cat([targets, no_target]), blank
 

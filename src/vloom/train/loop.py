@@ -38,6 +38,7 @@ from vloom.ondisk import (
     read_json,
     training_complete,
 )
+from vloom.sequence import TokenLayout
 from vloom.train import distributed as D
 from vloom.train.batches import StepBatch, StepReader
 from vloom.train.checkpoint import (
@@ -107,8 +108,14 @@ def build_model(cfg: ExperimentConfig, stats: dict[str, Any], pretrained: bool =
             f"packed data has {packed_res}-resolution images but model.vision.resolution is "
             f"{cfg.model.vision.resolution}: re-pack with the model's config"
         )
+    layout = TokenLayout.from_json(stats.get("token_layout"), f"{STATS}: token_layout")
     model = VLM(
-        cfg.model, stats["vocab_size"], stats["seq_len"], stats["image_size"], pretrained=pretrained
+        cfg.model,
+        stats["vocab_size"],
+        stats["seq_len"],
+        stats["image_size"],
+        pretrained=pretrained,
+        layout=layout,
     )
     if model.tokens_per_image != stats["tokens_per_image"]:
         raise ValueError(
@@ -228,6 +235,7 @@ class _Run:
             info.rank,
             info.world,
             pin=self.device.type == "cuda",
+            layout=self.vlm.layout,
         )
         _check_data(self.cfg, reader, self.packed_dir, self.sources)
         start, optim_tensors = self._restore(reader)

@@ -9,7 +9,6 @@ from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import caption_scores
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt, read_table_rows
-from vloom.sequence import BOS_ID
 
 
 def need_caption_metrics() -> None:
@@ -32,7 +31,7 @@ def generate_captions(
     prompts, images = [], []
     for i, r in enumerate(rows):
         slots, pixels = image_prompt(m, r["image"], f"caption row {i} ({r.get('id')})")
-        prompts.append([BOS_ID] + slots)
+        prompts.append(m.layout.prefix + slots)
         images.append(pixels)
     return greedy_generate(
         m, ctx.tokenizer, prompts, images, ctx.device, max_new_tokens, ("\n",), ctx.batch_size

@@ -6,7 +6,7 @@ from vloom.doc import read_documents
 from vloom.evaluate.scoring import sequence_loss
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt
-from vloom.sequence import BOS_ID, EOS_ID, encode_text
+from vloom.sequence import encode_text
 
 
 @register("caption_loss", modality="vision-language", scoring="perplexity")
@@ -24,8 +24,10 @@ def caption_loss(ctx: EvalContext) -> dict:
         if len(ims) != 1:
             continue
         slots, pixels = image_prompt(m, ims[0], f"{path}: document {i} ({d.id})")
-        prompt = [BOS_ID] + slots
-        seq = (prompt + encode_text(ctx.tokenizer, caption) + [EOS_ID])[: m.lm.max_seq_len + 1]
+        prompt = m.layout.prefix + slots
+        seq = (prompt + encode_text(ctx.tokenizer, caption) + [m.layout.eos])[
+            : m.lm.max_seq_len + 1
+        ]
         a, b = sequence_loss(m, seq, len(prompt), pixels, ctx.device)
         nll, n = nll + a, n + b
     return {"loss": nll / max(n, 1), "tokens": n}

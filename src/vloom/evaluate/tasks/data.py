@@ -14,7 +14,7 @@ from vloom.imagebatch import ImageBatch, join_images
 from vloom.media import ImageError, to_array
 from vloom.model.vlm import VLM
 from vloom.pack.images import prepare_image
-from vloom.sequence import IMAGE_ID, blocks
+from vloom.sequence import blocks
 
 
 def read_rows(path: Path, required: tuple[str, ...], limit: int | None) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def image_input(m: VLM, data: bytes, where: str | None = None) -> tuple[torch.Te
 def image_prompt(m: VLM, data: bytes, where: str | None = None) -> tuple[list[int], torch.Tensor]:
     """`<image>` placeholders for one image (as many as it makes tokens) and its pixels."""
     px, n = image_input(m, data, where)
-    return [IMAGE_ID] * n, px
+    return [m.layout.image] * n, px
 
 
 def interleaved_input(
@@ -107,7 +107,7 @@ def interleaved_input(
         raise ValueError(f"{where or 'document'}: texts and images do not align")
     it = iter(pics)
     ids: list[int] = []
-    for kind, block in blocks(tok, texts, bos, eos):
-        ids.extend([IMAGE_ID] * next(it)[1] if kind == "image" else block)
+    for kind, block in blocks(tok, texts, bos, eos, m.layout):
+        ids.extend([m.layout.image] * next(it)[1] if kind == "image" else block)
     vc = m.vision.cfg
     return ids, join_images([p for p, _ in pics], vc.patch_size, vc.merge)

@@ -40,7 +40,7 @@ from vloom.evaluate.tasks.data import image_input
 from vloom.imagebatch import ImageBatch, join_images
 from vloom.media import ImageError
 from vloom.model.vlm import VLM
-from vloom.sequence import BOS_ID, IMAGE_ID, encode_text
+from vloom.sequence import encode_text
 
 STOP = ("\n", "Question:")
 
@@ -77,12 +77,12 @@ def encode_prompt(
     pieces = PLACEHOLDER.split(text)  # text, number, text, number, ..., text
     placed = [int(k) - 1 for k in pieces[1::2] if 0 < int(k) <= len(pics)]
     order = [i for i in range(len(pics)) if i not in placed]
-    ids = [BOS_ID] + [IMAGE_ID] * sum(pics[i][1] for i in order)
+    ids = m.layout.prefix + [m.layout.image] * sum(pics[i][1] for i in order)
     buf = pieces[0]
     for k, after in zip(pieces[1::2], pieces[2::2], strict=True):
         i = int(k) - 1
         if 0 <= i < len(pics) and i not in order:
-            ids += encode_text(tok, buf) + [IMAGE_ID] * pics[i][1]
+            ids += encode_text(tok, buf) + [m.layout.image] * pics[i][1]
             order.append(i)
             buf = after
         else:

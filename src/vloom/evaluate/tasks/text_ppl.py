@@ -20,7 +20,8 @@ def text_ppl(ctx: EvalContext) -> dict:
     for i, d in enumerate(read_documents(path)):
         if ctx.max_examples and i >= ctx.max_examples:
             break
-        ids = encode_items(ctx.tokenizer, [t for t in d.texts if t is not None], 0)
+        texts = [t for t in d.texts if t is not None]
+        ids = encode_items(ctx.tokenizer, texts, 0, layout=ctx.model.layout)
         for s in range(0, len(ids) - 1, win):
             chunk = ids[s : s + win + 1]
             if len(chunk) < 2:

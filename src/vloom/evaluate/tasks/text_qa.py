@@ -12,7 +12,7 @@ from typing import Any
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, read_rows
-from vloom.sequence import BOS_ID, encode_text
+from vloom.sequence import encode_text
 
 TEXT_QA_COLUMNS = ("context", "question", "options", "answer", "qtype")
 
@@ -51,7 +51,7 @@ def score_text_mc(
     pool = read_rows(ctx.data_dir / (pool_file or file), TEXT_QA_COLUMNS, None)
     tok = ctx.tokenizer
     texts = fewshot_prompts(rows, pool, num_fewshot, ctx.seed)
-    prompts = [[BOS_ID] + encode_text(tok, t) for t in texts]
+    prompts = [ctx.model.layout.prefix + encode_text(tok, t) for t in texts]
     options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
     picks = multiple_choice(
         ctx.model, prompts, options, [None] * len(rows), ctx.device, ctx.batch_size

@@ -19,7 +19,7 @@ from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import image_prompt
 from vloom.evaluate.tasks.mcbench import resolve
-from vloom.sequence import BOS_ID, encode_text
+from vloom.sequence import encode_text
 
 LETTERS = ("A", "B", "C", "D")
 REQUIRED = ("question", "answer", *LETTERS)
@@ -110,7 +110,7 @@ def vmcbench(ctx: EvalContext, path: str = "vmcbench.parquet", score: str = "opt
             options.append([encode_text(tok, f" {k}") for k in LETTERS])
         else:
             options.append([encode_text(tok, " " + o) for o in r["options"]])
-        head = [BOS_ID]
+        head = list(m.layout.prefix)
         if r["image"] is not None:
             slots, pixels = image_prompt(m, r["image"], r["where"])
             images.append(pixels)

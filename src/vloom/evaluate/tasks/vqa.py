@@ -5,7 +5,7 @@ from __future__ import annotations
 from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, image_prompt, read_rows
-from vloom.sequence import BOS_ID, encode_text
+from vloom.sequence import encode_text
 
 
 @register("vqa", modality="vision-language")
@@ -16,7 +16,9 @@ def vqa(ctx: EvalContext) -> dict:
     prompts, options, images = [], [], []
     for i, r in enumerate(rows):
         slots, pixels = image_prompt(m, r["image"], f"{path}: row {i} ({r.get('id')})")
-        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
+        prompts.append(
+            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
         options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
         images.append(pixels)
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)

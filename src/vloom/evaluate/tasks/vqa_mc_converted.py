@@ -26,7 +26,7 @@ from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, file_metadata, image_prompt
 from vloom.evaluate.tasks.vqa_open import read_open_rows
 from vloom.ondisk import DISTRACTORS_KEY
-from vloom.sequence import BOS_ID, encode_text
+from vloom.sequence import encode_text
 from vloom.synth import answers as world_answers
 
 register_distractors(world_answers.NAME, world_answers.WORLD)
@@ -66,7 +66,9 @@ def vqa_mc_converted(
     prompts, images = [], []
     for r in rows:
         slots, pixels = image_prompt(m, r["image"], f"{where}: row {r.get('id')}")
-        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
+        prompts.append(
+            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
         images.append(pixels)
     options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
     picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)

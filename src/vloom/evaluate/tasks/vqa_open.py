@@ -13,7 +13,7 @@ from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import exact_match
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, image_prompt, read_table_rows
-from vloom.sequence import BOS_ID, encode_text
+from vloom.sequence import encode_text
 
 VQA_OPEN_COLUMNS = ("image", "question", "answers", "qtype")
 STOP = ("\n", "Question:", ".")
@@ -54,7 +54,9 @@ def vqa_open(ctx: EvalContext, max_new_tokens: int = 16) -> dict[str, Any]:
     prompts, images = [], []
     for i, r in enumerate(rows):
         slots, pixels = image_prompt(m, r["image"], f"{path}: row {i} ({r.get('id')})")
-        prompts.append([BOS_ID] + slots + encode_text(tok, f"Question: {r['question']} Answer:"))
+        prompts.append(
+            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
         images.append(pixels)
     preds = greedy_generate(
         m, tok, prompts, images, ctx.device, max_new_tokens, STOP, ctx.batch_size
