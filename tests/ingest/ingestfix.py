@@ -172,3 +172,13 @@ def site_records(root: Path) -> tuple[list, list]:
         if p.is_file() and not p.name.endswith(HTML_SUFFIXES)
     ]
     return pages, images
+
+
+def interrupted_html(inputs, ledger, opts, after: int = 3):
+    """The html source, interrupted (as by Ctrl-C) after `after` documents: a run cut short."""
+    from vloom.ingest.html import ingest_html
+
+    for n, doc in enumerate(ingest_html(inputs, ledger, opts)):
+        if n == after:
+            raise KeyboardInterrupt
+        yield doc

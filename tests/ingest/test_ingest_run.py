@@ -142,3 +142,57 @@ def test_cli_source_options_reach_the_pairs_source(tmp_path, capsys):
     assert main(base + ["--option", "captionn=x"]) == 2
     err = capsys.readouterr().err
     assert "unknown ingest option" in err and "caption_column" in err
+
+
+def _snapshot(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_reingest_interrupted_keeps_the_previous_output_whole(tmp_path, monkeypatch):
+    from vloom.ingest import base
+
+    _pages(tmp_path / "old", 6)
+    _pages(tmp_path / "new", 9)
+    out = tmp_path / "out"
+    run_ingest("html", [tmp_path / "old"], out, quiet=True, shard_size=2)
+    before = _snapshot(out)
+    monkeypatch.setitem(base.SOURCES, "html-cut", "ingestfix:interrupted_html")
+    with pytest.raises(KeyboardInterrupt):  # after the first shard of the new run
+        run_ingest("html-cut", [tmp_path / "new"], out, quiet=True, shard_size=2)
+    assert _snapshot(out) == before  # the first run's shards and ledger, nothing of the second
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old", "out"]  # no leftovers
+
+
+def test_reingest_killed_keeps_the_previous_output_whole(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _pages(tmp_path / "old", 6)
+    _pages(tmp_path / "new", 3000)
+    out = tmp_path / "out"
+    run_ingest("html", [tmp_path / "old"], out, quiet=True, shard_size=2)
+    before = _snapshot(out)
+    cmd = [sys.executable, "-m", "vloom.cli", "ingest", "html", str(tmp_path / "new")]
+    start = time.time_ns()
+    proc = subprocess.Popen(cmd + ["--out", str(out), "--quiet", "--shard-size", "1"])
+    deadline = time.monotonic() + 120
+
+    def second_shard_written() -> bool:  # wherever the run writes it (staging dir or --out)
+        found = [*tmp_path.glob(".tmp-out-*/shard-00001.parquet"), out / "shard-00001.parquet"]
+        return any(p.exists() and p.stat().st_mtime_ns > start for p in found)
+
+    try:  # SIGKILL once the new run has written its second shard
+        while not second_shard_written():
+            assert proc.poll() is None and time.monotonic() < deadline, "run ended before the kill"
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert _snapshot(out) == before  # never a mix of new shards under the old ledger
+    run_ingest("html", [tmp_path / "new"], out, quiet=True, shard_size=1000)  # a rerun cleans up
+    assert Ledger.read(out).kept == 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old", "out"]

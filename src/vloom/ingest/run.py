@@ -2,15 +2,21 @@
 
 The source counts inputs, drops and rejects (see base.py); the runner counts what it keeps and
 writes it. Shards are `shard-00000.parquet`, ... of at most `shard_size` documents (or
-`shard_bytes` of image/text payload, whichever comes first), written atomically, in the order the
-source yields them, so the same inputs give byte-identical shards. Image outcomes are tallied in
-the ledger's "images" extra (see `record_image`) so a reader sees how many references resolved.
+`shard_bytes` of image/text payload, whichever comes first), in the order the source yields
+them, so the same inputs give byte-identical shards. Image outcomes are tallied in the ledger's
+"images" extra (see `record_image`) so a reader sees how many references resolved.
+
+The run is built in a staging directory beside `--out` and renamed into place when its ledger is
+written (`ondisk.staged_dir`): a run killed at any point leaves the previous output whole, never
+new shards under an old ledger. Files in `--out` that are not the run's own (not a shard, not the
+ledger) are carried over into the new directory.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from tqdm import tqdm
 from vloom.doc import Document, write_documents
 from vloom.ingest.base import IngestError, IngestOptions, get_source
 from vloom.ledger import Ledger
+from vloom.ondisk import LEDGER, check_out_dir, staged_dir
 
 SHARD_PREFIX = "shard"
 _SHARD_RE = re.compile(rf"^{SHARD_PREFIX}-\d{{5}}\.parquet$")
@@ -78,15 +85,27 @@ def write_stream(
 
 
 def _check_out_dir(out_dir: Path, inputs: list[Path]) -> Path:
-    out = Path(os.path.abspath(out_dir))
-    if out.exists() and not out.is_dir():
-        raise IngestError(f"{out_dir}: --out exists and is not a directory")
+    """The absolute output directory; refused when it is, holds or lies inside an input."""
     for inp in inputs:
         if not inp.exists():
             raise IngestError(f"{inp}: no such file or directory")
-        if Path(os.path.abspath(inp)) == out:
-            raise IngestError(f"{inp}: the output directory cannot also be an input")
-    return out
+    try:
+        return check_out_dir(out_dir, inputs)
+    except (ValueError, OSError) as e:
+        raise IngestError(str(e).replace("output exists", "--out exists")) from None
+
+
+def _carry_foreign(old: Path, new: Path) -> None:
+    """Copy what the user keeps in `old` (anything but our shards and ledger) into `new`."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if _SHARD_RE.match(entry.name) or entry.name == LEDGER or (new / entry.name).exists():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, new / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, new / entry.name, follow_symlinks=False)
 
 
 def run_ingest(
@@ -107,7 +126,6 @@ def run_ingest(
     out = _check_out_dir(Path(out_dir), paths)
     opts = opts or IngestOptions(out_dir=out)
     opts.out_dir = out  # sources see the absolute output directory (nothing may go elsewhere)
-    out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
 
     def kept(docs: Iterator[Document]) -> Iterator[Document]:
@@ -116,8 +134,10 @@ def run_ingest(
             ledger.kept += 1
             yield d
 
-    _, shards = write_stream(kept(source(paths, ledger, opts)), out, shard_size)
-    extra: dict[str, Any] = {"source": kind, "shards": [p.name for p in shards]}
-    ledger.extra = {**extra, **ledger.extra}
-    ledger.write(out)
+    with staged_dir(out, overwrite=True, inputs=paths) as tmp:
+        _, shards = write_stream(kept(source(paths, ledger, opts)), tmp, shard_size)
+        extra: dict[str, Any] = {"source": kind, "shards": [p.name for p in shards]}
+        ledger.extra = {**extra, **ledger.extra}
+        ledger.write(tmp)
+        _carry_foreign(out, tmp)
     return ledger
