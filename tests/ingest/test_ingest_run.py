@@ -196,3 +196,14 @@ def test_reingest_killed_keeps_the_previous_output_whole(tmp_path):
     run_ingest("html", [tmp_path / "new"], out, quiet=True, shard_size=1000)  # a rerun cleans up
     assert Ledger.read(out).kept == 3000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old", "out"]
+
+
+def test_out_overlapping_an_input_is_refused_and_nothing_written(tmp_path):
+    _pages(tmp_path / "in", 2)
+    with pytest.raises(IngestError, match="lies inside the input"):
+        run_ingest("html", [tmp_path / "in"], tmp_path / "in" / "out", quiet=True)
+    assert not (tmp_path / "in" / "out").exists()
+    _pages(tmp_path / "o" / "pages", 2)
+    with pytest.raises(IngestError, match="inside the output directory"):
+        run_ingest("html", [tmp_path / "o" / "pages"], tmp_path / "o", quiet=True)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["pages"]
