@@ -10,7 +10,7 @@ import pytest
 from tinyexp import tiny_config
 
 from vloom.ondisk import LEDGER, MANIFEST, RESULTS, RUN_CONFIG, STATS, TRAIN_SUMMARY
-from vloom.pipeline import DataDirs, eval_stage, run_experiment
+from vloom.pipeline import DataDirs, eval_stage, prepare_data, run_experiment
 
 
 def _cfg(**kw):
@@ -64,3 +64,17 @@ def test_eval_runs_on_the_configured_device(done_run, tmp_path):
     assert res["config"]["eval"]["device"] == "cpu"
     with pytest.raises(ValueError, match="cuda:99"):  # the device reaches the harness
         eval_stage(_cfg(eval__device="cuda:99"), ckpt, data, tmp_path / "x", None, quiet=True)
+
+
+def test_a_config_without_data_prepares_the_worlds_data_byte_for_byte(tiny_data, tmp_path):
+    """No `data:` section = the world's chain as the stages give it when run one by one
+    (conftest's tiny_data): the same curated shards, ledgers, tokenizer and packed shards."""
+    d = prepare_data(tiny_config(), tmp_path, quiet=True)
+    assert not d.sources and d.eval == tmp_path / "synth" / "eval"
+    assert not (tmp_path / "union").exists() and not (tmp_path / "sources").exists()
+    for stage in ("curated", "packed"):
+        ours = sorted(p.name for p in (tmp_path / stage).iterdir() if p.is_file())
+        theirs = sorted(p.name for p in tiny_data[stage].iterdir() if p.is_file())
+        assert ours == theirs and ours
+        for name in ours:
+            assert (tmp_path / stage / name).read_bytes() == (tiny_data[stage] / name).read_bytes()

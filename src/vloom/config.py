@@ -422,10 +422,107 @@ class ReportConfig(_Strict):
     )
 
 
+SourceKind = Literal["synth", "documents", "html", "warc", "pdf", "pairs", "hf"]
+INGEST_KINDS = ("html", "warc", "pdf", "pairs", "hf")
+# Eval tasks that read the synthetic world's own eval sets (bare names, no file parameter).
+WORLD_TASKS = frozenset(
+    {"vqa", "text_qa", "vqa_open", "vqa_mc_converted", "multi_image", "world_qa", "caption_gen"}
+)
+
+
+class SourceConfig(_Strict):
+    """One data source: the synthetic world, a directory of documents, or an ingest spec."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="unique; the documents' source tag (pack rows, stage mixtures, mix shares; "
+        "the world's tags become NAME/pairs, NAME/text, NAME/interleaved)",
+    )
+    kind: SourceKind = Field(
+        description="synth: the world of the `synth` section; documents: OBELICS-schema Parquet "
+        "shards in `paths`; html|warc|pdf|pairs|hf: `vloom ingest` of `paths` as a stage"
+    )
+    paths: list[str] = Field(
+        default_factory=list, description="input files or directories (`path` for one)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="ingest options, as `vloom ingest --option` (e.g. min_text_chars, language, "
+        "min_image_side)",
+    )
+    weight: float | None = Field(
+        None,
+        gt=0,
+        description="share of the curated mixture (curate's `mix` step by source, weights "
+        "normalised); a source without one passes through once",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_path(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "path" in raw:
+            raw = dict(raw)
+            if "paths" in raw:
+                raise ValueError("give path or paths, not both")
+            raw["paths"] = [raw.pop("path")]
+        return raw
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SourceConfig:
+        where = f"source {self.name!r}"
+        if self.kind == "synth" and self.paths:
+            raise ValueError(f"{where}: kind synth takes no paths (the `synth` section sets it)")
+        if self.kind != "synth" and not self.paths:
+            raise ValueError(f"{where}: kind {self.kind} needs path or paths")
+        if self.options and self.kind not in INGEST_KINDS:
+            raise ValueError(f"{where}: options are for ingest kinds ({', '.join(INGEST_KINDS)})")
+        return self
+
+
+class DataConfig(_Strict):
+    """The sources a run trains on; curation runs over their union (no section = the world)."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    held_out_per_mille: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="documents of real (non-synth) sources held out by id: xxhash64(id) mod "
+        "1000 below this; they become eval/heldout_text and eval/captions, never training data",
+    )
+    shard_size: int = Field(1000, ge=1, description="documents per ingested / staged shard")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> DataConfig:
+        seen: dict[str, int] = {}
+        for i, s in enumerate(self.sources):
+            if s.name in seen:
+                raise ValueError(
+                    f"data.sources[{i}].name: {s.name!r} is already the name of "
+                    f"data.sources[{seen[s.name]}]"
+                )
+            seen[s.name] = i
+        if sum(s.kind == "synth" for s in self.sources) > 1:
+            raise ValueError("data.sources: at most one source of kind synth (one world)")
+        return self
+
+    @property
+    def synth(self) -> SourceConfig | None:
+        return next((s for s in self.sources if s.kind == "synth"), None)
+
+    @property
+    def real(self) -> list[SourceConfig]:
+        return [s for s in self.sources if s.kind != "synth"]
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = 0
     out_dir: str = Field("runs/experiment", description="run directory for every stage's output")
+    data: DataConfig | None = Field(
+        None, description="the sources; None = the synthetic world alone (the `synth` section)"
+    )
     synth: SynthConfig = Field(default_factory=SynthConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     pack: PackConfig = Field(default_factory=PackConfig)
@@ -439,6 +536,27 @@ class ExperimentConfig(_Strict):
     control: bool = Field(
         False, description="also train a text-only control with the same budget (images never on)"
     )
+
+    @model_validator(mode="after")
+    def _data_fits(self) -> ExperimentConfig:
+        if self.data is None:
+            return self
+        if self.data.synth is None:
+            world = [t for t in self.eval.tasks if t.strip() in WORLD_TASKS]
+            if world:
+                raise ValueError(
+                    f"eval.tasks: {world[0]} reads the synthetic world's eval sets and "
+                    "data.sources has no synth source (text_ppl and caption_loss read the "
+                    "held-out real documents)"
+                )
+        if any(s.weight is not None for s in self.data.sources) and any(
+            st.name == "mix" for st in self.curate.steps
+        ):
+            raise ValueError(
+                "curate.steps: a mix step and data.sources weights both set the mixture; "
+                "keep one"
+            )
+        return self
 
 
 class ConfigError(ValueError):

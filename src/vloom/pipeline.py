@@ -1,6 +1,10 @@
 """The stage chain: synth -> curate -> pack (`prepare_data`), train -> eval (`train_stage`,
 `eval_stage`), used by `vloom run` and by every sweep run, skipping finished stages.
 
+With a `data:` section the chain is synth (when a source is the world) -> ingest of each ingest
+source -> union (retag, held-out split: vloom.sources) -> curate -> pack; without one it is
+exactly the world's chain, byte for byte.
+
 A stage counts as done only when its completion marker exists and parses (synth:
 manifest.json, curate: ledger.json, pack: stats.json, train: checkpoints/final + the summary,
 eval: results.json), so a marker torn by a kill means "rerun the stage", and rerunning the
@@ -40,9 +44,15 @@ def _log(msg: str, quiet: bool) -> None:
 
 @dataclass(frozen=True)
 class DataDirs:
-    """Where one data setting's stages write: ROOT/synth, ROOT/curated, ROOT/packed."""
+    """Where one data setting's stages write: ROOT/synth, ROOT/curated, ROOT/packed (and, for
+    a `data:` section, ROOT/sources/<name> and ROOT/union, whose eval/ holds the eval sets)."""
 
     root: Path
+    sources: bool = False  # built from a `data:` section
+
+    @property
+    def union(self) -> Path:
+        return self.root / "union"
 
     @property
     def synth(self) -> Path:
@@ -58,7 +68,7 @@ class DataDirs:
 
     @property
     def eval(self) -> Path:
-        return self.synth / "eval"
+        return (self.union if self.sources else self.synth) / "eval"
 
     @property
     def tokenizer(self) -> Path:
@@ -68,7 +78,8 @@ class DataDirs:
 def prepare_data(
     cfg: ExperimentConfig, root: str | Path, seed: int | None = None, quiet: bool = False
 ) -> DataDirs:
-    """synth -> curate -> pack under `root`, each stage skipped when its marker is complete.
+    """synth -> curate -> pack under `root` (with a `data:` section: synth -> ingest -> union ->
+    curate -> pack), each stage skipped when its marker is complete.
 
     `seed` is the synthetic world's seed (a sweep shares one world across training seeds);
     None = the experiment's.
@@ -77,15 +88,31 @@ def prepare_data(
     from vloom.pack import run_pack
     from vloom.synth import generate
 
-    d = DataDirs(Path(root))
-    if not complete(d.synth / MANIFEST):
-        _log(f"synth -> {d.synth}", quiet)
-        generate(cfg.synth, d.synth, cfg.seed if seed is None else seed, quiet=quiet)
-    else:
-        _log("synth: complete, skipped", quiet)
+    d = DataDirs(Path(root), sources=cfg.data is not None)
+    if cfg.data is not None:
+        from vloom.sources import check_sources
+
+        check_sources(cfg.data)  # a missing path or unknown option fails before any work
+    if cfg.data is None or cfg.data.synth is not None:
+        if not complete(d.synth / MANIFEST):
+            _log(f"synth -> {d.synth}", quiet)
+            generate(cfg.synth, d.synth, cfg.seed if seed is None else seed, quiet=quiet)
+        else:
+            _log("synth: complete, skipped", quiet)
+    curate_in, curate_cfg = d.synth / "train", cfg.curate
+    if cfg.data is not None:
+        from vloom.sources import build_union, curate_config, ingest_sources
+
+        ingest_sources(cfg.data, d.root, quiet)
+        if not complete(d.union / LEDGER):
+            _log(f"union -> {d.union}", quiet)
+            build_union(cfg, d.root, d.synth, quiet)
+        else:
+            _log("union: complete, skipped", quiet)
+        curate_in, curate_cfg = d.union, curate_config(cfg)
     if not complete(d.curated / LEDGER):
         _log(f"curate -> {d.curated}", quiet)
-        led = run_curate(d.synth / "train", d.curated, cfg.curate, quiet=quiet)
+        led = run_curate(curate_in, d.curated, curate_cfg, quiet=quiet)
         _log(
             f"curate: {led.input} in, {led.kept} kept, {led.n_dropped} dropped, "
             f"{led.n_rejected} rejected",

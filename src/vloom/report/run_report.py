@@ -29,6 +29,7 @@ from vloom.report.runfiles import (
     read_results,
     train_summary,
 )
+from vloom.report.sources import sources_section
 from vloom.report.tables import (
     config_table,
     eval_table,
@@ -72,7 +73,7 @@ def _config_section(run_dir: Path, cfg: dict[str, Any] | None, err: str | None) 
 
 
 def _data_section(run_dir: Path) -> list[str]:
-    out = ["## Data\n"]
+    out = ["## Data\n", *sources_section(run_dir)]
     for sub, heading, missing in LEDGER_STAGES:
         out.append(f"### {heading} ledger\n")
         ledger, err = _try(read_ledger, run_dir / sub)

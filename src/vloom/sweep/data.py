@@ -2,7 +2,7 @@
 
 Runs whose data settings are equal read the same packed directory, so a study of eight runs
 builds its data once. The settings are derived from the config sections the data stages
-read (synth, curate, pack and model.vision, less the fields tagged as not changing the
+read (data, synth, curate, pack and model.vision, less the fields tagged as not changing the
 data: see `config.data_fields`) and the data seed, so a new field is part of the key
 without anyone remembering to add it. The stages are `pipeline.prepare_data`, the same
 chain as `vloom run`; a file lock makes concurrent runs (local workers, Ray tasks, SLURM
@@ -27,14 +27,25 @@ SETTINGS = "settings.json"  # what the key was made from, for humans
 
 
 def data_settings(cfg: ExperimentConfig, data_seed: int | None) -> dict[str, Any]:
-    """Everything the packed data depends on (worker counts and model widths do not change it)."""
-    return {
+    """Everything the packed data depends on (worker counts and model widths do not change it).
+
+    A `data:` section joins the key (sources, paths, options, weights, the held-out split);
+    without one the key is what it always was, and without a world source `synth` leaves it.
+    Input files are keyed by path, not content: changed files under the same path need a
+    fresh sweep directory.
+    """
+    out = {
         "seed": cfg.seed if data_seed is None else data_seed,
         "synth": data_fields(cfg.synth),
         "curate": data_fields(cfg.curate),
         "pack": data_fields(cfg.pack),
         "model.vision": data_fields(cfg.model.vision),  # image preprocessing: tokens per image
     }
+    if cfg.data is not None:
+        out["data"] = data_fields(cfg.data)
+        if cfg.data.synth is None:
+            del out["synth"]
+    return out
 
 
 def data_key(cfg: ExperimentConfig, data_seed: int | None) -> str:

@@ -8,7 +8,8 @@ Layout of a run directory (SWEEP/runs/NAME):
     finetune/         `train` output of the fine-tuning stage, started from pretrain's final
     metrics.jsonl     both stages on one step axis (fine-tuning steps follow pre-training's)
     results.json      the evaluation of the final model (fine-tuned if there is a stage)
-    report.md/.html   the run report; curated/ and packed/ link to the shared data
+    report.md/.html   the run report; curated/ and packed/ (sources/, union/) link to the
+                      shared data
     status.json       {"status": "done" | "failed", "error": last line, "seconds": ...}
 
 Everything is resumable: each stage is skipped when its completion marker exists and parses
@@ -179,6 +180,10 @@ def run_one(
         atomic_write_json(run_dir / PLAN, plan)
         _link(run_dir / "curated", data.curated)
         _link(run_dir / "packed", data.packed)
+        if data.sources:  # the report's funnel reads the ingest and union ledgers too
+            _link(run_dir / "union", data.union)
+            if (data.root / "sources").is_dir():
+                _link(run_dir / "sources", data.root / "sources")
 
         pre_dir = run_dir / "pretrain"
         summary = train_stage(cfg, data.packed, pre_dir, quiet=quiet)

@@ -1,0 +1,39 @@
+"""The shared-data key of a study: a `data:` section is part of it; without one it is unchanged."""
+
+from __future__ import annotations
+
+from tinyexp import tiny_config
+
+from vloom.sweep.data import data_key, data_settings
+
+
+def _data(path: str, synth: bool = True, per_mille: int = 10) -> dict:
+    sources = [{"name": "web", "kind": "html", "path": path}]
+    if synth:
+        sources.insert(0, {"name": "world", "kind": "synth"})
+    return {"sources": sources, "held_out_per_mille": per_mille}
+
+
+def test_no_data_section_keeps_the_worlds_key():
+    assert set(data_settings(tiny_config(), None)) == {
+        "seed",
+        "synth",
+        "curate",
+        "pack",
+        "model.vision",
+    }
+
+
+def test_the_data_section_is_part_of_the_key():
+    world = data_key(tiny_config(), None)
+    a = data_key(tiny_config(data=_data("/a")), None)
+    assert len({world, a, data_key(tiny_config(data=_data("/b")), None)}) == 3
+    assert a != data_key(tiny_config(data=_data("/a", per_mille=20)), None)
+    assert a == data_key(tiny_config(data=_data("/a"), curate__workers=3), None)
+
+
+def test_without_a_world_source_the_synth_settings_leave_the_key():
+    cfg = tiny_config(data=_data("/a", synth=False), eval__tasks=["text_ppl"])
+    other = tiny_config(data=_data("/a", synth=False), eval__tasks=["text_ppl"], synth__n_pairs=7)
+    assert "synth" not in data_settings(cfg, None)
+    assert data_key(cfg, None) == data_key(other, None)
