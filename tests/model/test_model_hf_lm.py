@@ -1,0 +1,171 @@
+"""model.lm.init: a local HF Llama / Qwen2 LM and its tokenizer through pack, train, eval,
+generation and export; logits parity with transformers before and after the vocab grows."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip(
+    "transformers", reason="transformers is an optional extra: pip install 'vloom[hf]'"
+)
+from hflm import hf_tokenizer, save_hf_lm  # noqa: E402
+from tinyexp import tiny_raw  # noqa: E402
+
+from vloom.config import config_from_dict  # noqa: E402
+from vloom.doc import list_shards, read_shard  # noqa: E402
+from vloom.model.vlm import VLM  # noqa: E402
+from vloom.pack.hf_tokenizer import prepare_hf_tokenizer  # noqa: E402
+from vloom.sequence import TokenLayout, load_tokenizer  # noqa: E402
+
+
+def _raw(hf_dir, **model):
+    raw = tiny_raw()
+    raw["model"] = {"lm": {"init": str(hf_dir)}, "vision": raw["model"]["vision"], **model}
+    return raw
+
+
+def _ids(n_vocab, shape=(2, 40), seed=3):
+    return torch.randint(0, n_vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(("family", "pad", "extra"), [("llama", None, 0), ("qwen2", "</s>", 1)])
+def test_lm_init_logits_match_transformers_after_the_vocab_grows(tmp_path, family, pad, extra):
+    hf, tok = save_hf_lm(tmp_path / "hf", family, pad=pad, extra_rows=extra)
+    cfg = config_from_dict(_raw(tmp_path / "hf"))
+    assert cfg.model.d_model == 32 and cfg.model.n_heads == 4 and cfg.model.n_kv_heads == 2
+    assert cfg.model.qkv_bias == (family == "qwen2")
+    _, layout, vocab = prepare_hf_tokenizer(tmp_path / "hf", tmp_path / "tokenizer.json")
+    rows = len(tok) + extra
+    # <image> and <pad> (the tokenizer pads with eos, or not at all) follow its vocabulary
+    assert (layout.pad, layout.image) == (len(tok), len(tok) + 1)
+    assert layout.eos == tok.eos_token_id and layout.bos == tok.bos_token_id
+    assert vocab == max(rows, len(tok) + 2)
+    ours = VLM(cfg.model, vocab, 64, 32, layout=layout).eval()
+    tokens = _ids(len(tok))
+    with torch.no_grad():
+        ref = hf(input_ids=tokens).logits  # [B, T, rows]
+        got, _ = ours(tokens)
+    assert got.shape[-1] == vocab
+    assert (ref - got[..., :rows]).abs().max().item() <= 1e-4  # the original ids: unchanged
+    old = hf.get_input_embeddings().weight
+    new = ours.lm.embed_tokens.weight[rows:]
+    assert torch.allclose(new, old.mean(0).expand_as(new), atol=1e-6)  # grown rows: the mean
+    if family == "llama":  # untied: the head grows the same way
+        head = ours.lm.lm_head.weight
+        assert torch.allclose(head[rows:], hf.lm_head.weight.mean(0).expand_as(head[rows:]))
+
+
+@pytest.fixture(scope="module")
+def lm_run(tiny_data, tmp_path_factory):
+    """tiny curated data packed with a Llama LM's tokenizer, trained 2 steps from its weights."""
+    from vloom.pack import run_pack
+    from vloom.train import train
+
+    root = tmp_path_factory.mktemp("lm_init")
+    hf, tok = save_hf_lm(root / "hf", "llama")
+    raw = _raw(root / "hf")
+    raw["train"] |= {"steps": 2, "checkpoint_every": 2}
+    cfg = config_from_dict(raw)
+    stats = run_pack(tiny_data["curated"], root / "packed", cfg, quiet=True)
+    train(cfg, root / "packed", root / "run", quiet=True)
+    return {"root": root, "hf": hf, "tok": tok, "stats": stats, "cfg": cfg}
+
+
+def test_pack_tokenizes_with_the_lm_tokenizer(lm_run, tiny_data):
+    from safetensors.numpy import load_file
+
+    tok, stats, packed = lm_run["tok"], lm_run["stats"], lm_run["root"] / "packed"
+    layout = TokenLayout.from_json(stats["token_layout"])
+    assert layout == TokenLayout(pad=len(tok), bos=0, eos=1, image=len(tok) + 1)
+    assert json.loads((packed / "stats.json").read_text())["vocab_size"] == len(tok) + 2
+    assert load_tokenizer(str(packed / "tokenizer.json"), layout).get_vocab_size() == len(tok) + 2
+    # the first text-only document opens the text stream, tokenized as transformers does
+    doc = next(
+        d
+        for s in list_shards(tiny_data["curated"])
+        for d in read_shard(s)
+        if not any(im is not None for im in d.images)
+    )
+    first = [t for t in doc.texts if t is not None][0]
+    want = tok(first).input_ids  # <s> + ids: Llama's post-processor adds bos
+    row = load_file(str(packed / "text-00000.safetensors"))["tokens"][0]
+    n = min(len(want), len(row))  # a long document continues into the next row
+    assert row[:n].tolist() == want[:n] and n > 8
+    image_rows = load_file(str(packed / "image-00000.safetensors"))["tokens"]
+    assert int((image_rows == layout.image).sum()) % 4 == 0 and (image_rows == layout.image).any()
+    assert int(image_rows.max()) < stats["vocab_size"]
+
+
+def test_eval_export_and_generate_share_the_tokenizer(lm_run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vloom.evaluate.generation import _greedy_batch
+    from vloom.evaluate.harness import load_checkpoint
+    from vloom.model.hf_export import export_checkpoint
+
+    ckpt = lm_run["root"] / "run" / "checkpoints" / "final"
+    model, vtok = load_checkpoint(ckpt)
+    layout = model.layout
+    assert layout == TokenLayout.from_json(lm_run["stats"]["token_layout"])
+    info = export_checkpoint(ckpt, tmp_path / "hf_out")
+    assert info["architecture"] == "LlamaForCausalLM"
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf_out")).eval()
+    htok = AutoTokenizer.from_pretrained(str(tmp_path / "hf_out"))
+    assert (htok.bos_token_id, htok.eos_token_id, htok.pad_token_id) == (0, 1, layout.pad)
+    assert htok.convert_tokens_to_ids("<image>") == layout.image
+    prompt = "A red circle sits"
+    ids = layout.prefix + vtok.encode(prompt, add_special_tokens=False).ids
+    assert htok(prompt).input_ids == ids  # the exported tokenizer encodes as vloom does
+    n = 8
+    ours = _greedy_batch(model, [ids], [None], [0], torch.device("cpu"), n, vtok, ())[0]
+    with torch.no_grad():
+        out = hf.generate(
+            torch.tensor([ids]),
+            max_new_tokens=n,
+            do_sample=False,
+            suppress_tokens=[layout.pad, layout.image],  # vloom never emits placeholders
+            pad_token_id=layout.pad,
+        )[0, len(ids) :].tolist()
+    if layout.eos in out:  # vloom stops at eos without emitting it
+        out = out[: out.index(layout.eos)]
+    assert out == ours and len(ours) > 0
+
+
+def test_lm_init_bad_inputs_are_one_line_errors(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(
+        GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=32)
+    ).save_pretrained(str(tmp_path / "gpt2"))
+    with pytest.raises(ValueError, match=r"gpt2/config.json: model_type 'gpt2' is not supported"):
+        config_from_dict(_raw(tmp_path / "gpt2"))
+
+    save_hf_lm(tmp_path / "hf", "llama")
+    with pytest.raises(ValueError, match=r"model\.d_model=64 \(.*config.json: 32\)") as e:
+        config_from_dict(_raw(tmp_path / "hf", d_model=64, n_layers=2))
+    assert "\n" not in str(e.value) and "n_layers" not in str(e.value)  # 2 agrees
+
+    hf_tokenizer(vocab_size=340).save_pretrained(str(tmp_path / "hf"))  # not these weights
+    with pytest.raises(ValueError, match=r"tokenizer.json has 3\d\d tokens but .*config.json"):
+        prepare_hf_tokenizer(tmp_path / "hf", tmp_path / "out.json")
+
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"hf/tokenizer.json: not found"):
+        prepare_hf_tokenizer(tmp_path / "hf", tmp_path / "out.json")
+
+
+def test_pack_cli_names_a_missing_tokenizer(tmp_path, tiny_data, capsys):
+    import yaml
+
+    from vloom.cli import main
+
+    save_hf_lm(tmp_path / "hf", "llama")
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_raw(tmp_path / "hf")))
+    capsys.readouterr()
+    args = ["pack", str(tiny_data["curated"]), "--out", str(tmp_path / "p")]
+    assert main([*args, "--config", str(tmp_path / "c.yaml"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer.json: not found" in err and err.count("\n") == 1
+    assert not (tmp_path / "p").exists()
