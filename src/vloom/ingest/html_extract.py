@@ -1,0 +1,373 @@
+"""One HTML page -> text blocks and image references where they stand, boilerplate out.
+
+`extract_page` parses with selectolax (lexbor) and walks the DOM of the main content
+(<main>, role=main, a lone <article>, else <body>) iteratively, so nesting depth cannot exhaust
+Python's stack. Boilerplate (navigation, headers/footers, menus, cookie banners, scripts and
+styles, forms, hidden elements, and class/id names such as DocBook's navheader/navfooter,
+breadcrumbs, sidebars, skip links) is found with CSS selectors in lexbor and skipped whole.
+Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim); consecutive
+blocks between two images form one text item, as in OBELICS.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from vloom.ingest.html_decode import decode_html
+
+# Chrome's parser stops nesting at 512 levels; real pages stay far below this. Deeper pages are
+# rejected ("html_too_deep") rather than walked: they are adversarial or broken.
+MAX_DEPTH = 2048
+# lexbor's tree builder is quadratic in nesting depth (100k levels take ~15 s), so pages with
+# this many tags get a cheap depth pre-scan before parsing.
+_PRESCAN_TAGS = 20_000
+
+# --- boilerplate -------------------------------------------------------------------------------
+_SKIP_TAGS = (
+    "nav aside script style noscript template form button select textarea input iframe object "
+    "embed canvas svg dialog menu head title map audio video"
+).split()
+_SKIP_ATTRS = (
+    "[hidden]",
+    "[aria-hidden=true]",
+    '[style*="display:none"]',
+    '[style*="display: none"]',
+    '[style*="visibility:hidden"]',
+    '[style*="visibility: hidden"]',
+    "[role=navigation]",
+    "[role=banner]",
+    "[role=contentinfo]",
+    "[role=complementary]",
+    "[role=search]",
+    "[role=menu]",
+    "[role=menubar]",
+    "[role=dialog]",
+    "[role=alertdialog]",
+)
+# Parts of class/id names (split on whitespace, '-' and '_') that mark boilerplate. Matched as
+# whole parts, so DocBook's inline "guimenu" / "menuchoice" spans are not "menu".
+_BOILER_PARTS = frozenset(
+    """nav navbar navigation navheader navfooter navlinks docnav menu menubar megamenu breadcrumb
+    breadcrumbs crumbs sidebar cookie cookies cookiebanner consent gdpr skip skiplink skiplinks
+    share sharing sharebar social advert advertisement adverts ads banner popup newsletter
+    subscribe footer masthead toolbar pagination pager""".split()
+)
+# "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves.
+_NEGATING = frozenset("has no with without is show hide not".split())
+_BOILER_CANDIDATES = ", ".join(
+    f"[{a}*={p}]"
+    for p in (
+        "nav",
+        "menu",
+        "crumb",
+        "sidebar",
+        "cookie",
+        "consent",
+        "gdpr",
+        "skip",
+        "shar",
+        "social",
+        "advert",
+        "ads",
+        "banner",
+        "popup",
+        "newsletter",
+        "subscribe",
+        "footer",
+        "masthead",
+        "toolbar",
+        "pag",
+    )
+    for a in ("class", "id")
+)
+_PART_SPLIT = re.compile(r"[\s_\-]+")
+
+# --- block structure ---------------------------------------------------------------------------
+_NONE, _CELL, _LINE, _PARA = 0, 1, 2, 3
+_SEPS = ("", "\t", "\n", "\n\n")
+_BR = "\x00"  # a <br> in the inline buffer (page text never holds NUL: extract_page maps it)
+_BLOCK: dict[str, int] = {
+    t: _PARA
+    for t in (
+        "p h1 h2 h3 h4 h5 h6 blockquote figure figcaption table ul ol dl section article main "
+        "header footer address details summary caption hr fieldset legend center div"
+    ).split()
+}  # a <div> holding text is nearly always a paragraph (DocBook's div.para, say)
+_BLOCK.update({t: _LINE for t in "li tr dt dd option body".split()})
+_BLOCK.update({"td": _CELL, "th": _CELL})
+
+
+@dataclass(slots=True)
+class ImageRef:
+    """An <img> as written on the page, with what the page says about it."""
+
+    src: str
+    alt: str = ""
+    title: str = ""
+    caption: str = ""
+
+
+@dataclass(slots=True)
+class Page:
+    title: str
+    lang: str
+    items: list[str | ImageRef]  # text items (blocks joined) and image references, in order
+    base: str = ""  # <base href>, if the page declares one
+    canonical: str = ""  # <link rel="canonical" href>, if any
+
+
+class PageError(ValueError):
+    """A page that cannot be ingested; `reason` is the ledger slug."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+# Elements whose start tag closes an open one of the same kind, so they do not nest in practice.
+_SELF_CLOSING_KIN = frozenset("p li dt dd option tr td th".split())
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Rough nesting depth from tags alone (a guard, not a parser): True if it passes `limit`."""
+    depth = 0
+    for m in _TAG.finditer(text):
+        name = m.group(2).lower()
+        if name in _VOID or name in _SELF_CLOSING_KIN or m.group(3):
+            continue
+        if m.group(1):
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > limit:
+                return True
+    return False
+
+
+# --- the DOM walk ------------------------------------------------------------------------------
+def _attr(node: LexborNode, name: str) -> str:
+    v = node.attributes.get(name)
+    return v.strip() if v else ""
+
+
+def _is_boiler_name(value: str) -> bool:
+    for token in value.lower().split():
+        parts = _PART_SPLIT.split(token)
+        if parts[0] in _NEGATING:
+            continue
+        if any(p in _BOILER_PARTS for p in parts):
+            return True
+    return False
+
+
+def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
+    """DocBook's <sidebar> (div.sidebar: tips, notes) is prose; a site's sidebar is links.
+    Only "sidebar" names get this test: cookie banners and menus go whatever their text."""
+    cls = (node.attributes.get("class") or "").lower().split()
+    if not any("sidebar" in _PART_SPLIT.split(c) for c in cls):
+        return False
+    link_words = sum(len((a.text(deep=True) or "").split()) for a in node.css("a"))
+    return link_words < 0.25 * words
+
+
+def _skip_set(root: LexborNode) -> set[int]:
+    """mem_ids of boilerplate elements under `root` (the walk skips them with their subtree)."""
+    tags = list(_SKIP_TAGS)
+    if root.tag == "body":  # inside <main>/<article> a <header> holds the title: keep it there
+        tags.append("header")
+    tags.append("footer")
+    skip = {n.mem_id for n in root.css(", ".join(tags + list(_SKIP_ATTRS)))}
+    total = -1
+    for n in root.css(_BOILER_CANDIDATES):
+        a = n.attributes
+        if _is_boiler_name(a.get("class") or "") or _is_boiler_name(a.get("id") or ""):
+            if total < 0:
+                total = len((root.text(deep=True) or "").split())
+            words = len((n.text(deep=True) or "").split())
+            # a name-matched element holding most of the page's words is a layout wrapper
+            # ("sidebar-layout", "nav-container"), not boilerplate
+            if total >= 20 and words > total // 2:
+                continue
+            if words >= 30 and _is_prose_sidebar(n, words):
+                continue
+            skip.add(n.mem_id)
+    return skip
+
+
+def _caption(img: LexborNode) -> str:
+    """<figure>'s <figcaption>, or the caption/title of a DocBook-style div.figure around it."""
+    node = img.parent
+    for _ in range(6):
+        if node is None or node.tag in ("body", "html"):
+            return ""
+        if node.tag == "figure":
+            cap = node.css_first("figcaption")
+            return " ".join(cap.text(deep=True).split()) if cap is not None else ""
+        cls = (node.attributes.get("class") or "").split()
+        if any(c in ("figure", "informalfigure", "mediaobject", "caption-wrapper") for c in cls):
+            cap = node.css_first(".caption, .title, figcaption")
+            if cap is not None:
+                return " ".join(cap.text(deep=True).split())
+        node = node.parent
+    return ""
+
+
+class _Emitter:
+    """Collects inline text into blocks and blocks into text items, split by images."""
+
+    __slots__ = ("items", "blocks", "buf", "pending")
+
+    def __init__(self) -> None:
+        self.items: list[str | ImageRef] = []
+        self.blocks: list[str] = []
+        self.buf: list[str] = []
+        self.pending = _NONE
+
+    def boundary(self, kind: int) -> None:
+        if self.buf:
+            self._flush_buf()
+        if kind > self.pending:
+            self.pending = kind
+
+    def _flush_buf(self) -> None:
+        raw = "".join(self.buf)
+        self.buf.clear()
+        if _BR in raw:  # <br> made lines: keep them, collapse spaces inside each
+            lines = [" ".join(line.split()) for line in raw.split(_BR)]
+            text = "\n".join(line for line in lines if line)
+        else:
+            text = " ".join(raw.split())
+        if text:
+            self.add_block(text)
+
+    def add_block(self, text: str) -> None:
+        if self.blocks:
+            self.blocks.append(_SEPS[self.pending or _LINE])
+        self.blocks.append(text)
+        self.pending = _NONE
+
+    def image(self, ref: ImageRef) -> None:
+        self.boundary(_NONE)
+        self._end_text()
+        self.items.append(ref)
+
+    def _end_text(self) -> None:
+        if self.blocks:
+            self.items.append("".join(self.blocks))
+            self.blocks = []
+        self.pending = _NONE
+
+    def finish(self) -> list[str | ImageRef]:
+        self.boundary(_NONE)
+        self._end_text()
+        return self.items
+
+
+def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
+    """Iterative depth-first walk of `root`'s subtree in document order (no recursion)."""
+    em = _Emitter()
+    buf = em.buf
+    exits: list[int] = []  # block kind of each element we descended into
+    node = root.child
+    while node is not None:
+        tag = node.tag
+        if tag == "-text":
+            buf.append(node.text_content)
+        elif tag is not None and tag[0] != "-" and node.mem_id not in skip:
+            # (no tag: a processing instruction such as <?php ... ?>, which holds no text)
+            if tag == "img":
+                a = node.attributes
+                src = (a.get("src") or a.get("data-src") or "").strip()
+                if not src and a.get("srcset"):
+                    src = a["srcset"].split(",")[0].split()[0]
+                em.image(
+                    ImageRef(
+                        src,
+                        " ".join((a.get("alt") or "").split()),
+                        " ".join((a.get("title") or "").split()),
+                        _caption(node),
+                    )
+                )
+            elif tag == "br":
+                buf.append(_BR)
+            elif tag == "pre" or tag == "listing" or tag == "xmp":
+                em.boundary(_PARA)
+                text = (node.text(deep=True) or "").strip("\n").rstrip()
+                if text.strip():
+                    em.add_block(text)
+                em.boundary(_PARA)
+            else:
+                kind = _BLOCK.get(tag, _NONE)
+                if kind:
+                    em.boundary(kind)
+                child = node.child
+                if child is not None:
+                    if len(exits) >= MAX_DEPTH:
+                        raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH}")
+                    exits.append(kind)
+                    node = child
+                    continue
+                if kind:
+                    em.boundary(kind)
+        # next node: the sibling, else climb (closing blocks) until an ancestor has a sibling
+        nxt = node.next
+        while nxt is None:
+            if not exits:
+                return em.finish()
+            node = node.parent
+            kind = exits.pop()
+            if kind:
+                em.boundary(kind)
+            nxt = node.next
+        node = nxt
+    return em.finish()
+
+
+def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
+    for sel in ("main", "[role=main]"):
+        n = parser.css_first(sel)
+        if n is not None:
+            return n
+    arts = parser.css("article")
+    if len(arts) == 1:
+        return arts[0]
+    return parser.body
+
+
+def text_chars(items: list[str | ImageRef]) -> int:
+    return sum(len(i) for i in items if isinstance(i, str))
+
+
+def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page:
+    """Parse one page into text items and image references; raises PageError(reason)."""
+    text = decode_html(html, declared_charset) if isinstance(html, bytes) else html
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if text.count("<") > _PRESCAN_TAGS and _too_deep(text, MAX_DEPTH):
+        raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH} levels")
+    parser = LexborHTMLParser(text)
+    title_node = parser.css_first("title")
+    title = " ".join(title_node.text().split()) if title_node is not None else ""
+    html_node = parser.css_first("html")
+    lang = ""
+    if html_node is not None:
+        lang = _attr(html_node, "lang") or _attr(html_node, "xml:lang")
+    base_node = parser.css_first("base[href]")
+    base = _attr(base_node, "href") if base_node is not None else ""
+    canon_node = parser.css_first('link[rel="canonical" i][href]')
+    canonical = _attr(canon_node, "href") if canon_node is not None else ""
+    root = _main_root(parser)
+    if not lang:  # DocBook/publican put it on the content element, not on <html>
+        for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
+            n = parser.css_first(sel)
+            if n is not None:
+                lang = _attr(n, "lang") or _attr(n, "content")
+                break
+    if root is None:
+        return Page(title, lang, [], base, canonical)
+    return Page(title, lang, _walk(root, _skip_set(root)), base, canonical)
