@@ -55,6 +55,8 @@ def test_warc_gives_the_same_documents_as_the_directory(tmp_path, gzip):
 
 
 def test_truncated_warc_keeps_what_was_read_and_the_run_goes_on(tmp_path):
+    src = tmp_path / "crawl"  # walked; the output lies beside it, not inside
+    src.mkdir()
     pages = [
         (
             f"{SITE}p{i}.html",
@@ -63,14 +65,14 @@ def test_truncated_warc_keeps_what_was_read_and_the_run_goes_on(tmp_path):
         )
         for i in range(6)
     ]
-    write_warc(tmp_path / "full.warc.gz", pages)
-    data = (tmp_path / "full.warc.gz").read_bytes()
-    (tmp_path / "a_cut.warc.gz").write_bytes(data[: len(data) // 2 + 7])
-    write_warc(tmp_path / "b_ok.warc.gz", [(f"{SITE}ok.html", b"<p>fine page</p>", "text/html")])
-    (tmp_path / "c_junk.warc").write_bytes(b"this is not a WARC file\n" * 20)
-    (tmp_path / "full.warc.gz").unlink()
+    write_warc(src / "full.warc.gz", pages)
+    data = (src / "full.warc.gz").read_bytes()
+    (src / "a_cut.warc.gz").write_bytes(data[: len(data) // 2 + 7])
+    write_warc(src / "b_ok.warc.gz", [(f"{SITE}ok.html", b"<p>fine page</p>", "text/html")])
+    (src / "c_junk.warc").write_bytes(b"this is not a WARC file\n" * 20)
+    (src / "full.warc.gz").unlink()
 
-    led, docs = _ingest("warc", [tmp_path], tmp_path / "out")
+    led, docs = _ingest("warc", [src], tmp_path / "out")
     kept = [d.texts[0].split()[1] for d in docs[:-1]]
     assert 1 <= len(kept) < 6 and kept == [str(i) for i in range(len(kept))]
     assert docs[-1].texts == ["fine page"]

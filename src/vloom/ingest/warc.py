@@ -20,10 +20,8 @@ found by walking a directory must lie inside it ("outside_root") and be regular 
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +41,14 @@ from vloom.ingest.html import (
     page_document,
     walk_inputs,
 )
-from vloom.ingest.warc_records import MAX_RECORD_BYTES, Lost, records
+from vloom.ingest.warc_records import (
+    MAX_RECORD_BYTES,
+    Lost,
+    is_gzip,
+    looks_like_warc,
+    record_whole,
+    records,
+)
 from vloom.ledger import Ledger
 from vloom.media import sniff_image
 
@@ -63,22 +68,6 @@ def normalize_url(url: str) -> str:
         return url
     path = quote(unquote(p.path), safe=_SAFE) or "/"
     return urlunsplit((p.scheme.lower(), p.netloc.lower(), path, p.query, ""))
-
-
-def _is_warc(f: IO[bytes]) -> bool:
-    """The open file starts like a WARC (after gunzip). warcio would read junk as ARC records."""
-    try:
-        f.seek(0)
-        head = f.read(2)
-        f.seek(0)
-        if head == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=f) as g:
-                head = g.read(5)
-        else:
-            head = f.read(5)
-    except (OSError, EOFError, zlib.error):
-        return False
-    return head == b"WARC/"
 
 
 def _status(rec: Any) -> int:
@@ -128,7 +117,7 @@ class WarcImageIndex:
     def _scan(self, i: int, path: Path) -> None:
         try:
             with _open_regular(path) as fh:
-                if not _is_warc(fh):
+                if not looks_like_warc(fh):
                     return
                 for item in records(fh, os.fstat(fh.fileno()).st_size, self.max_record_bytes):
                     if isinstance(item, Lost):
@@ -234,11 +223,12 @@ def _one_warc(
         ledger.reject("unreadable_file")  # also a FIFO or device named *.warc
         return
     size = os.fstat(fh.fileno()).st_size
-    if size and not _is_warc(fh):
+    if size and not looks_like_warc(fh):
         fh.close()
         ledger.input += 1
         ledger.reject("not_a_warc")
         return
+    gz = is_gzip(fh)
     seen = 0
     open_record = False  # counted as input but not yet settled (its payload broke mid-read)
     with fh:
@@ -260,7 +250,7 @@ def _one_warc(
             rec, it = item
             seen += 1
             ledger.input += 1
-            outcome = _record(rec, it, path, store, checker, ledger, opts)
+            outcome = _record(rec, it, fh, gz, path, store, checker, ledger, opts)
             open_record = outcome is _BROKEN
             if isinstance(outcome, Document):
                 yield outcome
@@ -274,6 +264,8 @@ _BROKEN = object()  # a record whose payload broke mid-read: settled by what `re
 def _record(
     rec: Any,
     it: ArchiveIterator,
+    fh: IO[bytes],
+    gz: bool,
     path: Path,
     store: WarcImageIndex,
     checker: ImageChecker,
@@ -307,11 +299,11 @@ def _record(
         return None
     url = _target(rec)
     try:
-        offset = it.get_record_offset()  # reads the record to its end: is it whole?
+        if not record_whole(rec, it, fh, gz):  # reads the record to its end
+            return _BROKEN
+        offset = it.get_record_offset()
     except Exception:  # noqa: BLE001
         return _BROKEN
-    if rec.raw_stream.limit > 0:
-        return _BROKEN  # shorter than it declares
     try:
         page = extract_page(body, _charset(ct))
     except PageError as e:

@@ -51,8 +51,7 @@ def records(
 ) -> Iterator[tuple[Any, ArchiveIterator] | Lost]:
     """(record, iterator) for each readable record, a Lost for each unreadable one. Read what
     you need from a record before the next item; `iterator.get_record_offset()` is its offset."""
-    fh.seek(0)
-    gz = fh.read(2) == b"\x1f\x8b"
+    gz = is_gzip(fh)
     pos = 0
     while True:
         fh.seek(pos)
@@ -60,16 +59,14 @@ def records(
         start, yielded, reason = pos, False, "warc_record_corrupt"
         try:
             for rec in it:
-                start, yielded = it.offset, False
+                start, yielded = max(it.offset, pos), False
                 if _declared(rec) > max_record_bytes:
                     raise _Skip("warc_record_too_large")
                 yielded = True
                 yield rec, it
-                offset = it.get_record_offset()  # drives the record to its end
-                end = offset + it.get_record_length()
-                if rec.raw_stream.limit > 0:  # shorter than it declares
+                if not record_whole(rec, it, fh, gz):
                     raise _Skip("warc_record_corrupt")
-                start, yielded = end, False
+                start, yielded = it.get_record_offset() + it.get_record_length(), False
         except _Skip as e:
             reason = e.reason
         except Exception:  # noqa: BLE001 - warcio raises many types (ArchiveLoadFailed, zlib...)
@@ -88,6 +85,41 @@ def records(
         for _ in range(bad_members):
             yield Lost("warc_record_corrupt", start)
         pos = nxt
+
+
+def is_gzip(fh: IO[bytes]) -> bool:
+    fh.seek(0)
+    gz = fh.read(2) == b"\x1f\x8b"
+    fh.seek(0)
+    return gz
+
+
+def record_whole(rec: Any, it: ArchiveIterator, fh: IO[bytes], gz: bool) -> bool:
+    """Whether a record, driven to its end, held all it declares and - in a .warc.gz - ended
+    where its gzip member ends. warcio reads a member that stops inflating as a short record (or,
+    in the first block, as uncompressed bytes), so a record that does not end at the next member
+    start (or the end of the file) is not whole."""
+    end = it.get_record_offset() + it.get_record_length()  # drives the record to its end
+    if rec.raw_stream.limit > 0:
+        return False
+    if not gz:
+        return True
+    here = fh.tell()
+    fh.seek(end)
+    nxt = fh.read(len(_GZIP_MAGIC))
+    fh.seek(here)
+    return nxt in (b"", _GZIP_MAGIC)
+
+
+def looks_like_warc(fh: IO[bytes]) -> bool:
+    """The open file starts like a WARC (after gunzip), or - its first gzip member corrupt - a
+    later member does. warcio would read junk as ARC records."""
+    fh.seek(0)
+    if fh.read(2) != b"\x1f\x8b":
+        fh.seek(0)
+        return fh.read(5) == b"WARC/"
+    ok = _inflates_to_warc(fh, 0)
+    return ok is True or (ok is None and _resync(fh, 1, True)[0] is not None)
 
 
 def _declared(rec: Any) -> int:
@@ -165,8 +197,8 @@ def _inflates_to_warc(fh: IO[bytes], pos: int) -> bool | None:
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = b""
     try:
-        for _ in range(64):  # at most 64 KB of input to see the first bytes
-            data = fh.read(1024)
+        for _ in range(1024):  # at most 64 KB of input, in small pieces: a corrupt spot
+            data = fh.read(64)  # further on must not hide the first bytes
             if not data:
                 break
             out += d.decompress(data)
