@@ -289,6 +289,16 @@ def test_page_symlinked_out_of_the_input_dir_and_fifo_page_rejected(tmp_path):
     assert [d.texts for d in docs] == [["Outside page."]]
 
 
+def test_fifo_or_directory_named_as_an_image_is_not_read(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    os.mkfifo(site / "pipe.png")
+    (site / "dir.png").mkdir()
+    (site / "p.html").write_text(page("P", '<p>Text.</p><img src="pipe.png"><img src="dir.png">'))
+    led, docs = _ingest([site], tmp_path / "out")
+    assert docs[0].texts == ["Text."] and led.extra["images"]["missing"] == {"not_a_file": 2}
+
+
 def test_processing_instruction_in_the_body_does_not_crash():
     # lexbor gives <?php ... ?> a node without a tag (2 of the 400 extraction-dev pages)
     html = page("PI", "<div><p>Before.</p><?php if (x) { y(); } ?><p>After.</p></div>")

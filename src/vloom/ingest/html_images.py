@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
-from vloom.ingest.base import IngestOptions
+from vloom.ingest.base import IngestOptions, read_regular_file
 from vloom.ingest.html_extract import ImageRef, Page
 from vloom.ingest.run import record_image
 from vloom.ledger import Ledger
@@ -102,15 +102,15 @@ def _read_local(url: str, src: PageSource, max_bytes: int) -> tuple[bytes | str,
             return "outside_root", ""
         last_rel = os.path.relpath(real, root).replace(os.sep, "/")
         try:
-            size = os.path.getsize(real)
             if not os.path.isfile(real):
+                os.stat(real)  # FileNotFoundError: try the next spelling
                 return "not_a_file", last_rel
-            if size > max_bytes:
-                return "image_too_large", last_rel
-            with open(real, "rb") as f:
-                return f.read(), last_rel
+            # non-blocking open + fstat: a path swapped for a FIFO after the check cannot hang
+            return read_regular_file(Path(real), max_bytes), last_rel
         except FileNotFoundError:
             continue
+        except ValueError:
+            return "image_too_large", last_rel
         except OSError:
             return "unreadable", last_rel
     return "file_not_found", last_rel
