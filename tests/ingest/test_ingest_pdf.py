@@ -499,3 +499,21 @@ def test_pdf_symlink_out_of_the_input_dir_and_fifo_rejected(tmp_path):
     docs, ledger = _run([src])
     assert len(docs) == 1 and ledger.input == 3
     assert dict(ledger.rejected) == {"outside_root": 1, "unreadable": 1}
+
+
+def test_pdf_inline_images_taken_from_the_page_and_kept_once(tmp_path):
+    """An inline image (BI ... ID ... EI, no xref) comes from MuPDF's page dictionary; the same
+    bytes inline on later pages are "repeated"."""
+    arr = (np.random.RandomState(3).rand(40, 40, 3) * 255).astype("uint8")
+    inline = b"\nq 200 0 0 200 72 100 cm BI /W 40 /H 40 /CS /RGB /BPC 8 ID " + arr.tobytes()
+    pdf = pymupdf.open()
+    for i in range(3):
+        page = pdf.new_page()
+        page.insert_text((72, 400), f"Text of page {i} under an inline image.", fontsize=11)
+        cx = page.get_contents()[0]
+        pdf.update_stream(cx, pdf.xref_stream(cx) + inline + b" EI Q\n")
+    pdf.save(tmp_path / "inline.pdf")
+    (doc,), ledger = _run([tmp_path / "inline.pdf"])
+    assert [k for k, _ in _items(doc)] == ["text", "image", "text"]  # drawn below page 1's text
+    assert np.array_equal(np.asarray(decode_image(doc.images[1]).convert("RGB")), arr)
+    assert doc.metadata["images_skipped"] == {"repeated": 2}
