@@ -108,6 +108,14 @@ class CurateConfig(_Strict):
         description='Ray cluster for executor "ray": None starts a local Ray with `workers` '
         'CPUs; "auto" or "ray://host:port" joins a cluster (shared file system needed)',
     )
+    doc_timeout: float | None = Field(
+        120.0,
+        gt=0,
+        json_schema_extra=_RUNTIME,
+        description="seconds one step may spend on one document; past it (or when the step "
+        'raises) the document is rejected as "<step>:timeout" / "<step>:error:<Type>"; '
+        "None: no limit",
+    )
 
 
 class PackConfig(_Strict):

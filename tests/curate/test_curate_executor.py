@@ -46,7 +46,13 @@ def test_ledger_adds_up_with_corrupt_rows_and_bad_shards(tmp_path, capsys):
     assert led.input == 11 + 5 + 4 + 1
     assert led.kept == 10 + 3
     assert dict(led.dropped) == {"exact_dedup": {"duplicate": 1}}
-    assert dict(led.rejected) == {"misaligned_items": 1, "bad_metadata": 1, "bad_shard": 5}
+    # the wrong-schema shard declares 4 rows; the non-Parquet file has no footer: 1, named so
+    assert dict(led.rejected) == {
+        "misaligned_items": 1,
+        "bad_metadata": 1,
+        "bad_shard": 4,
+        "bad_shard_rows_unknown": 1,
+    }
     assert led.input == led.kept + led.n_dropped + led.n_rejected
 
     on_disk = json.loads((tmp_path / "out" / "ledger.json").read_text())
@@ -142,8 +148,16 @@ def test_sigkilled_run_resumes_to_identical_output(tmp_path):
 
 def test_input_directory_must_differ_from_output(tmp_path):
     write_shard(tmp_path / "p0.parquet", clean_docs(2))
-    with pytest.raises(CurateError, match="input directory"):
+    with pytest.raises(CurateError, match="output directory cannot also be an input"):
         run_curate(tmp_path, tmp_path, CurateConfig(), quiet=True)
+    # out inside the input, or the input inside out: refused before anything is written
+    with pytest.raises(CurateError, match="lies inside the input"):
+        run_curate(tmp_path, tmp_path / "curated", CurateConfig(), quiet=True)
+    assert not (tmp_path / "curated").exists()
+    nested = tmp_path / "outer" / "in"
+    write_shard(nested / "p0.parquet", clean_docs(2))
+    with pytest.raises(CurateError, match="inside the output directory"):
+        run_curate(nested, tmp_path / "outer", CurateConfig(), quiet=True)
 
 
 # ---- resuming with global steps that need every shard (top fraction, mix) in the chain ----

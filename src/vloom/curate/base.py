@@ -8,13 +8,27 @@ A `GlobalStep` (e.g. deduplication) cannot decide on one document alone: it need
 to have seen every shard first. The executor therefore runs it in two passes:
 `signatures` per shard (in parallel), one `plan` over all shards in global order,
 then the normal `run` per shard after `load_plan` gave it that shard's decision.
-Run without a plan (in memory, one stream), a global step decides as it streams.
+Run without a plan (in memory, one stream), a global step plans over that stream alone
+(`planned_stream`), which is the same decision.
+
+The hooks the executors call, with their defaults here (a step overrides what it needs):
+    prepare(params, work_dir) -> params   classmethod, on the driver before any pass
+                                          (e.g. train a classifier once, name a log dir)
+    needs_plan(params) -> bool            classmethod: False runs a GlobalStep as a plain
+                                          streaming step (e.g. a classifier with a threshold)
+    stats() -> dict | None                nested counts, summed over shards into the
+                                          ledger's "step_stats"[name]; None adds nothing
+    added                                 documents the step created (repeated copies);
+                                          such a step (`adds_documents = True`) must be last
+    funnel_group(doc) -> str              with `funnel_groups = True`, the step's funnel row
+                                          is also counted per group (mix: per source)
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from vloom.doc import Document
@@ -29,9 +43,30 @@ class Step:
     """One curation step: `run` yields the documents it keeps and counts the ones it drops."""
 
     name: ClassVar[str] = "step"
+    adds_documents: ClassVar[bool] = False
+    funnel_groups: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()
+        self.added = 0  # documents created, not read (only with adds_documents)
+
+    @classmethod
+    def prepare(cls, params: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+        """Driver-side work before any pass; returns the parameters the workers get."""
+        return params
+
+    @classmethod
+    def needs_plan(cls, params: dict[str, Any]) -> bool:
+        """Whether the executor must run the signature and plan passes for this step."""
+        return False
+
+    def stats(self) -> dict[str, Any] | None:
+        """Counts beside the ledger (summed over shards into "step_stats"); None: none kept."""
+        return None
+
+    def funnel_group(self, doc: Document) -> str:
+        """The group a document is counted under in the funnel (with `funnel_groups`)."""
+        return ""
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -79,6 +114,32 @@ class GlobalStep(Step):
     """
 
     sig_size: ClassVar[int] = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.planned = False  # set by `apply_plan`
+
+    @classmethod
+    def needs_plan(cls, params: dict[str, Any]) -> bool:
+        return True
+
+    def apply_plan(self, state: Any) -> None:
+        """Load the decision for the shard about to be `run` (what the executors call)."""
+        self.load_plan(state)
+        self.planned = True
+
+    def planned_stream(self, docs: Iterable[Document]) -> Iterable[Document]:
+        """The documents to `run` over, with a plan loaded: without one (a single stream in
+        memory, e.g. `run_steps`), plan over this stream alone, which is the same decision."""
+        if self.planned:
+            return docs
+        docs = list(docs)
+        self.apply_plan(self.plan([list(self.signatures(docs))])[0])
+        self.after_self_plan()
+        return docs
+
+    def after_self_plan(self) -> None:
+        """Reset counts that `signatures` made while the step planned over its own stream."""
 
     def signatures(self, docs: Iterable[Document]) -> Iterator[bytes]:
         """One signature per document, in stream order."""

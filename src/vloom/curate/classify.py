@@ -345,14 +345,14 @@ class FastTextQuality(GlobalStep):
     def load_plan(self, state: Any) -> None:
         self._mask = bytes(state)
 
+    def after_self_plan(self) -> None:
+        self.n_scored = self.n_no_text = 0  # `run` scores every document again
+
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
-        if self.keep_top_fraction is not None and self._mask is None:
-            # no executor plan (one in-memory stream): plan over this stream alone
-            docs = list(docs)
-            self._mask = self.plan([list(self.signatures(docs))])[0]
-            self.n_scored = self.n_no_text = 0
+        if self.keep_top_fraction is not None:
+            docs = self.planned_stream(docs)
         for j, doc in enumerate(docs):
             s = self.score(doc)
             if s is not None:

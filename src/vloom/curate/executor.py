@@ -2,49 +2,53 @@
 
 Layout of `out_dir`:
     <shard>.parquet            kept documents, one output shard per input shard (same name)
-    ledger.json                the merged ledger, plus "funnel" (what is left after each step)
-    .curate/state.json         config + input fingerprint; a rerun with another config refuses
+    ledger.json                the merged ledger, plus "funnel" (what is left after each step);
+                               the completion marker: removed when a run starts, written last
+    .curate/state.json         config + input fingerprint (name, size, xxh3 of the bytes);
+                               a rerun with other steps or other input content refuses
     .curate/<shard>.ledger.json, .curate/<shard>.done    per-shard stats and completion marker
+    .curate/<shard>.quarantine.json  input rows a step could not finish (per-document guard)
     .curate/sig<k>-<shard>.bin signatures of global step k for that shard (cache, for resuming)
 
-Passes: steps that need the driver first (`prepare`, e.g. training a classifier once)
-run on the driver; for each global step (dedup, top-fraction, mix), signatures of every
-shard in parallel, then one plan in global shard order; then the filtering pass over the
-unfinished shards. Every file is written to a temporary name and renamed, and a shard's
-marker is written last, so a killed run restarted recomputes only unfinished shards and
-ends with the same bytes. The per-shard passes go through a `MapFn`: worker processes
-here, Ray tasks in `ray_executor` (same tasks, same files).
+Passes: steps' `prepare` hooks run on the driver first (e.g. training a classifier once);
+for each global step (dedup, top-fraction, mix), signatures of every shard in parallel,
+then one plan in global shard order; then the filtering pass over the unfinished shards.
+Every file is written atomically (`ondisk`), and a shard's marker is written last, so a
+killed run restarted recomputes only unfinished shards and ends with the same bytes. The
+per-shard passes go through a `MapFn`: worker processes here, Ray tasks in `ray_executor`
+(same tasks, same files). The step hooks the driver calls are `base.Step`'s.
 
-Optional hooks a step class may define (beyond `base.Step`), all looked up with getattr:
-    prepare(params, work_dir) -> params   classmethod, on the driver before any pass
-    needs_plan(params) -> bool            classmethod; a GlobalStep that answers False
-                                          runs as a plain streaming step
-    stats() -> dict                       nested counts, summed over shards into the
-                                          ledger's "step_stats"[name]
-    added: int                            documents the step created (repeated copies);
-                                          such a step (`adds_documents = True`) must be last
-    funnel_group(doc) -> str              its funnel row is also counted per group
+Per-document guard (`guard.py`): a step that runs past `doc_timeout` seconds on one document,
+or raises on it, rejects that document ("<step>:timeout", "<step>:error:<Type>"); the row is
+recorded in the shard's quarantine file, the shard's signature caches go, and the passes run
+again without it (a worker stuck outside Python records the row and exits; the pass is
+retried the same way). Rows already rejected this way are skipped by every later pass, so
+plans always cover the same documents the filtering pass sees.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 from tqdm import tqdm
 
+from vloom import ondisk
 from vloom.config import CurateConfig
 from vloom.curate.base import CurateError, GlobalStep, Step
 from vloom.curate.funnel import Tally, merge_counts, merge_funnels
+from vloom.curate.guard import Chain, DocFailed, DocGuard
 from vloom.curate.registry import make_step, resolve_step
 from vloom.doc import Document, Rejected, SchemaError, list_shards, read_shard, write_shard
 from vloom.ledger import Ledger
@@ -60,46 +64,59 @@ STATE_DIR = ".curate"
 StepSpec = tuple[type[Step], dict[str, Any]]
 # (task function, jobs as argument tuples, workers, progress label, quiet) -> None
 MapFn = Callable[[Callable[..., None], list[tuple], int, str, bool], None]
+# a shard where more than this share of rows (and at least MIN_QUARANTINE) fail is a broken
+# step, not hostile documents: the run stops with the step's error instead of retrying on
+MAX_QUARANTINE_SHARE, MIN_QUARANTINE = 0.05, 20
 
 
 def run_steps(
-    docs: Iterable[Document | Rejected], steps: list[Step], rank: int = 0, world_size: int = 1
+    docs: Iterable[Document | Rejected],
+    steps: list[Step],
+    rank: int = 0,
+    world_size: int = 1,
+    guard: DocGuard | None = None,
 ) -> tuple[list[Document], Ledger]:
     """Run steps in order over documents in memory; the ledger adds up and carries the funnel.
 
     `Rejected` items (malformed rows from `read_shard`) are counted as rejected. Global
-    steps without a loaded plan decide while streaming, which over one stream is the
-    same as the executor's global decision.
+    steps without a loaded plan plan over this one stream, which is the same decision as
+    the executor's. With a `guard`, a step that times out or raises on a document raises
+    `DocFailed` naming the step, the input row (index in `docs`) and the reason.
     """
     led = Ledger()
     before = [Counter(s.dropped) for s in steps]
 
-    def source() -> Iterator[Document]:
-        for d in docs:
+    def source() -> Iterator[tuple[int, Document]]:
+        for row, d in enumerate(docs):
             led.input += 1
             if isinstance(d, Rejected):
                 led.reject(d.reason)
             else:
-                yield d
+                yield row, d
 
     _check_order([type(s) for s in steps])
-    added_before = [getattr(s, "added", 0) for s in steps]
+    added_before = [s.added for s in steps]
     tallies = [Tally("read")]
-    stream = tallies[0].wrap(source())
-    for step in steps:
-        tallies.append(Tally(step.name, getattr(step, "funnel_group", None)))
-        stream = tallies[-1].wrap(step.run(stream, rank=rank, world_size=world_size))
+    chain = Chain(guard) if guard is not None else None
+    stream: Iterable[Document]
+    stream = chain.source(source()) if chain else (d for _, d in source())
+    stream = tallies[0].wrap(stream)
+    for k, step in enumerate(steps, 1):
+        tallies.append(Tally(step.name, step.funnel_group if step.funnel_groups else None))
+        run = partial(step.run, rank=rank, world_size=world_size)
+        stream = tallies[-1].wrap(chain(k, run, stream) if chain else run(stream))
     kept = list(stream)
     # repeated copies are output rows, not inputs: the books count each input once
-    added = sum(getattr(s, "added", 0) - a for s, a in zip(steps, added_before, strict=True))
+    added = sum(s.added - a for s, a in zip(steps, added_before, strict=True))
     led.kept = len(kept) - added
     stats: dict[str, Any] = {}
     for step, b in zip(steps, before, strict=True):
         delta = step.dropped - b
         if delta:
             led.dropped[step.name].update(delta)
-        if hasattr(step, "stats"):
-            stats = merge_counts(stats, {step.name: step.stats()})
+        step_stats = step.stats()
+        if step_stats is not None:
+            stats = merge_counts(stats, {step.name: step_stats})
     led.extra["funnel"] = [t.to_dict() for t in tallies]
     if stats:
         led.extra["step_stats"] = stats
@@ -108,7 +125,7 @@ def run_steps(
 
 def _check_order(classes: list[type[Step]]) -> None:
     for i, cls in enumerate(classes[:-1]):
-        if getattr(cls, "adds_documents", False):
+        if cls.adds_documents:
             raise CurateError(
                 f"step {cls.name!r} must be the last step: it repeats documents, and a step "
                 f"after it ({classes[i + 1].name!r}) would count copies as inputs"
@@ -116,10 +133,7 @@ def _check_order(classes: list[type[Step]]) -> None:
 
 
 def _is_global(cls: type[Step], params: dict[str, Any]) -> bool:
-    if not issubclass(cls, GlobalStep):
-        return False
-    needs = getattr(cls, "needs_plan", None)
-    return bool(needs(params)) if needs is not None else True
+    return issubclass(cls, GlobalStep) and cls.needs_plan(params)
 
 
 # ---- per-shard tasks (top-level functions: they run in spawned worker processes) ----
@@ -130,7 +144,7 @@ def _build(specs: list[StepSpec], plans: dict[int, Any]) -> list[Step]:
     for k, state in plans.items():
         step = steps[k]
         assert isinstance(step, GlobalStep), f"plan given to non-global step {step.name}"
-        step.load_plan(state)
+        step.apply_plan(state)
     return steps
 
 
@@ -142,17 +156,65 @@ def _read_docs(path: Path) -> list[Document | Rejected] | None:
         return None
 
 
-def _row_count(path: Path) -> int:
+def _row_count(path: Path) -> int | None:
+    """Rows the shard's Parquet footer declares; None when the footer cannot be read."""
     try:
-        return max(pq.ParquetFile(path).metadata.num_rows, 1)
-    except Exception:  # noqa: BLE001 - unreadable footer: count the file as one input
-        return 1
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - any unreadable footer
+        return None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _quarantine_file(state: Path, name: str) -> Path:
+    return state / f"{name}.quarantine.json"
+
+
+def _quarantined(state: Path, name: str) -> dict[int, str]:
+    f = _quarantine_file(state, name)
+    return {int(k): v for k, v in ondisk.read_json(f).items()} if f.exists() else {}
+
+
+def _quarantine(state: Path, name: str, row: int, reason: str) -> None:
+    """Record that `row` of shard `name` is rejected for `reason`; its plans are void now."""
+    q = _quarantined(state, name)
+    q[row] = reason
+    ondisk.atomic_write_json(
+        _quarantine_file(state, name), {str(k): v for k, v in sorted(q.items())}
+    )
+    for sig in state.glob(f"sig*-{name}.bin"):
+        sig.unlink(missing_ok=True)
+
+
+def _items(path: Path, state: Path) -> list[Document | Rejected] | None:
+    """The shard's rows, with quarantined ones turned into `Rejected` (same positions)."""
+    items = _read_docs(path)
+    if items is not None:
+        for row, reason in _quarantined(state, path.name).items():
+            if row < len(items):
+                items[row] = Rejected(id=getattr(items[row], "id", ""), reason=reason, error=reason)
+    return items
+
+
+def _guard(
+    names: list[str], budget: float | None, state: Path, shard: str, driver: int
+) -> DocGuard:
+    def hard(step: str, row: int, reason: str) -> None:
+        print(f"vloom curate: {shard} row {row}: {reason} (worker restarted)", file=sys.stderr)
+        _quarantine(state, shard, row, reason)
+
+    # ending the process is only for workers, never the driver (workers=1 runs tasks inline)
+    return DocGuard(budget, names, hard if os.getpid() != driver else None)
+
+
+def _failed(path: Path, state: Path, n_rows: int, e: DocFailed) -> None:
+    """Quarantine the row of a failed document, or stop when the step fails on too many."""
+    print(f"vloom curate: {path.name} row {e.row}: rejected, {e}", file=sys.stderr)
+    _quarantine(state, path.name, e.row, e.reason)
+    n = len(_quarantined(state, path.name))
+    if n > max(MIN_QUARANTINE, MAX_QUARANTINE_SHARE * n_rows):
+        raise CurateError(
+            f"{path}: step {e.step!r} failed on {n} of {n_rows} documents, last {e}; "
+            "this is the step, not the data"
+        )
 
 
 def _signature_task(
@@ -163,20 +225,50 @@ def _signature_task(
     sig_path: Path,
     rank: int = 0,
     world_size: int = 1,
+    budget: float | None = None,
+    driver: int = -1,
 ) -> None:
-    items = _read_docs(path)
+    state = sig_path.parent
+    items = _items(path, state)
     sigs: list[bytes] = []
     if items is not None:
         steps = _build(specs[: k + 1], plans)
-        docs: Iterable[Document] = (d for d in items if isinstance(d, Document))
-        for step in steps[:k]:
-            docs = step.run(docs, rank=rank, world_size=world_size)
         glob = steps[k]
         assert isinstance(glob, GlobalStep)
-        for s in glob.signatures(docs):
-            assert len(s) == glob.sig_size, f"{glob.name}: signature of {len(s)} bytes"
-            sigs.append(s)
-    _atomic_write(sig_path, b"".join(sigs))
+        names = ["read"] + [s.name for s in steps]
+        try:
+            with _guard(names, budget, state, path.name, driver) as g:
+                chain = Chain(g)
+                docs = chain.source((r, d) for r, d in enumerate(items) if isinstance(d, Document))
+                for j, step in enumerate(steps[:k], 1):
+                    docs = chain(j, partial(step.run, rank=rank, world_size=world_size), docs)
+                for s in chain(k + 1, glob.signatures, docs):
+                    assert len(s) == glob.sig_size, f"{glob.name}: signature of {len(s)} bytes"
+                    sigs.append(s)
+        except DocFailed as e:
+            _failed(path, state, len(items), e)
+            return  # no signature file: the driver plans again without this row
+    ondisk.atomic_write_bytes(sig_path, b"".join(sigs))
+
+
+def _bad_shard(path: Path, specs: list[StepSpec]) -> Ledger:
+    """The ledger of a shard that cannot be read: every row it declares is rejected."""
+    declared = _row_count(path)
+    try:
+        list(read_shard(path))
+        err = "unreadable rows"
+    except Exception as e:  # noqa: BLE001 - only to word the message
+        err = str(e).splitlines()[0]
+    if declared is None:
+        # no readable footer: the number of rows is unknown, the file counts as one input
+        n, reason = 1, "bad_shard_rows_unknown"
+    else:
+        n, reason = declared, "bad_shard"
+    print(f"vloom curate: skipping bad shard ({n} rows, {reason}): {err}", file=sys.stderr)
+    led = Ledger(input=n)
+    led.reject(reason, n)
+    led.extra["funnel"] = [Tally(s).to_dict() for s in ["read"] + [c.name for c, _ in specs]]
+    return led
 
 
 def _shard_task(
@@ -187,47 +279,65 @@ def _shard_task(
     plans: dict[int, Any],
     rank: int,
     world_size: int,
+    budget: float | None = None,
+    driver: int = -1,
 ) -> None:
-    items = _read_docs(path)
-    if items is None:
-        n = _row_count(path)
+    names = ["read"] + [cls.name for cls, _ in specs]
+    while True:
+        items = _items(path, state)  # read again each try: steps may edit documents in place
+        if items is None:
+            led = _bad_shard(path, specs)
+            break
         try:
-            list(read_shard(path))
-            err = "unreadable rows"
-        except Exception as e:  # noqa: BLE001 - only to word the message
-            err = str(e).splitlines()[0]
-        print(f"vloom curate: skipping bad shard ({n} rows): {err}", file=sys.stderr)
-        led = Ledger(input=n)
-        led.reject("bad_shard", n)
-        led.extra["funnel"] = [Tally(s).to_dict() for s in ["read"] + [c.name for c, _ in specs]]
-    else:
-        kept, led = run_steps(items, _build(specs, plans), rank=rank, world_size=world_size)
+            with _guard(names, budget, state, path.name, driver) as g:
+                kept, led = run_steps(items, _build(specs, plans), rank, world_size, guard=g)
+        except DocFailed as e:
+            _failed(path, state, len(items), e)
+            if plans:
+                return  # this shard's plans counted the row: the driver plans again
+            continue
         write_shard(out_path, kept)
+        break
     led.check()
-    _atomic_write(state / f"{path.name}.ledger.json", json.dumps(led.to_dict()).encode())
-    _atomic_write(state / f"{path.name}.done", b"")
+    ondisk.atomic_write_json(state / f"{path.name}.ledger.json", led.to_dict(), indent=None)
+    ondisk.atomic_write_bytes(state / f"{path.name}.done", b"")
 
 
 # ---- the driver ----
 
 
+def _content_id(path: Path) -> list[Any]:
+    """Name, size and xxh3-128 of the bytes: a replaced input is never taken for the old one."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return [path.name, path.stat().st_size, h.hexdigest()]
+
+
 def _fingerprint(cfg: CurateConfig, shards: list[Path]) -> dict[str, Any]:
     return {
         "steps": [s.model_dump(mode="json") for s in cfg.steps],
-        "inputs": [[p.name, p.stat().st_size] for p in shards],
+        "inputs": [_content_id(p) for p in shards],
     }
 
 
 def _check_state(state: Path, fp: dict[str, Any], out_dir: Path) -> None:
     f = state / "state.json"
     if f.exists():
-        if json.loads(f.read_text()) != fp:
+        if ondisk.read_json(f) != fp:
             raise CurateError(
-                f"{out_dir}: holds a curate run with other steps or inputs; "
+                f"{out_dir}: holds a curate run with other steps or inputs (by content); "
                 "use a fresh output directory or delete this one"
             )
-    else:
-        _atomic_write(f, json.dumps(fp, indent=1).encode())
+        return
+    others = [p.name for p in out_dir.iterdir() if p.name != STATE_DIR] if out_dir.exists() else []
+    if others:
+        raise CurateError(
+            f"{out_dir}: output directory is not empty and holds no curate run "
+            f"({', '.join(sorted(others)[:3])}); use a fresh output directory"
+        )
+    ondisk.atomic_write_json(f, fp, indent=1)
 
 
 def _run_all(
@@ -242,9 +352,14 @@ def _run_all(
             return
         ctx = mp.get_context("spawn")  # fork after pyarrow started its threads can deadlock
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-            for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
-                fut.result()
-                bar.update()
+            try:
+                for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
+                    fut.result()
+                    bar.update()
+            except BrokenProcessPool:
+                # a worker ended (the guard ends one stuck outside Python after recording the
+                # row): the driver sees unfinished shards and runs the pass again
+                return
     finally:
         bar.close()
 
@@ -292,59 +407,97 @@ def drive(
     # config errors before any work; "{input}" in a parameter names the input directory
     specs = [(cls, expand_input(p, in_dir)) for cls, p in map(resolve_step, cfg.steps)]
     _check_order([cls for cls, _ in specs])
-    out = Path(out_dir)
-    if any(p.resolve().parent == out.resolve() for p in shards):
-        raise CurateError(f"{out}: output directory is the input directory")
+    try:
+        out = ondisk.check_out_dir(out_dir, [in_dir, *shards])
+    except (ValueError, FileExistsError) as e:
+        raise CurateError(str(e)) from None
     state = out / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
     _check_state(state, _fingerprint(cfg, shards), out)
-    for tmp in list(out.glob(".*.tmp")) + list(state.glob(".*.tmp")):
+    state.mkdir(parents=True, exist_ok=True)
+    # the ledger says "complete": it goes before any shard may change and comes back last
+    (out / ondisk.LEDGER).unlink(missing_ok=True)
+    for tmp in list(out.glob(".*.tmp*")) + list(state.glob(".*.tmp*")):
         tmp.unlink()  # leftovers of a killed run
 
+    budget = cfg.doc_timeout
     n = len(shards)
-    todo = [i for i in range(n) if not (state / f"{names[i]}.done").exists()]
-    plans: dict[int, list[Any]] = {}
+
+    def unfinished() -> list[int]:
+        return [i for i in range(n) if not (state / f"{names[i]}.done").exists()]
+
+    def n_quarantined() -> int:
+        return sum(len(_quarantined(state, name)) for name in names)
+
+    todo = unfinished()
     if todo:
-        specs = [
-            (cls, cls.prepare(params, state) if hasattr(cls, "prepare") else params)
-            for cls, params in specs
-        ]
+        specs = [(cls, cls.prepare(params, state)) for cls, params in specs]
         for cls, params in specs:
             make_step(cls, params)  # constructor errors (a bad program, model) before work
-        for k, (cls, params) in enumerate(specs):
-            if not _is_global(cls, params):
-                continue
-            sig_paths = [state / f"sig{k}-{name}.bin" for name in names]
-            jobs = [
-                (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i], i, n)
-                for i in range(n)
-                if not sig_paths[i].exists()
-            ]
-            run_all(_signature_task, jobs, cfg.workers, f"signatures {cls.name}", quiet)
-            step = make_step(cls, params)
-            assert isinstance(step, GlobalStep)
-            per_shard = []
-            for p in sig_paths:
-                raw = p.read_bytes()
-                size = step.sig_size
-                per_shard.append([raw[j : j + size] for j in range(0, len(raw), size)])
-            plans[k] = step.plan(per_shard)
-        jobs = [
-            (shards[i], out / names[i], state, specs, {k: p[i] for k, p in plans.items()}, i, n)
-            for i in todo
-        ]
-        run_all(_shard_task, jobs, cfg.workers, "curate", quiet)
+        while todo:
+            seen = n_quarantined()
+            plans = _plan(shards, specs, state, run_all, cfg.workers, budget, quiet)
+            if plans is not None:
+                jobs = [
+                    (shards[i], out / names[i], state, specs, {k: p[i] for k, p in plans.items()})
+                    + (i, n, budget, os.getpid())
+                    for i in todo
+                ]
+                run_all(_shard_task, jobs, cfg.workers, "curate", quiet)
+                todo = unfinished()
+            if todo and n_quarantined() == seen:
+                raise CurateError(
+                    f"{in_dir}: a pass ended with {len(todo)} shard(s) unfinished and no "
+                    f"document named (a worker died?): {', '.join(names[i] for i in todo[:3])}"
+                )
 
     ledger = Ledger()
     funnels = []
     stats: dict[str, Any] = {}
     for name in names:
-        part = Ledger.from_dict(json.loads((state / f"{name}.ledger.json").read_text()))
+        part = Ledger.from_dict(ondisk.read_json(state / f"{name}.ledger.json"))
         funnels.append(part.extra.get("funnel", []))
         stats = merge_counts(stats, part.extra.get("step_stats", {}))
         ledger.merge(part)
     ledger.extra["funnel"] = merge_funnels(funnels)
     if stats:
         ledger.extra["step_stats"] = stats
-    ledger.write(out)
+    ledger.check()
+    ondisk.atomic_write_json(out / ondisk.LEDGER, ledger.to_dict())
     return ledger
+
+
+def _plan(
+    shards: list[Path],
+    specs: list[StepSpec],
+    state: Path,
+    run_all: MapFn,
+    workers: int,
+    budget: float | None,
+    quiet: bool,
+) -> dict[int, list[Any]] | None:
+    """Each global step's plan, one state per shard; None when a signature pass lost a shard
+    (a document was quarantined, its shard's signatures are void: plan again)."""
+    n = len(shards)
+    plans: dict[int, list[Any]] = {}
+    for k, (cls, params) in enumerate(specs):
+        if not _is_global(cls, params):
+            continue
+        sig_paths = [state / f"sig{k}-{p.name}.bin" for p in shards]
+        jobs = [
+            (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i], i, n)
+            + (budget, os.getpid())
+            for i in range(n)
+            if not sig_paths[i].exists()
+        ]
+        run_all(_signature_task, jobs, workers, f"signatures {cls.name}", quiet)
+        if not all(p.exists() for p in sig_paths):
+            return None
+        step = make_step(cls, params)
+        assert isinstance(step, GlobalStep)
+        per_shard = []
+        for p in sig_paths:
+            raw = p.read_bytes()
+            size = step.sig_size
+            per_shard.append([raw[j : j + size] for j in range(0, len(raw), size)])
+        plans[k] = step.plan(per_shard)
+    return plans

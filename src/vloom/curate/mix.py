@@ -66,6 +66,7 @@ class Mix(GlobalStep):
 
     sig_size = _SIG.size
     adds_documents: ClassVar[bool] = True
+    funnel_groups: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -225,10 +226,7 @@ class Mix(GlobalStep):
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
-        if self._counts is None:
-            # no executor plan (one in-memory stream): plan over this stream alone
-            docs = list(docs)
-            self.load_plan(self.plan([list(self.signatures(docs))])[0])
+        docs = self.planned_stream(docs)
         counts = self._counts
         assert counts is not None
         for j, doc in enumerate(docs):

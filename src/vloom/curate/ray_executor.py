@@ -3,7 +3,9 @@
 The driver is the same (`executor.drive`): `prepare` hooks and every GlobalStep plan run
 here, on the driver; each per-shard task (signatures, then the curate pass) is one
 `ray.remote` call of the same function the local executor runs in a worker process, so
-the output shards, markers and ledger are byte-identical to a local run.
+the output shards, markers and ledger are byte-identical to a local run. The per-document
+guard (`guard.py`) works the same in a Ray worker: a timer in the task's thread when it is
+the main one, else the watchdog, whose ended worker Ray retries without the recorded row.
 
 `ray_address` None starts a private local Ray with `workers` CPUs (and shuts it down
 afterwards); "auto" or "ray://host:port" joins a cluster, whose workers must see the
@@ -48,7 +50,12 @@ def _ray_run_all(
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)  # re-raises a task's error here, on the driver
+            try:
+                ray.get(done)  # re-raises a task's error here, on the driver
+            except ray.exceptions.WorkerCrashedError:
+                # a worker the per-document guard ended (it recorded the row first), past
+                # Ray's retries: the driver sees the shard unfinished and runs the pass again
+                pass
             bar.update(len(done))
     finally:
         bar.close()

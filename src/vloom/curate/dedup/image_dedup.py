@@ -183,12 +183,9 @@ class ImageDedup(GlobalStep):
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
-        state = self._state
-        if state is None:
-            # no plan (one stream in memory): plan over this stream alone, same decision
-            docs = list(docs)
-            state = self.plan([list(self.signatures(docs))])[0]
-        n, packed_dup, packed_bad = state
+        docs = self.planned_stream(docs)
+        assert self._state is not None
+        n, packed_dup, packed_bad = self._state
         dup = np.unpackbits(packed_dup, count=n).astype(bool)
         bad = np.unpackbits(packed_bad, count=n).astype(bool)
         self.counts["undecodable_images"] += int(bad.sum())

@@ -331,12 +331,9 @@ class MinHashDedup(GlobalStep):
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
-        planned = self._drop
-        if planned is None:
-            # no plan (one stream in memory): plan over this stream alone, same decision
-            docs = list(docs)
-            planned = self.plan([list(self.signatures(docs))])[0]
-        drop = set(planned.tolist())
+        docs = self.planned_stream(docs)
+        assert self._drop is not None
+        drop = set(self._drop.tolist())
         for i, doc in enumerate(docs):
             if i in drop:
                 self.drop("near_duplicate")

@@ -157,12 +157,9 @@ class ParagraphDedup(GlobalStep):
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
+        docs = self.planned_stream(docs)
         mask = self._mask
-        if mask is None:
-            # no plan (one stream in memory): plan over this stream alone, same decision
-            docs = list(docs)
-            n, packed = self.plan([list(self.signatures(docs))])[0]
-            mask = np.unpackbits(packed, count=n).astype(bool)
+        assert mask is not None
         pos = 0
         for doc in docs:
             if not self._takes_part(doc):
