@@ -104,3 +104,41 @@ def test_set_overrides_parse_as_yaml_and_nest():
     }
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["train.steps"])
+
+
+def _sources(*extra: dict) -> dict:
+    return {"sources": [{"name": "world", "kind": "synth"}, *extra]}
+
+
+def test_data_section_rules_name_the_field():
+    cfg = config_from_dict({"data": _sources({"name": "web", "kind": "html", "path": "/x"})})
+    assert cfg.data.sources[1].paths == ["/x"] and cfg.data.synth.name == "world"
+    assert config_from_dict({}).data is None  # no section: the world alone
+    cases = [
+        (_sources({"name": "world", "kind": "pdf", "path": "/x"}), r"sources\[1\]\.name: 'world'"),
+        ({"sources": [{"name": "w", "kind": "synth", "path": "/x"}]}, "kind synth takes no paths"),
+        (_sources({"name": "d", "kind": "documents"}), "kind documents needs path or paths"),
+        (
+            _sources({"name": "d", "kind": "documents", "path": "/x", "options": {"a": 1}}),
+            "options are for ingest kinds",
+        ),
+        (_sources({"name": "x/y", "kind": "html", "path": "/x"}), r"sources\.1\.name"),
+        (_sources({"name": "w2", "kind": "synth"}), "at most one source of kind synth"),
+        (_sources({"name": "d", "kind": "html", "path": "/x", "weight": 0}), r"sources\.1\.weight"),
+        ({"sources": []}, r"data\.sources"),
+    ]
+    for data, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict({"data": data})
+
+
+def test_data_without_the_world_refuses_world_eval_tasks_and_weights_with_a_mix_step():
+    real = {"sources": [{"name": "web", "kind": "html", "path": "/x", "weight": 1}]}
+    with pytest.raises(ConfigError, match="eval.tasks: vqa reads the synthetic world"):
+        config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "vqa"]}})
+    ok = config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "caption_loss"]}})
+    assert ok.data.real[0].weight == 1
+    with pytest.raises(ConfigError, match="a mix step and data.sources weights"):
+        config_from_dict(
+            {"data": real, "eval": {"tasks": ["text_ppl"]}, "curate": {"steps": [{"name": "mix"}]}}
+        )
