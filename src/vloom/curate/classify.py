@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from vloom import ondisk
 from vloom.curate.base import CurateError, GlobalStep
 from vloom.curate.registry import register
 from vloom.doc import Document, Rejected, list_shards, read_shard
@@ -144,10 +145,7 @@ def train_classifier(
         "params": params,
         "trained_on": {"positive": len(positive), "negative": len(negative)},
     }
-    side = sidecar_path(out)
-    tmp_side = side.with_name(f".{side.name}.tmp")
-    tmp_side.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp_side, side)
+    ondisk.atomic_write_json(sidecar_path(out), meta, indent=1, sort_keys=True)
     os.replace(tmp_model, out)  # the model last: its presence means both files are complete
     return meta
 

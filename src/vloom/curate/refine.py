@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -37,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from vloom import ondisk
 from vloom.curate.base import CurateError, Step
 from vloom.curate.registry import register
 from vloom.doc import Document
@@ -328,9 +328,5 @@ class Refine(Step):
         if self.log_dir is None:
             self.logged.extend(log)
             return
-        d = Path(self.log_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"programs-{rank:05d}.jsonl"
-        tmp = d / f".{path.name}.tmp"
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
-        os.replace(tmp, path)
+        path = Path(self.log_dir) / f"programs-{rank:05d}.jsonl"
+        ondisk.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
