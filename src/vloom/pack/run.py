@@ -181,7 +181,9 @@ def _pack_documents(
                 continue
             kept.append((d, pixels, item_texts(d.texts)))
         texts = [t for _, _, ts in kept for t in ts if t is not None]
-        encoded = iter(tok.encode_batch(texts, add_special_tokens=False))
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets pack never reads
+        encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        encoded = iter(encode(texts, add_special_tokens=False))
         for d, pixels, ts in kept:
             packer = packers["image" if pixels else "text"]
             packer.source = d.source or "unknown"
