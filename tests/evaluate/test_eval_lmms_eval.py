@@ -6,7 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-pytest.importorskip("lmms_eval", reason="lmms-eval is an optional extra: pip install 'vloom[lmms]'")
+pytest.importorskip(
+    "lmms_eval",
+    reason="lmms-eval is an optional extra: pip install 'vloom[lmms]' (CPU torch: see pyproject)",
+)
 
 from PIL import Image
 
@@ -19,10 +22,12 @@ PROMPT = "Question: {q} Answer:"
 
 
 @pytest.fixture(scope="module")
-def offline():
+def offline(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_DATASETS_OFFLINE", "1")
     mp.setenv("HF_HUB_OFFLINE", "1")
+    # lmms-eval's datasets cache, kept out of the home directory
+    mp.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path_factory.mktemp("lmms_cache")))
     yield
     mp.undo()
 
@@ -170,6 +175,8 @@ def test_adapter_matches_vloom_scoring_and_generation(lmm, rand_ctx, rows):
 def test_simple_evaluate_on_local_parquet_task(offline, rand_ckpt, rand_ctx, rows, task_dir):
     import lmms_eval.evaluator
     from lmms_eval.tasks import TaskManager
+
+    import vloom.evaluate.lmms_eval_adapter  # noqa: F401  (registers model "vloom")
 
     tm = TaskManager(include_path=str(task_dir), include_defaults=False)
     res = lmms_eval.evaluator.simple_evaluate(

@@ -176,7 +176,7 @@ class VloomLMM(lmms):
             logits, _ = self.model(tokens.to(self._device), images)
             logp = F.log_softmax(logits.float(), dim=-1)  # [B, T, V]
             for i, (p, c, _) in enumerate(chunk):
-                pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+                pos = torch.arange(len(p) - 1, len(p) + len(c) - 1, device=logp.device)
                 tgt = torch.tensor(c, device=logp.device)
                 nll = -float(logp[i, pos, tgt].sum())
                 greedy = bool((logp[i, pos].argmax(-1) == tgt).all())
