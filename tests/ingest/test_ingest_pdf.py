@@ -517,3 +517,17 @@ def test_pdf_inline_images_taken_from_the_page_and_kept_once(tmp_path):
     assert [k for k, _ in _items(doc)] == ["text", "image", "text"]  # drawn below page 1's text
     assert np.array_equal(np.asarray(decode_image(doc.images[1]).convert("RGB")), arr)
     assert doc.metadata["images_skipped"] == {"repeated": 2}
+
+
+def test_pdf_caps_are_cli_options(tmp_path, capsys):
+    from vloom.cli import main
+
+    src = tmp_path / "pdfs"
+    src.mkdir()
+    _interleaved_pdf(src / "guide.pdf")
+    out = tmp_path / "out"
+    argv = ["ingest", "pdf", str(src), "--out", str(out), "--quiet", "--option", "max_pages=1"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kept"] == 1 and summary["pdf"]["limited"] == {"pdf_pages_capped": 1}
+    assert summary["pdf"]["pages"] == 1 and summary["pdf"]["pages_not_read"] == 1

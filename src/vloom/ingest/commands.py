@@ -24,6 +24,9 @@ EXTRA_OPTIONS = {
     "layout": "hf: documents | pairs | conversation (default: from the columns)",
     "min_image_side": "pdf: skip embedded images smaller than this (pixels)",
     "strip_running_headers": "pdf: remove running headers/footers/page numbers",
+    "max_pages": "pdf: read at most this many pages of a PDF (default 2000)",
+    "max_pdf_image_bytes": "pdf: keep at most this many image bytes per PDF (default 256 MiB)",
+    "max_record_bytes": "warc: reject records declaring a longer Content-Length (default 1 GiB)",
     "fetch_retries": "fetch: retries for transient errors",
 }
 
