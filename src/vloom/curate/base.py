@@ -45,9 +45,13 @@ class Step:
     name: ClassVar[str] = "step"
     adds_documents: ClassVar[bool] = False
     funnel_groups: ClassVar[bool] = False
+    # the step counts things beside the ledger in `counts` (lines removed, images, ...):
+    # `stats()` reports them, sorted by name
+    keeps_counts: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
         self.added = 0  # documents created, not read (only with adds_documents)
 
     @classmethod
@@ -62,7 +66,7 @@ class Step:
 
     def stats(self) -> dict[str, Any] | None:
         """Counts beside the ledger (summed over shards into "step_stats"); None: none kept."""
-        return None
+        return dict(sorted(self.counts.items())) if self.keeps_counts else None
 
     def funnel_group(self, doc: Document) -> str:
         """The group a document is counted under in the funnel (with `funnel_groups`)."""

@@ -38,7 +38,6 @@ bit mask over its image records.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -134,6 +133,7 @@ class ImageDedup(GlobalStep):
     """Take near-duplicate images out of later documents (or drop duplicate pairs)."""
 
     sig_size = 16
+    keeps_counts = True
 
     def __init__(
         self,
@@ -150,7 +150,6 @@ class ImageDedup(GlobalStep):
             raise ValueError(f"policy must be remove_image or drop_pair, got {policy!r}")
         self.max_distance, self.hash_fn, self.policy = max_distance, HASHES[hash], policy
         self._state: tuple[int, np.ndarray, np.ndarray] | None = None
-        self.counts: Counter[str] = Counter()
 
     def signatures(self, docs: Iterable[Document]) -> Iterator[bytes]:
         for doc in docs:
@@ -176,9 +175,6 @@ class ImageDedup(GlobalStep):
 
     def load_plan(self, state: Any) -> None:
         self._state = state
-
-    def stats(self) -> dict[str, int]:
-        return dict(self.counts)
 
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -86,6 +85,7 @@ class ParagraphDedup(GlobalStep):
     """Remove paragraphs seen earlier in the corpus; drop documents that were mostly those."""
 
     sig_size = 16
+    keeps_counts = True
 
     def __init__(
         self,
@@ -111,7 +111,6 @@ class ParagraphDedup(GlobalStep):
         self.max_fraction = max_duplicate_fraction
         self.skip_image_docs = skip_image_docs
         self._mask: np.ndarray | None = None
-        self.counts: Counter[str] = Counter()
 
     def _takes_part(self, doc: Document) -> bool:
         return not (self.skip_image_docs and doc.n_images)
@@ -150,9 +149,6 @@ class ParagraphDedup(GlobalStep):
     def load_plan(self, state: Any) -> None:
         n, packed = state
         self._mask = np.unpackbits(packed, count=n).astype(bool)
-
-    def stats(self) -> dict[str, int]:
-        return dict(self.counts)
 
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1

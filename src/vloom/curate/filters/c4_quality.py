@@ -29,7 +29,6 @@ text survives (`skip_if_images`); a text-only document left with no text is drop
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from vloom.curate.base import Filter
@@ -79,6 +78,8 @@ class C4Quality(Filter):
     Integer thresholds set to None (or -1, as in datatrove) switch their rule off.
     """
 
+    keeps_counts = True
+
     def __init__(
         self,
         remove_citations: bool = True,
@@ -113,12 +114,7 @@ class C4Quality(Filter):
             )
             alts = "|".join(re.escape(w) for w in sorted(set(wordlist), key=lambda w: (-len(w), w)))
             self.bad_words_re = re.compile(rf"(?:\W|^)(?:{alts})(?:\W|$)")
-        # lines are not documents, so their counts live here, beside the ledger
-        self.counts: Counter[str] = Counter()
-
-    def stats(self) -> dict[str, int]:
-        """Line and edit counts so far (summed over shards into the ledger's step_stats)."""
-        return dict(sorted(self.counts.items()))
+        # lines are not documents: their counts go to `self.counts`, beside the ledger
 
     def _clean(self, text: str) -> tuple[list[str], int, str]:
         """(kept lines, sentences in them, page-drop reason or "") for one text item."""

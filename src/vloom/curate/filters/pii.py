@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from vloom.curate.base import Step
@@ -65,7 +64,6 @@ class PiiMask(Step):
         self.only_public_ips = only_public_ips
         self.email_tag = email_tag
         self.ip_tag = ip_tag
-        self.counts: Counter[str] = Counter()
 
     def _ip(self, m: re.Match[str]) -> str:
         try:
