@@ -1,6 +1,7 @@
 """model.lm.init: a local HF Llama / Qwen2 LM and its tokenizer through pack, train, eval,
 generation and export; logits parity with transformers before and after the vocab grows."""
 
+import io
 import json
 
 import pytest
@@ -169,3 +170,54 @@ def test_pack_cli_names_a_missing_tokenizer(tmp_path, tiny_data, capsys):
     err = capsys.readouterr().err
     assert "tokenizer.json: not found" in err and err.count("\n") == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_qwen2_lm_init_vlm_exports_as_llava_that_generates_as_vloom(tmp_path):
+    """A Qwen2 LM (no bos, pad = eos) + a SigLIP-shaped tower: LlavaForConditionalGeneration
+    with the tokenizer's <image> id, its processor giving vloom's ids, greedy = vloom's."""
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from vloom.evaluate.generation import _greedy_batch
+    from vloom.model import save_model
+    from vloom.model.hf_export import export_checkpoint
+    from vloom.pack.images import prepare_image
+    from vloom.sequence import encode_items
+
+    save_hf_lm(tmp_path / "hf", "qwen2", pad="</s>")
+    vision = {"arch": "siglip", "connector": "llava", "merge": 1, "patch_size": 4}
+    raw = _raw(tmp_path / "hf") | {"pack": {"image_size": 16}}
+    raw["model"]["vision"] = vision | {"d_model": 16, "n_layers": 1, "n_heads": 2}
+    cfg = config_from_dict(raw)
+    tok, layout, vocab = prepare_hf_tokenizer(tmp_path / "hf", tmp_path / "tokenizer.json")
+    assert layout.bos is None and layout.prefix == []
+    m = VLM(cfg.model, vocab, 64, 16, layout=layout).eval()
+    save_model(m, tmp_path / "ck", {"tokenizer": str(tmp_path / "tokenizer.json")})
+    info = export_checkpoint(tmp_path / "ck", tmp_path / "out")
+    assert info["architecture"] == "LlavaForConditionalGeneration"
+    hf = LlavaForConditionalGeneration.from_pretrained(str(tmp_path / "out")).eval()
+    assert hf.config.image_token_id == layout.image
+    proc = AutoProcessor.from_pretrained(str(tmp_path / "out"))
+    buf = io.BytesIO()
+    px = torch.randint(0, 256, (20, 30, 3), dtype=torch.uint8, generator=torch.Generator())
+    Image.fromarray(px.numpy()).save(buf, "PNG")
+    items = ["A red circle", None, "on a mat"]
+    ids = encode_items(tok, items, m.tokens_per_image, eos=False, layout=layout)
+    pixels = torch.from_numpy(prepare_image(buf.getvalue(), m.vision.cfg, 16)[0])[None]
+    inputs = proc(
+        text=["A red circle<image>on a mat"], images=[Image.open(buf)], return_tensors="pt"
+    )
+    assert inputs["input_ids"][0].tolist() == ids
+    n = 6
+    ours = _greedy_batch(m, [ids], [pixels], [0], torch.device("cpu"), n, tok, ())[0]
+    with torch.no_grad():
+        out = hf.generate(
+            **inputs,
+            max_new_tokens=n,
+            do_sample=False,
+            suppress_tokens=[layout.pad, layout.image],
+            pad_token_id=layout.pad,
+        )[0, len(ids) :].tolist()
+    if layout.eos in out:
+        out = out[: out.index(layout.eos)]
+    assert out == ours and len(ours) > 0
