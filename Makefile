@@ -12,6 +12,10 @@ $(BIN)/vloom: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(FIND_LINKS) -c $(CONSTRAINTS) -e '.[dev]'
+	# lmms-eval's own requirements pull a CUDA torchvision that breaks beside the CPU torch
+	# (and pin wandb back): install it without them, plus the two it really imports.
+	$(BIN)/pip install -q --no-deps 'lmms-eval>=0.7.3,<0.8'
+	$(BIN)/pip install -q $(FIND_LINKS) -c $(CONSTRAINTS) accelerate tenacity
 	touch $@
 
 setup: $(BIN)/vloom
