@@ -297,7 +297,8 @@ class StageConfig(_Strict):
     mixture: dict[str, float] | None = Field(
         None,
         description="shares of packed-row sources, e.g. {pairs: 0.7, interleaved: 0.3}; a key "
-        "matches a source name or its last /-part (synth/pairs)",
+        "matches a source tag, its last /-part (synth/pairs) or its first (a data source's "
+        "name: world matches world/pairs, world/text, world/interleaved)",
     )
     image_text_ratio: float | None = Field(
         None, ge=0, le=1, description="share of image-bearing sequences in this stage"

@@ -151,3 +151,15 @@ def test_duplicate_names_and_missing_paths_are_one_line_errors(inputs, tmp_path)
     cfg = tiny_config(data=_data(inputs["docs"], inputs["html"], options={"min_txt": 3}))
     with pytest.raises(SourceError, match=r"data\.sources\[2\] \(web\)\.options\.min_txt: unknown"):
         prepare_data(cfg, tmp_path / "run", quiet=True)
+
+
+def test_a_stage_mixture_names_data_sources(prepared):
+    from vloom.config import StageConfig
+    from vloom.train.mixture import resolve_mixture
+
+    d, _ = prepared
+    tags = json.loads((d.packed / "stats.json").read_text())["sources"]
+    mix = resolve_mixture(StageConfig(mixture={"world": 0.5, "books": 0.3, "web": 0.2}), tags)
+    assert mix["books"] == pytest.approx(0.3) and mix["web"] == pytest.approx(0.2)
+    assert mix["world/pairs"] == pytest.approx(0.5 / 3)
+    assert resolve_mixture(StageConfig(mixture={"pairs": 1.0}), tags) == {"world/pairs": 1.0}

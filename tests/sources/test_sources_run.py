@@ -32,3 +32,26 @@ def test_a_run_on_real_sources_evaluates_held_out_documents_and_reports_the_funn
     assert "#### Ingest ledger: web (html)" in report
     line = next(x for x in report.splitlines() if x.startswith("| web | html | 12 | 12 |"))
     assert line.endswith(" |") and "| **all** |" in report
+
+
+def test_vloom_run_names_a_missing_source_path_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from tinyexp import tiny_raw
+
+    raw = tiny_raw(
+        data={"sources": [{"name": "web", "kind": "html", "path": str(tmp_path / "gone")}]},
+        eval__tasks=["text_ppl"],
+        out_dir=str(tmp_path / "run"),
+    )
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    r = subprocess.run(
+        [sys.executable, "-m", "vloom", "run", str(cfg)], capture_output=True, text=True
+    )
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "gone: no such file or directory" in lines[0], r.stderr
+    assert "data.sources[0] (web).paths[0]" in lines[0]

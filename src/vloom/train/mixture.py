@@ -64,7 +64,8 @@ def resolve_mixture(stage: StageConfig, sources: list[str]) -> dict[str, float]:
     assert stage.mixture is not None
     out: dict[str, float] = {}
     for key, share in stage.mixture.items():
-        hits = [s for s in sources if s == key or s.rsplit("/", 1)[-1] == key]
+        # a data source's name (world -> world/pairs, world/text, ...) or a tag's last part
+        hits = [s for s in sources if key in (s, s.rsplit("/", 1)[-1], s.split("/", 1)[0])]
         if not hits:
             raise ValueError(
                 f"stage {stage.name}: mixture source {key!r} is not in the packed data "
