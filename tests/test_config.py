@@ -136,6 +136,10 @@ def test_data_without_the_world_refuses_world_eval_tasks_and_weights_with_a_mix_
     real = {"sources": [{"name": "web", "kind": "html", "path": "/x", "weight": 1}]}
     with pytest.raises(ConfigError, match="eval.tasks: vqa reads the synthetic world"):
         config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "vqa"]}})
+    with pytest.raises(ConfigError, match="text_ppl needs held-out documents"):
+        config_from_dict(
+            {"data": {**real, "held_out_per_mille": 0}, "eval": {"tasks": ["text_ppl"]}}
+        )
     ok = config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "caption_loss"]}})
     assert ok.data.real[0].weight == 1
     with pytest.raises(ConfigError, match="a mix step and data.sources weights"):

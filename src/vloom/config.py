@@ -558,12 +558,17 @@ class ExperimentConfig(_Strict):
                     "data.sources has no synth source (text_ppl and caption_loss read the "
                     "held-out real documents)"
                 )
+            held = [t for t in self.eval.tasks if t.strip() in ("text_ppl", "caption_loss")]
+            if held and self.data.held_out_per_mille == 0:
+                raise ValueError(
+                    f"eval.tasks: {held[0]} needs held-out documents, but "
+                    "data.held_out_per_mille is 0 and there is no synth source"
+                )
         if any(s.weight is not None for s in self.data.sources) and any(
             st.name == "mix" for st in self.curate.steps
         ):
             raise ValueError(
-                "curate.steps: a mix step and data.sources weights both set the mixture; "
-                "keep one"
+                "curate.steps: a mix step and data.sources weights both set the mixture; keep one"
             )
         return self
 

@@ -119,6 +119,13 @@ def build_union(cfg: ExperimentConfig, root: Path, synth_dir: Path, quiet: bool 
             "eval": sets,
         }
         ledger.write(tmp)
+    if data.real and data.held_out_per_mille and not ledger.dropped:
+        print(  # a small source can miss the split by chance: say so before eval reads it
+            f"vloom: warning: no document of {', '.join(s.name for s in data.real)} fell in "
+            f"the held-out split ({data.held_out_per_mille} per mille); the held-out eval sets "
+            "hold no real documents",
+            file=sys.stderr,
+        )
     if not quiet:
         print(
             f"[vloom] union: {ledger.input} in, {ledger.kept} to curation, "
