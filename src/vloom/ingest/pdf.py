@@ -25,6 +25,9 @@ content stream has syntax errors keeps what MuPDF recovered of it ("content_stre
 Each is counted in ledger["pdf"]["page_errors"] (total) and ["page_error_reasons"], and listed
 in the document's metadata ("broken_pages"); the PDF's other pages are kept.
 
+A PDF found by walking a directory must lie inside it once symlinks are followed
+("outside_root"); every PDF must be a regular file (a FIFO is "unreadable", never opened).
+
 Options (opts.extra): "min_image_side" (default 32), "strip_running_headers" (default True),
 "max_pages", "max_pdf_image_bytes".
 """
@@ -116,7 +119,6 @@ def ingest_pdf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Itera
                 ledger.reject("pdf_corrupt")
                 continue
             digest = hashlib.sha256(data).hexdigest()[:16]
-            del data
             doc = _read(pdf, path, f"pdf-{digest}", ledger, opts, stats)
         if isinstance(doc, str):
             if doc == "pdf_corrupt":
