@@ -94,7 +94,6 @@ def test_imported_logits_match(tmp_path, family):
 def test_import_cli_writes_a_checkpoint_that_loads(tmp_path, capsys):
     cls, make = CASES["qwen2"]
     hf = _save(cls, make(), tmp_path / "hf")
-    (tmp_path / "hf" / "tokenizer.json").write_text("{}")  # copied through for reference
     assert (
         main(
             ["import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ck"), "--image-size", "16"]
@@ -102,15 +101,48 @@ def test_import_cli_writes_a_checkpoint_that_loads(tmp_path, capsys):
         == 0
     )
     info = json.loads(capsys.readouterr().out)
-    assert info["model_type"] == "qwen2" and info["hf_tokenizer"]
+    assert info["model_type"] == "qwen2" and not info["hf_tokenizer"] and not info["tokenizer"]
     meta = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert meta["architecture"] == "vloom-vlm" and meta["model"]["qkv_bias"] is True
     assert meta["image_size"] == 16 and meta["max_seq_len"] == 64
+    assert meta["model"]["lm"]["init"] is None  # no tokenizer: the HF vocabulary as it is
     m = load_model(tmp_path / "ck").eval()
     tokens = _tokens()
     with torch.no_grad():
         assert (hf(input_ids=tokens).logits - m(tokens)[0]).abs().max().item() <= 1e-4
-    assert (tmp_path / "ck" / "hf_tokenizer" / "tokenizer.json").exists()
+
+
+def test_imported_checkpoint_with_its_tokenizer_continues_with_init_from(tmp_path, tiny_data):
+    """import-hf, then `model: {from: CKPT}` + `train.init_from: CKPT`: pack uses the LM's
+    tokenizer, so the packed vocabulary is the checkpoint's and its weights load."""
+    from hflm import save_hf_lm
+    from tinyexp import tiny_raw
+
+    from vloom.config import config_from_dict
+    from vloom.model.hf_import import import_checkpoint
+    from vloom.pack import run_pack
+    from vloom.sequence import TokenLayout
+    from vloom.train import train
+
+    hf, tok = save_hf_lm(tmp_path / "hf", "llama")
+    info = import_checkpoint(tmp_path / "hf", tmp_path / "ck", max_seq_len=64)
+    layout = TokenLayout.from_json(info["token_layout"])
+    assert layout == TokenLayout(pad=len(tok), bos=0, eos=1, image=len(tok) + 1)
+    m = load_model(tmp_path / "ck").eval()
+    assert m.layout == layout and m.lm.vocab_size == len(tok) + 2
+    ids = torch.randint(0, len(tok), (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the original ids' logits: the HF model's
+        assert (hf(input_ids=ids).logits - m(ids)[0][..., : len(tok)]).abs().max() <= 1e-4
+    raw = tiny_raw()
+    raw["model"] = {"from": str(tmp_path / "ck")}
+    raw["pack"]["image_size"] = m.vision.image_size
+    raw["train"] |= {"steps": 2, "checkpoint_every": 2, "init_from": str(tmp_path / "ck")}
+    cfg = config_from_dict(raw)
+    assert cfg.model.lm.init == str((tmp_path / "hf").resolve())
+    stats = run_pack(tiny_data["curated"], tmp_path / "packed", cfg, quiet=True)
+    assert stats["vocab_size"] == m.lm.vocab_size and stats["token_layout"] == info["token_layout"]
+    summary = train(cfg, tmp_path / "packed", tmp_path / "run", quiet=True)
+    assert summary["init_from"] == str(tmp_path / "ck")
 
 
 def test_unsupported_architecture_names_the_model_type(tmp_path, capsys):
