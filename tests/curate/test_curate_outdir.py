@@ -118,3 +118,16 @@ def test_a_rerun_killed_midway_leaves_no_ledger_over_mixed_shards(tmp_path):
     assert not list(out.rglob("*.tmp*"))
     resumed = run_curate(in_dir, out, cfg, quiet=True)
     assert resumed.to_dict() == complete.to_dict() == Ledger.read(out).to_dict()
+
+
+def test_cli_refuses_out_equal_to_or_inside_the_input(tmp_path, capsys):
+    from vloom.cli import main
+
+    in_dir = tmp_path / "in"
+    write_shard(in_dir / "a.parquet", clean_docs(3, seed=1))
+    before = sorted(p.name for p in in_dir.iterdir())
+    for out in (in_dir, in_dir / "curated"):
+        assert main(["curate", str(in_dir), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("cannot also be an input" in err[0] or "inside" in err[0])
+    assert sorted(p.name for p in in_dir.iterdir()) == before  # nothing written, nothing lost
