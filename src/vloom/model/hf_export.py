@@ -4,7 +4,11 @@ The decoder LM is Llama-shaped (RMSNorm, half-split RoPE as in HF's `rotate_half
 so it is written as `LlamaForCausalLM` (or `Qwen2ForCausalLM` when the q/k/v projections have
 biases) and loads with `from_pretrained(DIR)`; the tokenizer goes beside it so
 `AutoTokenizer.from_pretrained(DIR)` encodes exactly as vloom does (vloom adds `<bos>`, id 1,
-itself when it builds sequences; the exported tokenizer adds no special tokens).
+itself when it builds sequences; the exported tokenizer adds no special tokens). The special
+ids are the checkpoint's `token_layout` (vloom.sequence.TokenLayout): for a model started from
+a pretrained LM (`model.lm.init`) they are that LM tokenizer's, whose own post-processor (e.g.
+Llama's bos) is kept, and `<image>` / `<pad>` are the ids pack added; ids 0..3 below are the
+defaults of vloom's own BPE.
 
 The vision side is not a transformers class: vloom's ViT uses RMSNorm and SwiGLU blocks with a
 learned position table and 2x2 patch merging, and its connector adds a learned embedding per
