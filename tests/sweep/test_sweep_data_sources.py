@@ -37,3 +37,23 @@ def test_without_a_world_source_the_synth_settings_leave_the_key():
     other = tiny_config(data=_data("/a", synth=False), eval__tasks=["text_ppl"], synth__n_pairs=7)
     assert "synth" not in data_settings(cfg, None)
     assert data_key(cfg, None) == data_key(other, None)
+
+
+def test_runs_of_a_study_share_one_build_of_real_sources(tmp_path, capsys):
+    from realdata import write_html_dir
+
+    from vloom.sweep.data import ensure_data
+
+    write_html_dir(tmp_path / "html", n=6)
+    data = {
+        "held_out_per_mille": 200,
+        "sources": [{"name": "web", "kind": "html", "path": str(tmp_path / "html")}],
+    }
+    a = tiny_config(data=data, eval__tasks=["text_ppl"])
+    b = tiny_config(data=data, eval__tasks=["text_ppl"], model__d_model=64)  # model only
+    da = ensure_data(tmp_path / "sweep", a, None, quiet=False)
+    db = ensure_data(tmp_path / "sweep", b, None, quiet=False)
+    out = capsys.readouterr().out
+    assert da == db and (da.packed / "stats.json").is_file()
+    assert out.count("ingest web (html) ->") == 1 and "ingest web: complete, skipped" in out
+    assert out.count("union ->") == 1 and "pack: complete, skipped" in out
