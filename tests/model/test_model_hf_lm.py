@@ -221,3 +221,14 @@ def test_qwen2_lm_init_vlm_exports_as_llava_that_generates_as_vloom(tmp_path):
     if layout.eos in out:
         out = out[: out.index(layout.eos)]
     assert out == ours and len(ours) > 0
+
+
+def test_sweep_data_key_follows_the_lm_tokenizer(tmp_path):
+    from vloom.sweep.data import data_settings
+
+    save_hf_lm(tmp_path / "a", "llama")
+    save_hf_lm(tmp_path / "b", "llama", seed=1)
+    own = config_from_dict(tiny_raw())
+    a, b = (config_from_dict(_raw(tmp_path / d)) for d in "ab")
+    assert "model.lm" not in data_settings(own, None)  # the world's key is what it was
+    assert data_settings(a, None) != data_settings(b, None)  # packed with another tokenizer

@@ -41,6 +41,8 @@ def data_settings(cfg: ExperimentConfig, data_seed: int | None) -> dict[str, Any
         "pack": data_fields(cfg.pack),
         "model.vision": data_fields(cfg.model.vision),  # image preprocessing: tokens per image
     }
+    if cfg.model.lm.init is not None:  # pack tokenizes with that LM's tokenizer
+        out["model.lm"] = data_fields(cfg.model.lm)
     if cfg.data is not None:
         out["data"] = data_fields(cfg.data)
         if cfg.data.synth is None:
