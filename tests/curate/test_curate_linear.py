@@ -68,12 +68,18 @@ def hostile_texts(n: int) -> dict[str, str]:
 
 
 def _fasttext_model(tmp: str) -> str:
-    from vloom.curate.classify import train_classifier
+    import random as _random
 
-    pos = [ordinary_text(400, seed=s) for s in range(20)]
-    neg = [("buy now cheap deal " * 20) + str(s) for s in range(20)]
+    from shapes import clean_docs
+
+    from vloom.curate.classify import train_classifier
+    from vloom.synth.noise import spam_text
+
+    rng = _random.Random(0)
+    pos = [d.text.lower() for d in clean_docs(40, seed=11)]
+    neg = [spam_text(rng).lower() for _ in range(40)]
     path = f"{tmp}/model.bin"
-    train_classifier(pos, neg, path, epochs=2, dim=8, bucket=1000, lr=0.02)
+    train_classifier(pos, neg, path, epochs=5, dim=8, bucket=5000)
     return path
 
 
@@ -87,7 +93,7 @@ RULES = [
     },
 ]
 STEPS: dict[str, dict] = {
-    "gopher_quality": {},
+    "gopher_quality": {"max_doc_words": None},  # 1 MB of prose is over 100,000 words
     "gopher_repetition": {},
     "c4_quality": {},
     "fineweb_quality": {},

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -180,8 +181,9 @@ def _quarantine(state: Path, name: str, row: int, reason: str) -> None:
     ondisk.atomic_write_json(
         _quarantine_file(state, name), {str(k): v for k, v in sorted(q.items())}
     )
-    for sig in state.glob(f"sig*-{name}.bin"):
-        sig.unlink(missing_ok=True)
+    for sig in state.iterdir():  # not a glob: a shard's name may hold "[" or "*"
+        if re.fullmatch(rf"sig\d+-{re.escape(name)}\.bin", sig.name):
+            sig.unlink(missing_ok=True)
 
 
 def _items(path: Path, state: Path) -> list[Document | Rejected] | None:

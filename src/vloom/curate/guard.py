@@ -18,7 +18,10 @@ restarts the pass without it (`executor.drive`). Without a main thread (no signa
 that watchdog applies. Exceptions surface as `DocFailed(step, row, reason)`; the executor
 records the row in the shard's quarantine file and reruns the shard's pass without it.
 A `CurateError` (a config or plug-in that cannot work on any document) still stops the run,
-as does an error before a step's first document or after its last.
+as does an error before a step's first document or after its last. A step that works on
+batches (minhash signatures, 512 documents) is charged to the batch's last document; the
+default budget (`CurateConfig.doc_timeout`, 120 s) is far above any linear step's cost.
+The run-level cap (`executor.MAX_QUARANTINE_SHARE`) stops a step that fails on everything.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class DocGuard:
             signal.signal(signal.SIGALRM, self._old_handler)
 
     def _alarm(self, signum: int, frame: Any) -> None:
-        if self.stack:
+        if self.stack:  # never outside a stage (e.g. between two shards' tasks)
             raise DocTimeout()
 
     def _watch(self) -> None:
