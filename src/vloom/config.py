@@ -250,6 +250,17 @@ class LMInitConfig(_Strict):
         "start the LM and pack tokenizes with its tokenizer (`<image>` and, when it has no pad "
         "distinct from eos, `<pad>` added; pack.vocab_size is then unused); see vloom.model.hf_lm",
     )
+    tokenizer: str | None = Field(
+        None,
+        description="such a directory whose tokenizer pack uses (and whose config.json vocab_size "
+        "sizes the embeddings) without loading its weights or sizes: a model trained from "
+        "scratch on a pretrained tokenizer, or grown from an lm.init model; None = init's",
+    )
+
+    @property
+    def tokenizer_dir(self) -> str | None:
+        """The HF directory pack takes the tokenizer from (None: vloom trains its BPE)."""
+        return self.tokenizer or self.init
 
 
 class ModelConfig(_Strict):

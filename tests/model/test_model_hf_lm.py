@@ -232,3 +232,28 @@ def test_sweep_data_key_follows_the_lm_tokenizer(tmp_path):
     a, b = (config_from_dict(_raw(tmp_path / d)) for d in "ab")
     assert "model.lm" not in data_settings(own, None)  # the world's key is what it was
     assert data_settings(a, None) != data_settings(b, None)  # packed with another tokenizer
+
+
+def test_grown_lm_init_checkpoint_keeps_the_tokenizer_not_the_sizes(lm_run, tiny_data, tmp_path):
+    """grow drops lm.init (its sizes no longer hold) but keeps its tokenizer: `model: {from:
+    GROWN}` validates, and packing with it gives the grown checkpoint's vocabulary."""
+    from vloom.model import load_model
+    from vloom.model.grow import grow_checkpoint
+    from vloom.pack import run_pack
+
+    hf_dir = lm_run["cfg"].model.lm.init
+    grow_checkpoint(lm_run["root"] / "run" / "checkpoints" / "final", tmp_path / "big", 2)
+    big = load_model(tmp_path / "big")
+    assert big.layout == TokenLayout.from_json(lm_run["stats"]["token_layout"])
+    raw = tiny_raw()
+    raw["model"] = {"from": str(tmp_path / "big")}
+    raw["train"]["init_from"] = str(tmp_path / "big")
+    cfg = config_from_dict(raw)
+    assert cfg.model.d_model == 64 and cfg.model.lm.init is None
+    assert cfg.model.lm.tokenizer == hf_dir
+    stats = run_pack(tiny_data["curated"], tmp_path / "packed", cfg, quiet=True)
+    assert stats["vocab_size"] == big.lm.vocab_size
+    assert stats["token_layout"] == lm_run["stats"]["token_layout"]
+    # model.lm.tokenizer alone: a model of the user's sizes, from scratch, on that tokenizer
+    scratch = config_from_dict(tiny_raw(model__lm__tokenizer=hf_dir))
+    assert scratch.model.d_model == 32 and scratch.model.lm.tokenizer_dir == hf_dir

@@ -160,6 +160,8 @@ def grown_config(cfg: ModelConfig, n: int, grow_vision: bool) -> ModelConfig:
         # hidden / d_model reproduces n * hidden exactly at the new width (hidden is a multiple of 8)
         ffn_mult=hidden / cfg.d_model,
         norm_eps=cfg.norm_eps * a * a,
+        # a pretrained LM's sizes no longer hold; its tokenizer (the vocabulary) still does
+        lm={"init": None, "tokenizer": cfg.lm.tokenizer_dir},
     )
     if grow_vision:
         new["vision"] = cfg.vision.model_dump() | {
@@ -200,7 +202,14 @@ def grow_model(
         if fn is None:
             raise ValueError(f"cannot grow: no HyperCloning rule for parameter {name!r}")
         new_sd[name] = fn(w, sd[name].detach())
-    big = VLM(new_cfg, model.lm.vocab_size, model.lm.max_seq_len, model.vision.image_size)
+    big = VLM(
+        new_cfg,
+        model.lm.vocab_size,
+        model.lm.max_seq_len,
+        model.vision.image_size,
+        pretrained=False,  # every weight is the small model's, grown
+        layout=model.layout,
+    )
     big.to(next(model.parameters()).dtype)
     missing, unexpected = big.load_state_dict(new_sd, strict=False)
     missing = [k for k in missing if not (k == "lm.lm_head.weight" and new_cfg.tie_embeddings)]

@@ -73,8 +73,8 @@ def run_pack(
     _check_replaceable(check_out_dir(out_dir, [in_dir]), out_dir)
     k_max = _check_image_budget(cfg)
     with staged_dir(out_dir, overwrite=True, inputs=[in_dir]) as tmp:
-        if cfg.model.lm.init:
-            tok, layout, vocab = prepare_hf_tokenizer(cfg.model.lm.init, tmp / TOKENIZER)
+        if cfg.model.lm.tokenizer_dir:
+            tok, layout, vocab = prepare_hf_tokenizer(cfg.model.lm.tokenizer_dir, tmp / TOKENIZER)
         else:
             tok, layout = _train_tokenizer(in_dir, tmp / TOKENIZER, cfg), DEFAULT_LAYOUT
             vocab = tok.get_vocab_size()

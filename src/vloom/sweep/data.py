@@ -41,7 +41,7 @@ def data_settings(cfg: ExperimentConfig, data_seed: int | None) -> dict[str, Any
         "pack": data_fields(cfg.pack),
         "model.vision": data_fields(cfg.model.vision),  # image preprocessing: tokens per image
     }
-    if cfg.model.lm.init is not None:  # pack tokenizes with that LM's tokenizer
+    if cfg.model.lm.tokenizer_dir is not None:  # pack tokenizes with that LM's tokenizer
         out["model.lm"] = data_fields(cfg.model.lm)
     if cfg.data is not None:
         out["data"] = data_fields(cfg.data)
