@@ -57,3 +57,19 @@ def test_runs_of_a_study_share_one_build_of_real_sources(tmp_path, capsys):
     assert da == db and (da.packed / "stats.json").is_file()
     assert out.count("ingest web (html) ->") == 1 and "ingest web: complete, skipped" in out
     assert out.count("union ->") == 1 and "pack: complete, skipped" in out
+
+
+def test_a_study_with_a_missing_source_path_fails_once_before_any_run(tmp_path):
+    import pytest
+    from sweepkit import write_study
+    from tinyexp import tiny_raw
+
+    from vloom.sources import SourceError
+    from vloom.sweep.run import run_sweep
+    from vloom.sweep.spec import load_study
+
+    base = tiny_raw(data=_data(str(tmp_path / "gone")))
+    study = load_study(write_study(tmp_path, base=base, seeds=[0]))
+    with pytest.raises(SourceError, match=r"gone: no such file or directory \(data\.sources\[1\]"):
+        run_sweep(study, quiet=True)
+    assert not (tmp_path / "sweep" / "data").exists()

@@ -70,6 +70,11 @@ def run_sweep(
             raise ValueError(f"{study.source}: no run named {only!r} in this study")
     skipped = [p.name for p in plans if is_done(run_dir(study, p), p.config)]
     todo = [] if report_only else [p for p in plans if p.name not in skipped]
+    for p in todo:  # a missing source path fails the study once, in one line, before any run
+        if p.config.data is not None:
+            from vloom.sources import check_sources
+
+            check_sources(p.config.data)
     out: dict[str, Any] = {"skipped": skipped, "done": [], "failed": {}}
     if skipped:
         _log(f"{len(skipped)} run(s) complete, skipped", quiet)
