@@ -333,7 +333,13 @@ def _check_state(state: Path, fp: dict[str, Any], out_dir: Path) -> None:
                 "use a fresh output directory or delete this one"
             )
         return
-    others = [p.name for p in out_dir.iterdir() if p.name != STATE_DIR] if out_dir.exists() else []
+    # a fresh run writes only into an empty directory (hidden files aside): shards left there
+    # by something else would sit beside ours under our ledger
+    others = (
+        [p.name for p in out_dir.iterdir() if not p.name.startswith(".")]
+        if out_dir.exists()
+        else []
+    )
     if others:
         raise CurateError(
             f"{out_dir}: output directory is not empty and holds no curate run "
