@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes/prints
     if main_rank:
         atomic_write_json(out / RUN_CONFIG, dump_config(cfg))
-    summary = train(cfg, args.packed, out, quiet=args.quiet)
+    summary = train(cfg, args.packed, out, quiet=args.quiet, eval_dir=args.eval_dir)
     if main_rank:
         print(json.dumps(summary))
 
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("packed", help="a `vloom pack` output directory")
     p.add_argument("--out", required=True, help="run directory")
+    p.add_argument(
+        "--eval-dir",
+        help="evaluation directory for eval.during_training (the synth output's eval/)",
+    )
     p = add("eval", cmd_eval, "evaluate a checkpoint; writes results.json in --out")
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--data", required=True, help="evaluation directory (the synth output's eval/)")

@@ -414,6 +414,46 @@ class TrainConfig(_Strict):
         return self
 
 
+class DuringTrainingConfig(_Strict):
+    """Benchmarks run by the training loop on the current model, for curves against tokens seen."""
+
+    every: int | None = Field(
+        None,
+        ge=1,
+        description="evaluate before a fresh run's first step, after every N optimizer steps "
+        "and after the last; None = by every_tokens; neither set = off",
+    )
+    every_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="instead of `every`: evaluate each time tokens seen crosses a multiple of N "
+        "(and at step 0 and after the last step)",
+    )
+    tasks: list[str] | None = Field(
+        None,
+        description="task specs as in eval.tasks (results keyed alike); None = eval.tasks",
+    )
+    max_examples: int = Field(
+        64,
+        ge=1,
+        description="examples per task: each task's first N (the same at every evaluation, as "
+        "`vloom eval` with eval.max_examples=N asks them), so an evaluation stays cheap",
+    )
+    seed: int | None = Field(
+        None, description="few-shot and converted-option choice, as eval.seed; None = eval.seed"
+    )
+
+    @model_validator(mode="after")
+    def _one_interval(self) -> DuringTrainingConfig:
+        if self.every is not None and self.every_tokens is not None:
+            raise ValueError("eval.during_training: give every or every_tokens, not both")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.every is not None or self.every_tokens is not None
+
+
 class EvalConfig(_Strict):
     tasks: list[str] = Field(
         default_factory=lambda: ["text_ppl", "text_qa", "vqa", "caption_loss"],
@@ -432,6 +472,19 @@ class EvalConfig(_Strict):
         description="few-shot example choice and converted-option order; fixed across the "
         "training seeds of a study so every run is asked the same prompts",
     )
+    during_training: DuringTrainingConfig = Field(
+        default_factory=DuringTrainingConfig,
+        description="run benchmarks every N steps during training on a fixed subset; the "
+        "records go to metrics.jsonl as eval/<task>/<metric> with step and tokens seen",
+    )
+
+    @property
+    def during_tasks(self) -> list[str]:
+        """The task specs evaluated during training (none when it is off)."""
+        dt = self.during_training
+        if not dt.enabled:
+            return []
+        return list(self.tasks if dt.tasks is None else dt.tasks)
 
 
 class ReportConfig(_Strict):

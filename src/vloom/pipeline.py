@@ -129,16 +129,21 @@ def prepare_data(
 
 
 def train_stage(
-    cfg: ExperimentConfig, packed: Path, run_dir: Path, quiet: bool = False
+    cfg: ExperimentConfig,
+    packed: Path,
+    run_dir: Path,
+    quiet: bool = False,
+    eval_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) into `run_dir`; a complete run is skipped and its summary returned."""
+    """Train (or resume) into `run_dir`; a complete run is skipped and its summary returned.
+    `eval_dir`: the eval sets that `eval.during_training` reads (the final eval's)."""
     if training_complete(run_dir):
         _log(f"train: complete, skipped ({run_dir})", quiet)
         return read_json(run_dir / TRAIN_SUMMARY)
     from vloom.train import train
 
     _log(f"train -> {run_dir}", quiet)
-    return train(cfg, packed, run_dir, quiet=quiet)
+    return train(cfg, packed, run_dir, quiet=quiet, eval_dir=eval_dir)
 
 
 def eval_stage(
@@ -172,7 +177,7 @@ def eval_stage(
 def train_and_eval(
     cfg: ExperimentConfig, run_dir: Path, data: DataDirs, quiet: bool = False
 ) -> dict[str, Any]:
-    summary = train_stage(cfg, data.packed, run_dir, quiet)
+    summary = train_stage(cfg, data.packed, run_dir, quiet, eval_dir=data.eval)
     return eval_stage(cfg, run_dir / CHECKPOINTS / FINAL, data, run_dir, summary, quiet)
 
 

@@ -20,7 +20,15 @@ from vloom.model.vlm import VLM
 from vloom.ondisk import RESULTS, RUN_CONFIG, atomic_write_json, read_json
 from vloom.sequence import load_tokenizer
 
-__all__ = ["RESULTS", "evaluate", "load_checkpoint", "resolve_device", "write_results"]
+__all__ = [
+    "RESULTS",
+    "evaluate",
+    "load_checkpoint",
+    "parse_tasks",
+    "resolve_device",
+    "run_tasks",
+    "write_results",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,16 +92,32 @@ def evaluate(
     """Run `tasks` on the checkpoint on `device` ("auto": cuda when available; callers pass
     `eval.device`); `seed` picks few-shot examples and converted-option order."""
     ckpt_dir, eval_dir = Path(ckpt_dir), Path(eval_dir)
-    specs = [parse_task_spec(t) for t in tasks]  # unknown names/params fail before any work
+    specs = parse_tasks(tasks, eval_dir)
+    dev = resolve_device(device)  # before the model loads: a bad device is a one-line error
+    model, tok = load_checkpoint(ckpt_dir, tokenizer_path, dev)
+    ctx = EvalContext(model, tok, eval_dir, dev, batch_size, max_examples, seed)
+    return run_tasks(ctx, specs)
+
+
+TaskSpec = tuple[str, dict[str, Any], str]  # (task name, params, results key)
+
+
+def parse_tasks(tasks: list[str], eval_dir: Path) -> list[TaskSpec]:
+    """Parsed task specs; unknown names or parameters, a results key listed twice or a missing
+    evaluation directory are one-line errors before any work (the training loop checks its
+    in-training tasks with this before its first step)."""
+    specs = [parse_task_spec(t) for t in tasks]
     keys = [k for _, _, k in specs]
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise ValueError(f"eval task {dup!r} is listed twice; give one a name with as=NAME")
-    if not eval_dir.is_dir():
+    if not Path(eval_dir).is_dir():
         raise FileNotFoundError(f"{eval_dir}: evaluation directory does not exist")
-    dev = resolve_device(device)  # before the model loads: a bad device is a one-line error
-    model, tok = load_checkpoint(ckpt_dir, tokenizer_path, dev)
-    ctx = EvalContext(model, tok, eval_dir, dev, batch_size, max_examples, seed)
+    return specs
+
+
+def run_tasks(ctx: EvalContext, specs: list[TaskSpec]) -> dict[str, dict[str, Any]]:
+    """Each task's results on `ctx.model` (already in eval mode), keyed by its results key."""
     out: dict[str, dict[str, Any]] = {}
     for name, params, key in specs:
         t = time.perf_counter()

@@ -186,13 +186,13 @@ def run_one(
                 _link(run_dir / "sources", data.root / "sources")
 
         pre_dir = run_dir / "pretrain"
-        summary = train_stage(cfg, data.packed, pre_dir, quiet=quiet)
+        summary = train_stage(cfg, data.packed, pre_dir, quiet=quiet, eval_dir=data.eval)
         final_dir, parts = pre_dir, [(pre_dir, 0)]
         train_info: dict[str, Any] = {**summary, "pretrain_steps": cfg.train.steps}
         if finetune is not None:
             ft_dir = run_dir / "finetune"
             ft_cfg = _start_from(pre_dir / CHECKPOINTS / FINAL, finetune_config(cfg, finetune))
-            ft_summary = train_stage(ft_cfg, data.packed, ft_dir, quiet=quiet)
+            ft_summary = train_stage(ft_cfg, data.packed, ft_dir, quiet=quiet, eval_dir=data.eval)
             final_dir = ft_dir
             parts.append((ft_dir, cfg.train.steps))
             train_info = _combined(summary, ft_summary, cfg.train.steps, finetune.steps)

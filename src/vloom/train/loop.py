@@ -49,6 +49,7 @@ from vloom.train.checkpoint import (
     save_checkpoint,
 )
 from vloom.train.distributed import pick_device  # noqa: F401  (re-exported for callers)
+from vloom.train.evalhook import DuringTraining
 from vloom.train.flops import flops_per_image, lm_flops_per_token, peak_flops
 from vloom.train.mixture import IMAGE, TEXT, images_on, resolve_mixture, stage_at, stage_bounds
 from vloom.train.prefetch import Prefetcher
@@ -125,13 +126,15 @@ def build_model(cfg: ExperimentConfig, stats: dict[str, Any], pretrained: bool =
     return model
 
 
-def _truncate_metrics(path: Path, before_step: int) -> None:
+def _truncate_metrics(path: Path, upto_step: int) -> None:
+    """Keep the lines up to the resumed checkpoint's step (written before it was saved); later
+    ones are redone."""
     if not path.exists():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) < before_step:
+            if json.loads(line).get("step", 0) <= upto_step:
                 keep.append(line)
         except json.JSONDecodeError:
             break  # a line cut by a kill: drop it and what follows
@@ -193,8 +196,16 @@ class _Meter:
 class _Run:
     """Everything one training run holds; `train()` below is the public entry point."""
 
-    def __init__(self, cfg: ExperimentConfig, packed_dir: Path, out_dir: Path, quiet: bool) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        packed_dir: Path,
+        out_dir: Path,
+        quiet: bool,
+        eval_dir: Path | None = None,
+    ) -> None:
         self.cfg, self.tc, self.packed_dir, self.out_dir = cfg, cfg.train, packed_dir, out_dir
+        self.eval_dir = eval_dir
         self.info, self.device = D.init_distributed(cfg.train.device)
         self.quiet = quiet or not self.info.main
         self.fsdp = self.info.active and self.tc.parallel == "fsdp"
@@ -279,6 +290,11 @@ class _Run:
         )
         self.vlm = build_model(self.cfg, self.stats, pretrained=not will_load)
         self.metrics_path = self.out_dir / METRICS
+        self.evals = None  # eval.during_training: checked here, before any step
+        if self.cfg.eval.during_training.enabled:
+            self.evals = DuringTraining(
+                self.cfg, self.eval_dir, self.packed_dir / TOKENIZER, self.vlm.layout, self.fsdp
+            )
 
     def _restore(self, reader: StepReader) -> tuple[int, dict[str, torch.Tensor] | None]:
         """Resume from the newest checkpoint (weights, RNG, data position) or start from
@@ -349,6 +365,8 @@ class _Run:
         )
         feed = Prefetcher(reader.read, range(start, tc.steps), tc.prefetch)
         try:
+            if start == 0:  # a fresh run's curve starts at 0 tokens
+                self._evaluate(0, 0, 0, False, mf)
             for step, batch in zip(bar, feed, strict=True):
                 assert batch.step == step, (batch.step, step)
                 si = stage_at(step, tc)
@@ -360,6 +378,8 @@ class _Run:
                 self.tokens_seen += n_seq * row_tokens
                 meter.add(n_seq * row_tokens, step_flops + n_images * img_flops)
                 done = step + 1
+                # before the step's metrics line: the final one closes the metric sinks
+                self._evaluate(done, self.tokens_seen, n_seq * row_tokens, done == tc.steps, mf)
                 if done % tc.log_every == 0 or done == tc.steps:
                     rec = self._metrics_line(done, si, loss, lr, n_images / n_seq)
                     if mf is not None:
@@ -373,6 +393,22 @@ class _Run:
             if mf is not None:
                 mf.close()
         return loss
+
+    def _evaluate(self, done: int, tokens: int, step_tokens: int, last: bool, mf: Any) -> None:
+        """`eval.during_training` after step `done` when due: rank 0 evaluates and writes the
+        record, the other ranks wait; its time is left out of the next line's throughput."""
+        ev = self.evals
+        if ev is None or not (done == 0 or ev.due(done, tokens, step_tokens, last)):
+            return
+        t = time.perf_counter()
+        if self.info.main:
+            rec = ev.record(self.vlm, self.device, done, tokens)
+            rec["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.meter.t0, 2)
+            mf.write(json.dumps(rec) + "\n")
+            mf.flush()
+            log_metrics(self.cfg, self.out_dir, rec)
+        D.barrier(self.info)
+        self.meter.t_log += time.perf_counter() - t
 
     def _update(self, batch: StepBatch, lr: float, autocast: bool) -> tuple[float, int]:
         """One optimizer step at learning rate `lr`; returns (loss, global image rows)."""
@@ -449,6 +485,8 @@ class _Run:
             "checkpoint": str(final),
             "resumed_from": str(self.resumed) if self.resumed else None,
             "init_from": tc.init_from,
+            # this invocation's in-training evaluation time, part of wall_s
+            "during_eval_s": round(self.evals.total_s, 2) if self.evals else None,
             "pid": os.getpid(),
         }
 
@@ -499,10 +537,16 @@ class _Run:
 
 
 def train(
-    cfg: ExperimentConfig, packed_dir: str | Path, out_dir: str | Path, quiet: bool = False
+    cfg: ExperimentConfig,
+    packed_dir: str | Path,
+    out_dir: str | Path,
+    quiet: bool = False,
+    eval_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) on packed data; one process, or one rank of a torchrun job."""
-    run = _Run(cfg, Path(packed_dir), Path(out_dir), quiet)
+    """Train (or resume) on packed data; one process, or one rank of a torchrun job.
+
+    `eval_dir` holds the evaluation sets `eval.during_training` reads (the final eval's)."""
+    run = _Run(cfg, Path(packed_dir), Path(out_dir), quiet, Path(eval_dir) if eval_dir else None)
     try:
         return run.run()
     finally:

@@ -99,7 +99,7 @@ class MetricSinks:
         if "tensorboard" in self.writers:
             tb = self.writers["tensorboard"]
             for k, v in values.items():
-                tb.add_scalar(f"train/{k}", v, step)
+                tb.add_scalar(k if k.startswith("eval/") else f"train/{k}", v, step)
             tb.flush()  # a killed run keeps what it logged, like metrics.jsonl
         if "mlflow" in self.writers:
             from mlflow.entities import Metric
