@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
+
 from PIL import Image
 
-from vloom.report.plots import main_metric, plot_eval, plot_loss
-from vloom.report.runfiles import image_entry_step, read_metrics
+from vloom.report import write_report
+from vloom.report.plots import main_metric, plot_eval, plot_eval_curves, plot_loss
+from vloom.report.runfiles import eval_curves, image_entry_step, read_metrics
 
 
 def test_read_metrics_skips_truncated_line(tmp_path, make_run):
@@ -50,3 +53,53 @@ def test_plots_are_valid_deterministic_pngs(tmp_path, make_run):
         assert 5_000 < p.stat().st_size < 200_000  # non-trivial yet small
     again = plot_eval(ev, tmp_path / "again.png")
     assert again.read_bytes() == bars.read_bytes()
+
+
+def _eval_records(run, scale: float) -> None:
+    """Append eval.during_training records (every 10 steps, 4096 tokens a step) to a run."""
+    lines = [
+        json.dumps(
+            {
+                "step": s,
+                "tokens": 4096 * s,
+                "eval_s": 0.1,
+                "eval/vqa/accuracy": round(0.25 + scale * s / 100, 4),
+                "eval/vqa/n": 64,
+                "eval/text_ppl/loss": 6.0 - scale * s / 20,
+                "eval/text_ppl/perplexity": round(400 - scale * 5 * s, 2),
+            }
+        )
+        for s in (0, 10, 20, 30, 40)
+    ]
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_eval_curves_read_from_metrics(tmp_path, make_run):
+    run = make_run(tmp_path / "r", control=False)
+    assert eval_curves(read_metrics(run)[0]) == {}
+    _eval_records(run, 1.0)
+    curves = eval_curves(read_metrics(run)[0])
+    assert set(curves) == {"vqa", "text_ppl"}
+    assert set(curves["vqa"]) == {"accuracy", "n"}
+    tokens, acc = curves["vqa"]["accuracy"]
+    assert tokens == [0, 40960, 81920, 122880, 163840]
+    assert acc == [0.25, 0.35, 0.45, 0.55, 0.65]
+
+
+def test_run_report_shows_curves_only_when_recorded(tmp_path, make_run):
+    run = make_run(tmp_path / "r")
+    md = write_report(run).read_text()
+    assert "Benchmarks during training" not in md
+    assert not (run / "plots" / "eval_curves.png").exists()
+    _eval_records(run, 1.0)
+    _eval_records(run / "control", 0.5)
+    md = write_report(run).read_text()
+    assert "### Benchmarks during training" in md
+    png = run / "plots" / "eval_curves.png"
+    assert f"]({png.relative_to(run).as_posix()})" in md
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 500
+    again = plot_eval_curves({"demo": run, "control": run / "control"}, tmp_path / "again.png")
+    assert again.read_bytes() == png.read_bytes()  # deterministic, run and control alike
+    assert plot_eval_curves({"x": tmp_path / "none"}, tmp_path / "x.png") is None

@@ -1,4 +1,5 @@
-"""The run's figures: loss curves and evaluation bars, as small deterministic PNGs.
+"""The run's figures: loss curves, evaluation bars and benchmark curves during training, as
+small deterministic PNGs.
 
 Figures are built with matplotlib's object API on the Agg canvas, never through pyplot, so
 plotting touches no global backend or figure state of the caller.
@@ -12,9 +13,17 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from vloom.ondisk import atomic_write_bytes
-from vloom.report.runfiles import eval_section, finite, image_entry_step, read_metrics, series
+from vloom.report.runfiles import (
+    eval_curves,
+    eval_section,
+    finite,
+    image_entry_step,
+    read_metrics,
+    series,
+)
 
 CHANCE = 0.25  # the VQA and text QA tasks are 4-way multiple choice
 DPI = 100
@@ -144,5 +153,44 @@ def plot_eval(results: dict[str, dict], out: Path) -> Path:
         ax.set_xticklabels(labels, fontsize=8, rotation=20 if len(labels) > 2 else 0)
         ax.set_title(f"{task}\n{metric}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_eval_curves(run_dirs: dict[str, Path], out: Path) -> Path | None:
+    """Benchmarks during training: one panel per task, its main metric against tokens seen,
+    a line per labelled run (eval.during_training records in metrics.jsonl). None, and no
+    file, when no run has such records."""
+    curves = {label: eval_curves(read_metrics(Path(d))[0]) for label, d in run_dirs.items()}
+    tasks = sorted({t for c in curves.values() for t in c})
+    panels = []
+    for task in tasks:
+        # the first run with the task decides its metric, so the lines compare alike
+        first = next(c[task] for c in curves.values() if task in c)
+        metric = main_metric({m: ys[-1] for m, (_, ys) in first.items() if m != "tokens"})
+        if metric is not None:
+            panels.append((task, metric))
+    if not panels:
+        return None
+    cols = min(len(panels), 4)
+    rows = (len(panels) + cols - 1) // cols
+    fig = Figure(figsize=(2.8 * cols + 0.6, 2.6 * rows + 0.5))
+    for k, (task, metric) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for i, (label, c) in enumerate(curves.items()):
+            if metric in c.get(task, {}):
+                xs, ys = c[task][metric]
+                ax.plot(xs, ys, "o-", color=f"C{i % 10}", markersize=3, linewidth=1.2, label=label)
+        if metric.startswith("accuracy"):
+            ax.axhline(CHANCE, color="0.3", linestyle=":", linewidth=1)
+        ax.set_title(f"{task}\n{metric}", fontsize=9)
+        ax.set_xlabel("tokens seen", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 50k, 1.2M: token counts stay short
+        ax.grid(True, alpha=0.3)
+        if k == 0 and len(curves) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle("Benchmarks during training", fontsize=10)
     fig.tight_layout()
     return _save(fig, out)

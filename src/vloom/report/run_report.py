@@ -14,7 +14,7 @@ import yaml
 
 from vloom.ondisk import atomic_write_text
 from vloom.report.html import write_html
-from vloom.report.plots import plot_eval, plot_loss
+from vloom.report.plots import plot_eval, plot_eval_curves, plot_loss
 from vloom.report.runfiles import (
     CONFIG_FILE,
     CONTROL_DIR,
@@ -106,6 +106,22 @@ def _metrics_notes(label: str, run_dir: Path) -> list[str]:
     return notes
 
 
+def _curves_section(run_dir: Path, runs: dict[str, Path]) -> list[str]:
+    """Benchmark curves against tokens seen (eval.during_training), when a run has them."""
+    png = run_dir / PLOTS_DIR / "eval_curves.png"
+    made = plot_eval_curves(runs, png)
+    if made is None:
+        png.unlink(missing_ok=True)  # no stale figure from an earlier report
+        return []
+    return [
+        "### Benchmarks during training\n",
+        f"![benchmarks during training]({made.relative_to(run_dir).as_posix()})\n",
+        "Each point evaluates the model being trained on a fixed subset of each task "
+        "(`eval.during_training.max_examples`), so values differ from the full final "
+        "evaluation above; the x axis is tokens seen.\n",
+    ]
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN/report.md, RUN/plots/loss.png and RUN/plots/eval.png; return the report path.
 
@@ -173,6 +189,8 @@ def write_report(run_dir: str | Path) -> Path:
             out.append(table)
     elif not any(r is None for r in all_results.values()):
         out.append("results.json holds no evaluation tasks.\n")
+
+    out += _curves_section(run_dir, runs)
 
     path = run_dir / REPORT_FILE
     atomic_write_text(path, "\n\n".join(part.strip("\n") for part in out) + "\n")

@@ -92,6 +92,28 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[f
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+EVAL_PREFIX = "eval/"  # metrics.jsonl keys of eval.during_training: eval/<task>/<metric>
+
+
+def eval_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[list, list]]]:
+    """{task: {metric: (tokens seen, values)}} from the in-training evaluation records of
+    metrics.jsonl, in step order; empty when the run evaluated nothing during training."""
+    out: dict[str, dict[str, tuple[list, list]]] = {}
+    for r in records:
+        if not finite(r.get("tokens")):
+            continue
+        for k, v in r.items():
+            if not (k.startswith(EVAL_PREFIX) and finite(v)):
+                continue
+            task, _, metric = k[len(EVAL_PREFIX) :].rpartition("/")
+            if not task:
+                continue
+            xs, ys = out.setdefault(task, {}).setdefault(metric, ([], []))
+            xs.append(r["tokens"])
+            ys.append(v)
+    return out
+
+
 def image_entry_step(records: list[dict[str, Any]]) -> int | float | None:
     """First step whose batch holds images after steps that held none; None without a switch.
 
