@@ -187,3 +187,14 @@ def test_ddp_rank0_evaluates_and_matches_one_process(trained, tiny_data, tmp_pat
     for a, b in zip(got, ref, strict=True):
         for k in (k for k in b if k.startswith("eval/")):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (a["step"], k)
+
+
+def test_vloom_run_chain_passes_the_eval_dir(tiny_data, tmp_path):
+    """train_and_eval (what `vloom run` and sweep runs call) gives training the eval sets."""
+    from vloom.pipeline import DataDirs, train_and_eval
+
+    cfg = _cfg(eval__tasks=["vqa"], eval__max_examples=N, eval__during_training__tasks=None)
+    res = train_and_eval(cfg, tmp_path / "run", DataDirs(tiny_data["root"]), quiet=True)
+    last = _evals(tmp_path / "run")[-1]
+    assert last["step"] == 4 and last["eval/vqa/accuracy"] == res["eval"]["vqa"]["accuracy"]
+    assert res["train"]["during_eval_s"] > 0
