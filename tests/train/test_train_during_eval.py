@@ -198,3 +198,21 @@ def test_vloom_run_chain_passes_the_eval_dir(tiny_data, tmp_path):
     last = _evals(tmp_path / "run")[-1]
     assert last["step"] == 4 and last["eval/vqa/accuracy"] == res["eval"]["vqa"]["accuracy"]
     assert res["train"]["during_eval_s"] > 0
+
+
+def test_sweep_merge_keeps_tokens_going_into_finetuning(tmp_path):
+    """A study run's metrics.jsonl puts fine-tuning after pre-training on both axes."""
+    from vloom.sweep.runone import merge_metrics
+
+    for part, n in (("pretrain", 4), ("finetune", 2)):
+        (tmp_path / part).mkdir()
+        recs = [{"step": s, "tokens": 256 * s, "eval/vqa/accuracy": 0.25} for s in range(n + 1)]
+        recs += [{"step": n, "tokens": 256 * n, "loss": 1.0}]
+        (tmp_path / part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    merge_metrics(tmp_path, [(tmp_path / "pretrain", 0), (tmp_path / "finetune", 4)])
+    evals = [r for r in _records(tmp_path) if "eval/vqa/accuracy" in r]
+    assert [(r["step"], r["tokens"]) for r in evals] == [(s, 256 * s) for s in (0, 1, 2, 3, 4)] + [
+        (4, 1024),
+        (5, 1280),
+        (6, 1536),
+    ]

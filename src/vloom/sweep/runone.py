@@ -102,18 +102,24 @@ def _start_from(pretrained: Path, ft_cfg: ExperimentConfig) -> ExperimentConfig:
 
 def merge_metrics(run_dir: Path, parts: list[tuple[Path, int]]) -> dict[str, int]:
     """Write RUN/metrics.jsonl, the whole recipe on one step axis (each part's steps shifted by
-    the steps before it); return {part's metrics file: lines skipped} for the unreadable ones.
+    the steps before it, its tokens by the tokens before it, so curves against tokens seen go
+    on); return {part's metrics file: lines skipped} for the unreadable ones.
 
     A torn last line (a kill mid-write), a non-JSON or non-UTF-8 line or a record without a
     numeric step is skipped and counted, never fatal: the status and the study report name it.
     """
-    lines, skipped = [], {}
+    lines, skipped, tok_offset = [], {}, 0
     for part_dir, offset in parts:
         records, bad = read_metrics(part_dir)
         if bad:
             skipped[f"{part_dir.name}/{METRICS}"] = bad
+        tokens = [r["tokens"] for r in records if isinstance(r.get("tokens"), int)]
         for rec in records:
-            lines.append(json.dumps({**rec, "step": rec["step"] + offset}) + "\n")
+            rec = {**rec, "step": rec["step"] + offset}
+            if isinstance(rec.get("tokens"), int):
+                rec["tokens"] += tok_offset
+            lines.append(json.dumps(rec) + "\n")
+        tok_offset += max(tokens, default=0)
     atomic_write_text(run_dir / METRICS, "".join(lines))
     return skipped
 
