@@ -34,13 +34,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from vloom.curate.base import CurateError
+from vloom.guard import UnitTimeout as DocTimeout  # the one SIGALRM budget (vloom/guard.py)
+from vloom.guard import arm, disarm
 
 HARD_GRACE = 5.0  # past twice the budget + this, a worker stuck outside Python is ended
 HARD_EXIT_CODE = 75
-
-
-class DocTimeout(BaseException):
-    """Raised by the SIGALRM handler inside a step that ran past its budget."""
 
 
 class DocFailed(Exception):
@@ -99,7 +97,7 @@ class DocGuard:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         if self._signals:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            disarm()
             signal.signal(signal.SIGALRM, self._old_handler)
 
     def _alarm(self, signum: int, frame: Any) -> None:
@@ -133,9 +131,9 @@ class DocGuard:
             left = self.remaining[top] if top > 0 else 0.0
             # a stage already past its budget gets a moment to be interrupted, not none
             if top > 0 and left != float("inf"):
-                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+                arm(left)
             else:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                disarm()
 
     def begin(self, k: int, row: int) -> None:
         """Stage k takes a new document: a fresh budget."""
@@ -144,7 +142,7 @@ class DocGuard:
             self.remaining[k] = self.budget
             self._since = time.monotonic()
             if self._signals and self.stack and self.stack[-1] == k:
-                signal.setitimer(signal.ITIMER_REAL, self.budget)
+                arm(self.budget)
 
     def finish(self, k: int) -> None:
         """Stage k's input is exhausted: what it does now is for no one document."""

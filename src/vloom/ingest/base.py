@@ -9,6 +9,11 @@ A source is a function `(inputs, ledger, opts) -> Iterator[Document]`:
   with no content, a scanned PDF page); it never raises for one bad input;
 - it never writes outside `opts.out_dir`, and reads only what it was pointed at (plus the
   network when `opts.fetch` is on).
+Every unit runs inside a `UnitBoundary` (`boundary.call`, and `boundary.stream` around one
+file's units): an exception or a run past `opts.unit_timeout` seconds inside one unit becomes
+the rejection "<unit>_error:<ExceptionType>" or "<unit>_timeout" (unit: page, record, pair,
+row, file), one stderr line names the file and unit (not with `opts.quiet`), and the run goes
+on; only an `IngestError` (an option or input no unit can use) stops it.
 Sources register by name in `SOURCES` as "module:function" so the CLI imports only the one used.
 """
 
@@ -16,12 +21,17 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from vloom.doc import Document
+from vloom.guard import UnitTimeout, time_budget
 from vloom.ledger import Ledger
+
+T = TypeVar("T")
 
 
 class IngestError(ValueError):
@@ -39,6 +49,11 @@ class IngestOptions:
     max_image_bytes: int = 20 * 1024 * 1024
     min_text_chars: int = 1  # a page whose main text is shorter is dropped ("no_content")
     language: str | None = None  # override for every document; default: from the input
+    unit_timeout: float = 60.0  # seconds one page/record/pair/row may take (<= 0: no budget)
+    quiet: bool = False  # no stderr line per unit that failed (the ledger still counts it)
+    # the directory a file was found in when the parallel runner hands a source one file
+    # (ids, relative paths and the image root stay those of the whole walk)
+    input_root: Path | None = None
     extra: dict = field(default_factory=dict)  # source-specific options
 
 
@@ -74,6 +89,65 @@ def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+# Test seam: called as hook(unit, label) at the start of every unit, inside its boundary (a
+# test registers one that raises or stalls to check that the run goes on).
+UNIT_HOOKS: list[Callable[[str, str], None]] = []
+
+
+class UnitBoundary:
+    """The failure boundary around one unit of a source (see the module docstring).
+
+    Ledger rule: the unit's input is counted (`ledger.input += 1`) before its work starts, and
+    between units input == kept + dropped + rejected (the runner counts a yielded Document kept
+    before the source resumes). A failure rejects whatever input is not yet settled - the unit
+    in progress, or the rows of a batch counted at once - and a failure before any unit was
+    counted counts the file itself as one rejected input. So the ledger adds up either way.
+    """
+
+    def __init__(self, ledger: Ledger, opts: IngestOptions, unit: str) -> None:
+        self.ledger, self.unit = ledger, unit
+        self.budget = opts.unit_timeout if opts.unit_timeout and opts.unit_timeout > 0 else None
+        self.quiet = opts.quiet
+
+    def call(self, label: str, fn: Callable[..., T], *args: object, **kw: object) -> T | None:
+        """`fn(*args, **kw)` for one unit under the time budget; None once a failure is counted."""
+        try:
+            with time_budget(self.budget):
+                for hook in UNIT_HOOKS:
+                    hook(self.unit, label)
+                return fn(*args, **kw)
+        except IngestError:
+            raise
+        except (Exception, UnitTimeout) as e:
+            self.fail(label, e)
+            return None
+
+    def stream(self, label: str, units: Iterator[T], unit: str = "file") -> Iterator[T]:
+        """One file's units as they come; an exception between units (the file's own reading)
+        ends the file as "<unit>_error:<Type>", keeping what it yielded before."""
+        try:
+            yield from units
+        except IngestError:
+            raise
+        except Exception as e:
+            self.fail(label, e, unit)
+
+    def fail(self, label: str, exc: BaseException, unit: str | None = None) -> None:
+        unit = unit or self.unit
+        kind = "timeout" if isinstance(exc, UnitTimeout) else f"error:{type(exc).__name__}"
+        reason = f"{unit}_timeout" if isinstance(exc, UnitTimeout) else f"{unit}_{kind}"
+        led = self.ledger
+        open_units = led.input - (led.kept + led.n_dropped + led.n_rejected)
+        if open_units <= 0:
+            led.input += 1
+            open_units = 1
+        led.reject(reason, open_units)
+        if not self.quiet:
+            detail = "" if isinstance(exc, UnitTimeout) else str(exc).splitlines()[0:1]
+            msg = f": {detail[0]}" if detail else ""
+            print(f"vloom ingest: {label}: {reason}{msg}"[:500], file=sys.stderr)
 
 
 Source = Callable[[list[Path], Ledger, IngestOptions], Iterator[Document]]

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions
+from vloom.ingest.base import IngestError, IngestOptions, UnitBoundary
 from vloom.ingest.fetch import fetch_images
 from vloom.ingest.hf_columns import (
     Oversize,
@@ -93,12 +93,20 @@ def ingest_hf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterat
         if names[name] > 1:  # two inputs called "train": ids must still differ
             name = f"{name}~{names[name]}"
         rows: Counter[str | None] = Counter()  # rows seen per split: the next row's number
+        row = UnitBoundary(ledger, opts, "row")
         for table in find_tables(inp):
-            yield from _table_docs(table, name, rows, ledger, opts)
+            yield from row.stream(
+                str(table.path), _table_docs(table, name, rows, ledger, opts, row)
+            )
 
 
 def _table_docs(
-    table: HFTable, name: str, rows: Counter, ledger: Ledger, opts: IngestOptions
+    table: HFTable,
+    name: str,
+    rows: Counter,
+    ledger: Ledger,
+    opts: IngestOptions,
+    boundary: UnitBoundary,
 ) -> Iterator[Document]:
     try:
         reader = TableReader(table, opts.max_image_bytes)
@@ -123,7 +131,10 @@ def _table_docs(
             rows[table.split] += 1
             doc_id = f"{name}/{table.split}/{index}" if table.split else f"{name}/{index}"
             base = {"layout": plan.layout, "split": table.split, "row": index}
-            doc = rows_fn(doc_id, row_refs, row, plan, images, base)
+            label = f"{table.path} row {index}"
+            doc = boundary.call(label, rows_fn, doc_id, row_refs, row, plan, images, base)
+            if doc is None:
+                continue  # the boundary counted it
             if isinstance(doc, str):
                 ledger.reject(doc)
             else:

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, inside_root, read_regular_file
+from vloom.ingest.base import (
+    IngestError,
+    IngestOptions,
+    UnitBoundary,
+    inside_root,
+    read_regular_file,
+)
 from vloom.ingest.html_decode import decode_html
 from vloom.ingest.html_extract import MAX_DEPTH, ImageRef, Page, PageError, extract_page, text_chars
 from vloom.ingest.html_images import (
@@ -114,18 +120,23 @@ def ingest_html(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
     """The `html` source: local pages (files or directories) -> Documents.
 
     A page found by walking a directory must lie inside it once symlinks are followed
-    ("outside_root"), and every page must be a regular file (a FIFO is "unreadable_file")."""
+    ("outside_root"), and every page must be a regular file (a FIFO is "unreadable_file").
+    A page that raises or runs past `opts.unit_timeout` is "page_error:<Type>"/"page_timeout".
+    With `opts.input_root` (the parallel runner), every input is a file found under it."""
     checker = ImageChecker(opts.max_image_bytes)
+    boundary = UnitBoundary(ledger, opts, "page")
     n = 0
-    named = {Path(p) for p in inputs if not Path(p).is_dir()}
+    named = {Path(p) for p in inputs if not Path(p).is_dir()} if opts.input_root is None else set()
     for root, path in walk_inputs(inputs, HTML_SUFFIXES):
+        if opts.input_root is not None:
+            root = Path(opts.input_root)
         n += 1
         ledger.input += 1
         if path not in named and not inside_root(path, root):
             ledger.reject("outside_root")  # a symlink out of the input directory: never read
             continue
         rel = os.path.relpath(path, root).replace(os.sep, "/")
-        doc = _local_page(path, root, rel, ledger, opts, checker)
+        doc = boundary.call(str(path), _local_page, path, root, rel, ledger, opts, checker)
         if doc is not None:
             yield doc
     if n == 0:

@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, read_regular_file
+from vloom.ingest.base import IngestError, IngestOptions, UnitBoundary, read_regular_file
 from vloom.ingest.fetch import fetch_images
 from vloom.ingest.parquet_pages import PageHeaderError, page_sizes
 from vloom.ingest.run import record_image
@@ -84,11 +84,13 @@ def ingest_pairs(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Ite
     """The `pairs` source: webdataset tars and Parquet tables (directories are walked)."""
     caption_names = _names(opts.extra.get("caption_column"), CAPTION_NAMES)
     image_names = _names(opts.extra.get("image_column"), IMAGE_COLUMNS + PATH_COLUMNS + URL_COLUMNS)
+    pair = UnitBoundary(ledger, opts, "pair")
     for path in _walk(inputs):
         if path.name.lower().endswith(TAR_SUFFIXES):
-            yield from _tar_pairs(path, ledger, opts, caption_names)
+            units = _tar_pairs(path, ledger, opts, caption_names, pair)
         else:
-            yield from _parquet_pairs(path, ledger, opts, caption_names, image_names)
+            units = _parquet_pairs(path, ledger, opts, caption_names, image_names, pair)
+        yield from pair.stream(str(path), units)
 
 
 def _names(value: str | list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -191,7 +193,11 @@ class _Sample:
 
 
 def _tar_pairs(
-    path: Path, ledger: Ledger, opts: IngestOptions, caption_names: tuple[str, ...]
+    path: Path,
+    ledger: Ledger,
+    opts: IngestOptions,
+    caption_names: tuple[str, ...],
+    pair: UnitBoundary,
 ) -> Iterator[Document]:
     sample: _Sample | None = None
     try:
@@ -209,7 +215,11 @@ def _tar_pairs(
                 key, ext = (match.group(1), match.group(2).lower()) if match else (m.name, "")
                 if sample is None or key != sample.key:
                     if sample is not None:
-                        doc = _tar_sample(path, sample, ledger, opts, caption_names)
+                        doc = pair.call(
+                            f"{path}:{sample.key}",
+                            _tar_sample,
+                            *(path, sample, ledger, opts, caption_names),
+                        )
                         if doc is not None:
                             yield doc
                     sample = _Sample(key)
@@ -233,7 +243,8 @@ def _tar_pairs(
         ledger.reject("tar_unsafe_header" if isinstance(e, UnsafeTarHeader) else "tar_corrupt")
         return
     if sample is not None:
-        doc = _tar_sample(path, sample, ledger, opts, caption_names)
+        label = f"{path}:{sample.key}"
+        doc = pair.call(label, _tar_sample, path, sample, ledger, opts, caption_names)
         if doc is not None:
             yield doc
 
@@ -322,6 +333,7 @@ def _parquet_pairs(
     opts: IngestOptions,
     caption_names: tuple[str, ...],
     image_names: tuple[str, ...],
+    pair: UnitBoundary,
 ) -> Iterator[Document]:
     try:
         f = _open_regular(path)
@@ -345,7 +357,7 @@ def _parquet_pairs(
                 f"{path}: no {what} column (looked for {', '.join(looked)}); "
                 f"columns found: {', '.join(names) or 'none'} (set the column name in the options)"
             )
-        table = _Table(path, pf, captions[0], images, opts)
+        table = _Table(path, pf, captions[0], images, opts, pair)
         for group in range(pf.metadata.num_row_groups):
             yield from table.row_group(group, ledger)
 
@@ -357,6 +369,7 @@ class _Table:
     cap_col: str
     images: list[str]
     opts: IngestOptions
+    pair: UnitBoundary
     index: int = 0  # rows seen so far: a row's key when it has none
 
     def row_group(self, group: int, ledger: Ledger) -> Iterator[Document]:
@@ -413,7 +426,7 @@ class _Table:
         return over.to_pylist()
 
     def _batch(self, batch: pa.RecordBatch, ledger: Ledger) -> Iterator[Document]:
-        path, cap_col, opts = self.path, self.cap_col, self.opts
+        path, opts = self.path, self.opts
         over = self._over_cap(batch)
         # only rows within the cap become Python objects
         rows = iter(batch.filter(pa.array([not o for o in over])).to_pylist())
@@ -428,31 +441,39 @@ class _Table:
                 record_image(ledger, "data", "image_too_large")
                 ledger.reject("image_too_large")
                 continue
-            raw_key = row.get("key")
-            key = str(raw_key) if isinstance(raw_key, str | int) else f"{self.index - 1:09d}"
-            image, origin = _resolve(ref, path, fetched, opts.max_image_bytes)
-            if isinstance(image, str):
-                record_image(ledger, origin, image)
-                ledger.reject(image)
-                continue
-            caption = row.get(cap_col)
-            meta = {
-                k: _jsonable(v)
-                for k, v in row.items()
-                if k != cap_col and not isinstance(v, bytes | bytearray | dict)
-            }
-            meta.update(key=key, shard=path.name)
-            doc = _pair_doc(
-                ledger,
-                opts,
-                f"{path.name}:{key}",
-                image,
-                caption if isinstance(caption, str) else None,
-                meta,
-                origin,
-            )
+            label = f"{path} row {self.index - 1}"
+            doc = self.pair.call(label, self._row, row, ref, fetched, ledger)
             if doc is not None:
                 yield doc
+
+    def _row(
+        self, row: dict[str, Any], ref: bytes | str | None, fetched: dict, ledger: Ledger
+    ) -> Document | None:
+        """One row within the cap -> its Document, or None after counting the reject."""
+        path, cap_col, opts = self.path, self.cap_col, self.opts
+        raw_key = row.get("key")
+        key = str(raw_key) if isinstance(raw_key, str | int) else f"{self.index - 1:09d}"
+        image, origin = _resolve(ref, path, fetched, opts.max_image_bytes)
+        if isinstance(image, str):
+            record_image(ledger, origin, image)
+            ledger.reject(image)
+            return None
+        caption = row.get(cap_col)
+        meta = {
+            k: _jsonable(v)
+            for k, v in row.items()
+            if k != cap_col and not isinstance(v, bytes | bytearray | dict)
+        }
+        meta.update(key=key, shard=path.name)
+        return _pair_doc(
+            ledger,
+            opts,
+            f"{path.name}:{key}",
+            image,
+            caption if isinstance(caption, str) else None,
+            meta,
+            origin,
+        )
 
 
 def _image_ref(row: dict[str, Any], columns: list[str]) -> bytes | str | None:

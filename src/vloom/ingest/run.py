@@ -126,6 +126,7 @@ def run_ingest(
     out = _check_out_dir(Path(out_dir), paths)
     opts = opts or IngestOptions(out_dir=out)
     opts.out_dir = out  # sources see the absolute output directory (nothing may go elsewhere)
+    opts.quiet = opts.quiet or quiet  # a quiet run also keeps the per-unit failure lines off
     ledger = Ledger()
 
     def kept(docs: Iterator[Document]) -> Iterator[Document]:
