@@ -47,15 +47,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to a temporary sibling, fsync it, rename it over `path`, fsync the directory."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of `path` to write; when the block finishes it is fsynced, renamed
+    over `path` and the directory fsynced. On any error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -63,7 +64,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to a temporary sibling, fsync it, rename it over `path`, fsync the directory."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -83,6 +90,18 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: corrupt JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
+
+
+def read_json_object(path: str | os.PathLike, what: str | None = None) -> dict[str, Any]:
+    """A JSON file that must hold an object (a model's config.json, a tokenizer's settings);
+    missing, corrupt or not an object are one-line errors naming the file (and `what` it is)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found" + (f" ({what})" if what else ""))
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return d
 
 
 def complete(path: str | os.PathLike) -> bool:

@@ -6,8 +6,6 @@ weights under an old config."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from vloom.config import ModelConfig
 from vloom.model.vlm import VLM
-from vloom.ondisk import RUN_CONFIG, WEIGHTS, atomic_write_json, read_json
+from vloom.ondisk import RUN_CONFIG, WEIGHTS, atomic_path, atomic_write_json, read_json
 from vloom.sequence import TokenLayout
 
 CONFIG = RUN_CONFIG  # a checkpoint's meta (one spelling: ondisk.RUN_CONFIG)
@@ -44,16 +42,8 @@ def state_dict_for_save(model: VLM) -> dict[str, torch.Tensor]:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors file written to a temporary sibling, fsynced and renamed over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def save_model(model: VLM, out_dir: str | Path, extra: dict[str, Any] | None = None) -> None:

@@ -9,9 +9,10 @@ are loaded by `vloom.model.hf_lm` when the model is built, the tokenizer by pack
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from vloom.ondisk import read_json_object
 
 SUPPORTED = ("llama", "qwen2")  # SmolLM / SmolLM2 checkpoints are model_type "llama"
 # model fields an HF LM fixes (compared with what the user wrote)
@@ -33,13 +34,7 @@ def read_hf_config(hf_dir: str | Path) -> tuple[dict[str, Any], Path]:
     path = Path(hf_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{hf_dir}: not a Hugging Face model directory (no config.json)")
-    try:
-        hf = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return hf, path
+    return read_json_object(path), path
 
 
 def _rope_theta(hf: dict[str, Any], path: Path) -> float:

@@ -10,9 +10,10 @@ loaded by `vloom.model.hf_vision` when the model is built.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from vloom.ondisk import read_json_object
 
 # model_type of config.json -> family (a *Model's config nests the tower as vision_config)
 FAMILIES = {
@@ -48,23 +49,11 @@ TOWER_FIELDS = (
 )
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found ({what})")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return d
-
-
 def read_tower(tower_dir: str | Path) -> tuple[str, dict[str, Any]]:
     """(family, the tower's config dict) of a SigLIP / CLIP directory; one-line errors naming
     the file and the field for anything else."""
     path = Path(tower_dir) / "config.json"
-    hf = _read_json(path, "model.vision.init needs a Hugging Face model directory")
+    hf = read_json_object(path, "model.vision.init needs a Hugging Face model directory")
     mt = hf.get("model_type")
     if mt not in FAMILIES:
         raise ValueError(
@@ -102,7 +91,7 @@ def mean_std(tower_dir: str | Path, family: str) -> tuple[list[float], list[floa
     path = Path(tower_dir) / PREPROCESSOR
     if not path.exists():
         return MEAN_STD[family]
-    pre = _read_json(path, "")
+    pre = read_json_object(path)
     out = []
     for key, default in zip(("image_mean", "image_std"), MEAN_STD[family], strict=True):
         v = pre.get(key, default)

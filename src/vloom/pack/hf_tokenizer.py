@@ -11,28 +11,18 @@ embedding rows grow to cover them (see vloom.model.hf_lm).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken, Tokenizer
 
 from vloom.model.lm_config import read_hf_config
+from vloom.ondisk import read_json_object
 from vloom.sequence import IMAGE, PAD, TokenLayout
 
 TOKENIZER_JSON = "tokenizer.json"
 NAMING_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 ROLES = ("bos", "eos", "pad")
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return d
 
 
 def _token_name(value: Any) -> str | None:
@@ -50,7 +40,7 @@ def special_ids(hf_dir: Path, tok: Tokenizer) -> dict[str, int | None]:
         ids[role] = None
         for fname in NAMING_FILES:
             path = hf_dir / fname
-            if not path.exists() or f"{role}_token" not in (d := _read(path)):
+            if not path.exists() or f"{role}_token" not in (d := read_json_object(path)):
                 continue
             name = _token_name(d[f"{role}_token"])
             if name is None:
