@@ -5,8 +5,10 @@
 Python's stack. Boilerplate (navigation, headers/footers, menus, cookie banners, scripts and
 styles, forms, hidden elements, and class/id names such as DocBook's navheader/navfooter,
 breadcrumbs, sidebars, skip links) is found with CSS selectors in lexbor and skipped whole.
-Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim); consecutive
-blocks between two images form one text item, as in OBELICS.
+Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim) with their
+link-text counts; `html_blocks.select` then keeps the main content (link lists out, the main column
+chosen, prose around it). Consecutive kept blocks between two images form one text item, as in
+OBELICS.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from vloom.ingest.html_blocks import Entries, select
 from vloom.ingest.html_decode import decode_html
 
 # Chrome's parser stops nesting at 512 levels; real pages stay far below this. Deeper pages are
@@ -52,11 +55,17 @@ _SKIP_ATTRS = (
 _BOILER_PARTS = frozenset(
     """nav navbar navigation navheader navfooter navlinks docnav menu menubar megamenu breadcrumb
     breadcrumbs crumbs sidebar cookie cookies cookiebanner consent gdpr skip skiplink skiplinks
-    share sharing sharebar social advert advertisement adverts ads banner popup newsletter
-    subscribe footer masthead toolbar pagination pager""".split()
+    share sharing sharebar social advert advertisement adverts ads ad banner popup newsletter
+    subscribe footer masthead toolbar pagination pager comment comments commentlist respond
+    reply replies disqus related tags tagcloud taglist sharedaddy addtoany shariff
+    outbrain taboola sponsored promo recommended recirculation byline author postmeta
+    entrymeta""".split()
 )
-# "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves.
-_NEGATING = frozenset("has no with without is show hide not".split())
+# Name parts that start like boilerplate ("commentform", "relatedposts", "socialicons").
+_BOILER_PREFIXES = ("comment", "related", "social", "share", "newsletter", "breadcrumb", "cookie")
+# "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
+# taxonomy classes on an article ("category-newsletter", "tag-social-media") name its topic.
+_NEGATING = frozenset("has no with without is show hide not category tag term".split())
 _BOILER_CANDIDATES = ", ".join(
     f"[{a}*={p}]"
     for p in (
@@ -71,7 +80,7 @@ _BOILER_CANDIDATES = ", ".join(
         "shar",
         "social",
         "advert",
-        "ads",
+        "ad",
         "banner",
         "popup",
         "newsletter",
@@ -80,6 +89,22 @@ _BOILER_CANDIDATES = ", ".join(
         "masthead",
         "toolbar",
         "pag",
+        "comment",
+        "respond",
+        "repl",
+        "disqus",
+        "related",
+        "tag",
+        "addtoany",
+        "outbrain",
+        "taboola",
+        "sponsored",
+        "promo",
+        "recommend",
+        "recirculation",
+        "byline",
+        "author",
+        "meta",
     )
     for a in ("class", "id")
 )
@@ -160,7 +185,7 @@ def _is_boiler_name(value: str) -> bool:
         parts = _PART_SPLIT.split(token)
         if parts[0] in _NEGATING:
             continue
-        if any(p in _BOILER_PARTS for p in parts):
+        if any(p in _BOILER_PARTS or p.startswith(_BOILER_PREFIXES) for p in parts):
             return True
     return False
 
@@ -218,14 +243,14 @@ def _caption(img: LexborNode) -> str:
 
 
 class _Emitter:
-    """Collects inline text into blocks and blocks into text items, split by images."""
+    """Collects inline text into blocks, and blocks and images into `Entries` in order."""
 
-    __slots__ = ("items", "blocks", "buf", "pending")
+    __slots__ = ("ent", "buf", "buf_links", "pending")
 
     def __init__(self) -> None:
-        self.items: list[str | ImageRef] = []
-        self.blocks: list[str] = []
+        self.ent = Entries()
         self.buf: list[str] = []
+        self.buf_links = 0  # characters of the buffer's text inside <a>
         self.pending = _NONE
 
     def boundary(self, kind: int) -> None:
@@ -237,47 +262,76 @@ class _Emitter:
     def _flush_buf(self) -> None:
         raw = "".join(self.buf)
         self.buf.clear()
+        links, self.buf_links = self.buf_links, 0
         if _BR in raw:  # <br> made lines: keep them, collapse spaces inside each
             lines = [" ".join(line.split()) for line in raw.split(_BR)]
             text = "\n".join(line for line in lines if line)
         else:
             text = " ".join(raw.split())
         if text:
-            self.add_block(text)
+            self.add_block(text, links)
 
-    def add_block(self, text: str) -> None:
-        if self.blocks:
-            self.blocks.append(_SEPS[self.pending or _LINE])
-        self.blocks.append(text)
+    def add_block(self, text: str, links: int = 0) -> None:
+        ent = self.ent
+        ent.items.append(text)
+        ent.seps.append(self.pending or _LINE)
+        ent.chars.append(len(text))
+        ent.links.append(min(links, len(text)))
         self.pending = _NONE
 
     def image(self, ref: ImageRef) -> None:
         self.boundary(_NONE)
-        self._end_text()
-        self.items.append(ref)
-
-    def _end_text(self) -> None:
-        if self.blocks:
-            self.items.append("".join(self.blocks))
-            self.blocks = []
+        ent = self.ent
+        ent.items.append(ref)
+        ent.seps.append(_NONE)
+        ent.chars.append(0)
+        ent.links.append(0)
         self.pending = _NONE
 
-    def finish(self) -> list[str | ImageRef]:
-        self.boundary(_NONE)
-        self._end_text()
-        return self.items
+
+def _join(ent: Entries, keep: list[bool]) -> list[str | ImageRef]:
+    """Kept entries as items: consecutive text blocks join into one text item, as in OBELICS."""
+    items: list[str | ImageRef] = []
+    blocks: list[str] = []
+    for item, sep, k in zip(ent.items, ent.seps, keep, strict=True):
+        if not k:
+            continue
+        if isinstance(item, str):
+            if blocks:
+                blocks.append(_SEPS[sep])
+            blocks.append(item)
+        else:
+            if blocks:
+                items.append("".join(blocks))
+                blocks = []
+            items.append(item)
+    if blocks:
+        items.append("".join(blocks))
+    return items
 
 
-def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
+# containers whose entry ranges the selection weighs (link lists, main-column candidates)
+_BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
+
+
+def _walk(root: LexborNode, skip: set[int]) -> Entries:
     """Iterative depth-first walk of `root`'s subtree in document order (no recursion)."""
     em = _Emitter()
+    ent = em.ent
     buf = em.buf
-    exits: list[int] = []  # block kind of each element we descended into
+    boxes = ent.boxes
+    # per element we descended into: (block kind, first entry, links before it, is a box)
+    exits: list[tuple[int, int, int, bool]] = []
+    n_links = 0
+    in_link = 0  # depth of open <a> elements
     node = root.child
     while node is not None:
         tag = node.tag
         if tag == "-text":
-            buf.append(node.text_content)
+            t = node.text_content
+            buf.append(t)
+            if in_link:
+                em.buf_links += len(t.strip())
         elif tag is not None and tag[0] != "-" and node.mem_id not in skip:
             # (no tag: a processing instruction such as <?php ... ?>, which holds no text)
             if tag == "img":
@@ -305,11 +359,15 @@ def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
                 kind = _BLOCK.get(tag, _NONE)
                 if kind:
                     em.boundary(kind)
+                if tag == "a":
+                    n_links += 1
                 child = node.child
                 if child is not None:
                     if len(exits) >= MAX_DEPTH:
                         raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH}")
-                    exits.append(kind)
+                    if tag == "a":
+                        in_link += 1
+                    exits.append((kind, len(ent.items), n_links, tag in _BOX_TAGS))
                     node = child
                     continue
                 if kind:
@@ -318,14 +376,25 @@ def _walk(root: LexborNode, skip: set[int]) -> list[str | ImageRef]:
         nxt = node.next
         while nxt is None:
             if not exits:
-                return em.finish()
+                em.boundary(_NONE)
+                return ent
             node = node.parent
-            kind = exits.pop()
+            kind, first, links0, is_box = exits.pop()
             if kind:
                 em.boundary(kind)
+            if node.tag == "a":
+                in_link -= 1
+            if is_box:
+                boxes.append((first, len(ent.items), n_links - links0, len(exits), node))
             nxt = node.next
         node = nxt
-    return em.finish()
+    em.boundary(_NONE)
+    return ent
+
+
+def _name_of(node: LexborNode) -> str:
+    a = node.attributes
+    return f"{a.get('class') or ''} {a.get('id') or ''} {a.get('itemprop') or ''}"
 
 
 def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
@@ -370,4 +439,5 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
                 break
     if root is None:
         return Page(title, lang, [], base, canonical)
-    return Page(title, lang, _walk(root, _skip_set(root)), base, canonical)
+    ent = _walk(root, _skip_set(root))
+    return Page(title, lang, _join(ent, select(ent, _name_of)), base, canonical)

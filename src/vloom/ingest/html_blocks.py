@@ -1,0 +1,149 @@
+"""Which of a page's blocks are main content: the selection after the DOM walk.
+
+The walk (`html_extract`) emits a flat list of entries in reading order: text blocks (with their
+character and link-text counts) and images. It also records, for every container element it
+left, the entry range that element spans and its link count. Selection then works on ranges, so
+it stays linear in the page:
+
+1. Link-dense containers go whole (navigation lists, "related" teasers, tag clouds): most of
+   their text is link text and they hold several links (trafilatura's and readability's test).
+2. The main column: the deepest container that still holds most of the page's prose (text
+   outside links, in blocks long enough to be sentences), so header, sidebars and footers above
+   it fall away without naming them; a class/id that names an article body (entry-content,
+   articleBody, post-content, ...) wins when it holds enough of that prose.
+3. Around the prose, short blocks far from it go (jusText's context rule): a trailing "Leave a
+   reply" or "Read more" heading after the last paragraph, a lone "Share" line before the first.
+Images follow the blocks around them: one in a dropped range goes with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# a block with at least this many characters outside links reads as prose, not a label
+_PROSE_CHARS = 60
+# a container whose text is this much link text, with this many links, is a link list
+_LINK_DENSITY = 0.6
+_MIN_LINKS = 3
+# the main column: the deepest container with this share of the page's prose
+_MAIN_SHARE = 0.8
+# a named article body wins when it holds this share of the page's prose
+_NAMED_SHARE = 0.5
+_CLIMB_RATIO = 0.25
+_IMAGE_PROSE = 100
+_COLUMN_TAGS = frozenset("div section article main body td table".split())
+# class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
+_CONTENT_NAME = re.compile(
+    r"(?:^|[\s_-])(?:(?:entry|post|article|story|blog|page|single)[-_]?(?:content|body|text|"
+    r"inner)|articlebody|article|post|entry|story|content|main|text|body|fulltext)(?:$|[\s_-])",
+    re.I,
+)
+
+
+@dataclass(slots=True)
+class Entries:
+    """The walk's output: entries in reading order and the containers around them."""
+
+    items: list = field(default_factory=list)  # str blocks and ImageRef
+    seps: list[int] = field(default_factory=list)  # separator kind before each text block
+    chars: list[int] = field(default_factory=list)  # characters of each entry (0 for images)
+    links: list[int] = field(default_factory=list)  # of those, characters inside <a>
+    # containers left by the walk: (start, end, n_links, depth, node)
+    boxes: list[tuple] = field(default_factory=list)
+
+
+def select(ent: Entries, name_of) -> list[bool]:
+    """keep[i] for each entry. `name_of(node)` gives a container's class + id string."""
+    n = len(ent.items)
+    keep = [True] * n
+    if n == 0:
+        return keep
+    chars, links = ent.chars, ent.links
+    # prefix sums: characters, link characters, prose characters (outside links, long blocks)
+    pc = [0] * (n + 1)
+    pl = [0] * (n + 1)
+    pp = [0] * (n + 1)
+    for i in range(n):
+        c, lk = chars[i], links[i]
+        pc[i + 1] = pc[i] + c
+        pl[i + 1] = pl[i] + lk
+        pp[i + 1] = pp[i] + (c - lk if c - lk >= _PROSE_CHARS and lk < 0.5 * c else 0)
+    # 1. link-dense containers
+    diff = [0] * (n + 1)
+    for start, end, n_links, _depth, _node in ent.boxes:
+        if end <= start or n_links < _MIN_LINKS:
+            continue
+        c = pc[end] - pc[start]
+        if c and (pl[end] - pl[start]) >= _LINK_DENSITY * c and pp[end] - pp[start] < 0.5 * c:
+            diff[start] += 1
+            diff[end] -= 1
+    run = 0
+    for i in range(n):
+        run += diff[i]
+        if run:
+            keep[i] = False
+    # prose that survived step 1
+    kp = [0] * (n + 1)
+    for i in range(n):
+        kp[i + 1] = kp[i] + (pp[i + 1] - pp[i] if keep[i] else 0)
+    total = kp[n]
+    if total == 0:  # no prose at all (a gallery, a short note): keep what step 1 kept
+        return keep if any(keep) else [True] * n
+    # 2. the main column: a container of several prose blocks (one paragraph is not a column)
+    kb = [0] * (n + 1)
+    for i in range(n):
+        kb[i + 1] = kb[i] + (1 if keep[i] and pp[i + 1] > pp[i] else 0)
+    if kb[n] < 2:
+        return keep
+    lo, hi = 0, n
+    best_depth = -1
+    named = None
+    for start, end, _n_links, depth, node in ent.boxes:
+        if node.tag not in _COLUMN_TAGS or kb[end] - kb[start] < 2:
+            continue
+        share = kp[end] - kp[start]
+        if share >= _MAIN_SHARE * total and depth > best_depth:
+            lo, hi, best_depth = start, end, depth
+        if share >= _NAMED_SHARE * total and (named is None or depth > named[2]):
+            if _CONTENT_NAME.search(name_of(node)):
+                named = (start, end, depth)
+    if best_depth < 0 and named is None:
+        return keep
+    if named is not None and named[2] > best_depth:
+        lo, hi, best_depth = named
+    # climb while the enclosing container adds prose rather than other text: a section's
+    # siblings in a manual, an article's lead in its own wrapper; not a sidebar or a footer
+    kc = [0] * (n + 1)  # kept characters outside prose blocks
+    ki = [0] * (n + 1)  # kept images, each weighed as a paragraph of prose
+    for i in range(n):
+        kc[i + 1] = kc[i] + (chars[i] if keep[i] and pp[i + 1] == pp[i] else 0)
+        ki[i + 1] = ki[i] + (_IMAGE_PROSE if keep[i] and not chars[i] else 0)
+    parents = sorted(
+        (b for b in ent.boxes if b[0] <= lo and hi <= b[1] and b[3] < best_depth),
+        key=lambda b: -b[3],
+    )
+    for start, end, _n_links, depth, _node in parents:
+        prose = kp[end] - kp[start] - (kp[hi] - kp[lo]) + ki[end] - ki[start] - (ki[hi] - ki[lo])
+        other = kc[end] - kc[start] - (kc[hi] - kc[lo])
+        if other > _CLIMB_RATIO * prose:
+            break
+        lo, hi, best_depth = start, end, depth
+    # readability's sibling rule: prose just outside the column (a lead paragraph in its own
+    # wrapper, the article's last paragraph after an embedded box) belongs to it
+    plo, phi = 0, n
+    for start, end, _n_links, depth, _node in parents:
+        if depth < best_depth:
+            plo, phi = start, end
+            break
+    # Images outside the column stay unless step 1 dropped them: a manual's figures sit in
+    # sections of captions and short option names that weigh little as prose, and a page's
+    # teaser thumbnails sit in link lists, which went in step 1.
+    for i in range(n):
+        if (
+            keep[i]
+            and chars[i]
+            and (i < plo or i >= phi or ((i < lo or i >= hi) and pp[i + 1] == pp[i]))
+        ):
+            keep[i] = False
+    return keep
