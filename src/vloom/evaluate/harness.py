@@ -79,6 +79,16 @@ def load_checkpoint(
     return model, load_tokenizer(str(tokenizer_path), model.layout)
 
 
+def load_for_harness(
+    pretrained: str | Path, tokenizer: str | Path | None, device: str | None, batch_size: int | str
+) -> tuple[VLM, Tokenizer, torch.device, int]:
+    """What the lm-eval and lmms-eval adapters start from: the model in eval mode on its device,
+    its tokenizer, that device, and a batch size (the harnesses' "auto" means 16 here)."""
+    model, tok = load_checkpoint(Path(pretrained), tokenizer, str(device or "cpu"))
+    size = int(batch_size) if str(batch_size).isdigit() else 16
+    return model, tok, next(model.parameters()).device, size
+
+
 def evaluate(
     ckpt_dir: str | Path,
     eval_dir: str | Path,

@@ -8,7 +8,6 @@ or `vloom lm-eval CHECKPOINT --tasks ...`. Importing this module registers the c
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from vloom.evaluate.generation import greedy_generate
-from vloom.evaluate.harness import load_checkpoint
+from vloom.evaluate.harness import load_for_harness
 from vloom.evaluate.scoring import sequence_loss
 from vloom.sequence import encode_text
 
@@ -36,9 +35,9 @@ class VloomLM(LM):
         **_: Any,  # lm_eval passes extra settings (max_batch_size, ...) that do not apply
     ) -> None:
         super().__init__()
-        self.model, self.tok = load_checkpoint(Path(pretrained), tokenizer, str(device or "cpu"))
-        self._device = torch.device(str(device or "cpu"))
-        self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto" -> 16
+        self.model, self.tok, self._device, self.batch_size = load_for_harness(
+            pretrained, tokenizer, device, batch_size
+        )
         self.max_gen_toks = int(max_gen_toks)
         self.quiet = quiet
         self.prefix = self.model.layout.prefix  # [bos], or nothing for a tokenizer without one

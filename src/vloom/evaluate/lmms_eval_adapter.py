@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from vloom.evaluate.benchmarks.row import PLACEHOLDER
 from vloom.evaluate.generation import greedy_generate
-from vloom.evaluate.harness import load_checkpoint
+from vloom.evaluate.harness import load_for_harness
 from vloom.evaluate.scoring import Images, batch_images
 from vloom.evaluate.tasks.data import image_input
 from vloom.evaluate.tasks.mcbench import encode_prompt
@@ -73,9 +73,9 @@ class VloomLMM(lmms):
         **_: Any,  # lmms-eval passes settings that do not apply (max_batch_size, ...)
     ) -> None:
         super().__init__()
-        self.model, self.tok = load_checkpoint(Path(pretrained), tokenizer, str(device or "cpu"))
-        self._device = next(self.model.parameters()).device
-        self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto" -> 16
+        self.model, self.tok, self._device, self.batch_size = load_for_harness(
+            pretrained, tokenizer, device, batch_size
+        )
         self.max_new_tokens = int(max_new_tokens)
         self.quiet = quiet
 
