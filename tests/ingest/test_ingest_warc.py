@@ -12,9 +12,24 @@ from vloom.ingest.base import IngestOptions
 from vloom.ingest.run import run_ingest
 from vloom.ingest.warc import normalize_url
 
+READER = {"name": None}  # the WARC reader under test: FastWARC, and warcio (the fallback)
+
+
+@pytest.fixture(autouse=True, params=["fastwarc", "warcio"])
+def warc_reader(request):
+    if request.param == "fastwarc":
+        pytest.importorskip("fastwarc", reason="fastwarc not installed (pip install fastwarc)")
+    READER["name"] = request.param
+    yield request.param
+    READER["name"] = None
+
+
+def _opts(out, **extra):
+    return IngestOptions(out_dir=out, extra={"warc_reader": READER["name"], **extra})
+
 
 def _ingest(kind, inputs, out):
-    led = run_ingest(kind, list(inputs), out, IngestOptions(out_dir=out), quiet=True)
+    led = run_ingest(kind, list(inputs), out, _opts(out), quiet=True)
     return led, list(read_documents(out))
 
 
@@ -219,7 +234,7 @@ def test_record_declaring_a_huge_length_is_rejected_unread(tmp_path, gz):
     assert [int(d.texts[0].split()[1]) for d in docs] == [0, 2, 3]
     assert led.input == 4 and led.rejected == {"warc_record_too_large": 1}
     # the cap is an option: at 1000 bytes every page record is too large
-    opts = IngestOptions(out_dir=tmp_path / "small", extra={"max_record_bytes": 1000})
+    opts = _opts(tmp_path / "small", max_record_bytes=1000)
     led = run_ingest("warc", [tmp_path / name], tmp_path / "small", opts, quiet=True)
     assert led.kept == 0 and led.rejected == {"warc_record_too_large": 4}
 

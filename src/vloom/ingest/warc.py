@@ -10,7 +10,8 @@ re-reading the one record by seeking to its offset.
 Every record is one ledger input: HTML pages are kept (or dropped "no_content" / rejected with
 the page's reason); image records, requests, warcinfo, metadata, revisits, non-2xx responses and
 other content types are dropped by the "warc" step with a named reason. Damage is read through
-(see warc_records): a corrupt record (a gzip member that does not inflate, a record shorter than
+(see warc_records, which reads through FastWARC and falls back to warcio where FastWARC stops,
+or throughout with opts.extra["warc_reader"] = "warcio"): a corrupt record (a gzip member that does not inflate, a record shorter than
 it declares) counts one rejection "warc_record_corrupt" and reading resumes at the next record;
 a record declaring more than opts.extra["max_record_bytes"] (default 1 GiB) is rejected
 "warc_record_too_large" unread; a WARC that ends early keeps the records read so far and counts
@@ -24,10 +25,8 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
-
-from warcio.archiveiterator import ArchiveIterator
 
 from vloom.doc import Document
 from vloom.ingest.base import IngestError, IngestOptions, inside_root
@@ -44,9 +43,9 @@ from vloom.ingest.html import (
 from vloom.ingest.warc_records import (
     MAX_RECORD_BYTES,
     Lost,
-    is_gzip,
+    Rec,
     looks_like_warc,
-    record_whole,
+    read_payload_at,
     records,
 )
 from vloom.ledger import Ledger
@@ -70,24 +69,6 @@ def normalize_url(url: str) -> str:
     return urlunsplit((p.scheme.lower(), p.netloc.lower(), path, p.query, ""))
 
 
-def _status(rec: Any) -> int:
-    if rec.http_headers is None:
-        return 200  # resource records carry the payload without HTTP headers
-    try:
-        return int(rec.http_headers.get_statuscode() or 0)
-    except ValueError:
-        return 0
-
-
-def _content_type(rec: Any) -> str:
-    ct = ""
-    if rec.http_headers is not None:
-        ct = rec.http_headers.get_header("Content-Type") or ""
-    if not ct:
-        ct = rec.rec_headers.get_header("Content-Type") or ""
-    return ct
-
-
 def _charset(ct: str) -> str | None:
     for part in ct.split(";")[1:]:
         k, _, v = part.strip().partition("=")
@@ -96,17 +77,18 @@ def _charset(ct: str) -> str | None:
     return None
 
 
-def _target(rec: Any) -> str:
-    return (rec.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
-
-
 class WarcImageIndex:
     """URL -> (warc file, record offset) of image records; bytes are re-read on demand."""
 
     def __init__(
-        self, paths: list[Path], max_bytes: int, max_record_bytes: int = MAX_RECORD_BYTES
+        self,
+        paths: list[Path],
+        max_bytes: int,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        reader: str | None = None,
     ) -> None:
         self.paths = paths
+        self.reader = reader
         self.max_bytes = max_bytes
         self.max_record_bytes = max_record_bytes
         self.index: dict[str, tuple[int, int]] = {}
@@ -119,15 +101,14 @@ class WarcImageIndex:
             with _open_regular(path) as fh:
                 if not looks_like_warc(fh):
                     return
-                for item in records(fh, os.fstat(fh.fileno()).st_size, self.max_record_bytes):
-                    if isinstance(item, Lost):
+                size = os.fstat(fh.fileno()).st_size
+                for rec in records(fh, size, self.max_record_bytes, 16, self.reader):
+                    if isinstance(rec, Lost):
                         continue  # pass 2 counts it
-                    rec, it = item
-                    if rec.rec_type not in ("response", "resource") or _status(rec) // 100 != 2:
+                    if rec.rec_type not in ("response", "resource") or rec.status // 100 != 2:
                         continue
-                    url = _target(rec)
-                    if url and sniff_image(rec.content_stream().read(16)) is not None:
-                        self.index.setdefault(normalize_url(url), (i, it.get_record_offset()))
+                    if rec.target and sniff_image(rec.payload) is not None:
+                        self.index.setdefault(normalize_url(rec.target), (i, rec.offset))
         except OSError:
             pass  # what was indexed stays; pass 2 counts the failure
 
@@ -148,9 +129,7 @@ class WarcImageIndex:
         try:
             if fh is None:
                 fh = self._fh[i] = open(self.paths[i], "rb")
-            fh.seek(offset)
-            rec = next(iter(ArchiveIterator(fh)))
-            data = rec.content_stream().read(self.max_bytes + 1)
+            data = read_payload_at(fh, offset, self.max_bytes, self.reader)
         except Exception:  # noqa: BLE001 - a record that was readable in pass 1 but not now
             return "warc_reread_failed"
         return "image_too_large" if len(data) > self.max_bytes else data
@@ -199,11 +178,12 @@ def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
     for _ in outside:  # a symlink out of the input directory: never opened
         ledger.input += 1
         ledger.reject("outside_root")
-    store = WarcImageIndex(paths, opts.max_image_bytes, max_record)
+    reader = opts.extra.get("warc_reader")  # "fastwarc" (default when installed) | "warcio"
+    store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader)
     checker = ImageChecker(opts.max_image_bytes)
     try:
         for path in paths:
-            yield from _one_warc(path, store, checker, ledger, opts, max_record)
+            yield from _one_warc(path, store, checker, ledger, opts, max_record, reader)
     finally:
         store.close()
 
@@ -215,6 +195,7 @@ def _one_warc(
     ledger: Ledger,
     opts: IngestOptions,
     max_record: int,
+    reader: str | None,
 ) -> Iterator[Document]:
     try:
         fh = _open_regular(path)
@@ -228,87 +209,51 @@ def _one_warc(
         ledger.input += 1
         ledger.reject("not_a_warc")
         return
-    gz = is_gzip(fh)
     seen = 0
-    open_record = False  # counted as input but not yet settled (its payload broke mid-read)
     with fh:
-        for item in records(fh, size, max_record):
-            if open_record and not (isinstance(item, Lost) and item.yielded):
-                ledger.reject("warc_record_corrupt")  # broke for us, yet warcio read past it
-                open_record = False
-            if isinstance(item, Lost):
-                if item.yielded and not open_record:
-                    continue  # the record was counted (dropped) before it broke
-                if not open_record:
-                    ledger.input += 1
-                reason = item.reason
-                if reason == "warc_truncated" and not seen:
-                    reason = "not_a_warc"
-                ledger.reject(reason)
-                open_record = False
-                continue
-            rec, it = item
-            seen += 1
+        for rec in records(fh, size, max_record, MAX_PAGE_BYTES, reader):
             ledger.input += 1
-            outcome = _record(rec, it, fh, gz, path, store, checker, ledger, opts)
-            open_record = outcome is _BROKEN
-            if isinstance(outcome, Document):
-                yield outcome
-        if open_record:
-            ledger.reject("warc_record_corrupt")
-
-
-_BROKEN = object()  # a record whose payload broke mid-read: settled by what `records` finds
+            if isinstance(rec, Lost):
+                reject = "not_a_warc" if rec.reason == "warc_truncated" and not seen else rec.reason
+                ledger.reject(reject)
+                continue
+            seen += 1
+            doc = _record(rec, path, store, checker, ledger, opts)
+            if doc is not None:
+                yield doc
 
 
 def _record(
-    rec: Any,
-    it: ArchiveIterator,
-    fh: IO[bytes],
-    gz: bool,
+    rec: Rec,
     path: Path,
     store: WarcImageIndex,
     checker: ImageChecker,
     ledger: Ledger,
     opts: IngestOptions,
-) -> Document | object | None:
-    """Count one record; return its Document if it is a page with content, or _BROKEN (not
-    counted) when its bytes end or break before it does."""
+) -> Document | None:
+    """Count one whole record; return its Document if it is a page with content."""
     if rec.rec_type not in ("response", "resource"):
         ledger.drop(STEP, f"{rec.rec_type}_record")
         return None
-    status = _status(rec)
-    if status // 100 != 2:
-        ledger.drop(STEP, f"http_{status // 100}xx" if status else "bad_http_status")
+    if rec.status // 100 != 2:
+        ledger.drop(STEP, f"http_{rec.status // 100}xx" if rec.status else "bad_http_status")
         return None
-    try:
-        stream = rec.content_stream()
-        head = stream.read(512)
-        if sniff_image(head[:16]) is not None:
-            ledger.drop(STEP, "image_record")  # its bytes serve pages' <img> via the index
-            return None
-        ct = _content_type(rec)
-        if not _is_html(ct, head):
-            ledger.drop(STEP, "not_html")
-            return None
-        body = head + stream.read(MAX_PAGE_BYTES + 1 - len(head))
-    except Exception:  # noqa: BLE001 - a payload that breaks mid-read (corrupt member, chunking)
-        return _BROKEN
-    if len(body) > MAX_PAGE_BYTES:
+    body = rec.payload
+    if sniff_image(body[:16]) is not None:
+        ledger.drop(STEP, "image_record")  # its bytes serve pages' <img> via the index
+        return None
+    if not _is_html(rec.content_type, body[:512]):
+        ledger.drop(STEP, "not_html")
+        return None
+    if rec.truncated:
         ledger.reject("page_too_large")
         return None
-    url = _target(rec)
     try:
-        if not record_whole(rec, it, fh, gz):  # reads the record to its end
-            return _BROKEN
-        offset = it.get_record_offset()
-    except Exception:  # noqa: BLE001
-        return _BROKEN
-    try:
-        page = extract_page(body, _charset(ct))
+        page = extract_page(body, _charset(rec.content_type))
     except PageError as e:
         ledger.reject(e.reason)
         return None
+    url = rec.target
     return page_document(
         page,
         PageSource(url=url),
@@ -316,7 +261,7 @@ def _record(
         opts,
         checker,
         "warc",
-        doc_id("warc", f"{url} {path.name}:{offset}"),
+        doc_id("warc", f"{url} {path.name}:{rec.offset}"),
         store=store,
-        extra_meta={"warc": path.name, "warc_offset": offset},
+        extra_meta={"warc": path.name, "warc_offset": rec.offset},
     )

@@ -1,7 +1,13 @@
 """WARC records read through damage: resynchronise after a corrupt record, cap declared lengths.
 
-`records` yields each record warcio can parse, and a `Lost` for each one it cannot. After a
-failure it looks for the next record start after the broken one: in a .warc.gz the next gzip
+`records` yields a `Rec` - headers and the first `keep` bytes of the decoded payload - for each
+whole record, and a `Lost` for each one it cannot read. FastWARC reads while the file is sound;
+at the first thing it does not read cleanly (an error, a record shorter than it declares, a
+declared length over the cap) and at the end of the file, warcio takes over from the last good
+record, with the resynchronisation below, so damage is counted the same whichever reader ran.
+Without FastWARC (or with reader="warcio") warcio reads the whole file.
+
+After a failure the next record start after the broken one is found: in a .warc.gz the next gzip
 member (magic 1f 8b 08) that inflates to "WARC/", in an uncompressed WARC the next line that
 starts "WARC/1."; reading resumes there, so one corrupt member costs one record, not the rest of
 the file. A candidate member that does not inflate is one more corrupt record. Counting is
@@ -22,20 +28,42 @@ from typing import IO, Any
 
 from warcio.archiveiterator import ArchiveIterator
 
+try:
+    from fastwarc.warc import ArchiveIterator as FastIterator
+except ImportError:  # warcio reads everything
+    FastIterator = None
+
 MAX_RECORD_BYTES = 1024**3  # declared Content-Length above this: rejected unread
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _WARC_LINE = b"\nWARC/1."
 _CHUNK = 1 << 20
+_IDENTITY = ("", "identity")
+
+
+def default_reader() -> str:
+    return "fastwarc" if FastIterator is not None else "warcio"
+
+
+@dataclass(slots=True)
+class Rec:
+    """One whole record. `payload`: its first `keep` bytes, HTTP Content-/Transfer-Encoding
+    undone (as warcio does); `payload_len`: the decoded length read (up to keep + 1)."""
+
+    rec_type: str
+    target: str
+    status: int  # 200 for records without HTTP headers; 0 when the status does not parse
+    content_type: str  # HTTP Content-Type, else the record's
+    offset: int
+    payload: bytes
+    truncated: bool  # the payload is longer than `keep`
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """A record that could not be read. `yielded`: it is the record last handed out (already
-    counted by the reader), not one more."""
+    """A record that could not be read."""
 
     reason: str  # warc_record_corrupt | warc_record_too_large | warc_truncated
     offset: int
-    yielded: bool = False
 
 
 class _Skip(Exception):
@@ -46,27 +74,149 @@ class _Skip(Exception):
         self.reason = reason
 
 
+class _Handoff(Exception):
+    """FastWARC stops here: warcio goes on from `pos` (no record there was handed out)."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
 def records(
-    fh: IO[bytes], size: int, max_record_bytes: int = MAX_RECORD_BYTES
-) -> Iterator[tuple[Any, ArchiveIterator] | Lost]:
-    """(record, iterator) for each readable record, a Lost for each unreadable one. Read what
-    you need from a record before the next item; `iterator.get_record_offset()` is its offset."""
-    gz = is_gzip(fh)
+    fh: IO[bytes],
+    size: int,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    keep: int = 512,
+    reader: str | None = None,
+) -> Iterator[Rec | Lost]:
+    """A Rec for each readable record, a Lost for each unreadable one, in file order."""
     pos = 0
+    if (reader or default_reader()) == "fastwarc" and FastIterator is not None:
+        try:
+            yield from _fast(fh, max_record_bytes, keep)
+        except _Handoff as h:
+            pos = h.pos
+    yield from _warcio(fh, size, max_record_bytes, keep, pos)
+
+
+def _fast(fh: IO[bytes], max_record_bytes: int, keep: int) -> Iterator[Rec]:
+    """FastWARC over the file from its start; raises _Handoff where warcio must go on.
+
+    A record is handed out only once FastWARC has read the next one: the last record (and one
+    followed by damage) is left to warcio, which also checks that its gzip member ends whole."""
+    fh.seek(0)
+    held: Rec | None = None
+    start = 0
+    try:
+        for rec in FastIterator(fh, parse_http=True):
+            start = rec.stream_pos
+            declared = rec.headers.get("Content-Length")
+            if not rec.headers.get("WARC-Type") or not declared or not declared.isdigit():
+                break  # a header cut short or garbled
+            if int(declared) > max_record_bytes:
+                break
+            out = _fast_rec(rec, fh, keep)
+            if out is None:
+                break
+            if held is not None:
+                yield held
+            held = out
+    except Exception:  # noqa: BLE001 - FastWARC raises OSError (and others) on damage
+        pass
+    raise _Handoff(held.offset if held is not None else start)
+
+
+def _fast_rec(rec: Any, fh: IO[bytes], keep: int) -> Rec | None:
+    """The record, read to its end; None when it holds less than it declares."""
+    http = rec.http_headers if rec.is_http else None
+    want = rec.content_length
+    head = rec.reader.read(min(want, keep + 1))
+    got = len(head)
+    while got < want:
+        data = rec.reader.read(min(_CHUNK, want - got))
+        if not data:
+            return None
+        got += len(data)
+    if got != want:
+        return None
+    ct = ""
+    status = 200
+    if http is not None:
+        status = http.status_code or 0
+        ct = http.get("Content-Type") or ""
+        enc = (http.get("Content-Encoding") or "").strip().lower()
+        te = (http.get("Transfer-Encoding") or "").strip().lower()
+        if enc not in _IDENTITY or te not in _IDENTITY:
+            head = _decoded(fh, rec.stream_pos, keep)  # warcio undoes them (rare in crawls)
+    ct = ct or rec.headers.get("Content-Type") or ""
+    return Rec(
+        rec.headers.get("WARC-Type") or "",
+        (rec.headers.get("WARC-Target-URI") or "").strip().strip("<>"),
+        status,
+        ct,
+        rec.stream_pos,
+        head[:keep],
+        len(head) > keep,
+    )
+
+
+def _decoded(fh: IO[bytes], offset: int, keep: int) -> bytes:
+    """The first keep + 1 decoded payload bytes of the record at `offset`, through warcio;
+    the file position is restored (FastWARC reads on from it)."""
+    here = fh.tell()
+    try:
+        fh.seek(offset)
+        rec = next(iter(ArchiveIterator(fh)))
+        return rec.content_stream().read(keep + 1)
+    finally:
+        fh.seek(here)
+
+
+def read_payload_at(fh: IO[bytes], offset: int, max_bytes: int, reader: str | None = None) -> bytes:
+    """Up to max_bytes + 1 decoded payload bytes of the record at `offset` (raises on damage)."""
+    fh.seek(offset)
+    if (reader or default_reader()) == "fastwarc" and FastIterator is not None:
+        rec = next(iter(FastIterator(fh, parse_http=True)))
+        http = rec.http_headers if rec.is_http else None
+        if http is None or (
+            (http.get("Content-Encoding") or "").strip().lower() in _IDENTITY
+            and (http.get("Transfer-Encoding") or "").strip().lower() in _IDENTITY
+        ):
+            return rec.reader.read(max_bytes + 1)
+        fh.seek(offset)
+    rec = next(iter(ArchiveIterator(fh)))
+    return rec.content_stream().read(max_bytes + 1)
+
+
+def _int(v: str | None) -> int:
+    try:
+        return int(v or 0)
+    except ValueError:
+        return 0
+
+
+def _warcio(
+    fh: IO[bytes], size: int, max_record_bytes: int, keep: int, pos: int
+) -> Iterator[Rec | Lost]:
+    """warcio from `pos` to the end, resynchronising after damage."""
+    gz = is_gzip(fh)
     while True:
         fh.seek(pos)
         it = ArchiveIterator(fh)
-        start, yielded, reason = pos, False, "warc_record_corrupt"
+        start, reason = pos, "warc_record_corrupt"
         try:
             for rec in it:
-                start, yielded = max(it.offset, pos), False
+                start = max(it.offset, pos)
                 if _declared(rec) > max_record_bytes:
                     raise _Skip("warc_record_too_large")
-                yielded = True
-                yield rec, it
+                try:
+                    out = _warcio_rec(rec, it, start, keep)
+                except Exception:  # noqa: BLE001 - the payload breaks mid-read
+                    raise _Skip("warc_record_corrupt") from None
                 if not record_whole(rec, it, fh, gz):
                     raise _Skip("warc_record_corrupt")
-                start, yielded = it.get_record_offset() + it.get_record_length(), False
+                yield out
+                start = it.get_record_offset() + it.get_record_length()
         except _Skip as e:
             reason = e.reason
         except Exception:  # noqa: BLE001 - warcio raises many types (ArchiveLoadFailed, zlib...)
@@ -79,12 +229,36 @@ def records(
             if reason != "warc_record_too_large":
                 broken = gz and _member_broken(fh, start)
                 reason = "warc_record_corrupt" if broken else "warc_truncated"
-            yield Lost(reason, start, yielded)
+            yield Lost(reason, start)
             return
-        yield Lost(reason, start, yielded)
+        yield Lost(reason, start)
         for _ in range(bad_members):
             yield Lost("warc_record_corrupt", start)
         pos = nxt
+
+
+def _warcio_rec(rec: Any, it: ArchiveIterator, offset: int, keep: int) -> Rec:
+    status = 200  # resource records carry the payload without HTTP headers
+    ct = ""
+    if rec.http_headers is not None:
+        try:
+            status = int(rec.http_headers.get_statuscode() or 0)
+        except ValueError:
+            status = 0
+        ct = rec.http_headers.get_header("Content-Type") or ""
+    ct = ct or rec.rec_headers.get_header("Content-Type") or ""
+    head = b""
+    if rec.rec_type in ("response", "resource") and status // 100 == 2:
+        head = rec.content_stream().read(keep + 1)
+    return Rec(
+        rec.rec_type,
+        (rec.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>"),
+        status,
+        ct,
+        offset,
+        head[:keep],
+        len(head) > keep,
+    )
 
 
 def is_gzip(fh: IO[bytes]) -> bool:

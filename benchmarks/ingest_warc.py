@@ -1,0 +1,144 @@
+"""Pages/s of vloom's WARC ingestion (FastWARC reader, and its warcio fallback) vs FastWARC +
+resiliparse text-only, on one .warc.gz of a real manual with its images.
+
+    python benchmarks/ingest_warc.py [PAGES_DIR] [--warc PATH] [--repeat R] [--profile]
+
+Default pages: the GIMP English manual (Debian package gimp-help-en). The WARC is written once
+with warcio (one gzip member per record: every page, then every other file of the manual as
+an image/png response) to --warc (default /tmp/vloom-bench/gimp.warc.gz) and reused. All three
+run in this process, one after the other, single-threaded, over the same file:
+- vloom (reader "fastwarc"): every record counted, pages extracted with interleaved images,
+  every <img> looked up in the WARC, read and fully decoded (vloom.media.check_image);
+- vloom (reader "warcio"): the same, through the warcio fallback;
+- FastWARC + resiliparse: HTML response records -> main text (`extract_plain_text`,
+  main_content=True), no images.
+Parquet writing is left out. `--profile` prints vloom's top functions (cProfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.warc import ingest_warc
+from vloom.ledger import Ledger
+
+GIMP = Path("/usr/share/gimp/2.0/help/en")
+SITE = "https://docs.gimp.org/2.10/en/"
+
+
+def build_warc(root: Path, path: Path) -> None:
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        pages = [p for p in files if p.suffix == ".html"]
+        others = [p for p in files if p.suffix != ".html"]
+        for p in pages + others:
+            data = p.read_bytes()
+            ct = "text/html; charset=utf-8" if p.suffix == ".html" else "image/png"
+            http = StatusAndHeaders(
+                "200 OK",
+                [("Content-Type", ct), ("Content-Length", str(len(data)))],
+                protocol="HTTP/1.1",
+            )
+            url = SITE + p.relative_to(root).as_posix().replace(" ", "%20")
+            import io
+
+            w.write_record(
+                w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http)
+            )
+    tmp.rename(path)
+
+
+def run_vloom(warc: Path, reader: str) -> tuple[int, int, int]:
+    """(documents, images attached, text chars) through the `warc` source."""
+    led = Ledger()
+    opts = IngestOptions(out_dir=Path("/nonexistent-benchmark-out"), extra={"warc_reader": reader})
+    n_docs = n_img = chars = 0
+    for doc in ingest_warc([warc], led, opts):
+        n_docs += 1
+        n_img += doc.n_images
+        chars += len(doc.text)
+    return n_docs, n_img, chars
+
+
+def run_resiliparse(warc: Path) -> tuple[int, int]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    n = chars = 0
+    with open(warc, "rb") as f:
+        for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
+            ct = rec.http_headers.get("Content-Type", "") if rec.http_headers else ""
+            if "html" not in ct:
+                continue
+            body = rec.reader.read()
+            text = extract_plain_text(bytes_to_str(body, detect_encoding(body)), main_content=True)
+            if text:
+                n += 1
+                chars += len(text)
+    return n, chars
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("pages", nargs="?", default=str(GIMP), help="directory of the manual")
+    ap.add_argument("--warc", default="/tmp/vloom-bench/gimp.warc.gz")
+    ap.add_argument("--repeat", type=int, default=1, help="time each R times, keep the best")
+    ap.add_argument("--profile", action="store_true", help="cProfile vloom's FastWARC run")
+    ap.add_argument("--only", choices=["fastwarc", "warcio", "resiliparse"], default=None)
+    args = ap.parse_args()
+
+    root, warc = Path(args.pages), Path(args.warc)
+    if not warc.exists():
+        if not root.is_dir():
+            sys.exit(f"{root}: no such directory (apt-get install gimp-help-en, or pass a path)")
+        build_warc(root, warc)
+    print(f"{warc} ({warc.stat().st_size / 1e6:.1f} MB)")
+
+    def best(fn) -> tuple[float, tuple]:
+        times, out = [], ()
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), out
+
+    rows = {}
+    for name in ("fastwarc", "warcio"):
+        if args.only in (None, name):
+            prof = cProfile.Profile() if args.profile and name == "fastwarc" else None
+            if prof:
+                prof.enable()
+            t, (n, img, chars) = best(lambda name=name: run_vloom(warc, name))
+            if prof:
+                prof.disable()
+                pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            rows[name] = n / t
+            print(
+                f"vloom ({name:8}):  {n / t:8.1f} pages/s  ({n} documents, {img} images "
+                f"decoded and attached, {chars} chars, {t:.1f} s)"
+            )
+    if args.only in (None, "resiliparse"):
+        t, (n, chars) = best(lambda: run_resiliparse(warc))
+        rows["resiliparse"] = n / t
+        print(f"FastWARC+resiliparse text-only: {n / t:8.1f} pages/s  ({n} pages, {chars} chars)")
+    if "fastwarc" in rows:
+        for peer in ("warcio", "resiliparse"):
+            if peer in rows:
+                print(f"ratio vloom(fastwarc) / {peer}: {rows['fastwarc'] / rows[peer]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
