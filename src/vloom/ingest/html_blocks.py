@@ -32,6 +32,8 @@ _MAIN_SHARE = 0.8
 _NAMED_SHARE = 0.5
 _CLIMB_RATIO = 0.25
 _IMAGE_PROSE = 100
+_EDGE_CHARS_BEFORE = 0
+_EDGE_CHARS_AFTER = 40
 _COLUMN_TAGS = frozenset("div section article main body td table".split())
 # class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
 _CONTENT_NAME = re.compile(
@@ -146,4 +148,21 @@ def select(ent: Entries, name_of) -> list[bool]:
             and (i < plo or i >= phi or ((i < lo or i >= hi) and pp[i + 1] == pp[i]))
         ):
             keep[i] = False
+    _trim_edges(keep, chars, pp)
     return keep
+
+
+def _trim_edges(keep: list[bool], chars: list[int], pp: list[int]) -> None:
+    """jusText's context rule at the column's edges: short text before the first paragraph of
+    prose or after the last one ("Share", "Read more", "Leave a reply") goes."""
+    n = len(keep)
+    prose = [i for i in range(n) if keep[i] and pp[i + 1] > pp[i]]
+    if not prose:
+        return
+    first, last = prose[0], prose[-1]
+    for i in range(first):
+        if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE:
+            keep[i] = False
+    for i in range(last + 1, n):
+        if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER:
+            keep[i] = False

@@ -58,7 +58,7 @@ _BOILER_PARTS = frozenset(
     share sharing sharebar social advert advertisement adverts ads ad banner popup newsletter
     subscribe footer masthead toolbar pagination pager comment comments commentlist respond
     reply replies disqus related tags tagcloud taglist sharedaddy addtoany shariff
-    outbrain taboola sponsored promo recommended recirculation byline author postmeta
+    outbrain taboola sponsored promo recommended recirculation postmeta copyright legal
     entrymeta""".split()
 )
 # Name parts that start like boilerplate ("commentform", "relatedposts", "socialicons").
@@ -102,9 +102,9 @@ _BOILER_CANDIDATES = ", ".join(
         "promo",
         "recommend",
         "recirculation",
-        "byline",
-        "author",
         "meta",
+        "copyright",
+        "legal",
     )
     for a in ("class", "id")
 )
