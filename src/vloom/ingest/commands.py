@@ -2,6 +2,7 @@
 
     vloom ingest {html,warc,pdf,pairs,hf} INPUTS... --out DIR [--fetch]
                  [--fetch-allow CIDR|HOST ...] [--shard-size N] [--quiet]
+                 [--workers N] [--executor local|ray] [--ray-address ADDR]
                  [--option KEY=VALUE ...]   e.g. caption_column=alt_text, min_image_side=64
 
 prints one line of JSON: the ledger (input, kept, dropped, rejected) and the image tallies.
@@ -63,7 +64,15 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         opts.language = args.language
     parse_options(args.option, opts)
     led = run_ingest(
-        args.kind, args.inputs, args.out, opts, quiet=args.quiet, shard_size=args.shard_size
+        args.kind,
+        args.inputs,
+        args.out,
+        opts,
+        quiet=args.quiet,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     summary = {k: v for k, v in led.to_dict().items() if k != "shards"}
     print(json.dumps(summary, sort_keys=True))
@@ -96,6 +105,20 @@ def add_commands(add: Callable[..., Any]) -> None:
     )
     p.add_argument(
         "--shard-size", type=int, default=1000, help="documents per shard (default 1000)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest whole input files on N processes (or Ray CPUs); resumable after a kill; "
+        "the output bytes are the same for any N (default 1)",
+    )
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help='executor ray: "auto" or ray://host:port (default: '
+        "a private local Ray with --workers CPUs)",
     )
     p.add_argument(
         "--min-text-chars",

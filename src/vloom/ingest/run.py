@@ -115,18 +115,37 @@ def run_ingest(
     opts: IngestOptions | None = None,
     quiet: bool = False,
     shard_size: int = 1000,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Ledger:
-    """Ingest `inputs` with the source `kind` into `out_dir`; returns the (written) ledger."""
+    """Ingest `inputs` with the source `kind` into `out_dir`; returns the (written) ledger.
+
+    `workers` > 1 or `executor` "ray" ingest whole input files in parallel, resumably
+    (executor.py); the output bytes are those of the one-process run.
+    """
     source = get_source(kind)
     paths = [Path(p) for p in inputs]
     if not paths:
         raise IngestError(f"ingest {kind}: no inputs given")
     if shard_size < 1:
         raise IngestError(f"--shard-size must be >= 1, got {shard_size}")
+    if workers < 1:
+        raise IngestError(f"--workers must be >= 1, got {workers}")
+    if executor not in ("local", "ray"):
+        raise IngestError(f"--executor must be local or ray, got {executor!r}")
     out = _check_out_dir(Path(out_dir), paths)
     opts = opts or IngestOptions(out_dir=out)
     opts.out_dir = out  # sources see the absolute output directory (nothing may go elsewhere)
     opts.quiet = opts.quiet or quiet  # a quiet run also keeps the per-unit failure lines off
+    if workers > 1 or executor == "ray":
+        from vloom.ingest.executor import split
+
+        if split(kind, paths) != []:  # no file at all: the one-process path names the problem
+            return _run_parallel(
+                kind, paths, out, opts, quiet, shard_size, workers, executor, ray_address
+            )
     ledger = Ledger()
 
     def kept(docs: Iterator[Document]) -> Iterator[Document]:
@@ -141,4 +160,37 @@ def run_ingest(
         ledger.extra = {**extra, **ledger.extra}
         ledger.write(tmp)
         _carry_foreign(out, tmp)
+    return ledger
+
+
+def _run_parallel(
+    kind: str,
+    paths: list[Path],
+    out: Path,
+    opts: IngestOptions,
+    quiet: bool,
+    shard_size: int,
+    workers: int,
+    executor: str,
+    ray_address: str | None,
+) -> Ledger:
+    from vloom.ingest.executor import local_map, run_parts
+
+    if executor == "ray":
+        from vloom.ingest.ray_executor import ray_map
+
+        with ray_map(workers, ray_address, quiet) as map_fn:
+            docs, merged, work = run_parts(kind, paths, out, opts, workers, map_fn, quiet)
+    else:
+        docs, merged, work = run_parts(kind, paths, out, opts, workers, local_map, quiet)
+    with staged_dir(out, overwrite=True, inputs=paths) as tmp:
+        n, shards = write_stream(docs, tmp, shard_size)
+        ledger = merged()
+        if n != ledger.kept:
+            raise IngestError(f"ingest {kind}: parts hold {n} documents, ledgers say {ledger.kept}")
+        extra: dict[str, Any] = {"source": kind, "shards": [p.name for p in shards]}
+        ledger.extra = {**extra, **ledger.extra}
+        ledger.write(tmp)
+        _carry_foreign(out, tmp)
+    shutil.rmtree(work, ignore_errors=True)  # the output is in place: the parts are spent
     return ledger

@@ -1,0 +1,289 @@
+"""Parallel, resumable ingest: whole input files on worker processes or Ray tasks.
+
+The inputs are split into parts (`split`): whole input files (one large file, or up to 64
+consecutive small ones of one directory), in the order a one-process
+run reads them (a directory walk, sorted). Each part runs the source on its one file in a worker
+(`_part_task`) and writes its Documents and its ledger under the work directory; the driver then
+reads the parts back in input order, renumbers them into `shard_size` shards and merges their
+ledgers (`assemble`), so the output bytes - shards and ledger - are those of a one-process run,
+for any number of workers and either executor.
+
+Work directory, beside the output (`.ingest-<out name>/`, kept until the output is in place):
+    state.json                 source kind, options, and each part's input identity (name, size,
+                               xxh3-128 of the bytes); a rerun with other inputs or options
+                               starts over, a rerun with the same ones resumes
+    part-<k>/docs-*.parquet    part k's Documents;  part-<k>.ledger.json  its ledger
+    part-<k>.done              written last: part k is finished (never redone on a resume)
+A run killed at any point (SIGKILL included) and rerun redoes only unfinished parts.
+
+Sources and their parts: html (grouped) and pdf (one per part) split by file (a file found by walking a directory keeps
+that directory as its root: ids, relative paths, the image root and the outside-root rule are
+those of the walk); pairs per tar/Parquet file. warc (a page's images may come from any of the
+given WARCs) and hf (row numbers run across a split's files) run as one part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from tqdm import tqdm
+
+from vloom import ondisk
+from vloom.doc import Document, list_shards, read_documents
+from vloom.ingest.base import IngestError, IngestOptions, get_source, inside_root
+from vloom.ledger import Ledger
+
+EXECUTORS = ("local", "ray")
+PART_FILES, PART_BYTES = 64, 8 << 20  # small files per part at most (see split)
+MAX_PASSES = 3  # a part whose worker died is retried this many times before the run stops
+# (task function, jobs as argument tuples, workers, progress label, quiet) -> None
+MapFn = Callable[[Callable[..., None], list[tuple], int, str, bool], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """Consecutive input files found in one directory (root None: named on the command line)."""
+
+    paths: tuple[Path, ...]
+    root: Path | None
+
+
+def split(kind: str, inputs: list[Path]) -> list[Part] | None:
+    """The parts of a run in input order, or None when the source runs as one part.
+
+    Small files are grouped (up to PART_FILES files or PART_BYTES bytes, one root per part) so
+    a part is worth a task; the grouping depends on the inputs only, never on the number of
+    workers, so a rerun with another --workers resumes the same parts.
+    """
+    if kind == "html":
+        from vloom.ingest.html import HTML_SUFFIXES, walk_inputs
+
+        named = {p for p in inputs if not p.is_dir()}
+        files = [
+            (f, None if f in named else root) for root, f in walk_inputs(inputs, HTML_SUFFIXES)
+        ]
+        return _group(files, PART_FILES)
+    if kind == "pdf":
+        from vloom.ingest.pdf import _walk
+
+        return _group([(f, root) for root, f in _walk(inputs)], 1)
+    if kind == "pairs":
+        from vloom.ingest.pairs import _walk as pairs_walk
+
+        return _group([(f, None) for f in pairs_walk(inputs)], PART_FILES)
+    return None
+
+
+def _group(files: list[tuple[Path, Path | None]], max_files: int) -> list[Part]:
+    parts: list[Part] = []
+    cur: list[Path] = []
+    root: Path | None = None
+    size = 0
+    for f, r in files:
+        if cur and (r != root or len(cur) >= max_files or size >= PART_BYTES):
+            parts.append(Part(tuple(cur), root))
+            cur, size = [], 0
+        cur.append(f)
+        root = r
+        try:
+            size += f.stat().st_size if f.is_file() else 0
+        except OSError:
+            pass
+    if cur:
+        parts.append(Part(tuple(cur), root))
+    return parts
+
+
+def content_id(path: Path) -> list[Any]:
+    """Name, size and xxh3-128 of the bytes (as curate's resume does); unreadable: name only."""
+    if not path.is_file():  # a FIFO or device: never opened here (the source names it)
+        return [str(path), None, None]
+    try:
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return [str(path), path.stat().st_size, h.hexdigest()]
+    except OSError:
+        return [str(path), None, None]
+
+
+# ---- one part (a top-level function: it runs in spawned workers and Ray tasks) ----
+
+
+def _part_task(kind: str, inputs: list[str], opts: IngestOptions, work: str, k: int) -> None:
+    """Ingest part k into `work`/part-<k>/ with its ledger; the done marker is written last."""
+    source = get_source(kind)
+    state = Path(work)
+    part_dir = state / f"part-{k:06d}"
+    shutil.rmtree(part_dir, ignore_errors=True)  # a killed earlier attempt's leftovers
+    ledger = Ledger()
+    paths = [Path(p) for p in inputs]
+    root = opts.input_root
+    if kind == "pdf" and root is not None and not inside_root(paths[0], root):  # 1 file/part
+        ledger.input += 1  # the pdf source's own rule for a walked file, applied before it
+        ledger.reject("outside_root")
+        docs: Iterator[Document] = iter(())
+    else:
+        if kind == "pdf":
+            opts = dataclasses.replace(opts, input_root=None)  # checked just above
+        docs = source(paths, ledger, opts)
+
+    def kept() -> Iterator[Document]:
+        for d in docs:
+            ledger.kept += 1
+            yield d
+
+    from vloom.doc import write_documents
+
+    tmp = state / f".tmp-part-{k:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_documents(tmp, kept(), shard_size=1000, prefix="docs", shard_bytes=128 << 20)
+    ledger.check()
+    os.replace(tmp, part_dir)
+    ondisk.atomic_write_json(state / f"part-{k:06d}.ledger.json", ledger.to_dict(), indent=None)
+    ondisk.atomic_write_bytes(state / f"part-{k:06d}.done", b"")
+
+
+# ---- the driver ----
+
+
+def local_map(
+    fn: Callable[..., None], jobs: list[tuple], workers: int, desc: str, quiet: bool
+) -> None:
+    """Run jobs on `workers` spawned processes; a dead worker leaves its part unfinished."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=quiet or not jobs, mininterval=1)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                fn(*job)
+                bar.update()
+            return
+        ctx = mp.get_context("spawn")  # fork after pyarrow started its threads can deadlock
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+            try:
+                for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
+                    fut.result()  # an IngestError in a part stops the run, as in one process
+                    bar.update()
+            except BrokenProcessPool:
+                return  # the driver sees the unfinished parts and runs them again
+    finally:
+        bar.close()
+
+
+def _fingerprint(
+    kind: str, parts: list[Part] | None, inputs: list[Path], opts: IngestOptions
+) -> dict[str, Any]:
+    o = {
+        f.name: str(getattr(opts, f.name))
+        for f in dataclasses.fields(opts)
+        if f.name not in ("out_dir", "quiet", "input_root")
+    }
+    units = parts if parts is not None else [Part(tuple(inputs), None)]
+    return {
+        "kind": kind,
+        "options": o,
+        "parts": [
+            [[content_id(f) for f in p.paths], str(p.root) if p.root else None] for p in units
+        ],
+    }
+
+
+def work_dir(out: Path) -> Path:
+    return out.parent / f".ingest-{out.name}"
+
+
+def run_parts(
+    kind: str,
+    inputs: list[Path],
+    out: Path,
+    opts: IngestOptions,
+    workers: int,
+    map_fn: MapFn,
+    quiet: bool,
+) -> tuple[Iterator[Document], Callable[[], Ledger], Path]:
+    """Run every unfinished part; returns (documents in input order, merged ledger, work dir)."""
+    parts = split(kind, inputs)
+    work = work_dir(out)
+    fp = _fingerprint(kind, parts, inputs, opts)
+    state = work / "state.json"
+    if work.exists():
+        try:
+            same = ondisk.read_json(state) == fp
+        except (OSError, ValueError):
+            same = False
+        if not same:  # other inputs or options: nothing there can be reused
+            shutil.rmtree(work)
+    if not work.exists():
+        work.mkdir(parents=True)
+        ondisk.atomic_write_json(state, fp, indent=1)
+    if parts is None:
+        jobs = [(kind, [str(p) for p in inputs], opts, str(work), 0)]
+    else:
+        jobs = [
+            (
+                kind,
+                [str(f) for f in p.paths],
+                dataclasses.replace(opts, input_root=p.root),
+                str(work),
+                k,
+            )
+            for k, p in enumerate(parts)
+        ]
+    for _ in range(MAX_PASSES):
+        todo = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
+        if not todo:
+            break
+        map_fn(_part_task, todo, workers, f"ingest {kind}", quiet)
+    left = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
+    if left:
+        raise IngestError(
+            f"ingest {kind}: {len(left)} input file(s) never finished (first: {left[0][1][0]}); "
+            f"their workers died {MAX_PASSES} times"
+        )
+    n = len(jobs)
+
+    def docs() -> Iterator[Document]:
+        for k in range(n):
+            part = work / f"part-{k:06d}"
+            for shard in list_shards(part):
+                yield from read_documents(shard)
+
+    def ledger() -> Ledger:
+        led = Ledger()
+        for k in range(n):
+            merge_ledger(led, Ledger.read(work / f"part-{k:06d}.ledger.json"))
+        return led
+
+    return docs(), ledger, work
+
+
+def merge_ledger(into: Ledger, part: Ledger) -> Ledger:
+    """Counts added; extras (image tallies, pdf stats) summed key by key in first-seen order."""
+    into.merge(part)
+    into.extra = _merge_extra(into.extra, part.extra)
+    return into
+
+
+def _merge_extra(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _merge_extra(out[k], v) if k in out else v
+        return out
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    return b

@@ -1,0 +1,156 @@
+"""Parallel ingest: the same output bytes for any --workers and for Ray, and a run killed with
+SIGKILL resumes at input-file granularity without writing anything twice."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from ingestfix import make_site, page, png
+
+from vloom.ingest import executor
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.run import run_ingest
+from vloom.ledger import Ledger
+
+GIMP = Path("/usr/share/gimp/2.0/help/en")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def _ingest(kind: str, inputs: list[Path], out: Path, **kw) -> dict[str, bytes]:
+    shard_size = kw.pop("shard_size", 5)
+    led = run_ingest(kind, inputs, out, IngestOptions(out_dir=out), True, shard_size, **kw)
+    led.check()
+    assert not executor.work_dir(out).exists()  # the parts are gone once the output is there
+    return _bytes(out)
+
+
+def _site(root: Path, n_pages: int, paras: int = 3) -> Path:
+    """make_site's pages and images, plus n_pages more pages in two directories, one empty."""
+    make_site(root)
+    for i in range(n_pages):
+        body = "".join(f"<p>Page {i} paragraph {k} with some words.</p>" for k in range(paras))
+        img = '<img src="../img/logo.png" alt="logo">' if i % 3 == 0 else ""
+        d = root / ("a" if i % 2 else "b")
+        d.mkdir(exist_ok=True)
+        (d / f"p{i:04d}.html").write_text(page(f"P{i}", f"<main>{body}{img}</main>"))
+    (root / "a" / "empty.html").write_text(page("E", ""))  # dropped: no_content
+    return root
+
+
+def test_html_workers_give_the_same_bytes(tmp_path):
+    site = _site(tmp_path / "site", 150)
+    one = _ingest("html", [site], tmp_path / "o1")
+    two = _ingest("html", [site], tmp_path / "o2", workers=2)
+    assert len(executor.split("html", [site])) > 2  # more than one part per worker
+    assert two == one and len(one) > 3
+    led = Ledger.read(tmp_path / "o2")
+    assert led.input == 154 and led.dropped["html"]["no_content"] == 1
+
+
+def test_html_named_files_and_directories_mixed(tmp_path):
+    site = _site(tmp_path / "site", 10)
+    inputs = [site / "index.html", site / "a", site / "docs"]
+    assert _ingest("html", inputs, tmp_path / "o2", workers=2) == _ingest(
+        "html", inputs, tmp_path / "o1"
+    )
+
+
+def test_pairs_workers_give_the_same_bytes(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for t in range(3):
+        with tarfile.open(d / f"{t:05d}.tar", "w") as tf:
+            for i in range(4):
+                data = [(".png", png(10 * t + i)), (".txt", f"cap {t} {i}".encode())]
+                if i == 2:
+                    data = [(".png", b"not an image"), (".txt", b"bad")]
+                for ext, b in data:
+                    info = tarfile.TarInfo(f"k{i}{ext}")
+                    info.size = len(b)
+                    tf.addfile(info, io.BytesIO(b))
+    pq.write_table(pa.table({"jpg": [png(i) for i in range(5)], "txt": ["c"] * 5}), d / "t.parquet")
+    one = _ingest("pairs", [d], tmp_path / "o1", shard_size=4)
+    two = _ingest("pairs", [d], tmp_path / "o2", shard_size=4, workers=2)
+    assert two == one
+    led = Ledger.read(tmp_path / "o1")
+    assert led.input == 17 and led.kept == 14 and led.rejected["not_an_image"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GIMP.is_dir(), reason=f"{GIMP} (Debian gimp-help-en) absent")
+def test_gimp_manual_workers_give_the_same_bytes(tmp_path):
+    one = _ingest("html", [GIMP], tmp_path / "o1", shard_size=100)
+    two = _ingest("html", [GIMP], tmp_path / "o2", shard_size=100, workers=2)
+    assert two == one
+    assert Ledger.read(tmp_path / "o1").kept > 600
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(tmp_path, monkeypatch):
+    site = _site(tmp_path / "site", 1200, paras=40)
+    ref = _ingest("html", [site], tmp_path / "ref", shard_size=50)
+    out = tmp_path / "o"
+    work = executor.work_dir(out)
+    cmd = [sys.executable, "-m", "vloom", "ingest", "html", str(site), "--out", str(out)]
+    cmd += ["--workers", "2", "--shard-size", "50", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(work.glob("part-*.done"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+    proc.wait()
+    assert not (out / "ledger.json").exists()  # nothing that looks finished
+    done = sorted(int(p.name[5:11]) for p in work.glob("part-*.done"))
+    n_parts = len(executor.split("html", [site]))
+    assert 2 <= len(done) < n_parts
+
+    ran: list[int] = []
+    real = executor.local_map
+
+    def recording(fn, jobs, workers, desc, quiet):
+        ran.extend(job[4] for job in jobs)
+        real(fn, jobs, workers, desc, quiet)
+
+    monkeypatch.setattr(executor, "local_map", recording)
+    again = _ingest("html", [site], out, shard_size=50, workers=2)
+    assert not set(ran) & set(done)  # finished files are not ingested again
+    assert sorted(ran + done) == list(range(n_parts))
+    assert again == ref  # same shards, same ledger: nothing counted twice
+
+
+def test_changed_input_is_not_taken_for_the_finished_part(tmp_path):
+    site = _site(tmp_path / "site", 6)
+    out = tmp_path / "o"
+    parts = executor.split("html", [site])
+    opts = IngestOptions(out_dir=out.resolve())
+    # a finished part of an earlier (killed) run over other page contents
+    executor.run_parts("html", [site], out.resolve(), opts, 1, executor.local_map, True)
+    (site / "a" / "p0001.html").write_text(page("Changed", "<p>other words now</p>"))
+    assert len(parts) == len(executor.split("html", [site]))
+    fresh = _ingest("html", [site], tmp_path / "fresh")
+    assert _ingest("html", [site], out, workers=2) == fresh
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_bytes(tmp_path):
+    pytest.importorskip("ray")
+    site = _site(tmp_path / "site", 40)
+    local = _ingest("html", [site], tmp_path / "o1", workers=2)
+    ray_out = _ingest("html", [site], tmp_path / "o2", workers=2, executor="ray")
+    assert ray_out == local
