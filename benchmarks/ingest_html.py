@@ -1,6 +1,14 @@
 """Pages/s of vloom's HTML ingestion vs trafilatura's text extraction, on the same real pages.
 
     python benchmarks/ingest_html.py [PAGES_DIR] [--limit N] [--repeat R] [--profile]
+    python benchmarks/ingest_html.py --dev [DEV_DIR] [--repeat R]
+
+--dev (main-content quality): the extraction-dev set (400 real web pages with snippets that belong
+to each page's main content and snippets that do not, default ../shared/benchmarks/extraction-dev)
+scored with its own score.py metric: precision / recall / F1 and pages/s for vloom's extract_page
+(decode, parse, walk, selection), trafilatura.extract (given the URL, as score.py --peers does)
+and resiliparse's main_content, one after the other in this process, the pages held in memory;
+F1 also on the even- and odd-numbered halves (tuning used the even half).
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). Both tools run in this
 process, one after the other, single-threaded, over the same files read from disk inside the
@@ -24,6 +32,7 @@ from vloom.ingest.html import HTML_SUFFIXES, ingest_html, walk_inputs
 from vloom.ledger import Ledger
 
 GIMP = Path("/usr/share/gimp/2.0/help/en")
+DEV = Path(__file__).resolve().parents[2] / "shared/benchmarks/extraction-dev"
 
 
 def run_vloom(pages: list[Path], root: Path) -> tuple[int, int, int]:
@@ -52,13 +61,94 @@ def run_trafilatura(pages: list[Path]) -> tuple[int, int]:
     return n, chars
 
 
+def _half_f1(score_mod, ev: dict, out: dict, parity: int) -> float:
+    """score.py's F1 over the pages whose number has this parity."""
+    norm = score_mod.norm
+    tp = fp = fn = 0
+    for item in ev.values():
+        page = item["file"].split(".")[0]
+        if int(page) % 2 != parity:
+            continue
+        t = norm(out.get(page) or "")
+        hit = sum(norm(w) in t for w in item["with"])
+        tp, fn = tp + hit, fn + len(item["with"]) - hit
+        fp += sum(norm(w) in t for w in item["without"])
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def run_dev(dev: Path, repeat: int) -> None:
+    """Quality and speed on the extraction-dev pages, through its score.py metric."""
+    import gzip
+    import importlib.util
+    import json
+
+    from vloom.ingest.html_extract import extract_page
+
+    spec = importlib.util.spec_from_file_location("extraction_dev_score", dev / "score.py")
+    score_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(score_mod)
+    ev = json.loads((dev / "evaldata.json").read_text(encoding="utf-8"))
+    urls = {item["file"].split(".")[0]: url for url, item in ev.items()}
+    raw = {p: gzip.decompress((dev / "pages" / f"{p}.html.gz").read_bytes()) for p in urls}
+    text = {p: b.decode("utf-8", "replace") for p, b in raw.items()}  # as score.py gives peers
+
+    def vloom_one(p: str) -> str:
+        items = extract_page(raw[p]).items  # bytes: vloom decodes as ingest does
+        return "\n\n".join(i for i in items if isinstance(i, str))
+
+    tools = {"vloom": vloom_one}
+    try:
+        import trafilatura
+
+        tools["trafilatura"] = lambda p: trafilatura.extract(text[p], url=urls[p]) or ""
+    except ImportError:
+        print("trafilatura not installed (pip install -e '.[bench]')")
+    try:
+        from resiliparse.extract.html2text import extract_plain_text
+
+        tools["resiliparse"] = lambda p: extract_plain_text(text[p], main_content=True)
+    except ImportError:
+        print("resiliparse not installed (pip install -e '.[bench]')")
+
+    print(
+        f"{len(raw)} pages from {dev} (score.py metric; F1 halves: even = tuned on, odd = held out)"
+    )
+    speed = {}
+    for name, fn in tools.items():
+        for p in list(raw)[:5]:
+            fn(p)  # warm imports and caches
+        best, out = float("inf"), {}
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = {p: fn(p) for p in raw}
+            best = min(best, time.perf_counter() - t0)
+        speed[name] = len(raw) / best
+        pr, rc, f1 = score_mod.score(out)
+        halves = [_half_f1(score_mod, ev, out, parity) for parity in (0, 1)]
+        print(
+            f"{name:12s} P={pr:.3f} R={rc:.3f} F1={f1:.3f} (even {halves[0]:.3f}, odd "
+            f"{halves[1]:.3f})  {speed[name]:7.1f} pages/s"
+        )
+    if "trafilatura" in speed:
+        ratio = speed["vloom"] / speed["trafilatura"]
+        print(f"ratio vloom/trafilatura: {ratio:.2f}x pages/s (single process each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pages", nargs="?", default=str(GIMP), help="directory of HTML pages")
+    ap.add_argument(
+        "--dev", nargs="?", const=str(DEV), default=None, help="score the extraction-dev set"
+    )
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pages (sorted)")
     ap.add_argument("--repeat", type=int, default=1, help="time each tool R times, keep the best")
     ap.add_argument("--profile", action="store_true", help="cProfile vloom's run")
     args = ap.parse_args()
+    if args.dev is not None:
+        dev = Path(args.dev)
+        if not (dev / "score.py").is_file():
+            sys.exit(f"{dev}: no extraction-dev set (evaldata.json, pages/, score.py)")
+        return run_dev(dev, args.repeat)
 
     root = Path(args.pages)
     if not root.is_dir():
