@@ -103,7 +103,7 @@ def prepare_data(
     if cfg.data is not None:
         from vloom.sources import build_union, curate_config, ingest_sources
 
-        ingest_sources(cfg.data, d.root, quiet)
+        ingest_sources(cfg.data, d.root, quiet, cfg.curate)  # same executor settings
         if not complete(d.union / LEDGER):
             _log(f"union -> {d.union}", quiet)
             build_union(cfg, d.root, d.synth, quiet)

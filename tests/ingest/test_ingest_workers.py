@@ -154,3 +154,24 @@ def test_ray_executor_gives_the_local_bytes(tmp_path):
     local = _ingest("html", [site], tmp_path / "o1", workers=2)
     ray_out = _ingest("html", [site], tmp_path / "o2", workers=2, executor="ray")
     assert ray_out == local
+
+
+def test_data_sources_ingest_with_the_curate_executor_settings(tmp_path, monkeypatch):
+    from vloom.config import CurateConfig, DataConfig
+    from vloom.sources.stage import SOURCES_DIR, ingest_sources
+
+    site = _site(tmp_path / "site", 30)
+    data = DataConfig(sources=[{"name": "web", "kind": "html", "paths": [str(site)]}], shard_size=7)
+    seen: list[int] = []
+    real = executor.local_map
+
+    def recording(fn, jobs, workers, desc, quiet):
+        seen.append(workers)
+        real(fn, jobs, workers, desc, quiet)
+
+    monkeypatch.setattr(executor, "local_map", recording)
+    ingest_sources(data, tmp_path / "r1", quiet=True)
+    ingest_sources(data, tmp_path / "r2", quiet=True, executor=CurateConfig(workers=2))
+    assert seen == [2]  # one-process by default; the curate section's workers when given
+    one, two = (_bytes(tmp_path / r / SOURCES_DIR / "web") for r in ("r1", "r2"))
+    assert one == two

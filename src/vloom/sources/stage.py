@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vloom.config import INGEST_KINDS, DataConfig
+from vloom.config import INGEST_KINDS, CurateConfig, DataConfig
 from vloom.ondisk import LEDGER, complete
 from vloom.sources.check import ingest_options
 
@@ -17,9 +17,17 @@ def _log(msg: str, quiet: bool) -> None:
         print(f"[vloom] {msg}", flush=True)
 
 
-def ingest_sources(data: DataConfig, root: Path, quiet: bool = False) -> None:
-    """`vloom ingest` every ingest source into ROOT/sources/<name> unless already complete."""
+def ingest_sources(
+    data: DataConfig, root: Path, quiet: bool = False, executor: CurateConfig | None = None
+) -> None:
+    """`vloom ingest` every ingest source into ROOT/sources/<name> unless already complete.
+
+    `executor` (the run's curate section) lends its workers / executor / ray_address, so one
+    setting scales ingest and curation alike; the output bytes do not depend on it.
+    """
     from vloom.ingest.run import run_ingest
+
+    ex = executor or CurateConfig()
 
     for i, src in enumerate(data.sources):
         if src.kind not in INGEST_KINDS:
@@ -36,6 +44,9 @@ def ingest_sources(data: DataConfig, root: Path, quiet: bool = False) -> None:
             ingest_options(data, i, out),
             quiet=quiet,
             shard_size=data.shard_size,
+            workers=ex.workers,
+            executor=ex.executor,
+            ray_address=ex.ray_address,
         )
         _log(
             f"ingest {src.name}: {led.input} in, {led.kept} documents, {led.n_dropped} dropped, "
