@@ -34,6 +34,10 @@ _CLIMB_RATIO = 0.25
 _IMAGE_PROSE = 100
 _EDGE_CHARS_BEFORE = 0
 _EDGE_CHARS_AFTER = 40
+_CONTEXT = 1
+_LINK_BAD = 0.5
+_GOOD_CHARS = 60
+_NEAR_CHARS = 30
 _COLUMN_TAGS = frozenset("div section article main body td table".split())
 # class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
 _CONTENT_NAME = re.compile(
@@ -149,6 +153,8 @@ def select(ent: Entries, name_of) -> list[bool]:
         ):
             keep[i] = False
     _trim_edges(keep, chars, pp)
+    if _CONTEXT:
+        _context(keep, chars, links)
     return keep
 
 
@@ -165,4 +171,55 @@ def _trim_edges(keep: list[bool], chars: list[int], pp: list[int]) -> None:
             keep[i] = False
     for i in range(last + 1, n):
         if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER:
+            keep[i] = False
+
+
+_GOOD, _NEAR, _SHORT, _BAD = 0, 1, 2, 3
+
+
+def _context(keep: list[bool], chars: list[int], links: list[int]) -> None:
+    """jusText's classification of the kept text blocks: link text blocks are bad, long ones good,
+    and short ones take their class from the nearest good or bad neighbours (the page's edges
+    count as bad), so a lone label between teasers goes and a subheading between paragraphs
+    stays."""
+    idx = [i for i in range(len(keep)) if keep[i] and chars[i]]
+    cls = []
+    for i in idx:
+        c, lk = chars[i], links[i]
+        if lk >= _LINK_BAD * c:
+            cls.append(_BAD)
+        elif c - lk >= _GOOD_CHARS and lk < 0.5 * c:
+            cls.append(_GOOD)
+        elif c - lk >= _NEAR_CHARS:
+            cls.append(_NEAR)
+        else:
+            cls.append(_SHORT)
+    m = len(idx)
+
+    def neighbour(j: int, step: int, skip_near: bool) -> int:
+        j += step
+        while 0 <= j < m:
+            k = cls[j]
+            if k == _GOOD or k == _BAD or (k == _NEAR and not skip_near):
+                return k
+            j += step
+        return _BAD
+
+    new = list(cls)
+    for j in range(m):
+        if cls[j] == _SHORT:
+            a, b = neighbour(j, -1, True), neighbour(j, 1, True)
+            if a == _GOOD and b == _GOOD:
+                new[j] = _GOOD
+            elif a == _BAD and b == _BAD:
+                new[j] = _BAD
+            else:
+                a2, b2 = neighbour(j, -1, False), neighbour(j, 1, False)
+                new[j] = _GOOD if a2 != _BAD or b2 != _BAD else _BAD
+    for j in range(m):
+        if new[j] == _NEAR:
+            a, b = neighbour(j, -1, True), neighbour(j, 1, True)
+            new[j] = _BAD if a == _BAD and b == _BAD else _GOOD
+    for j, i in enumerate(idx):
+        if new[j] == _BAD:
             keep[i] = False
