@@ -61,8 +61,23 @@ _BOILER_PARTS = frozenset(
     outbrain taboola sponsored promo recommended recirculation postmeta copyright legal
     entrymeta""".split()
 )
+# Parts that mark boilerplate only on a block (an author box, a portal's portlet): on an
+# inline element they tag content (DocBook's <span class="author"> in a list of contributors).
+_BLOCK_BOILER_PARTS = frozenset("author authors authorbox portlet disclosure".split())
+_BLOCK_BOILER_TAGS = frozenset("div section aside dl ul ol p".split())
 # Name parts that start like boilerplate ("commentform", "relatedposts", "socialicons").
-_BOILER_PREFIXES = ("comment", "related", "social", "share", "newsletter", "breadcrumb", "cookie")
+_BOILER_PREFIXES = (
+    "comment",
+    "related",
+    "social",
+    "share",
+    "newsletter",
+    "breadcrumb",
+    "cookie",
+    "footer",
+)
+# ... or end like it, run together in camelCase ("darkFooter", "mainNavigation")
+_BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
 # taxonomy classes on an article ("category-newsletter", "tag-social-media") name its topic.
 _NEGATING = frozenset("has no with without is show hide not category tag term".split())
@@ -105,6 +120,9 @@ _BOILER_CANDIDATES = ", ".join(
         "meta",
         "copyright",
         "legal",
+        "author",
+        "portlet",
+        "disclosure",
     )
     for a in ("class", "id")
 )
@@ -180,13 +198,16 @@ def _attr(node: LexborNode, name: str) -> str:
     return v.strip() if v else ""
 
 
-def _is_boiler_name(value: str) -> bool:
+def _is_boiler_name(value: str, block: bool) -> bool:
     for token in value.lower().split():
         parts = _PART_SPLIT.split(token)
         if parts[0] in _NEGATING:
             continue
-        if any(p in _BOILER_PARTS or p.startswith(_BOILER_PREFIXES) for p in parts):
-            return True
+        for p in parts:
+            if p in _BOILER_PARTS or p.startswith(_BOILER_PREFIXES) or p.endswith(_BOILER_SUFFIXES):
+                return True
+            if block and p in _BLOCK_BOILER_PARTS:
+                return True
     return False
 
 
@@ -210,7 +231,10 @@ def _skip_set(root: LexborNode) -> set[int]:
     total = -1
     for n in root.css(_BOILER_CANDIDATES):
         a = n.attributes
-        if _is_boiler_name(a.get("class") or "") or _is_boiler_name(a.get("id") or ""):
+        block = n.tag in _BLOCK_BOILER_TAGS
+        if _is_boiler_name(a.get("class") or "", block) or _is_boiler_name(
+            a.get("id") or "", block
+        ):
             if total < 0:
                 total = len((root.text(deep=True) or "").split())
             words = len((n.text(deep=True) or "").split())
