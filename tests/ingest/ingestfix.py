@@ -182,3 +182,14 @@ def interrupted_html(inputs, ledger, opts, after: int = 3):
         if n == after:
             raise KeyboardInterrupt
         yield doc
+
+
+def stuck_outside_python(unit: str, label: str) -> None:
+    """A unit hook (VLOOM_INGEST_TEST_HOOKS) standing for C code that never returns: SIGALRM is
+    blocked, so only the worker watchdog can end it."""
+    import signal
+    import time
+
+    if label.endswith("p0003.html"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(3600)

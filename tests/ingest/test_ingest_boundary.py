@@ -154,3 +154,16 @@ def test_hf_row_that_raises_or_stalls_is_rejected(tmp_path, hostile):
     assert dict(led.rejected) == {"row_error:KeyError": 1, "row_timeout": 1}
     rows = [doc.metadata["row"] for doc in read_documents(tmp_path / "o")]
     assert rows == [0, 2, 4]
+
+
+def test_worker_stuck_outside_python_is_ended_and_the_page_rejected(tmp_path, monkeypatch):
+    from test_ingest_workers import _site
+
+    site = _site(tmp_path / "site", 8)
+    monkeypatch.setenv("VLOOM_INGEST_TEST_HOOKS", "ingestfix:stuck_outside_python")
+    opts = IngestOptions(out_dir=tmp_path / "o", unit_timeout=0.5)
+    led = run_ingest("html", [site], tmp_path / "o", opts, quiet=True, workers=2)
+    led.check()
+    assert dict(led.rejected) == {"page_timeout": 1} and led.input == 12
+    paths = {d.metadata["path"] for d in read_documents(tmp_path / "o")}
+    assert "b/p0002.html" in paths and "a/p0003.html" not in paths and len(paths) == 10

@@ -92,7 +92,8 @@ def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
 
 
 # Test seam: called as hook(unit, label) at the start of every unit, inside its boundary (a
-# test registers one that raises or stalls to check that the run goes on).
+# test registers one that raises or stalls to check that the run goes on). Worker processes
+# also load the hooks named in VLOOM_INGEST_TEST_HOOKS ("module:function,...").
 UNIT_HOOKS: list[Callable[[str, str], None]] = []
 
 
@@ -112,8 +113,19 @@ class UnitBoundary:
         self.quiet = opts.quiet
 
     def call(self, label: str, fn: Callable[..., T], *args: object, **kw: object) -> T | None:
-        """`fn(*args, **kw)` for one unit under the time budget; None once a failure is counted."""
+        """`fn(*args, **kw)` for one unit under the time budget; None once a failure is counted.
+
+        In a worker process, a unit stuck outside Python is ended by a watchdog (hardstop.py)
+        and skipped here when its part runs again."""
+        from vloom.ingest import hardstop
+
+        hard = hardstop.current if self.budget is not None else None
+        if hard is not None and label in hard.labels:
+            self.fail(label, UnitTimeout(), quiet=True)  # reported when it stalled
+            return None
         try:
+            if hard is not None:
+                hard.begin(label, self.budget or 0.0)
             with time_budget(self.budget):
                 for hook in UNIT_HOOKS:
                     hook(self.unit, label)
@@ -123,6 +135,9 @@ class UnitBoundary:
         except (Exception, UnitTimeout) as e:
             self.fail(label, e)
             return None
+        finally:
+            if hard is not None:
+                hard.end()
 
     def stream(self, label: str, units: Iterator[T], unit: str = "file") -> Iterator[T]:
         """One file's units as they come; an exception between units (the file's own reading)
@@ -134,7 +149,9 @@ class UnitBoundary:
         except Exception as e:
             self.fail(label, e, unit)
 
-    def fail(self, label: str, exc: BaseException, unit: str | None = None) -> None:
+    def fail(
+        self, label: str, exc: BaseException, unit: str | None = None, quiet: bool = False
+    ) -> None:
         unit = unit or self.unit
         kind = "timeout" if isinstance(exc, UnitTimeout) else f"error:{type(exc).__name__}"
         reason = f"{unit}_timeout" if isinstance(exc, UnitTimeout) else f"{unit}_{kind}"
@@ -144,7 +161,7 @@ class UnitBoundary:
             led.input += 1
             open_units = 1
         led.reject(reason, open_units)
-        if not self.quiet:
+        if not (self.quiet or quiet):
             detail = "" if isinstance(exc, UnitTimeout) else str(exc).splitlines()[0:1]
             msg = f": {detail[0]}" if detail else ""
             print(f"vloom ingest: {label}: {reason}{msg}"[:500], file=sys.stderr)

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from vloom import ondisk
 from vloom.doc import Document, list_shards, read_documents
+from vloom.ingest import base, hardstop
 from vloom.ingest.base import IngestError, IngestOptions, get_source, inside_root
 from vloom.ledger import Ledger
 
@@ -121,10 +122,37 @@ def content_id(path: Path) -> list[Any]:
 # ---- one part (a top-level function: it runs in spawned workers and Ray tasks) ----
 
 
-def _part_task(kind: str, inputs: list[str], opts: IngestOptions, work: str, k: int) -> None:
-    """Ingest part k into `work`/part-<k>/ with its ledger; the done marker is written last."""
-    source = get_source(kind)
+def _part_task(
+    kind: str, inputs: list[str], opts: IngestOptions, work: str, k: int, hard: bool = False
+) -> None:
+    """Ingest part k into `work`/part-<k>/ with its ledger; the done marker is written last.
+
+    `hard` (a worker process, never the driver): the watchdog of hardstop.py guards each unit.
+    """
     state = Path(work)
+    if not hard:
+        return _part(kind, inputs, opts, state, k)
+    _load_test_hooks()
+    hardstop.current = hardstop.HardStop(state / f"part-{k:06d}.quarantine.json")
+    try:
+        _part(kind, inputs, opts, state, k)
+    finally:
+        hardstop.current.close()
+        hardstop.current = None
+
+
+def _load_test_hooks() -> None:
+    import importlib
+
+    for spec in filter(None, os.environ.get("VLOOM_INGEST_TEST_HOOKS", "").split(",")):
+        mod, fn = spec.split(":")
+        hook = getattr(importlib.import_module(mod), fn)
+        if hook not in base.UNIT_HOOKS:
+            base.UNIT_HOOKS.append(hook)
+
+
+def _part(kind: str, inputs: list[str], opts: IngestOptions, state: Path, k: int) -> None:
+    source = get_source(kind)
     part_dir = state / f"part-{k:06d}"
     shutil.rmtree(part_dir, ignore_errors=True)  # a killed earlier attempt's leftovers
     ledger = Ledger()
@@ -165,7 +193,7 @@ def local_map(
     """Run jobs on `workers` spawned processes; a dead worker leaves its part unfinished."""
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=quiet or not jobs, mininterval=1)
     try:
-        if workers <= 1 or len(jobs) <= 1:
+        if workers <= 1:  # with workers, even one job runs in a worker: a hard stop ends it
             for job in jobs:
                 fn(*job)
                 bar.update()
@@ -212,8 +240,14 @@ def run_parts(
     workers: int,
     map_fn: MapFn,
     quiet: bool,
+    hard: bool = False,
 ) -> tuple[Iterator[Document], Callable[[], Ledger], Path]:
-    """Run every unfinished part; returns (documents in input order, merged ledger, work dir)."""
+    """Run every unfinished part; returns (documents in input order, merged ledger, work dir).
+
+    `hard`: parts run in worker processes, each unit under the watchdog (hardstop.py); a part
+    whose worker ended is run again while passes make progress (a part finished, or a unit
+    newly quarantined), at most MAX_PASSES times in a row without any.
+    """
     parts = split(kind, inputs)
     work = work_dir(out)
     fp = _fingerprint(kind, parts, inputs, opts)
@@ -229,7 +263,7 @@ def run_parts(
         work.mkdir(parents=True)
         ondisk.atomic_write_json(state, fp, indent=1)
     if parts is None:
-        jobs = [(kind, [str(p) for p in inputs], opts, str(work), 0)]
+        jobs = [(kind, [str(p) for p in inputs], opts, str(work), 0, hard)]
     else:
         jobs = [
             (
@@ -238,19 +272,24 @@ def run_parts(
                 dataclasses.replace(opts, input_root=p.root),
                 str(work),
                 k,
+                hard,
             )
             for k, p in enumerate(parts)
         ]
-    for _ in range(MAX_PASSES):
+    stuck = 0
+    while stuck < MAX_PASSES:
         todo = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
         if not todo:
             break
+        before = (len(todo), _n_quarantined(work))
         map_fn(_part_task, todo, workers, f"ingest {kind}", quiet)
+        left = sum(not (work / f"part-{j[4]:06d}.done").exists() for j in jobs)
+        stuck = 0 if (left, _n_quarantined(work)) != before else stuck + 1
     left = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
     if left:
         raise IngestError(
             f"ingest {kind}: {len(left)} input file(s) never finished (first: {left[0][1][0]}); "
-            f"their workers died {MAX_PASSES} times"
+            f"their workers ended {MAX_PASSES} times in a row without progress"
         )
     n = len(jobs)
 
@@ -267,6 +306,10 @@ def run_parts(
         return led
 
     return docs(), ledger, work
+
+
+def _n_quarantined(work: Path) -> int:
+    return sum(len(ondisk.read_json(f)) for f in work.glob("part-*.quarantine.json"))
 
 
 def merge_ledger(into: Ledger, part: Ledger) -> Ledger:
