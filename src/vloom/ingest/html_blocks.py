@@ -32,7 +32,7 @@ _MAIN_SHARE = 0.8
 _NAMED_SHARE = 0.5
 _CLIMB_RATIO = 0.25
 _IMAGE_PROSE = 100
-_EDGE_CHARS_BEFORE = 0
+_EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
 _CONTEXT = 1
 _LINK_BAD = 0.5
@@ -55,6 +55,7 @@ class Entries:
     seps: list[int] = field(default_factory=list)  # separator kind before each text block
     chars: list[int] = field(default_factory=list)  # characters of each entry (0 for images)
     links: list[int] = field(default_factory=list)  # of those, characters inside <a>
+    heads: list[bool] = field(default_factory=list)  # the block is (in) a heading <h1>..<h6>
     # containers left by the walk: (start, end, n_links, depth, node)
     boxes: list[tuple] = field(default_factory=list)
 
@@ -152,22 +153,23 @@ def select(ent: Entries, name_of) -> list[bool]:
             and (i < plo or i >= phi or ((i < lo or i >= hi) and pp[i + 1] == pp[i]))
         ):
             keep[i] = False
-    _trim_edges(keep, chars, pp)
+    _trim_edges(keep, chars, pp, ent.heads)
     if _CONTEXT:
         _context(keep, chars, links)
     return keep
 
 
-def _trim_edges(keep: list[bool], chars: list[int], pp: list[int]) -> None:
-    """jusText's context rule at the column's edges: short text before the first paragraph of
-    prose or after the last one ("Share", "Read more", "Leave a reply") goes."""
+def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[bool]) -> None:
+    """jusText's context rule at the column's edges: short text after the last paragraph of
+    prose ("Share", "Read more", "Leave a reply") goes, and short text before the first one
+    that is not a heading (a date line, a section label, a photo credit)."""
     n = len(keep)
     prose = [i for i in range(n) if keep[i] and pp[i + 1] > pp[i]]
     if not prose:
         return
     first, last = prose[0], prose[-1]
     for i in range(first):
-        if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE:
+        if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE and not heads[i]:
             keep[i] = False
     for i in range(last + 1, n):
         if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER:

@@ -269,13 +269,14 @@ def _caption(img: LexborNode) -> str:
 class _Emitter:
     """Collects inline text into blocks, and blocks and images into `Entries` in order."""
 
-    __slots__ = ("ent", "buf", "buf_links", "pending")
+    __slots__ = ("ent", "buf", "buf_links", "pending", "in_head")
 
     def __init__(self) -> None:
         self.ent = Entries()
         self.buf: list[str] = []
         self.buf_links = 0  # characters of the buffer's text inside <a>
         self.pending = _NONE
+        self.in_head = 0  # depth of open <h1>..<h6>
 
     def boundary(self, kind: int) -> None:
         if self.buf:
@@ -301,6 +302,7 @@ class _Emitter:
         ent.seps.append(self.pending or _LINE)
         ent.chars.append(len(text))
         ent.links.append(min(links, len(text)))
+        ent.heads.append(self.in_head > 0)
         self.pending = _NONE
 
     def image(self, ref: ImageRef) -> None:
@@ -310,6 +312,7 @@ class _Emitter:
         ent.seps.append(_NONE)
         ent.chars.append(0)
         ent.links.append(0)
+        ent.heads.append(False)
         self.pending = _NONE
 
 
@@ -334,6 +337,7 @@ def _join(ent: Entries, keep: list[bool]) -> list[str | ImageRef]:
     return items
 
 
+_HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 # containers whose entry ranges the selection weighs (link lists, main-column candidates)
 _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
 
@@ -391,6 +395,8 @@ def _walk(root: LexborNode, skip: set[int]) -> Entries:
                         raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH}")
                     if tag == "a":
                         in_link += 1
+                    elif tag in _HEADINGS:
+                        em.in_head += 1
                     exits.append((kind, len(ent.items), n_links, tag in _BOX_TAGS))
                     node = child
                     continue
@@ -406,8 +412,11 @@ def _walk(root: LexborNode, skip: set[int]) -> Entries:
             kind, first, links0, is_box = exits.pop()
             if kind:
                 em.boundary(kind)
-            if node.tag == "a":
+            tag = node.tag
+            if tag == "a":
                 in_link -= 1
+            elif tag in _HEADINGS:
+                em.in_head -= 1
             if is_box:
                 boxes.append((first, len(ent.items), n_links - links0, len(exits), node))
             nxt = node.next
