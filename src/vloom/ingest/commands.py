@@ -29,6 +29,7 @@ EXTRA_OPTIONS = {
     "max_pdf_image_bytes": "pdf: keep at most this many image bytes per PDF (default 256 MiB)",
     "max_record_bytes": "warc: reject records declaring a longer Content-Length (default 1 GiB)",
     "fetch_retries": "fetch: retries for transient errors",
+    # (IngestOptions fields are options too, e.g. unit_timeout=SECONDS: one unit's time budget)
 }
 
 
@@ -38,7 +39,12 @@ def parse_options(pairs: list[str], opts: Any) -> None:
 
     import yaml
 
-    fields = {f.name for f in dataclasses.fields(opts)} - {"out_dir", "extra"}
+    fields = {f.name for f in dataclasses.fields(opts)} - {
+        "out_dir",
+        "extra",
+        "input_root",
+        "quiet",
+    }
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep:
