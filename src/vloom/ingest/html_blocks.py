@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 # a block with at least this many characters outside links reads as prose, not a label
-_PROSE_CHARS = 60
+_PROSE_CHARS = 100
 # a container whose text is this much link text, with this many links, is a link list
 _LINK_DENSITY = 0.6
 _MIN_LINKS = 3
@@ -35,6 +35,7 @@ _IMAGE_PROSE = 100
 _EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
 _CONTEXT = 1
+_SIBLING_LEVELS = 1
 _LINK_BAD = 0.5
 _GOOD_CHARS = 60
 _NEAR_CHARS = 30
@@ -139,10 +140,13 @@ def select(ent: Entries, name_of) -> list[bool]:
     # readability's sibling rule: prose just outside the column (a lead paragraph in its own
     # wrapper, the article's last paragraph after an embedded box) belongs to it
     plo, phi = 0, n
+    up = 0
     for start, end, _n_links, depth, _node in parents:
         if depth < best_depth:
             plo, phi = start, end
-            break
+            up += 1
+            if up >= _SIBLING_LEVELS:
+                break
     # Images outside the column stay unless step 1 dropped them: a manual's figures sit in
     # sections of captions and short option names that weigh little as prose, and a page's
     # teaser thumbnails sit in link lists, which went in step 1.
