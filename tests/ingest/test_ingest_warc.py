@@ -252,3 +252,112 @@ def test_warc_symlink_out_of_the_input_dir_and_fifo_rejected(tmp_path):
     led, docs = _ingest("warc", [src], tmp_path / "out")
     assert len(docs) == 2
     assert led.rejected == {"outside_root": 1, "unreadable_file": 1}
+
+
+@pytest.fixture
+def hostile():
+    """A unit hook (ingest.base.UNIT_HOOKS) that raises, or stalls, in units whose label holds
+    `needle`."""
+    import time
+
+    from vloom.ingest import base
+
+    added = []
+
+    def register(needle: str, action: str = "raise") -> None:
+        def hook(unit: str, label: str) -> None:
+            if needle in label:
+                if action == "stall":
+                    time.sleep(30)
+                raise KeyError(f"hostile {unit}")
+
+        base.UNIT_HOOKS.append(hook)
+        added.append(hook)
+
+    yield register
+    for h in added:
+        base.UNIT_HOOKS.remove(h)
+
+
+def _lying_records(path: Path) -> None:
+    """Records whose payloads are not what their headers say, between two honest pages."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    def resp(w, url, payload, headers):
+        http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+        return w.create_warc_record(
+            url, "response", payload=io.BytesIO(payload), length=len(payload), http_headers=http
+        )
+
+    page = b'<p>first page</p><img src="fake.png"><img src="real.png">'
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        w.write_record(resp(w, SITE + "a.html", page, [("Content-Type", "text/html")]))
+        # typed image/png, holds HTML: not an image (never attached), not a page either
+        w.write_record(
+            resp(
+                w,
+                SITE + "fake.png",
+                b"<html><p>not a png</p></html>",
+                [("Content-Type", "image/png")],
+            )
+        )
+        w.write_record(resp(w, SITE + "real.png", png(5), [("Content-Type", "text/html")]))
+        # declares gzip content-encoding on plain bytes: read as the bytes they are
+        w.write_record(
+            resp(
+                w,
+                SITE + "b.html",
+                b"<p>second page, not gzipped</p>",
+                [("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
+            )
+        )
+        # declares chunked transfer-encoding on bytes that are not chunked
+        w.write_record(
+            resp(
+                w,
+                SITE + "c.html",
+                b"<p>third page, not chunked</p>",
+                [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")],
+            )
+        )
+        w.write_record(
+            resp(w, SITE + "d.html", b"<p>last page</p>", [("Content-Type", "text/html")])
+        )
+
+
+def test_records_whose_payload_lies_about_its_headers_are_counted_and_the_run_goes_on(tmp_path):
+    _lying_records(tmp_path / "lies.warc.gz")
+    led, docs = _ingest("warc", [tmp_path / "lies.warc.gz"], tmp_path / "out")
+    led.check()
+    texts = [d.texts[0] for d in docs]
+    assert texts[0] == "first page" and texts[-1] == "last page"
+    assert "second page, not gzipped" in texts and "third page, not chunked" in texts
+    assert docs[0].images == [None, png(5)]  # the "image/png" HTML is never attached
+    assert led.input == 6 and led.kept == 4 and led.n_rejected == 0
+    assert dict(led.dropped["warc"]) == {"not_html": 1, "image_record": 1}
+    assert len({d.id for d in docs}) == len(docs)  # nothing written twice
+
+
+def test_a_record_that_raises_or_stalls_is_rejected_and_the_next_is_read(tmp_path, hostile):
+    import time
+
+    write_warc(tmp_path / "a.warc.gz", _pages(5))
+    hostile("p1.html")
+    hostile("p3.html", "stall")
+    out = tmp_path / "out"
+    opts = _opts(out)
+    opts.unit_timeout = 0.5
+    t0 = time.monotonic()
+    led = run_ingest("warc", [tmp_path / "a.warc.gz"], out, opts, quiet=True)
+    assert time.monotonic() - t0 < 20  # the stalled record was cut at its budget
+    led.check()
+    docs = list(read_documents(out))
+    assert [int(d.texts[0].split()[1]) for d in docs] == [0, 2, 4]
+    assert led.input == 5 and dict(led.rejected) == {
+        "record_error:KeyError": 1,
+        "record_timeout": 1,
+    }

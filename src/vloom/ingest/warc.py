@@ -10,13 +10,19 @@ re-reading the one record by seeking to its offset.
 Every record is one ledger input: HTML pages are kept (or dropped "no_content" / rejected with
 the page's reason); image records, requests, warcinfo, metadata, revisits, non-2xx responses and
 other content types are dropped by the "warc" step with a named reason. Damage is read through
-(see warc_records, which reads through FastWARC and falls back to warcio where FastWARC stops,
-or throughout with opts.extra["warc_reader"] = "warcio"): a corrupt record (a gzip member that does not inflate, a record shorter than
-it declares) counts one rejection "warc_record_corrupt" and reading resumes at the next record;
-a record declaring more than opts.extra["max_record_bytes"] (default 1 GiB) is rejected
-"warc_record_too_large" unread; a WARC that ends early keeps the records read so far and counts
-one rejection "warc_truncated"; a file that is not a WARC at all counts "not_a_warc". Files
-found by walking a directory must lie inside it ("outside_root") and be regular files.
+(see warc_records, which reads with FastWARC and hands over to warcio where FastWARC stops, or
+reads with warcio throughout under opts.extra["warc_reader"] = "warcio"): a corrupt record (a
+gzip member that does not inflate, a record shorter than it declares) counts one rejection
+"warc_record_corrupt" and reading resumes at the next record; a record declaring more than
+opts.extra["max_record_bytes"] (default 1 GiB) is rejected "warc_record_too_large" unread; a
+WARC that ends early keeps the records read so far and counts one rejection "warc_truncated"; a
+file that is not a WARC at all counts "not_a_warc". Files found by walking a directory must lie
+inside it ("outside_root") and be regular files.
+
+Each record runs inside the failure boundary (ingest.base.UnitBoundary): a record whose handling
+raises or runs past opts.unit_timeout is rejected "record_error:<Type>" / "record_timeout" and
+the next record is read; a reading failure outside any record ends that file as
+"file_error:<Type>", keeping its earlier documents.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import IO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, inside_root
+from vloom.ingest.base import IngestError, IngestOptions, UnitBoundary, inside_root
 from vloom.ingest.html import (
     MAX_PAGE_BYTES,
     ImageChecker,
@@ -109,8 +115,8 @@ class WarcImageIndex:
                         continue
                     if rec.target and sniff_image(rec.payload) is not None:
                         self.index.setdefault(normalize_url(rec.target), (i, rec.offset))
-        except OSError:
-            pass  # what was indexed stays; pass 2 counts the failure
+        except Exception:  # noqa: BLE001 - what was indexed stays; pass 2 counts the failure
+            pass
 
     def close(self) -> None:
         for fh in self._fh.values():
@@ -181,9 +187,11 @@ def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
     reader = opts.extra.get("warc_reader")  # "fastwarc" (default when installed) | "warcio"
     store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader)
     checker = ImageChecker(opts.max_image_bytes)
+    boundary = UnitBoundary(ledger, opts, "record")
     try:
         for path in paths:
-            yield from _one_warc(path, store, checker, ledger, opts, max_record, reader)
+            units = _one_warc(path, store, checker, ledger, opts, max_record, reader, boundary)
+            yield from boundary.stream(str(path), units)  # a break in reading: "file_error:..."
     finally:
         store.close()
 
@@ -196,6 +204,7 @@ def _one_warc(
     opts: IngestOptions,
     max_record: int,
     reader: str | None,
+    boundary: UnitBoundary,
 ) -> Iterator[Document]:
     try:
         fh = _open_regular(path)
@@ -218,7 +227,8 @@ def _one_warc(
                 ledger.reject(reject)
                 continue
             seen += 1
-            doc = _record(rec, path, store, checker, ledger, opts)
+            label = f"{path}:{rec.offset} {rec.target}"
+            doc = boundary.call(label, _record, rec, path, store, checker, ledger, opts)
             if doc is not None:
                 yield doc
 
