@@ -88,6 +88,20 @@ def test_main_column_chosen_over_sidebar():
     assert "Local reporters" not in text and "Most read" not in text and "Tips" not in text
 
 
+def test_wrappers_named_like_boilerplate_keep_the_article():
+    # ASP.NET wraps the whole page in one <form>; a theme flags the article div "share"; a
+    # theme leaves an empty <main> beside the content
+    search = '<form action="/s"><label>Search the site</label><input name="q"></form>'
+    for body in (
+        f'<form id="aspnetForm">{search.replace("form", "div")}<div>{ARTICLE}</div></form>',
+        f'<div class="entry themeform share">{ARTICLE}</div>{search}',
+        f"<main></main><div>{ARTICLE}</div>{search}",
+    ):
+        text = _text(page("t", body))
+        assert "Heavy rain" in text and "Forecasters expect" in text, body
+    assert "Search the site" not in _text(page("t", f"{search}<div>{ARTICLE}</div>"))
+
+
 def test_short_page_without_prose_is_kept_whole():
     # a note, a gallery caption: nothing reads as prose, so nothing is selected away
     body = '<p>a</p><img src="x.png"><p>b</p><p><a href="/1">one</a></p>'

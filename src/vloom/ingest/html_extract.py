@@ -30,7 +30,7 @@ _PRESCAN_TAGS = 20_000
 
 # --- boilerplate -------------------------------------------------------------------------------
 _SKIP_TAGS = (
-    "nav aside script style noscript template form button select textarea input iframe object "
+    "nav aside script style noscript template button select textarea input iframe object "
     "embed canvas svg dialog menu head title map audio video"
 ).split()
 _SKIP_ATTRS = (
@@ -61,9 +61,9 @@ _BOILER_PARTS = frozenset(
     outbrain taboola sponsored promo recommended recirculation postmeta copyright legal
     entrymeta""".split()
 )
-# Parts that mark boilerplate only on a block (an author box, a portal's portlet): on an
+# Parts that mark boilerplate only on a block (an author box, a disclosure): on an
 # inline element they tag content (DocBook's <span class="author"> in a list of contributors).
-_BLOCK_BOILER_PARTS = frozenset("author authors authorbox portlet disclosure".split())
+_BLOCK_BOILER_PARTS = frozenset("author authors authorbox disclosure".split())
 _BLOCK_BOILER_TAGS = frozenset("div section aside dl ul ol p".split())
 # Name parts that start like boilerplate ("commentform", "relatedposts", "socialicons").
 _BOILER_PREFIXES = (
@@ -76,6 +76,10 @@ _BOILER_PREFIXES = (
     "cookie",
     "footer",
 )
+# Share and social bars are a line of buttons: an element so named with this many words is an
+# article that carries the name as a flag ("entry share").
+_SMALL_PREFIXES = ("share", "sharing", "social")
+_SMALL_WORDS = 150
 # ... or end like it, run together in camelCase ("darkFooter", "mainNavigation")
 _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
@@ -121,12 +125,14 @@ _BOILER_CANDIDATES = ", ".join(
         "copyright",
         "legal",
         "author",
-        "portlet",
         "disclosure",
     )
     for a in ("class", "id")
 )
 _PART_SPLIT = re.compile(r"[\s_\-]+")
+
+# A <main> holding less of the page's text than this is a stub, not the main content.
+_MIN_MAIN_SHARE = 0.2
 
 # --- block structure ---------------------------------------------------------------------------
 _NONE, _CELL, _LINE, _PARA = 0, 1, 2, 3
@@ -211,6 +217,19 @@ def _is_boiler_name(value: str, block: bool) -> bool:
     return False
 
 
+def _only_small_names(*values: str | None) -> bool:
+    """True if the element's boilerplate names are all ones that mark small widgets."""
+    found = False
+    for value in values:
+        for token in (value or "").lower().split():
+            for p in _PART_SPLIT.split(token):
+                if p.startswith(_SMALL_PREFIXES):
+                    found = True
+                elif p in _BOILER_PARTS or p.startswith(_BOILER_PREFIXES):
+                    return False
+    return found
+
+
 def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
     """DocBook's <sidebar> (div.sidebar: tips, notes) is prose; a site's sidebar is links.
     Only "sidebar" names get this test: cookie banners and menus go whatever their text."""
@@ -229,6 +248,12 @@ def _skip_set(root: LexborNode) -> set[int]:
     tags.append("footer")
     skip = {n.mem_id for n in root.css(", ".join(tags + list(_SKIP_ATTRS)))}
     total = -1
+    for n in root.css("form"):
+        # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
+        if total < 0:
+            total = len((root.text(deep=True) or "").split())
+        if total < 20 or len((n.text(deep=True) or "").split()) <= total // 2:
+            skip.add(n.mem_id)
     for n in root.css(_BOILER_CANDIDATES):
         a = n.attributes
         block = n.tag in _BLOCK_BOILER_TAGS
@@ -243,6 +268,8 @@ def _skip_set(root: LexborNode) -> set[int]:
             if total >= 20 and words > total // 2:
                 continue
             if words >= 30 and _is_prose_sidebar(n, words):
+                continue
+            if words >= _SMALL_WORDS and _only_small_names(a.get("class"), a.get("id")):
                 continue
             skip.add(n.mem_id)
     return skip
@@ -431,14 +458,24 @@ def _name_of(node: LexborNode) -> str:
 
 
 def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
+    body = parser.body
+    total = -1
     for sel in ("main", "[role=main]"):
         n = parser.css_first(sel)
         if n is not None:
-            return n
+            # an empty or stub <main> (a theme's placeholder, the page's content beside it)
+            # is no main content: fall back to the body
+            if body is None:
+                return n
+            if total < 0:
+                total = len(body.text(deep=True) or "")
+            if len(n.text(deep=True) or "") >= _MIN_MAIN_SHARE * total:
+                return n
+            break
     arts = parser.css("article")
     if len(arts) == 1:
         return arts[0]
-    return parser.body
+    return body
 
 
 def text_chars(items: list[str | ImageRef]) -> int:
