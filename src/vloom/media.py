@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -35,6 +38,10 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageError(
             "undecodable_image", f"image does not decode: {type(e).__name__}: {e}"
         ) from None
+    if img.mode == "P" and "transparency" in img.info:
+        # Same pixels as P -> RGB, without Pillow's warning for each such image (screenshots
+        # with a transparent palette entry; GIMP's help has hundreds).
+        img = img.convert("RGBA")
     return img.convert("RGB")
 
 
@@ -70,9 +77,100 @@ def sniff_image(head: bytes) -> str | None:
 
 
 def check_image(data: bytes) -> tuple[str, int, int]:
-    """Sniff and fully decode `data`; return (format, width, height) or raise ImageError."""
+    """Sniff and decode `data`; return (format, width, height) or raise ImageError.
+
+    Accepts and rejects exactly what a full `decode_image` would. A plain PNG (not interlaced,
+    not animated, IDAT then IEND) is checked without building pixels: its header is read by
+    Pillow (bomb limits included) and its image data inflated and its row filters checked, as
+    Pillow's decoder would; that is most of what a full decode costs, without unfiltering and
+    converting every pixel (PNG decoding is the largest cost of ingesting an image-rich site).
+    """
     fmt = sniff_image(data[:16])
     if fmt is None:
         raise ImageError("not_an_image", "bytes do not start like any supported image format")
+    if fmt == "png":
+        img = _open(data)
+        ok = _png_data_ok(data, img)
+        if ok is True:
+            return fmt, img.width, img.height
+        if ok is False:
+            raise ImageError("undecodable_image", "image does not decode: PNG data is broken")
     img = decode_image(data)
     return fmt, img.width, img.height
+
+
+def _open(data: bytes) -> Image.Image:
+    """Pillow's header read alone, with decode_image's bomb limits and reasons."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError("decompression_bomb", f"image too large to decode safely: {e}") from None
+    except Exception as e:  # Pillow raises many types for bad bytes
+        raise ImageError(
+            "undecodable_image", f"image does not decode: {type(e).__name__}: {e}"
+        ) from None
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+
+
+def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
+    """Whether Pillow's PNG decoder would take the image data; None: not a case this covers
+    (interlaced, animated, an odd mode, chunks after the image data), decode it fully."""
+    if (
+        img.format != "PNG"
+        or img.info.get("interlace")
+        or getattr(img, "is_animated", False)
+        or img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA")
+        or len(img.tile) != 1
+        or img.tile[0][0] != "zip"
+    ):
+        return None
+    width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if interlace or ctype not in _PNG_CHANNELS or (width, height) != img.size:
+        return None
+    row = 1 + (width * _PNG_CHANNELS[ctype] * depth + 7) // 8  # filter byte + samples
+    need = row * height
+    z = zlib.decompressobj()
+    parts: list[bytes] = []
+    got = 0
+    pos = img.tile[0][2]  # the first IDAT's data, where Pillow found it
+    length = struct.unpack(">I", data[pos - 8 : pos - 4])[0]
+    # Accepted here only when the stream ends (checksum read) with exactly the image's rows; a
+    # stream that stops short, runs on, or is cut after its last row is left to a full decode
+    # (whether Pillow's zlib finishes such a stream depends on the zlib build).
+    while True:  # consecutive IDAT chunks, as Pillow's decoder reads them (CRCs unread)
+        chunk = data[pos : pos + length]
+        try:
+            out = z.decompress(chunk, need + 1 - got)
+        except zlib.error:
+            return None  # broken data: whether Pillow reaches it first, a full decode says
+        parts.append(out)
+        got += len(out)
+        if z.eof or got > need:
+            break
+        if z.unconsumed_tail:
+            return None
+        head = data[pos + length + 4 : pos + length + 12]
+        if len(chunk) < length or len(head) < 8 or head[4:] != b"IDAT":
+            # the data ends: Pillow's decoder wants more ("image file is truncated")
+            return False if got < need else None
+        pos, length = pos + length + 12, struct.unpack(">I", head[:4])[0]
+    if got != need:
+        return None
+    raw = b"".join(parts)
+    if max(raw[::row]) > 4:
+        return False  # a row filter Pillow does not know
+    return _png_tail_ok(data, pos + length)
+
+
+def _png_tail_ok(data: bytes, end: int) -> bool | None:
+    """After the image data Pillow reads on to IEND, tolerating a cut or garbled header; any
+    other chunk there is left to a full decode."""
+    head = data[end + 4 : end + 12]
+    if len(head) < 8 or head[4:] == b"IEND" or not re.fullmatch(rb"\w{4}", head[4:]):
+        return True
+    return None

@@ -1,0 +1,109 @@
+"""check_image's PNG path (image data inflated and row filters checked, no pixels built) accepts
+and rejects exactly what a full decode does, on intact and damaged PNGs of every plain mode."""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vloom.media import ImageError, check_image, decode_image, sniff_image
+
+GIMP_IMAGES = Path("/usr/share/gimp/2.0/help/en/images")
+
+
+def _full(data: bytes) -> str:
+    """What the full decode decides (the rule check_image must keep)."""
+    if sniff_image(data[:16]) is None:
+        return "not_an_image"
+    try:
+        decode_image(data)
+    except ImageError as e:
+        return e.reason
+    return "ok"
+
+
+def _check(data: bytes) -> str:
+    try:
+        check_image(data)
+    except ImageError as e:
+        return e.reason
+    return "ok"
+
+
+def _pngs() -> list[bytes]:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    pixels[10:30, 5:40] = 200  # a flat patch: filters other than None get used
+    out = []
+    for mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+        img = Image.fromarray(pixels)
+        img = (
+            Image.fromarray(pixels[:, :, 0].astype(np.uint16) * 200)
+            if mode == "I;16"
+            else img.convert(mode)
+        )
+        for kw in ({}, {"optimize": True}, {"compress_level": 0}):
+            buf = io.BytesIO()
+            img.save(buf, "PNG", **kw)
+            out.append(buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG", interlace=1)
+    out.append(buf.getvalue())
+    return out
+
+
+def _damaged(data: bytes, rng: random.Random, n: int) -> list[bytes]:
+    out = [data]
+    for _ in range(n):
+        k = rng.randrange(8, len(data))
+        c = rng.random()
+        if c < 0.3:
+            out.append(data[:k])  # cut
+        elif c < 0.6:
+            out.append(data[:k] + bytes(rng.randrange(1, 16)) + data[k + 16 :])  # zeroed
+        elif c < 0.8:
+            b = bytearray(data)
+            b[k] ^= 1 << rng.randrange(8)  # one bit flipped
+            out.append(bytes(b))
+        else:
+            out.append(data[:k] + data[k + rng.randrange(1, 40) :])  # bytes dropped
+    return out
+
+
+def _same_decisions(pngs: list[bytes], per_image: int) -> int:
+    rng = random.Random(0)
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in pngs:
+            for case in _damaged(data, rng, per_image):
+                assert _check(case) == _full(case), (len(data), len(case))
+                n += 1
+    return n
+
+
+def test_png_check_decides_like_a_full_decode():
+    assert _same_decisions(_pngs(), 60) > 1000
+
+
+def test_png_check_returns_the_size_and_rejects_bombs():
+    buf = io.BytesIO()
+    Image.new("RGB", (70, 30), "red").save(buf, "PNG")
+    assert check_image(buf.getvalue()) == ("png", 70, 30)
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buf, "PNG")  # 100 M pixels: over the limit
+    with pytest.raises(ImageError) as e:
+        check_image(buf.getvalue())
+    assert e.value.reason == "decompression_bomb"
+
+
+@pytest.mark.skipif(not GIMP_IMAGES.is_dir(), reason="gimp-help-en not installed (real PNGs)")
+def test_png_check_decides_like_a_full_decode_on_real_pngs():
+    pngs = [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.png"))[::40]]
+    assert _same_decisions(pngs, 25) > 500
