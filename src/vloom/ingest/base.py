@@ -133,7 +133,7 @@ class UnitBoundary:
         except IngestError:
             raise
         except (Exception, UnitTimeout) as e:
-            self.fail(label, e)
+            self.fail(label, e, whole_file=False)
             return None
         finally:
             if hard is not None:
@@ -150,14 +150,24 @@ class UnitBoundary:
             self.fail(label, e, unit)
 
     def fail(
-        self, label: str, exc: BaseException, unit: str | None = None, quiet: bool = False
+        self,
+        label: str,
+        exc: BaseException,
+        unit: str | None = None,
+        quiet: bool = False,
+        whole_file: bool = True,
     ) -> None:
+        """Count the failure: the unsettled inputs are rejected; with none open, a file that
+        failed before its first unit counts as one input, a unit that had settled itself before
+        it failed (e.g. the alarm came just as it returned) is left as it counted itself."""
         unit = unit or self.unit
         kind = "timeout" if isinstance(exc, UnitTimeout) else f"error:{type(exc).__name__}"
         reason = f"{unit}_timeout" if isinstance(exc, UnitTimeout) else f"{unit}_{kind}"
         led = self.ledger
         open_units = led.input - (led.kept + led.n_dropped + led.n_rejected)
         if open_units <= 0:
+            if not whole_file:
+                return
             led.input += 1
             open_units = 1
         led.reject(reason, open_units)
