@@ -80,6 +80,7 @@ _BOILER_PREFIXES = (
 # article that carries the name as a flag ("entry share").
 _SMALL_PREFIXES = ("share", "sharing", "social")
 _SMALL_WORDS = 150
+_WRAPPER_SEL = "h1"
 # ... or end like it, run together in camelCase ("darkFooter", "mainNavigation")
 _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
@@ -217,6 +218,10 @@ def _is_boiler_name(value: str, block: bool) -> bool:
     return False
 
 
+def _is_comments(a) -> bool:
+    return "comment" in f"{a.get('class') or ''} {a.get('id') or ''}".lower()
+
+
 def _only_small_names(*values: str | None) -> bool:
     """True if the element's boilerplate names are all ones that mark small widgets."""
     found = False
@@ -270,6 +275,9 @@ def _skip_set(root: LexborNode) -> set[int]:
             if words >= 30 and _is_prose_sidebar(n, words):
                 continue
             if words >= _SMALL_WORDS and _only_small_names(a.get("class"), a.get("id")):
+                continue
+            # the page's title inside: a layout wrapper flagged "sidebar_right", not a sidebar
+            if _WRAPPER_SEL and n.css_first(_WRAPPER_SEL) is not None and not _is_comments(a):
                 continue
             skip.add(n.mem_id)
     return skip
