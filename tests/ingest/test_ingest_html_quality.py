@@ -100,11 +100,11 @@ def test_wrappers_named_like_boilerplate_keep_the_article():
         text = _text(page("t", body))
         assert "Heavy rain" in text and "Forecasters expect" in text, body
     assert "Search the site" not in _text(page("t", f"{search}<div>{ARTICLE}</div>"))
-    # a layout wrapper flagged "sidebar_right" that holds the page's <h1> is no sidebar, even
+    # a layout wrapper flagged "nav_right" that holds the page's <h1> is no menu, even
     # when the rest of the page outweighs it
     talk = " ".join(f"word{i}" for i in range(300))
     body = (
-        f'<div class="container_wrap sidebar_right">{ARTICLE}<div class="sidebar">'
+        f'<div class="container_wrap nav_right">{ARTICLE}<div class="sidebar">'
         f"<p>Sidebar line</p></div></div><footer><p>{talk}</p></footer>"
     )
     text = _text(page("t", body))

@@ -276,7 +276,7 @@ def _skip_set(root: LexborNode) -> set[int]:
                 continue
             if words >= _SMALL_WORDS and _only_small_names(a.get("class"), a.get("id")):
                 continue
-            # the page's title inside: a layout wrapper flagged "sidebar_right", not a sidebar
+            # the page's title inside: a layout wrapper flagged "nav_right", not navigation
             if _WRAPPER_SEL and n.css_first(_WRAPPER_SEL) is not None and not _is_comments(a):
                 continue
             skip.add(n.mem_id)
