@@ -175,3 +175,24 @@ def test_data_sources_ingest_with_the_curate_executor_settings(tmp_path, monkeyp
     assert seen == [2]  # one-process by default; the curate section's workers when given
     one, two = (_bytes(tmp_path / r / SOURCES_DIR / "web") for r in ("r1", "r2"))
     assert one == two
+
+
+def test_hf_inputs_as_parts_keep_their_ids(tmp_path):
+    inputs = []
+    for i, d in enumerate(("x/train", "y/train", "z")):
+        (tmp_path / d).mkdir(parents=True)
+        n = 3 + i
+        table = {
+            "image": [png(10 * i + k) for k in range(n)],
+            "caption": [f"c{k}" for k in range(n)],
+        }
+        pq.write_table(pa.table(table), tmp_path / d / "data.parquet")
+        inputs.append(tmp_path / d)
+    assert len(executor.split("hf", inputs)) == 3
+    one = _ingest("hf", inputs, tmp_path / "o1")
+    assert _ingest("hf", inputs, tmp_path / "o2", workers=2) == one
+    from vloom.doc import read_documents
+
+    ids = [d.id for d in read_documents(tmp_path / "o1")]
+    assert ids[0].startswith("train/") and ids[-1].startswith("z/") and ids[-1].endswith("/4")
+    assert sum(i.startswith("train~2/") for i in ids) == 4

@@ -18,8 +18,9 @@ A run killed at any point (SIGKILL included) and rerun redoes only unfinished pa
 
 Sources and their parts: html (grouped) and pdf (one per part) split by file (a file found by walking a directory keeps
 that directory as its root: ids, relative paths, the image root and the outside-root rule are
-those of the walk); pairs per tar/Parquet file. warc (a page's images may come from any of the
-given WARCs) and hf (row numbers run across a split's files) run as one part.
+those of the walk); pairs per tar/Parquet file; hf per input (dataset directory or file: row
+numbers run across a split's files, so one dataset is one part). warc (a page's images may come
+from any of the given WARCs) runs as one part.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Part:
 
     paths: tuple[Path, ...]
     root: Path | None
+    extra: tuple[tuple[str, Any], ...] = ()  # source options that keep the whole run's ids
 
 
 def split(kind: str, inputs: list[Path]) -> list[Part] | None:
@@ -82,6 +84,13 @@ def split(kind: str, inputs: list[Path]) -> list[Part] | None:
         from vloom.ingest.pairs import _walk as pairs_walk
 
         return _group([(f, None) for f in pairs_walk(inputs)], PART_FILES)
+    if kind == "hf" and len(inputs) > 1:
+        from vloom.ingest.hf_dataset import input_names
+
+        names = input_names(inputs)
+        return [
+            Part((p,), None, (("_input_names", [n]),)) for p, n in zip(inputs, names, strict=True)
+        ]
     return None
 
 
@@ -269,7 +278,7 @@ def run_parts(
             (
                 kind,
                 [str(f) for f in p.paths],
-                dataclasses.replace(opts, input_root=p.root),
+                dataclasses.replace(opts, input_root=p.root, extra={**opts.extra, **dict(p.extra)}),
                 str(work),
                 k,
                 hard,

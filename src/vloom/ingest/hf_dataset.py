@@ -81,17 +81,27 @@ class Plan:
     texts: str  # the text / caption / turns column
 
 
-def ingest_hf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
-    """The `hf` source: `datasets` save_to_disk directories, Parquet exports, or their files."""
-    layout = opts.extra.get("layout")
-    if layout is not None and layout not in LAYOUTS:
-        raise IngestError(f"--option layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+def input_names(inputs: list[Path]) -> list[str]:
+    """Each input's name in ids: its stem or directory name, `~k` for the k-th of one name."""
     names: Counter[str] = Counter()
+    out = []
     for inp in map(Path, inputs):
         name = inp.stem if inp.is_file() else inp.resolve().name
         names[name] += 1
-        if names[name] > 1:  # two inputs called "train": ids must still differ
-            name = f"{name}~{names[name]}"
+        out.append(name if names[name] == 1 else f"{name}~{names[name]}")  # ids still differ
+    return out
+
+
+def ingest_hf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
+    """The `hf` source: `datasets` save_to_disk directories, Parquet exports, or their files.
+
+    `opts.extra["_input_names"]` (the parallel runner, one input per part) keeps the names the
+    whole run gives."""
+    layout = opts.extra.get("layout")
+    if layout is not None and layout not in LAYOUTS:
+        raise IngestError(f"--option layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+    given = opts.extra.get("_input_names") or input_names(inputs)
+    for inp, name in zip(map(Path, inputs), given, strict=True):
         rows: Counter[str | None] = Counter()  # rows seen per split: the next row's number
         row = UnitBoundary(ledger, opts, "row")
         for table in find_tables(inp):
