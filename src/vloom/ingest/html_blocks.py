@@ -35,6 +35,7 @@ _IMAGE_PROSE = 100
 _EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
 _CONTEXT = 1
+_ORPHANS = 1
 _SIBLING_LEVELS = 1
 _LINK_BAD = 0.5
 _GOOD_CHARS = 60
@@ -98,12 +99,25 @@ def select(ent: Entries, name_of) -> list[bool]:
     total = kp[n]
     if total == 0:  # no prose at all (a gallery, a short note): keep what step 1 kept
         return keep if any(keep) else [True] * n
+    if _main_column(ent, keep, pp, kp, name_of):
+        _trim_edges(keep, chars, pp, ent.heads)
+    if _CONTEXT:
+        _context(keep, chars, links)
+    if _ORPHANS:
+        _drop_orphan_headings(keep, ent.heads)
+    return keep
+
+
+def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], name_of) -> bool:
+    """Step 2: keep[i] = False for text outside the main column (see the module docstring);
+    False if the page has no column (too little prose in any one container)."""
+    n, chars, total = len(keep), ent.chars, kp[-1]
     # 2. the main column: a container of several prose blocks (one paragraph is not a column)
     kb = [0] * (n + 1)
     for i in range(n):
         kb[i + 1] = kb[i] + (1 if keep[i] and pp[i + 1] > pp[i] else 0)
     if kb[n] < 2:
-        return keep
+        return False
     lo, hi = 0, n
     best_depth = -1
     named = None
@@ -117,7 +131,7 @@ def select(ent: Entries, name_of) -> list[bool]:
             if _CONTENT_NAME.search(name_of(node)):
                 named = (start, end, depth)
     if best_depth < 0 and named is None:
-        return keep
+        return False
     if named is not None and named[2] > best_depth:
         lo, hi, best_depth = named
     # climb while the enclosing container adds prose rather than other text: a section's
@@ -157,10 +171,22 @@ def select(ent: Entries, name_of) -> list[bool]:
             and (i < plo or i >= phi or ((i < lo or i >= hi) and pp[i + 1] == pp[i]))
         ):
             keep[i] = False
-    _trim_edges(keep, chars, pp, ent.heads)
-    if _CONTEXT:
-        _context(keep, chars, links)
-    return keep
+    return True
+
+
+def _drop_orphan_headings(keep: list[bool], heads: list[bool]) -> None:
+    """A heading whose section (up to the next heading) lost everything titled what went:
+    "Related articles", "Read more", "Comments". A title right above a subtitle stays."""
+    kept = dropped = False  # in the section after the current position, scanning backwards
+    for i in range(len(keep) - 1, -1, -1):
+        if heads[i]:
+            if keep[i] and not kept and dropped:
+                keep[i] = False
+            kept = dropped = False
+        elif keep[i]:
+            kept = True
+        else:
+            dropped = True
 
 
 def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[bool]) -> None:
