@@ -196,3 +196,25 @@ def test_hf_inputs_as_parts_keep_their_ids(tmp_path):
     ids = [d.id for d in read_documents(tmp_path / "o1")]
     assert ids[0].startswith("train/") and ids[-1].startswith("z/") and ids[-1].endswith("/4")
     assert sum(i.startswith("train~2/") for i in ids) == 4
+
+
+LILY = Path("/usr/share/doc/lilypond/html/Documentation/ly-examples")
+
+
+@pytest.mark.skipif(not LILY.is_dir(), reason=f"{LILY} (Debian lilypond-doc PDFs) absent")
+def test_pdf_workers_give_the_same_bytes_with_bad_and_outside_files(tmp_path):
+    import shutil
+
+    d = tmp_path / "pdfs"
+    d.mkdir()
+    for f in sorted(LILY.glob("*.preview.pdf"))[:3]:
+        shutil.copy(f, d / f.name)
+    (d / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    outside = tmp_path / "elsewhere.pdf"
+    shutil.copy(sorted(LILY.glob("*.preview.pdf"))[0], outside)
+    (d / "link.pdf").symlink_to(outside)  # walked: outside the input directory
+    one = _ingest("pdf", [d], tmp_path / "o1", shard_size=2)
+    assert _ingest("pdf", [d], tmp_path / "o2", shard_size=2, workers=2) == one
+    led = Ledger.read(tmp_path / "o1")
+    assert led.rejected["outside_root"] == 1 and led.rejected["pdf_corrupt"] == 1
+    assert led.input == 5
