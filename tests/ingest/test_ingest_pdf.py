@@ -531,3 +531,78 @@ def test_pdf_caps_are_cli_options(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["kept"] == 1 and summary["pdf"]["limited"] == {"pdf_pages_capped": 1}
     assert summary["pdf"]["pages"] == 1 and summary["pdf"]["pages_not_read"] == 1
+
+
+@pytest.fixture
+def hostile():
+    """A unit hook (ingest.base.UNIT_HOOKS): raises (or stalls) at the `nth` start of a unit of
+    kind `unit` whose label holds `needle` (pages start twice: reading, then placing)."""
+    import time
+
+    from vloom.ingest import base
+
+    added = []
+
+    def register(unit: str, needle: str, action: str = "raise", nth: int = 1) -> None:
+        seen = {"n": 0}
+
+        def hook(kind: str, label: str) -> None:
+            if kind == unit and needle in label:
+                seen["n"] += 1
+                if seen["n"] == nth:
+                    if action == "stall":
+                        time.sleep(30)
+                    raise KeyError(f"hostile {kind}")
+
+        base.UNIT_HOOKS.append(hook)
+        added.append(hook)
+
+    yield register
+    for h in added:
+        base.UNIT_HOOKS.remove(h)
+
+
+def _pages_pdf(path: Path, n: int) -> None:
+    pdf = pymupdf.open()
+    for i in range(n):
+        page = pdf.new_page()
+        page.insert_text((72, 300), f"Body text of page {i} here.", fontsize=11)
+        page.insert_image(pymupdf.Rect(72, 320, 272, 470), stream=_png(100, 75, 60 + i))
+    pdf.save(path)
+
+
+def test_pdf_page_that_raises_or_stalls_is_left_out_and_the_pdf_kept(tmp_path, hostile):
+    import time
+
+    _pages_pdf(tmp_path / "a.pdf", 5)
+    hostile("page", "a.pdf#page=2")  # raises while its text is read
+    hostile("page", "a.pdf#page=4", nth=2)  # raises while it is placed (its image taken)
+    hostile("page", "a.pdf#page=5", "stall")
+    ledger = Ledger()
+    opts = IngestOptions(out_dir=tmp_path / "out", unit_timeout=0.5)
+    t0 = time.monotonic()
+    (doc,) = list(ingest_pdf([tmp_path / "a.pdf"], ledger, opts))
+    assert time.monotonic() - t0 < 20  # the stalled page was cut at its budget
+    assert doc.text == "Body text of page 0 here.\n\nBody text of page 2 here."
+    assert doc.n_images == 2  # pages 1 and 3; page 4's image was rolled back with its text
+    assert [m["page"] for m in doc.metadata["images"]] == [1, 3]
+    assert doc.metadata["broken_pages"] == [2, 4, 5]
+    stats = ledger.extra["pdf"]
+    assert stats["page_error_reasons"] == {"page_error:KeyError": 2, "page_timeout": 1}
+    assert ledger.input == 1 and ledger.n_rejected == 0
+    assert ledger.extra["images"]["attached"] == 2
+
+
+def test_pdf_that_raises_outside_its_pages_is_rejected_and_the_next_is_read(tmp_path, hostile):
+    from vloom.doc import read_documents
+    from vloom.ingest.run import run_ingest
+
+    for name in ("a", "b", "c"):
+        _pages_pdf(tmp_path / f"{name}.pdf", 2)
+    hostile("file", "b.pdf")
+    out = tmp_path / "out"
+    led = run_ingest("pdf", [tmp_path / f"{n}.pdf" for n in "abc"], out, IngestOptions(out_dir=out))
+    led.check()
+    docs = list(read_documents(out))
+    assert [Path(d.url).name for d in docs] == ["a.pdf", "c.pdf"]
+    assert led.input == 3 and led.kept == 2 and dict(led.rejected) == {"file_error:KeyError": 1}

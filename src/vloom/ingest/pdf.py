@@ -22,8 +22,13 @@ kept either ("behind_text"): the text is.
 
 Broken pages: a page MuPDF cannot load or read is left out ("page_unreadable"); a page whose
 content stream has syntax errors keeps what MuPDF recovered of it ("content_stream_error").
-Each is counted in ledger["pdf"]["page_errors"] (total) and ["page_error_reasons"], and listed
-in the document's metadata ("broken_pages"); the PDF's other pages are kept.
+Each page is a unit of work inside a failure boundary: a page whose reading or placing raises
+or runs past opts.unit_timeout is left out ("page_error:<Type>" / "page_timeout"; nothing of it
+is kept, though an image it took counts as seen). All these are counted in
+ledger["pdf"]["page_errors"] (total) and ["page_error_reasons"], and listed in the document's
+metadata ("broken_pages"); the PDF's other pages are kept. A failure outside any page rejects
+the file "file_error:<Type>" (ingest.base.UnitBoundary, without a time budget: a PDF of a
+thousand pages may rightly take longer than one page) and the next PDF is read.
 
 A PDF found by walking a directory must lie inside it once symlinks are followed
 ("outside_root"); every PDF must be a regular file (a FIFO is "unreadable", never opened).
@@ -34,10 +39,12 @@ Options (opts.extra): "min_image_side" (default 32), "strip_running_headers" (de
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +52,15 @@ from typing import Any
 import pymupdf
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, inside_root, read_regular_file
+from vloom.guard import UnitTimeout, time_budget
+from vloom.ingest.base import (
+    UNIT_HOOKS,
+    IngestError,
+    IngestOptions,
+    UnitBoundary,
+    inside_root,
+    read_regular_file,
+)
 from vloom.ingest.pdf_images import PdfImages, page_image_dicts, placements
 from vloom.ingest.pdf_layout import (
     SCANNED_COVERAGE,
@@ -96,37 +111,49 @@ def ingest_pdf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Itera
     stats = ledger.extra.setdefault(
         "pdf", {"pages": 0, "scanned_pages": 0, "page_errors": 0, "images_skipped": {}}
     )
+    # the file's boundary catches exceptions only: the time budget is per page (a PDF of a
+    # thousand pages may rightly take longer than one page may)
+    boundary = UnitBoundary(ledger, dataclasses.replace(opts, unit_timeout=0), "file")
     for root, path in _walk(inputs):
         ledger.input += 1
         if root is not None and not inside_root(path, root):
             ledger.reject("outside_root")  # a symlink out of the input directory
             continue
-        try:
-            data = read_regular_file(path)
-        except OSError:
-            ledger.reject("unreadable")  # also a FIFO or device named *.pdf: never opened
-            continue
-        try:
-            pdf = pymupdf.open(stream=data, filetype="pdf")
-        except Exception:  # FileDataError, EmptyFileError, or MuPDF's own RuntimeErrors
+        doc = boundary.call(str(path), _one_pdf, path, ledger, opts, stats)
+        if doc is not None:
+            yield doc
+
+
+def _one_pdf(
+    path: Path, ledger: Ledger, opts: IngestOptions, stats: dict[str, Any]
+) -> Document | None:
+    """The PDF's Document, or None after counting why not."""
+    try:
+        data = read_regular_file(path)
+    except OSError:
+        ledger.reject("unreadable")  # also a FIFO or device named *.pdf: never opened
+        return None
+    try:
+        pdf = pymupdf.open(stream=data, filetype="pdf")
+    except Exception:  # FileDataError, EmptyFileError, or MuPDF's own RuntimeErrors
+        ledger.reject("pdf_corrupt")
+        return None
+    with pdf:
+        if pdf.needs_pass:
+            ledger.reject("pdf_encrypted")
+            return None
+        if pdf.page_count == 0:
             ledger.reject("pdf_corrupt")
-            continue
-        with pdf:
-            if pdf.needs_pass:
-                ledger.reject("pdf_encrypted")
-                continue
-            if pdf.page_count == 0:
-                ledger.reject("pdf_corrupt")
-                continue
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            doc = _read(pdf, path, f"pdf-{digest}", ledger, opts, stats)
-        if isinstance(doc, str):
-            if doc == "pdf_corrupt":
-                ledger.reject(doc)
-            else:
-                ledger.drop(STEP, doc)
-            continue
-        yield doc
+            return None
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        doc = _read(pdf, path, f"pdf-{digest}", ledger, opts, stats)
+    if isinstance(doc, str):
+        if doc == "pdf_corrupt":
+            ledger.reject(doc)
+        else:
+            ledger.drop(STEP, doc)
+        return None
+    return doc
 
 
 def _walk(inputs: list[Path]) -> Iterator[tuple[Path | None, Path]]:
@@ -162,13 +189,12 @@ def _read(
         st.skipped[reason] = st.skipped.get(reason, 0) + 1
         stats["images_skipped"][reason] = stats["images_skipped"].get(reason, 0) + 1
 
-    pages = _scan(pdf, min(pdf.page_count, max_pages), ledger, skip, st)
+    budget = opts.unit_timeout if opts.unit_timeout and opts.unit_timeout > 0 else None
+    label = str(path)
+    pages = _scan(pdf, min(pdf.page_count, max_pages), ledger, skip, st, budget, label)
     stats["pages"] += len(pages)
-    stats["page_errors"] += sum(st.errors.values())
-    reasons = stats.setdefault("page_error_reasons", {})
-    for r, n in st.errors.items():
-        reasons[r] = reasons.get(r, 0) + n
     if not pages:
+        _count_errors(stats, st)
         return "pdf_corrupt"
     images = PdfImages(
         pdf,
@@ -179,7 +205,10 @@ def _read(
         int(opts.extra.get("max_pdf_image_bytes", MAX_PDF_IMAGE_BYTES)),
     )
     strip = opts.extra.get("strip_running_headers", True)
-    items, images_meta, scanned, removed = _assemble(pdf, pages, images, skip, strip)
+    items, images_meta, scanned, removed = _assemble(
+        pdf, pages, images, skip, strip, st, budget, label
+    )
+    _count_errors(stats, st)
     if images.capped:
         st.limited.append("pdf_image_bytes_capped")
     limited = stats.setdefault("limited", {})
@@ -220,8 +249,21 @@ def _read(
     )
 
 
+def _count_errors(stats: dict[str, Any], st: _Stats) -> None:
+    stats["page_errors"] += sum(st.errors.values())
+    reasons = stats.setdefault("page_error_reasons", {})
+    for r, n in st.errors.items():
+        reasons[r] = reasons.get(r, 0) + n
+
+
 def _scan(
-    pdf: pymupdf.Document, n_pages: int, ledger: Ledger, skip: Any, st: _Stats
+    pdf: pymupdf.Document,
+    n_pages: int,
+    ledger: Ledger,
+    skip: Any,
+    st: _Stats,
+    budget: float | None,
+    label: str,
 ) -> list[_Page]:
     """Pass 1: every readable page's text blocks and image placements (no image bytes)."""
     pages: list[_Page] = []
@@ -229,15 +271,14 @@ def _scan(
         pymupdf.TOOLS.reset_mupdf_warnings()
         try:
             page = pdf[pno]
-            # MuPDF decodes every image it extracts: a page holding a decompression bomb gives
-            # only its text (image sizes come from the dictionaries, nothing is decoded)
-            sizes = [(x[2], x[3]) for x in page.get_images(full=True)]
-            bombs = sum(w * h > MAX_IMAGE_PIXELS for w, h in sizes)
-            blocks = text_and_images(page, images=not bombs)
-            rect = page.rect
         except Exception:  # a broken page object: the other pages still count
             st.errors["page_unreadable"] += 1
             continue
+        got, reason = _page_unit(budget, f"{label}#page={pno + 1}", _read_page, page)
+        if got is None:
+            st.errors[reason] += 1  # page_error:<Type> | page_timeout
+            continue
+        sizes, bombs, blocks, rect = got
         error = "content_stream_error" if _BROKEN_PAGE.search(_warnings()) else ""
         if error:
             st.errors[error] += 1
@@ -247,6 +288,30 @@ def _scan(
         for _ in range(len(sizes) - bombs if bombs else 0):
             skip("page_with_bomb")
     return pages
+
+
+def _read_page(page: pymupdf.Page) -> tuple[list[tuple[int, int]], int, list[Block], Any]:
+    # MuPDF decodes every image it extracts: a page holding a decompression bomb gives only
+    # its text (image sizes come from the dictionaries, nothing is decoded)
+    sizes = [(x[2], x[3]) for x in page.get_images(full=True)]
+    bombs = sum(w * h > MAX_IMAGE_PIXELS for w, h in sizes)
+    return sizes, bombs, text_and_images(page, images=not bombs), page.rect
+
+
+def _page_unit(
+    budget: float | None, label: str, fn: Callable[..., Any], *args: Any
+) -> tuple[Any, str]:
+    """fn(*args) as one page's unit of work: (its result, "") or (None, "page_error:<Type>" |
+    "page_timeout") when it raised or ran past `budget` seconds. The PDF goes on without it."""
+    try:
+        with time_budget(budget):
+            for hook in UNIT_HOOKS:
+                hook("page", label)
+            return fn(*args), ""
+    except UnitTimeout:
+        return None, "page_timeout"
+    except Exception as e:  # noqa: BLE001 - any failure inside one page
+        return None, f"page_error:{type(e).__name__}"
 
 
 def text_and_images(page: pymupdf.Page, images: bool = True) -> list[Block]:
@@ -261,8 +326,35 @@ def _warnings() -> str:
         return ""
 
 
+@dataclass
+class _Out:
+    """What pass 2 has placed so far; a page that fails is rolled back to its mark."""
+
+    items: list[str | bytes] = field(default_factory=list)
+    images_meta: list[dict[str, Any]] = field(default_factory=list)
+    scanned: list[int] = field(default_factory=list)
+    text_buf: list[str] = field(default_factory=list)  # text blocks since the last image
+    last_mono: bool = False
+    removed: int = 0
+
+    def mark(self) -> tuple:
+        n = (len(self.items), len(self.images_meta), len(self.scanned))
+        return n, list(self.text_buf), self.last_mono, self.removed
+
+    def undo(self, mark: tuple) -> None:
+        (ni, nm, ns), self.text_buf, self.last_mono, self.removed = mark
+        del self.items[ni:], self.images_meta[nm:], self.scanned[ns:]
+
+
 def _assemble(
-    pdf: pymupdf.Document, pages: list[_Page], images: PdfImages, skip: Any, strip: bool
+    pdf: pymupdf.Document,
+    pages: list[_Page],
+    images: PdfImages,
+    skip: Any,
+    strip: bool,
+    st: _Stats,
+    budget: float | None,
+    label: str,
 ) -> tuple[list[str | bytes], list[dict[str, Any]], list[int], int]:
     """Pass 2: (items, images metadata, scanned page numbers, running lines removed)."""
     running: set[str] = set()
@@ -271,47 +363,70 @@ def _assemble(
         for p in pages:
             counts.update(margin_keys(p.blocks, p.rect))
         running = running_lines(counts)
-    items: list[str | bytes] = []
-    images_meta: list[dict[str, Any]] = []
-    scanned: list[int] = []
-    text_buf: list[str] = []  # text blocks since the last image
-    last_mono = False
-    removed = 0
+    out = _Out()
+    led = images.ledger
     for p in pages:
-        blocks, rect = p.blocks, p.rect
-        p.blocks = []  # drop each page's blocks once it is placed
-        texts = [b for b in blocks if b.text is not None]
-        if not texts and coverage(blocks, rect) >= SCANNED_COVERAGE * (abs(rect) or 1.0):
-            scanned.append(p.pno + 1)
-            for _ in blocks:
-                skip("scanned_page")
+        mark, tally = out.mark(), copy.deepcopy(led.extra.get("images"))
+        _, reason = _page_unit(
+            budget, f"{label}#page={p.pno + 1}", _place, pdf, p, out, images, skip, running
+        )
+        if reason:
+            out.undo(mark)  # nothing of the failed page is kept (its images may count as seen)
+            if tally is None:
+                led.extra.pop("images", None)
+            else:
+                led.extra["images"] = tally  # nor counted as attached
+            st.errors[reason] += 1
+            p.error = p.error or reason
+    if out.text_buf:
+        out.items.append("\n\n".join(out.text_buf))
+    return out.items, out.images_meta, out.scanned, out.removed
+
+
+def _place(
+    pdf: pymupdf.Document,
+    p: _Page,
+    out: _Out,
+    images: PdfImages,
+    skip: Any,
+    running: set[str],
+) -> None:
+    """One page's blocks in reading order onto `out`."""
+    blocks, rect = p.blocks, p.rect
+    p.blocks = []  # drop each page's blocks once it is placed
+    texts = [b for b in blocks if b.text is not None]
+    if not texts and coverage(blocks, rect) >= SCANNED_COVERAGE * (abs(rect) or 1.0):
+        out.scanned.append(p.pno + 1)
+        for _ in blocks:
+            skip("scanned_page")
+        return
+    behind = behind_text(blocks, rect)
+    inline = _InlineImages(pdf, p.pno)
+    for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
+        if b.image is not None and id(b) in behind:
+            skip("behind_text")  # a page scan under its OCR layer, or a page background
             continue
-        behind = behind_text(blocks, rect)
-        inline = _InlineImages(pdf, p.pno)
-        for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
-            if b.image is not None and id(b) in behind:
-                skip("behind_text")  # a page scan under its OCR layer, or a page background
-                continue
-            if b.text is not None:
-                if running and is_running(b, rect, running):
-                    removed += 1
-                elif text_buf and not (b.mono or last_mono) and continues(text_buf[-1], b.text):
-                    text_buf[-1] = join_split(text_buf[-1], b.text)
-                else:
-                    text_buf.append(b.text)
-                last_mono = b.mono
-                continue
-            data = images.take(b, inline)
-            if data is None:
-                continue
-            if text_buf:
-                items.append("\n\n".join(text_buf))
-                text_buf = []
-            items.append(data)
-            images_meta.append({"page": p.pno + 1, "bbox": [round(v, 1) for v in b.bbox]})
-    if text_buf:
-        items.append("\n\n".join(text_buf))
-    return items, images_meta, scanned, removed
+        if b.text is not None:
+            if running and is_running(b, rect, running):
+                out.removed += 1
+            elif (
+                out.text_buf
+                and not (b.mono or out.last_mono)
+                and continues(out.text_buf[-1], b.text)
+            ):
+                out.text_buf[-1] = join_split(out.text_buf[-1], b.text)
+            else:
+                out.text_buf.append(b.text)
+            out.last_mono = b.mono
+            continue
+        data = images.take(b, inline)
+        if data is None:
+            continue
+        if out.text_buf:
+            out.items.append("\n\n".join(out.text_buf))
+            out.text_buf = []
+        out.items.append(data)
+        out.images_meta.append({"page": p.pno + 1, "bbox": [round(v, 1) for v in b.bbox]})
 
 
 class _InlineImages:
