@@ -218,3 +218,18 @@ def test_pdf_workers_give_the_same_bytes_with_bad_and_outside_files(tmp_path):
     led = Ledger.read(tmp_path / "o1")
     assert led.rejected["outside_root"] == 1 and led.rejected["pdf_corrupt"] == 1
     assert led.input == 5
+
+
+def test_warc_runs_as_one_part_with_the_same_bytes(tmp_path):
+    from ingestfix import site_records, write_warc
+
+    site = _site(tmp_path / "site", 12)
+    pages, images = site_records(site)
+    d = tmp_path / "warcs"
+    d.mkdir()
+    write_warc(d / "a.warc.gz", pages[:8] + images, extras=True)
+    write_warc(d / "b.warc.gz", pages[8:])  # its pages' images live in a.warc.gz
+    assert executor.split("warc", [d]) is None
+    one = _ingest("warc", [d], tmp_path / "o1")
+    assert _ingest("warc", [d], tmp_path / "o2", workers=2) == one
+    assert Ledger.read(tmp_path / "o1").kept == len(pages) - 1  # the empty page is dropped
