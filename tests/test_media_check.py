@@ -1,5 +1,6 @@
-"""check_image's PNG path (image data inflated and row filters checked, no pixels built) accepts
-and rejects exactly what a full decode does, on intact and damaged PNGs of every plain mode."""
+"""check_image's fast paths - PNG image data inflated and row filters checked (no pixels built),
+JPEG decoded at 1/8 scale - accept and reject exactly what a full decode does, on intact and
+damaged images of every plain mode, and return the full size."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def _full(data: bytes) -> str:
 
 def _check(data: bytes) -> str:
     try:
-        check_image(data)
+        _, w, h = check_image(data)
     except ImageError as e:
         return e.reason
+    assert (w, h) == Image.open(io.BytesIO(data)).size
     return "ok"
 
 
@@ -58,10 +60,23 @@ def _pngs() -> list[bytes]:
     return out
 
 
+def _jpegs() -> list[bytes]:
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 255, (67, 93, 3), dtype=np.uint8)
+    pixels[10:40, 5:60] = 90
+    out = []
+    for mode in ("L", "RGB", "CMYK"):
+        for kw in ({}, {"progressive": True}, {"quality": 95, "subsampling": 0}):
+            buf = io.BytesIO()
+            Image.fromarray(pixels).convert(mode).save(buf, "JPEG", **kw)
+            out.append(buf.getvalue())
+    return out
+
+
 def _damaged(data: bytes, rng: random.Random, n: int) -> list[bytes]:
     out = [data]
     for _ in range(n):
-        k = rng.randrange(8, len(data))
+        k = rng.randrange(2, len(data))
         c = rng.random()
         if c < 0.3:
             out.append(data[:k])  # cut
@@ -92,6 +107,10 @@ def test_png_check_decides_like_a_full_decode():
     assert _same_decisions(_pngs(), 60) > 1000
 
 
+def test_jpeg_check_decides_like_a_full_decode():
+    assert _same_decisions(_jpegs(), 60) > 500
+
+
 def test_png_check_returns_the_size_and_rejects_bombs():
     buf = io.BytesIO()
     Image.new("RGB", (70, 30), "red").save(buf, "PNG")
@@ -107,3 +126,9 @@ def test_png_check_returns_the_size_and_rejects_bombs():
 def test_png_check_decides_like_a_full_decode_on_real_pngs():
     pngs = [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.png"))[::40]]
     assert _same_decisions(pngs, 25) > 500
+
+
+@pytest.mark.skipif(not GIMP_IMAGES.is_dir(), reason="gimp-help-en not installed (real JPEGs)")
+def test_jpeg_check_decides_like_a_full_decode_on_real_jpegs():
+    jpegs = [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.jpg"))[::12]]
+    assert _same_decisions(jpegs, 25) > 500

@@ -95,8 +95,28 @@ def check_image(data: bytes) -> tuple[str, int, int]:
             return fmt, img.width, img.height
         if ok is False:
             raise ImageError("undecodable_image", "image does not decode: PNG data is broken")
+    elif fmt == "jpeg":
+        return fmt, *_jpeg_size(data)
     img = decode_image(data)
     return fmt, img.width, img.height
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Decode a JPEG at 1/8 scale (libjpeg still reads every coefficient, so damage shows as it
+    would at full size; only the inverse DCT and the pixels shrink); return its full size."""
+    img = _open(data)
+    size = img.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.draft(None, (max(size[0] // 8, 1), max(size[1] // 8, 1)))
+            img.load()
+            img.convert("RGB")
+    except Exception as e:  # Pillow raises many types for bad bytes
+        raise ImageError(
+            "undecodable_image", f"image does not decode: {type(e).__name__}: {e}"
+        ) from None
+    return size
 
 
 def _open(data: bytes) -> Image.Image:
