@@ -26,6 +26,7 @@ _PROSE_CHARS = 100
 # a container whose text is this much link text, with this many links, is a link list
 _LINK_DENSITY = 0.6
 _MIN_LINKS = 3
+_LIST_PROSE = 400
 # the main column: the deepest container with this share of the page's prose
 _MAIN_SHARE = 0.8
 # a named article body wins when it holds this share of the page's prose
@@ -84,7 +85,9 @@ def select(ent: Entries, name_of) -> list[bool]:
         if end <= start or n_links < _MIN_LINKS:
             continue
         c = pc[end] - pc[start]
-        if c and (pl[end] - pl[start]) >= _LINK_DENSITY * c and pp[end] - pp[start] < 0.5 * c:
+        prose = pp[end] - pp[start]
+        # several paragraphs of prose make a section that holds a link list, not a link list
+        if c and pl[end] - pl[start] >= _LINK_DENSITY * c and prose < min(0.5 * c, _LIST_PROSE):
             diff[start] += 1
             diff[end] -= 1
     run = 0
