@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from vloom.doc import Document
 from vloom.guard import UnitTimeout, time_budget
@@ -66,29 +66,36 @@ def inside_root(path: Path, root: Path) -> bool:
     return real == base or base in real.parents
 
 
-def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
-    """Read a regular file; a FIFO, device, socket or directory raises OSError before any read
-    blocks, and a file over `max_bytes` raises ValueError ("file_too_large") unread.
-
-    The file is opened non-blocking and checked with fstat on the open descriptor, so a path
-    swapped for a FIFO between a check and the open cannot hang the run.
-    """
+def open_regular_fd(path: Path) -> int:
+    """A read-only descriptor of a regular file. A FIFO, device, socket or directory raises
+    OSError before any read can block: the open is non-blocking and the check is fstat on the
+    open descriptor, so a path swapped for a FIFO after a check cannot hang the run."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path}: not a regular file")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise ValueError(f"{path}: file_too_large ({st.st_size} > {max_bytes} bytes)")
-        with os.fdopen(fd, "rb", closefd=True) as f:
-            fd = -1
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-        if max_bytes is not None and len(data) > max_bytes:  # it grew after the fstat
-            raise ValueError(f"{path}: file_too_large (> {max_bytes} bytes)")
-        return data
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """`open_regular_fd` as a binary file object."""
+    return os.fdopen(open_regular_fd(path), "rb")
+
+
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """Read a regular file (see `open_regular_fd`); a file over `max_bytes` raises ValueError
+    ("file_too_large") unread."""
+    with open_regular_file(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(f"{path}: file_too_large ({size} > {max_bytes} bytes)")
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:  # it grew after the fstat
+        raise ValueError(f"{path}: file_too_large (> {max_bytes} bytes)")
+    return data
 
 
 # Test seam: called as hook(unit, label) at the start of every unit, inside its boundary (a

@@ -26,7 +26,6 @@ import json
 import mmap
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vloom.ingest.base import IngestError
+from vloom.ingest.base import IngestError, open_regular_fd
 from vloom.ingest.parquet_pages import PageHeaderError, page_sizes
 from vloom.ledger import Ledger
 
@@ -138,15 +137,6 @@ def _parquet_split(p: Path) -> str | None:
 # ---------------------------------------------------------------- reading
 
 
-def _open_regular(path: Path) -> int:
-    """A read-only descriptor; OSError unless `path` is a regular file (a FIFO would block)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path}: not a regular file")
-    return fd
-
-
 class TableReader:
     """One open table: `schema`, then `batches()` of at most BATCH_ROWS rows."""
 
@@ -154,7 +144,7 @@ class TableReader:
         self.table = table
         self.max_image_bytes = max_image_bytes
         try:
-            fd = _open_regular(table.path)
+            fd = open_regular_fd(table.path)
         except OSError:
             raise TableCorrupt("not_a_regular_file") from None
         try:

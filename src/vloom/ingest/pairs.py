@@ -40,15 +40,13 @@ from __future__ import annotations
 
 import json
 import lzma
-import os
 import re
-import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
@@ -56,7 +54,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, UnitBoundary, read_regular_file
+from vloom.ingest.base import (
+    IngestError,
+    IngestOptions,
+    UnitBoundary,
+    open_regular_file,
+    read_regular_file,
+)
 from vloom.ingest.fetch import fetch_images
 from vloom.ingest.parquet_pages import PageHeaderError, page_sizes
 from vloom.ingest.run import record_image
@@ -201,7 +205,7 @@ def _tar_pairs(
 ) -> Iterator[Document]:
     sample: _Sample | None = None
     try:
-        f = _open_regular(path)
+        f = open_regular_file(path)
     except OSError:
         ledger.input += 1
         ledger.reject("not_a_regular_file")
@@ -247,18 +251,6 @@ def _tar_pairs(
         doc = pair.call(label, _tar_sample, path, sample, ledger, opts, caption_names)
         if doc is not None:
             yield doc
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """Open a shard for reading; OSError if it is not a regular file (a FIFO would block)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path}: not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _ended_cleanly(tf: tarfile.TarFile) -> bool:
@@ -336,7 +328,7 @@ def _parquet_pairs(
     pair: UnitBoundary,
 ) -> Iterator[Document]:
     try:
-        f = _open_regular(path)
+        f = open_regular_file(path)
     except OSError:
         ledger.input += 1
         ledger.reject("not_a_regular_file")
@@ -400,7 +392,7 @@ class _Table:
         meta = self.pf.metadata.row_group(group)
         limit = self.opts.max_image_bytes + PAGE_SLACK
         try:
-            with _open_regular(self.path) as f:
+            with open_regular_file(self.path) as f:
                 for c in range(meta.num_columns):
                     chunk = meta.column(c)
                     start = chunk.data_page_offset
