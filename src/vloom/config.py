@@ -530,6 +530,12 @@ class SourceConfig(_Strict):
         description="share of the curated mixture (curate's `mix` step by source, weights "
         "normalised); a source without one passes through once",
     )
+    optional: bool = Field(
+        False,
+        description="paths not on this machine are left out at run start, and the source too "
+        "when none is left (a package that may not be installed); otherwise a missing path is "
+        "an error",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -548,6 +554,8 @@ class SourceConfig(_Strict):
             raise ValueError(f"{where}: kind synth takes no paths (the `synth` section sets it)")
         if self.kind != "synth" and not self.paths:
             raise ValueError(f"{where}: kind {self.kind} needs path or paths")
+        if self.optional and self.kind == "synth":
+            raise ValueError(f"{where}: kind synth has no paths to be optional")
         if self.options and self.kind not in INGEST_KINDS:
             raise ValueError(f"{where}: options are for ingest kinds ({', '.join(INGEST_KINDS)})")
         return self
@@ -767,6 +775,19 @@ def _check_init_from(cfg: ExperimentConfig, source: str) -> None:
     )
 
 
+def check_model_dirs(cfg: ExperimentConfig) -> None:
+    """The local Hugging Face directories the model starts from exist: checked when a run
+    starts, not at load, so a config naming another machine's weights (configs/nanovlm.yaml)
+    parses; until they exist their sizes are not filled in, so nothing may use the model."""
+    for name, path in (
+        ("model.lm.init", cfg.model.lm.init),
+        ("model.lm.tokenizer", cfg.model.lm.tokenizer),
+        ("model.vision.init", cfg.model.vision.init),
+    ):
+        if path is not None and not Path(path).is_dir():
+            raise ConfigError(f"{name}: {path}: no such directory (local Hugging Face weights)")
+
+
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     """`--set key=value` pairs -> {dotted key: value}, each value parsed as YAML
     ("100" -> 100, "false" -> False, "[a, b]" -> a list)."""
@@ -788,12 +809,23 @@ def nested_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` (dotted; a number indexes a list: data.sources.0.paths) in the raw config."""
+    node: Any = d
     parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict):
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not (p.isdigit() and int(p) < len(node)):
+                raise ConfigError(f"override {key}: {p} is not an index of a {len(node)}-item list")
+            if last:
+                node[int(p)] = value
+            node = node[int(p)]
+        elif last:
+            node[p] = value
+        else:
+            node = node.setdefault(p, {})
+        if not last and not isinstance(node, (dict, list)):
             raise ConfigError(f"override {key}: {p} is not a section")
-    d[parts[-1]] = value
 
 
 def dump_config(cfg: ExperimentConfig) -> dict[str, Any]:

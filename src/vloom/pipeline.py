@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vloom.config import ExperimentConfig, dump_config
+from vloom.config import ExperimentConfig, check_model_dirs, dump_config
 from vloom.ondisk import (
     CHECKPOINTS,
     FINAL,
@@ -88,10 +88,15 @@ def prepare_data(
     from vloom.pack import run_pack
     from vloom.synth import generate
 
+    check_model_dirs(cfg)  # pack tokenizes with model.lm.init's tokenizer
     d = DataDirs(Path(root), sources=cfg.data is not None)
     if cfg.data is not None:
-        from vloom.sources import check_sources
+        from vloom.sources import check_sources, present
 
+        data, gone = present(cfg.data)
+        for name in gone:
+            _log(f"source {name}: optional and not on this machine, left out", quiet)
+        cfg = cfg.model_copy(update={"data": data})
         check_sources(cfg.data)  # a missing path or unknown option fails before any work
     if cfg.data is None or cfg.data.synth is not None:
         if not complete(d.synth / MANIFEST):
@@ -210,6 +215,7 @@ def run_experiment(
     from vloom.report import write_report
 
     run = Path(out_dir or cfg.out_dir)
+    check_model_dirs(cfg)  # before the run directory records a config with unread weights
     run.mkdir(parents=True, exist_ok=True)
     claim_run_dir(run, cfg, "choose another out_dir or delete it")
     t0 = time.perf_counter()

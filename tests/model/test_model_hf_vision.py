@@ -22,7 +22,7 @@ from transformers import (  # noqa: E402
     SiglipVisionModel,
 )
 
-from vloom.config import ModelConfig, config_from_dict  # noqa: E402
+from vloom.config import ConfigError, ModelConfig, check_model_dirs, config_from_dict  # noqa: E402
 from vloom.model.hf_vision import load_tower  # noqa: E402
 from vloom.model.tower_config import MEAN_STD  # noqa: E402
 from vloom.model.vision import VisionEncoder  # noqa: E402
@@ -208,8 +208,14 @@ def test_bad_towers_are_one_line_errors_naming_file_and_field(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"gone: no \*.safetensors weights"):
         VLM(cfg.model, 64, 32, cfg.pack.image_size)
 
-    with pytest.raises(FileNotFoundError, match=r"nowhere/config.json: not found"):
-        config_from_dict({"model": {"vision": {"init": str(tmp_path / "nowhere")}}})
+    # A tower directory not on this machine parses (another machine's config); the run start
+    # names it. A directory without config.json is an error at load.
+    elsewhere = config_from_dict({"model": {"vision": {"init": str(tmp_path / "nowhere")}}})
+    with pytest.raises(ConfigError, match=r"model.vision.init: .*nowhere: no such directory"):
+        check_model_dirs(elsewhere)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty/config.json: not found"):
+        config_from_dict({"model": {"vision": {"init": str(tmp_path / "empty")}}})
 
     short = tmp_path / "short"  # config.json promises 3 blocks, the weights hold 2
     _save("siglip_vision", short, num_hidden_layers=2)

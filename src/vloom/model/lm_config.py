@@ -93,10 +93,14 @@ def lm_fields(hf: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def resolve_lm(raw: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
     """A raw experiment config dict with `model.lm.init`'s LM fields filled in (a copy; `raw`
-    itself when there is no init). Malformed sections are left to validation."""
+    itself when there is no init, or when the directory is not on this machine: the config
+    still parses, and `vloom.config.check_model_dirs` stops the run). Malformed sections are
+    left to validation."""
     model = raw.get("model")
     lm = model.get("lm") if isinstance(model, dict) else None
     if not isinstance(lm, dict) or not isinstance(lm.get("init"), str):
+        return raw
+    if not Path(lm["init"]).exists():  # another machine's weights: the run start names it
         return raw
     hf, path = read_hf_config(lm["init"])
     fields = lm_fields(hf, path)

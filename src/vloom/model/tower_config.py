@@ -146,10 +146,14 @@ def resolve_vision(vision: dict[str, Any], source: str = "<config>") -> tuple[di
 
 def resolve_raw(raw: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
     """A raw experiment config dict with `model.vision.init` filled in from the tower (a copy;
-    `raw` itself when there is no tower). Malformed sections are left to validation."""
+    `raw` itself when there is no tower, or when its directory is not on this machine: the
+    config still parses, and `vloom.config.check_model_dirs` stops the run). Malformed sections
+    are left to validation."""
     model = raw.get("model")
     vision = model.get("vision") if isinstance(model, dict) else None
     if not isinstance(vision, dict) or not isinstance(vision.get("init"), str):
+        return raw
+    if not Path(vision["init"]).exists():  # another machine's tower: the run start names it
         return raw
     vision, size = resolve_vision(vision, source)
     pack = raw.get("pack") if isinstance(raw.get("pack"), dict) else {}

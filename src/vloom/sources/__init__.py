@@ -9,7 +9,7 @@ Curation reads ROOT/union, so one curated/ledger.json covers every source; the r
 the ingest ledgers to it (raw pages -> documents -> kept -> tokens).
 """
 
-from vloom.sources.check import SourceError, check_sources, curate_config
+from vloom.sources.check import SourceError, check_sources, curate_config, present
 from vloom.sources.stage import ingest_sources, source_inputs
 from vloom.sources.union import UNION, build_union
 
@@ -20,5 +20,6 @@ __all__ = [
     "check_sources",
     "curate_config",
     "ingest_sources",
+    "present",
     "source_inputs",
 ]

@@ -21,8 +21,29 @@ def field_name(data: DataConfig, i: int) -> str:
     return f"data.sources[{i}] ({data.sources[i].name})"
 
 
+def present(data: DataConfig) -> tuple[DataConfig, list[str]]:
+    """(`data` without the paths of optional sources that are not on this machine, and
+    without optional sources left with none; the names of the sources left out)."""
+    kept, gone = [], []
+    for src in data.sources:
+        if src.optional:
+            paths = [p for p in src.paths if Path(p).exists()]
+            if not paths:
+                gone.append(src.name)
+                continue
+            src = src.model_copy(update={"paths": paths})
+        kept.append(src)
+    if not kept:
+        raise SourceError(
+            f"data.sources: every source is optional and none is on this machine ({', '.join(gone)})"
+        )
+    return data.model_copy(update={"sources": kept}), gone
+
+
 def check_sources(data: DataConfig) -> None:
-    """Every source path exists and every ingest option is known, before any stage runs."""
+    """Every source path exists (an optional source's: those `present` keeps) and every ingest
+    option is known, before any stage runs."""
+    data = present(data)[0]
     for i, src in enumerate(data.sources):
         for j, p in enumerate(src.paths):
             if not Path(p).exists():
