@@ -6,7 +6,7 @@ CONFIG ?= configs/demo.yaml
 # Where a machine keeps the CPU torch wheel on disk, let pip find it without the network.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo study test test-all lint bench clean
+.PHONY: setup demo study real test test-all lint bench clean
 
 $(BIN)/vloom: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: setup
 # The default study (configs/study.yaml): image_start_fraction x 2 seeds, fine-tuned, evaluated.
 study: setup
 	$(BIN)/vloom sweep configs/study.yaml
+
+# Real manuals -> ingest -> curate -> pack -> a VLM from a locally built SmolLM2-shaped LM and
+# SigLIP tower -> held-out text, captions and an MMStar-layout benchmark (configs/real.yaml).
+real: setup
+	$(BIN)/python scripts/make_real_assets.py --config configs/real.yaml --out runs/assets
+	$(BIN)/vloom run configs/real.yaml
 
 test: setup
 	$(BIN)/pytest -q
