@@ -129,6 +129,38 @@ def test_short_page_without_prose_is_kept_whole():
     assert items[0] == "a" and isinstance(items[1], ImageRef) and items[2] == "b\n\none"
 
 
+HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
+GIMP = Path("/usr/share/gimp/2.0/help/en")
+
+
+@pytest.mark.skipif(
+    not HANDBOOK.is_dir(), reason="debian-handbook not installed (apt-get install debian-handbook)"
+)
+def test_handbook_pages_keep_their_content_without_the_navigation():
+    pages = sorted(HANDBOOK.glob("*.html"))
+    assert len(pages) > 100
+    for path in pages[::10] + [HANDBOOK / "index.html"]:
+        text = _text(path.read_bytes())
+        assert len(text) > 200, path  # every page keeps its text (the index its title page)
+        assert "Prev" not in text.split("\n") and "Next" not in text.split("\n"), path
+    index = _text((HANDBOOK / "index.html").read_bytes())
+    assert "This book is available under the terms of two licenses" in index
+    assert "1.1.1. A Multi-Platform Operating System" not in index  # the table of contents
+
+
+@pytest.mark.skipif(not GIMP.is_dir(), reason="gimp-help-en not installed")
+def test_gimp_figures_stay_where_they_stand():
+    items = extract_page((GIMP / "gimp-filter-alien-map.html").read_bytes()).items
+    srcs = [i.src for i in items if isinstance(i, ImageRef)]
+    assert srcs == [
+        "images/filters/examples/taj_orig.jpg",
+        "images/filters/examples/alien-map-taj.jpg",
+        "images/menus/colors/map/alien-map-dialog.png",
+    ]
+    text = "\n\n".join(i for i in items if isinstance(i, str))
+    assert "heavily distorts image colors" in text and "Color Model" in text
+
+
 # the shared benchmark folder beside the checkout (read-only; its pages never enter the repo)
 DEV = Path(__file__).resolve().parents[3] / "shared/benchmarks/extraction-dev"
 

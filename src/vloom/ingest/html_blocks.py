@@ -36,6 +36,7 @@ _IMAGE_PROSE = 100
 _EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
 _CONTEXT = 1
+_SECTIONS = 1
 _ORPHANS = 1
 _SIBLING_LEVELS = 1
 _LINK_BAD = 0.5
@@ -123,20 +124,20 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
         return False
     lo, hi = 0, n
     best_depth = -1
-    named = None
+    best = named = None
     for start, end, _n_links, depth, node in ent.boxes:
         if node.tag not in _COLUMN_TAGS or kb[end] - kb[start] < 2:
             continue
         share = kp[end] - kp[start]
         if share >= _MAIN_SHARE * total and depth > best_depth:
-            lo, hi, best_depth = start, end, depth
+            lo, hi, best_depth, best = start, end, depth, node
         if share >= _NAMED_SHARE * total and (named is None or depth > named[2]):
             if _CONTENT_NAME.search(name_of(node)):
-                named = (start, end, depth)
+                named = (start, end, depth, node)
     if best_depth < 0 and named is None:
         return False
     if named is not None and named[2] > best_depth:
-        lo, hi, best_depth = named
+        lo, hi, best_depth, best = named
     # climb while the enclosing container adds prose rather than other text: a section's
     # siblings in a manual, an article's lead in its own wrapper; not a sidebar or a footer
     kc = [0] * (n + 1)  # kept characters outside prose blocks
@@ -148,12 +149,14 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
         (b for b in ent.boxes if b[0] <= lo and hi <= b[1] and b[3] < best_depth),
         key=lambda b: -b[3],
     )
-    for start, end, _n_links, depth, _node in parents:
+    for start, end, _n_links, depth, node in parents:
         prose = kp[end] - kp[start] - (kp[hi] - kp[lo]) + ki[end] - ki[start] - (ki[hi] - ki[lo])
         other = kc[end] - kc[start] - (kc[hi] - kc[lo])
-        if other > _CLIMB_RATIO * prose:
+        if other > _CLIMB_RATIO * prose and not (
+            _SECTIONS and (_has_twin(best) or _has_twin(node))
+        ):
             break
-        lo, hi, best_depth = start, end, depth
+        lo, hi, best_depth, best = start, end, depth, node
     # readability's sibling rule: prose just outside the column (a lead paragraph in its own
     # wrapper, the article's last paragraph after an embedded box) belongs to it
     plo, phi = 0, n
@@ -175,6 +178,30 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
         ):
             keep[i] = False
     return True
+
+
+def _has_twin(node) -> bool:
+    """A sibling element of the same tag and class: the column is one of a document's sections
+    (DocBook's div.sect2 after div.sect2), so the enclosing one is the column."""
+    cls = node.attributes.get("class")
+    if not cls:
+        return False
+    tag = node.tag
+    sib = node.prev
+    while sib is not None:
+        if sib.tag == tag:
+            return sib.attributes.get("class") == cls
+        if sib.tag not in ("-text", "-comment"):
+            return False
+        sib = sib.prev
+    sib = node.next
+    while sib is not None:
+        if sib.tag == tag:
+            return sib.attributes.get("class") == cls
+        if sib.tag not in ("-text", "-comment"):
+            return False
+        sib = sib.next
+    return False
 
 
 def _drop_orphan_headings(keep: list[bool], heads: list[bool]) -> None:
