@@ -1,19 +1,27 @@
 """Which of a page's blocks are main content: the selection after the DOM walk.
 
 The walk (`html_extract`) emits a flat list of entries in reading order: text blocks (with their
-character and link-text counts) and images. It also records, for every container element it
-left, the entry range that element spans and its link count. Selection then works on ranges, so
-it stays linear in the page:
+character and link-text counts, and whether they are headings) and images. It also records, for
+every container element it left, the entry range that element spans and its link count.
+Selection then works on ranges and prefix sums, so it stays linear in the page:
 
-1. Link-dense containers go whole (navigation lists, "related" teasers, tag clouds): most of
-   their text is link text and they hold several links (trafilatura's and readability's test).
-2. The main column: the deepest container that still holds most of the page's prose (text
-   outside links, in blocks long enough to be sentences), so header, sidebars and footers above
-   it fall away without naming them; a class/id that names an article body (entry-content,
-   articleBody, post-content, ...) wins when it holds enough of that prose.
-3. Around the prose, short blocks far from it go (jusText's context rule): a trailing "Leave a
-   reply" or "Read more" heading after the last paragraph, a lone "Share" line before the first.
-Images follow the blocks around them: one in a dropped range goes with it.
+1. Link lists go whole (navigation, "related" teasers, tag clouds, tables of contents): most of
+   their text is link text and they hold several links (trafilatura's and readability's test),
+   unless they also hold several paragraphs of prose (a section with a list of links in it).
+2. The main column: the deepest container that still holds most of the page's prose (blocks of
+   100+ characters outside links), so header, sidebars and footers around it fall away without
+   being named; a class/id that names an article body (entry-content, articleBody, ...) wins
+   when it holds enough of that prose. The column then climbs while its parent adds prose and
+   images rather than labels, or when it is one of a document's sections (a sibling of the same
+   tag and class); prose just outside it stays (readability's sibling rule). Pages without two
+   paragraphs of prose in one container have no column and skip this step.
+3. Edges of the column: short text after its last paragraph ("Share", "Leave a reply") goes,
+   and short non-heading text before its first (a date line, a photo credit).
+4. jusText's context rule: link-text blocks go, short blocks take the class of their nearest
+   long neighbours (the page's edges count as bad), and a heading whose section lost everything
+   ("Read also" over a dropped link list) goes with it.
+Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
+captions and short option names that weigh little as prose, and their text score says nothing.
 """
 
 from __future__ import annotations
@@ -21,24 +29,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# a block with at least this many characters outside links reads as prose, not a label
+# a block with this many characters outside links (and under half link text) reads as prose
 _PROSE_CHARS = 100
-# a container whose text is this much link text, with this many links, is a link list
+# a container with this share of link text and this many links is a link list...
 _LINK_DENSITY = 0.6
 _MIN_LINKS = 3
+# ... unless it holds this many characters of prose
 _LIST_PROSE = 400
 # the main column: the deepest container with this share of the page's prose
 _MAIN_SHARE = 0.8
 # a named article body wins when it holds this share of the page's prose
 _NAMED_SHARE = 0.5
+# the column climbs into its parent while the labels it adds are under this share of the prose
+# it adds, an image counting as this many characters of prose
 _CLIMB_RATIO = 0.25
 _IMAGE_PROSE = 100
+# short text (characters) trimmed before the column's first paragraph and after its last
 _EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
-_CONTEXT = 1
-_SECTIONS = 1
-_ORPHANS = 1
-_SIBLING_LEVELS = 1
+# context rule: a block this much link text is bad; this many characters outside links make it
+# good, this many near-good (below: short)
 _LINK_BAD = 0.5
 _GOOD_CHARS = 60
 _NEAR_CHARS = 30
@@ -105,10 +115,8 @@ def select(ent: Entries, name_of) -> list[bool]:
         return keep if any(keep) else [True] * n
     if _main_column(ent, keep, pp, kp, name_of):
         _trim_edges(keep, chars, pp, ent.heads)
-    if _CONTEXT:
-        _context(keep, chars, links)
-    if _ORPHANS:
-        _drop_orphan_headings(keep, ent.heads)
+    _context(keep, chars, links)
+    _drop_orphan_headings(keep, ent.heads)
     return keep
 
 
@@ -116,7 +124,7 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
     """Step 2: keep[i] = False for text outside the main column (see the module docstring);
     False if the page has no column (too little prose in any one container)."""
     n, chars, total = len(keep), ent.chars, kp[-1]
-    # 2. the main column: a container of several prose blocks (one paragraph is not a column)
+    # a container of several prose blocks (one paragraph is not a column)
     kb = [0] * (n + 1)
     for i in range(n):
         kb[i + 1] = kb[i] + (1 if keep[i] and pp[i + 1] > pp[i] else 0)
@@ -152,21 +160,16 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
     for start, end, _n_links, depth, node in parents:
         prose = kp[end] - kp[start] - (kp[hi] - kp[lo]) + ki[end] - ki[start] - (ki[hi] - ki[lo])
         other = kc[end] - kc[start] - (kc[hi] - kc[lo])
-        if other > _CLIMB_RATIO * prose and not (
-            _SECTIONS and (_has_twin(best) or _has_twin(node))
-        ):
+        if other > _CLIMB_RATIO * prose and not (_has_twin(best) or _has_twin(node)):
             break
         lo, hi, best_depth, best = start, end, depth, node
     # readability's sibling rule: prose just outside the column (a lead paragraph in its own
     # wrapper, the article's last paragraph after an embedded box) belongs to it
     plo, phi = 0, n
-    up = 0
     for start, end, _n_links, depth, _node in parents:
         if depth < best_depth:
             plo, phi = start, end
-            up += 1
-            if up >= _SIBLING_LEVELS:
-                break
+            break
     # Images outside the column stay unless step 1 dropped them: a manual's figures sit in
     # sections of captions and short option names that weigh little as prose, and a page's
     # teaser thumbnails sit in link lists, which went in step 1.

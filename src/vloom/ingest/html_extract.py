@@ -1,10 +1,12 @@
 """One HTML page -> text blocks and image references where they stand, boilerplate out.
 
 `extract_page` parses with selectolax (lexbor) and walks the DOM of the main content
-(<main>, role=main, a lone <article>, else <body>) iteratively, so nesting depth cannot exhaust
-Python's stack. Boilerplate (navigation, headers/footers, menus, cookie banners, scripts and
-styles, forms, hidden elements, and class/id names such as DocBook's navheader/navfooter,
-breadcrumbs, sidebars, skip links) is found with CSS selectors in lexbor and skipped whole.
+(<main> unless it is a stub, role=main, a lone <article>, else <body>) iteratively, so nesting
+depth cannot exhaust Python's stack. Boilerplate (navigation, headers/footers, menus, cookie
+banners, scripts and styles, forms, hidden elements, and class/id names from the common
+vocabularies: nav, menu, footer, sidebar, comment, share, social, related, breadcrumb, cookie,
+newsletter, ad, DocBook's navheader/navfooter...) is found with CSS selectors in lexbor and
+skipped whole, unless it is a layout wrapper (it holds most of the page's words, or its <h1>).
 Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim) with their
 link-text counts; `html_blocks.select` then keeps the main content (link lists out, the main column
 chosen, prose around it). Consecutive kept blocks between two images form one text item, as in
