@@ -29,12 +29,20 @@ def _text(html: str) -> str:
 
 
 def test_link_dense_list_is_dropped_text_list_kept():
-    links = "".join(f'<li><a href="/s/{i}">Section number {i}</a></li>' for i in range(8))
+    # a teaser list: thumbnails and titles inside links go together; the article's own list of
+    # steps and its figure stay
+    links = "".join(
+        f'<li><a href="/s/{i}"><img src="t{i}.jpg">Section number {i}</a></li>' for i in range(8)
+    )
     steps = "".join(f"<li>Step {i}: stir the sauce gently</li>" for i in range(4))
-    article = ARTICLE.replace("<p>Forecasters", f"<ul>{steps}</ul><p>Forecasters")
-    text = _text(page("t", f'<div class="x"><ul>{links}</ul></div><div>{article}</div>'))
+    article = ARTICLE.replace(
+        "<p>Forecasters", f'<ul>{steps}</ul><img src="river.jpg"><p>Forecasters'
+    )
+    items = extract_page(page("t", f'<div class="x"><ul>{links}</ul></div><div>{article}</div>'))
+    text = "\n\n".join(i for i in items.items if isinstance(i, str))
     assert "Section number" not in text
     assert "Heavy rain" in text and "Step 3: stir the sauce gently" in text
+    assert [i.src for i in items.items if isinstance(i, ImageRef)] == ["river.jpg"]
 
 
 def test_heading_over_a_dropped_section_goes_a_title_over_a_subtitle_stays():
