@@ -315,8 +315,10 @@ def _page_unit(
 
 
 def text_and_images(page: pymupdf.Page, images: bool = True) -> list[Block]:
-    """The page's text blocks and (unless `images` is off) its image placements."""
-    return text_blocks(page) + (placements(page) if images else [])
+    """The page's text blocks and (unless `images` is off) its image placements; the page's
+    content is interpreted once, into a display list both are read from."""
+    dl = page.get_displaylist()
+    return text_blocks(page, dl) + (placements(page, dl) if images else [])
 
 
 def _warnings() -> str:

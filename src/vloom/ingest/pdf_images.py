@@ -23,19 +23,22 @@ from typing import Any
 
 import pymupdf
 
-from vloom.ingest.pdf_layout import Block
+from vloom.ingest.pdf_layout import Block, textpage
 from vloom.ingest.run import record_image
 from vloom.ledger import Ledger
 from vloom.media import ImageError, check_image
 
 
-def placements(page: pymupdf.Page) -> list[Block]:
-    """The page's image drawings as blocks holding {"width", "height", "xref", "index"}."""
+def placements(page: pymupdf.Page, dl: pymupdf.DisplayList | None = None) -> list[Block]:
+    """The page's image drawings as blocks holding {"width", "height", "xref", "index"}.
+    `dl`: the page's display list, when the caller reads it for more than images."""
     by_size: dict[tuple[int, int], set[int]] = {}
     for x in page.get_images(full=True):
         by_size.setdefault((x[2], x[3]), set()).add(x[0])
     out = []
-    infos = page.get_textpage(flags=pymupdf.TEXTFLAGS_DICT).extractIMGINFO()
+    flags = pymupdf.TEXTFLAGS_DICT
+    tp = page.get_textpage(flags=flags) if dl is None else textpage(page, dl, flags)
+    infos = tp.extractIMGINFO()
     for i, info in enumerate(infos):
         xrefs = by_size.get((info["width"], info["height"]), set())
         xref = next(iter(xrefs)) if len(xrefs) == 1 else 0

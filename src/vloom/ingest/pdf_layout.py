@@ -45,10 +45,12 @@ class Block:
     mono: bool = False  # all monospaced: code or terminal output
 
 
-def text_blocks(page: pymupdf.Page) -> list[Block]:
-    """The page's text blocks (split into columns, reflowed); images are not extracted here."""
+def text_blocks(page: pymupdf.Page, dl: pymupdf.DisplayList | None = None) -> list[Block]:
+    """The page's text blocks (split into columns, reflowed); images are not extracted here.
+    `dl`: the page's display list, when the caller reads it for more than text."""
+    tp = textpage(page, dl, _TEXT_FLAGS) if dl is not None else None
     out: list[Block] = []
-    for b in page.get_text("dict", flags=_TEXT_FLAGS, sort=False)["blocks"]:
+    for b in page.get_text("dict", flags=_TEXT_FLAGS, sort=False, textpage=tp)["blocks"]:
         if b["type"] != 0:
             continue
         lines = []
@@ -66,6 +68,14 @@ def text_blocks(page: pymupdf.Page) -> list[Block]:
             text = _reflow([t for _, t in part], mono)
             out.append(Block((x0, y0, x1, y1), text=text, mono=mono))
     return out
+
+
+def textpage(page: pymupdf.Page, dl: pymupdf.DisplayList, flags: int) -> pymupdf.TextPage:
+    """A text page of `page` built from its display list (the content stream is interpreted
+    once for every text page made from it); the same text page MuPDF builds from the page."""
+    tp = pymupdf.TextPage(dl.get_textpage(flags=flags))
+    tp.parent = page  # what page.get_text(textpage=...) checks
+    return tp
 
 
 def margin_keys(blocks: Iterable[Block], rect: pymupdf.Rect) -> set[str]:
