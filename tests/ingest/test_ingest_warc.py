@@ -361,3 +361,12 @@ def test_a_record_that_raises_or_stalls_is_rejected_and_the_next_is_read(tmp_pat
         "record_error:KeyError": 1,
         "record_timeout": 1,
     }
+
+
+def test_warc_reader_option_is_checked(tmp_path):
+    from vloom.ingest.base import IngestError
+
+    write_warc(tmp_path / "a.warc.gz", _pages(1))
+    opts = IngestOptions(out_dir=tmp_path / "out", extra={"warc_reader": "fast"})
+    with pytest.raises(IngestError, match="warc_reader"):
+        run_ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "out", opts, quiet=True)

@@ -28,6 +28,7 @@ EXTRA_OPTIONS = {
     "max_pages": "pdf: read at most this many pages of a PDF (default 2000)",
     "max_pdf_image_bytes": "pdf: keep at most this many image bytes per PDF (default 256 MiB)",
     "max_record_bytes": "warc: reject records declaring a longer Content-Length (default 1 GiB)",
+    "warc_reader": "warc: fastwarc (default when installed) | warcio (reads every file with warcio)",
     "fetch_retries": "fetch: retries for transient errors",
     # (IngestOptions fields are options too, e.g. unit_timeout=SECONDS: one unit's time budget)
 }

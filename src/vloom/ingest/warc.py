@@ -185,6 +185,8 @@ def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
         ledger.input += 1
         ledger.reject("outside_root")
     reader = opts.extra.get("warc_reader")  # "fastwarc" (default when installed) | "warcio"
+    if reader not in (None, "fastwarc", "warcio"):
+        raise IngestError(f"warc_reader={reader!r}: expected fastwarc or warcio")
     store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader)
     checker = ImageChecker(opts.max_image_bytes)
     boundary = UnitBoundary(ledger, opts, "record")
