@@ -370,3 +370,31 @@ def test_warc_reader_option_is_checked(tmp_path):
     opts = IngestOptions(out_dir=tmp_path / "out", extra={"warc_reader": "fast"})
     with pytest.raises(IngestError, match="warc_reader"):
         run_ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "out", opts, quiet=True)
+
+
+def test_response_records_whose_block_is_not_http_are_counted(tmp_path):
+    import gzip as gzip_mod
+
+    def rec(url: str, block: bytes) -> bytes:
+        head = (
+            f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\n"
+            f"WARC-Record-ID: <urn:uuid:{len(url)}-{len(block)}>\r\n"
+            f"Content-Type: application/http; msgtype=response\r\n"
+            f"Content-Length: {len(block)}\r\n\r\n"
+        ).encode()
+        return gzip_mod.compress(head + block + b"\r\n\r\n")
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+    blocks = [
+        (SITE + "a.html", ok + b"<p>one</p>"),
+        (SITE + "b.html", b"garbage, not an HTTP response"),
+        (SITE + "c.html", b"HTTP/1.1 abc\r\n\r\n<p>x</p>"),  # no status code
+        (SITE + "e.html", b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"),  # headers cut
+        (SITE + "d.html", ok + b"<p>four</p>"),
+    ]
+    (tmp_path / "h.warc.gz").write_bytes(b"".join(rec(u, b) for u, b in blocks))
+    led, docs = _ingest("warc", [tmp_path / "h.warc.gz"], tmp_path / "out")
+    led.check()
+    assert [d.texts for d in docs] == [["one"], ["four"]]
+    assert led.input == 5 and led.n_rejected == 0
+    assert dict(led.dropped["warc"]) == {"bad_http_status": 2, "no_content": 1}
