@@ -398,3 +398,17 @@ def test_response_records_whose_block_is_not_http_are_counted(tmp_path):
     assert [d.texts for d in docs] == [["one"], ["four"]]
     assert led.input == 5 and led.n_rejected == 0
     assert dict(led.dropped["warc"]) == {"bad_http_status": 2, "no_content": 1}
+
+
+def test_images_past_the_kept_budget_are_re_read_from_the_warc(tmp_path, monkeypatch):
+    import vloom.ingest.warc as warc_mod
+
+    site = tmp_path / "site"
+    make_site(site)
+    pages, images = site_records(site)
+    write_warc(tmp_path / "a.warc.gz", images + pages)
+    _, kept = _ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "kept")
+    monkeypatch.setattr(warc_mod, "IMAGE_CACHE_BYTES", 0)  # every image re-read by offset
+    led, reread = _ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "reread")
+    assert [(d.texts, d.images) for d in reread] == [(d.texts, d.images) for d in kept]
+    assert led.extra["images"]["attached"] == 5

@@ -2,10 +2,11 @@
 
 Two passes over the given WARCs (files, or directories walked sorted). The first indexes image
 records - response/resource records whose payload *sniffs* as an image, whatever their
-Content-Type says - by URL -> (file, record offset); only offsets are held, so memory stays
-bounded however many images a crawl holds. The second turns HTML records into Documents in
-record order, and each page's image URLs are looked up in that index across all given WARCs,
-re-reading the one record by seeking to its offset.
+Content-Type says - by URL -> (file, record offset), and keeps the bytes of the first
+IMAGE_CACHE_BYTES (64 MiB) of them; beyond that only offsets are held, so memory stays bounded
+however many images a crawl holds. The second turns HTML records into Documents in record
+order, and each page's image URLs are looked up in that index across all given WARCs, taking
+the kept bytes or re-reading the one record by seeking to its offset.
 
 Every record is one ledger input: HTML pages are kept (or dropped "no_content" / rejected with
 the page's reason); image records, requests, warcinfo, metadata, revisits, non-2xx responses and
@@ -83,8 +84,12 @@ def _charset(ct: str) -> str | None:
     return None
 
 
+IMAGE_CACHE_BYTES = 64 * 1024 * 1024  # image payloads pass 1 keeps; the others are re-read
+
+
 class WarcImageIndex:
-    """URL -> (warc file, record offset) of image records; bytes are re-read on demand."""
+    """URL -> (warc file, record offset) of image records. Pass 1 keeps the payloads of the
+    first IMAGE_CACHE_BYTES of them (it reads them anyway); any other is re-read on demand."""
 
     def __init__(
         self,
@@ -98,6 +103,8 @@ class WarcImageIndex:
         self.max_bytes = max_bytes
         self.max_record_bytes = max_record_bytes
         self.index: dict[str, tuple[int, int]] = {}
+        self._kept: dict[tuple[int, int], bytes] = {}
+        self._kept_bytes = 0
         self._fh: dict[int, IO[bytes]] = {}
         for i, path in enumerate(paths):
             self._scan(i, path)
@@ -108,17 +115,28 @@ class WarcImageIndex:
                 if not looks_like_warc(fh):
                     return
                 size = os.fstat(fh.fileno()).st_size
-                for rec in records(fh, size, self.max_record_bytes, 16, self.reader):
+                recs = records(fh, size, self.max_record_bytes, self.max_bytes, self.reader)
+                for rec in recs:
                     if isinstance(rec, Lost):
                         continue  # pass 2 counts it
                     if rec.rec_type not in ("response", "resource") or rec.status // 100 != 2:
                         continue
-                    if rec.target and sniff_image(rec.payload) is not None:
-                        self.index.setdefault(normalize_url(rec.target), (i, rec.offset))
+                    if rec.target and sniff_image(rec.payload[:16]) is not None:
+                        self._add(normalize_url(rec.target), i, rec)
         except Exception:  # noqa: BLE001 - what was indexed stays; pass 2 counts the failure
             pass
 
+    def _add(self, key: str, i: int, rec: Rec) -> None:
+        if key in self.index:
+            return  # the first record of a URL serves it
+        self.index[key] = (i, rec.offset)
+        n = len(rec.payload)
+        if not rec.truncated and self._kept_bytes + n <= IMAGE_CACHE_BYTES:
+            self._kept[(i, rec.offset)] = rec.payload
+            self._kept_bytes += n
+
     def close(self) -> None:
+        self._kept.clear()
         for fh in self._fh.values():
             fh.close()
         self._fh.clear()
@@ -130,6 +148,9 @@ class WarcImageIndex:
             hit = self.index.get(key.split("?", 1)[0])
         if hit is None:
             return None
+        kept = self._kept.get(hit)
+        if kept is not None:
+            return kept
         i, offset = hit
         fh = self._fh.get(i)
         try:
