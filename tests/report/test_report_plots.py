@@ -24,6 +24,10 @@ def test_image_entry_step():
     assert image_entry_step(recs([0.0, 0.0, 0.5, 0.5])) == 20
     assert image_entry_step(recs([0.5, 0.5])) is None  # images from the start: nothing to mark
     assert image_entry_step(recs([0.0, 0.0])) is None  # text-only control
+    # images from the start, one batch drew none by chance (configs/real.yaml, ratio 0.3)
+    assert image_entry_step(recs([0.3, 0.2, 0.0, 0.25])) is None
+    on = [{"step": s, "image_frac": 0.0, "images_on": s >= 20} for s in (0, 10, 20, 30)]
+    assert image_entry_step(on) == 20  # the trainer's switch, even when its batch drew none
     assert (
         image_entry_step(
             [{"step": 0}, {"step": 5, "image_frac": 0.0}, {"step": 9, "image_frac": 0.25}]

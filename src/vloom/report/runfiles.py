@@ -115,20 +115,20 @@ def eval_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[list
 
 
 def image_entry_step(records: list[dict[str, Any]]) -> int | float | None:
-    """First step whose batch holds images after steps that held none; None without a switch.
+    """First step with image data after a text-only start (the trainer's `images_on`, else a
+    batch holding images); None without a switch.
 
-    A run that mixes images from step 0 has no entry point worth marking.
+    A run that mixes images from step 0 has no entry point worth marking, even when a later
+    batch happens to draw no image (image_text_ratio is a share, not a quota).
     """
-    seen_text_only = False
-    for r in records:
-        frac = r.get("image_frac")
-        if not finite(frac):
-            continue
-        if frac > 0 and seen_text_only:
-            return r["step"]
-        if frac == 0:
-            seen_text_only = True
-    return None
+    on = [
+        (r["step"], r["images_on"] if isinstance(r.get("images_on"), bool) else r["image_frac"] > 0)
+        for r in records
+        if isinstance(r.get("images_on"), bool) or finite(r.get("image_frac"))
+    ]
+    if not on or on[0][1]:
+        return None
+    return next((step for step, images in on if images), None)
 
 
 def train_summary(results: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
