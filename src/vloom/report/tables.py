@@ -102,10 +102,22 @@ def _derived(cfg: dict[str, Any], label: str) -> Any:
 def config_table(cfg: dict[str, Any]) -> str:
     """The settings an ablation varies, as a two-column table; absent keys are left out."""
     rows: list[list[Any]] = []
+    sources = get_dotted(cfg, "data.sources")
+    world = not isinstance(sources, list) or any(
+        isinstance(s, dict) and s.get("kind") == "synth" for s in sources
+    )
+    tokenizer = get_dotted(cfg, "model.lm.tokenizer") or get_dotted(cfg, "model.lm.init")
     for label, key in CONFIG_SUMMARY_KEYS:
+        if key and key.startswith("synth.") and not world:
+            continue  # a data: run without the world: its sizes say nothing
         value = get_dotted(cfg, key) if key else _derived(cfg, label)
+        if key == "pack.vocab_size" and tokenizer:
+            value = f"{tokenizer}'s tokenizer"  # pack.vocab_size is unused then
         if value is not None:
             rows.append([label, value])
+    if isinstance(sources, list):
+        names = [f"{s.get('name')} ({s.get('kind')})" for s in sources if isinstance(s, dict)]
+        rows.insert(2, ["data sources", ", ".join(names)])
     steps = get_dotted(cfg, "curate.steps")
     if isinstance(steps, list):
         names = [s.get("name", "?") if isinstance(s, dict) else str(s) for s in steps]
