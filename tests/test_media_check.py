@@ -132,3 +132,17 @@ def test_png_check_decides_like_a_full_decode_on_real_pngs():
 def test_jpeg_check_decides_like_a_full_decode_on_real_jpegs():
     jpegs = [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.jpg"))[::12]]
     assert _same_decisions(jpegs, 25) > 500
+
+
+def test_a_library_that_loads_truncated_images_does_not_change_the_decisions(monkeypatch):
+    """lmms-eval sets Pillow's LOAD_TRUNCATED_IMAGES = True when imported; a truncated PNG or
+    JPEG must still be rejected by vloom's checks in the same process."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    png, jpeg = _pngs()[0], _jpegs()[0]
+    for data in (png[: len(png) // 2], jpeg[: len(jpeg) // 2]):
+        assert _check(data) == "undecodable_image"
+        with pytest.raises(ImageError):
+            decode_image(data)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # pinned by the check itself

@@ -14,7 +14,7 @@ except ImportError:
     _inflate = zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 # Pillow's own default (~89M pixels) warns; above 2x it raises. Make both an error so a
 # decompression bomb is rejected with a reason rather than exhausting memory.
@@ -29,9 +29,17 @@ class ImageError(ValueError):
         self.reason = reason
 
 
+def _pin_pillow() -> None:
+    """Pillow's process-wide switches, set before every decode: other libraries flip them on
+    import (lmms-eval sets LOAD_TRUNCATED_IMAGES = True), which would let a truncated image
+    through as a padded one."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
 def decode_image(data: bytes) -> Image.Image:
     """Decode to RGB, raising ImageError(reason=undecodable_image|decompression_bomb)."""
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    _pin_pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -126,7 +134,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 
 def _open(data: bytes) -> Image.Image:
     """Pillow's header read alone, with decode_image's bomb limits and reasons."""
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    _pin_pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
