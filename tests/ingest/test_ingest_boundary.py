@@ -15,32 +15,11 @@ import pytest
 from ingestfix import make_site, png
 
 from vloom.doc import read_documents
-from vloom.ingest import base
 from vloom.ingest.base import IngestOptions
 from vloom.ingest.run import run_ingest
 from vloom.ledger import Ledger
 
 DEV_PAGES = Path("/work/shared/benchmarks/extraction-dev/pages")
-
-
-@pytest.fixture
-def hostile():
-    """Register a hook that raises (or stalls) inside the units whose label holds `needle`."""
-    added = []
-
-    def register(needle: str, action: str = "raise") -> None:
-        def hook(unit: str, label: str) -> None:
-            if needle in label:
-                if action == "stall":
-                    time.sleep(30)
-                raise KeyError(f"hostile {unit}")
-
-        base.UNIT_HOOKS.append(hook)
-        added.append(hook)
-
-    yield register
-    for h in added:
-        base.UNIT_HOOKS.remove(h)
 
 
 def _run(kind: str, inputs: list[Path], out: Path, **kw) -> Ledger:

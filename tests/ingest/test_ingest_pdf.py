@@ -533,35 +533,6 @@ def test_pdf_caps_are_cli_options(tmp_path, capsys):
     assert summary["pdf"]["pages"] == 1 and summary["pdf"]["pages_not_read"] == 1
 
 
-@pytest.fixture
-def hostile():
-    """A unit hook (ingest.base.UNIT_HOOKS): raises (or stalls) at the `nth` start of a unit of
-    kind `unit` whose label holds `needle` (pages start twice: reading, then placing)."""
-    import time
-
-    from vloom.ingest import base
-
-    added = []
-
-    def register(unit: str, needle: str, action: str = "raise", nth: int = 1) -> None:
-        seen = {"n": 0}
-
-        def hook(kind: str, label: str) -> None:
-            if kind == unit and needle in label:
-                seen["n"] += 1
-                if seen["n"] == nth:
-                    if action == "stall":
-                        time.sleep(30)
-                    raise KeyError(f"hostile {kind}")
-
-        base.UNIT_HOOKS.append(hook)
-        added.append(hook)
-
-    yield register
-    for h in added:
-        base.UNIT_HOOKS.remove(h)
-
-
 def _pages_pdf(path: Path, n: int) -> None:
     pdf = pymupdf.open()
     for i in range(n):
@@ -575,9 +546,9 @@ def test_pdf_page_that_raises_or_stalls_is_left_out_and_the_pdf_kept(tmp_path, h
     import time
 
     _pages_pdf(tmp_path / "a.pdf", 5)
-    hostile("page", "a.pdf#page=2")  # raises while its text is read
-    hostile("page", "a.pdf#page=4", nth=2)  # raises while it is placed (its image taken)
-    hostile("page", "a.pdf#page=5", "stall")
+    hostile("a.pdf#page=2", unit="page", nth=1)  # raises while its text is read
+    hostile("a.pdf#page=4", unit="page", nth=2)  # raises while it is placed (its image taken)
+    hostile("a.pdf#page=5", "stall", unit="page", nth=1)
     ledger = Ledger()
     opts = IngestOptions(out_dir=tmp_path / "out", unit_timeout=0.5)
     t0 = time.monotonic()
@@ -599,7 +570,7 @@ def test_pdf_that_raises_outside_its_pages_is_rejected_and_the_next_is_read(tmp_
 
     for name in ("a", "b", "c"):
         _pages_pdf(tmp_path / f"{name}.pdf", 2)
-    hostile("file", "b.pdf")
+    hostile("b.pdf", unit="file", nth=1)
     out = tmp_path / "out"
     led = run_ingest("pdf", [tmp_path / f"{n}.pdf" for n in "abc"], out, IngestOptions(out_dir=out))
     led.check()

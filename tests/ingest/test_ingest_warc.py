@@ -254,31 +254,6 @@ def test_warc_symlink_out_of_the_input_dir_and_fifo_rejected(tmp_path):
     assert led.rejected == {"outside_root": 1, "unreadable_file": 1}
 
 
-@pytest.fixture
-def hostile():
-    """A unit hook (ingest.base.UNIT_HOOKS) that raises, or stalls, in units whose label holds
-    `needle`."""
-    import time
-
-    from vloom.ingest import base
-
-    added = []
-
-    def register(needle: str, action: str = "raise") -> None:
-        def hook(unit: str, label: str) -> None:
-            if needle in label:
-                if action == "stall":
-                    time.sleep(30)
-                raise KeyError(f"hostile {unit}")
-
-        base.UNIT_HOOKS.append(hook)
-        added.append(hook)
-
-    yield register
-    for h in added:
-        base.UNIT_HOOKS.remove(h)
-
-
 def _lying_records(path: Path) -> None:
     """Records whose payloads are not what their headers say, between two honest pages."""
     import io
