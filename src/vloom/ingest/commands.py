@@ -34,30 +34,37 @@ EXTRA_OPTIONS = {
 }
 
 
-def parse_options(pairs: list[str], opts: Any) -> None:
-    """Apply `KEY=VALUE` options: IngestOptions fields by name, source options into opts.extra."""
+# IngestOptions fields that the runner sets itself, never an option.
+INTERNAL_FIELDS = frozenset({"out_dir", "extra", "input_root", "quiet"})
+
+
+def set_option(opts: Any, key: str, value: Any) -> None:
+    """One ingest option: an IngestOptions field by name, else a source's own option (into
+    opts.extra); an unknown key is a ValueError listing the known ones."""
     import dataclasses
 
+    fields = {f.name for f in dataclasses.fields(opts)} - INTERNAL_FIELDS
+    if key in fields:
+        setattr(opts, key, value)
+    elif key in EXTRA_OPTIONS:
+        opts.extra[key] = value
+    else:
+        known = ", ".join(sorted(fields | EXTRA_OPTIONS.keys()))
+        raise ValueError(f"unknown ingest option (known: {known})")
+
+
+def parse_options(pairs: list[str], opts: Any) -> None:
+    """Apply `KEY=VALUE` options (`set_option`), each value read as YAML ("64" -> 64)."""
     import yaml
 
-    fields = {f.name for f in dataclasses.fields(opts)} - {
-        "out_dir",
-        "extra",
-        "input_root",
-        "quiet",
-    }
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep:
             raise ValueError(f"--option {pair!r}: expected KEY=VALUE")
-        value = yaml.safe_load(raw)  # "64" -> 64, "false" -> False
-        if key in fields:
-            setattr(opts, key, value)
-        elif key in EXTRA_OPTIONS:
-            opts.extra[key] = value
-        else:
-            known = ", ".join(sorted(fields | EXTRA_OPTIONS.keys()))
-            raise ValueError(f"--option {key!r}: unknown ingest option (known: {known})")
+        try:
+            set_option(opts, key, yaml.safe_load(raw))
+        except ValueError as e:
+            raise ValueError(f"--option {key!r}: {e}") from None
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:

@@ -4,7 +4,6 @@ example config naming another machine's files still parses."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +57,14 @@ def ingest_options(data: DataConfig, i: int, out_dir: Path) -> Any:
     """The source's `options` as IngestOptions: its fields by name, others into `extra` when
     `vloom ingest --option` knows them."""
     from vloom.ingest.base import IngestOptions
-    from vloom.ingest.commands import EXTRA_OPTIONS
+    from vloom.ingest.commands import set_option
 
     opts = IngestOptions(out_dir=out_dir)
-    fields = {f.name for f in dataclasses.fields(opts)} - {"out_dir", "extra"}
     for key, value in data.sources[i].options.items():
-        if key in fields:
-            setattr(opts, key, value)
-        elif key in EXTRA_OPTIONS:
-            opts.extra[key] = value
-        else:
-            known = ", ".join(sorted(fields | EXTRA_OPTIONS.keys()))
-            raise SourceError(
-                f"{field_name(data, i)}.options.{key}: unknown ingest option (known: {known})"
-            )
+        try:
+            set_option(opts, key, value)
+        except ValueError as e:
+            raise SourceError(f"{field_name(data, i)}.options.{key}: {e}") from None
     return opts
 
 
