@@ -29,14 +29,19 @@ the next record is read; a reading failure outside any record ends that file as
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vloom.doc import Document
-from vloom.ingest.base import IngestError, IngestOptions, UnitBoundary, inside_root
+from vloom.ingest.base import (
+    IngestError,
+    IngestOptions,
+    UnitBoundary,
+    inside_root,
+    open_regular_file,
+)
 from vloom.ingest.html import (
     MAX_PAGE_BYTES,
     ImageChecker,
@@ -111,7 +116,7 @@ class WarcImageIndex:
 
     def _scan(self, i: int, path: Path) -> None:
         try:
-            with _open_regular(path) as fh:
+            with open_regular_file(path) as fh:
                 if not looks_like_warc(fh):
                     return
                 size = os.fstat(fh.fileno()).st_size
@@ -181,18 +186,6 @@ def _warc_files(inputs: list[Path]) -> list[tuple[Path, Path | None]]:
     ]
 
 
-def _open_regular(path: Path) -> IO[bytes]:
-    """Open a regular file without blocking: a FIFO or device raises OSError, never hangs."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path}: not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """The `warc` source: HTML response records -> Documents, images from any given WARC."""
     found = _warc_files(inputs)
@@ -230,7 +223,7 @@ def _one_warc(
     boundary: UnitBoundary,
 ) -> Iterator[Document]:
     try:
-        fh = _open_regular(path)
+        fh = open_regular_file(path)
     except OSError:
         ledger.input += 1
         ledger.reject("unreadable_file")  # also a FIFO or device named *.warc
