@@ -92,19 +92,11 @@ def html_text(paths: list[Path], budget: int) -> list[str]:
 
 
 def make_tokenizer(texts: list[str], out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
+    from vloom.pack.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(texts, VOCAB, special_tokens=SPECIALS)
     # As SmolLM2: bos = eos = <|endoftext|>, no pad (vloom adds <pad> and <image>)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import processors
 
 CORPUS = [
     "A red circle sits left of a blue square.",
@@ -29,17 +29,10 @@ def hf_tokenizer(pad: str | None = None, bos: str | None = "<s>", vocab_size: in
     processor that prepends it (as Llama's does)."""
     from transformers import PreTrainedTokenizerFast
 
+    from vloom.pack.tokenizer import train_tokenizer
+
     specials = [t for t in (bos, "</s>", pad) if t]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
+    tok = train_tokenizer(CORPUS, vocab_size, special_tokens=specials)
     if bos:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))]

@@ -189,21 +189,12 @@ def _has_twin(node) -> bool:
     cls = node.attributes.get("class")
     if not cls:
         return False
-    tag = node.tag
-    sib = node.prev
-    while sib is not None:
-        if sib.tag == tag:
-            return sib.attributes.get("class") == cls
-        if sib.tag not in ("-text", "-comment"):
-            return False
-        sib = sib.prev
-    sib = node.next
-    while sib is not None:
-        if sib.tag == tag:
-            return sib.attributes.get("class") == cls
-        if sib.tag not in ("-text", "-comment"):
-            return False
-        sib = sib.next
+    for step in ("prev", "next"):  # the nearest element on each side, past text and comments
+        sib = getattr(node, step)
+        while sib is not None and sib.tag in ("-text", "-comment"):
+            sib = getattr(sib, step)
+        if sib is not None:  # the first element met decides, as a twin or not
+            return sib.tag == node.tag and sib.attributes.get("class") == cls
     return False
 
 
