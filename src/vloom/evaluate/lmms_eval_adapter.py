@@ -47,7 +47,7 @@ from vloom.evaluate.harness import load_for_harness
 from vloom.evaluate.scoring import Images, batch_images
 from vloom.evaluate.tasks.data import image_input
 from vloom.evaluate.tasks.mcbench import encode_prompt
-from vloom.sequence import PAD_ID, encode_text
+from vloom.sequence import encode_text
 
 if importlib.util.find_spec("filelock._api") is None:  # filelock >= 4 (see module doc)
     lmms_eval.evaluator._enable_reentrant_filelocks._patched = True
@@ -168,7 +168,7 @@ class VloomLMM(lmms):
         ):
             chunk = items[s : s + self.batch_size]
             T = max(len(p) + len(c) for p, c, _ in chunk)
-            tokens = torch.full((len(chunk), T), PAD_ID, dtype=torch.long)
+            tokens = torch.full((len(chunk), T), self.model.layout.pad, dtype=torch.long)
             for i, (p, c, _) in enumerate(chunk):
                 tokens[i, : len(p) + len(c)] = torch.tensor(p + c)
             images = batch_images(self.model, [px for _, _, px in chunk])
