@@ -140,6 +140,12 @@ def test_data_without_the_world_refuses_world_eval_tasks_and_weights_with_a_mix_
         config_from_dict(
             {"data": {**real, "held_out_per_mille": 0}, "eval": {"tasks": ["text_ppl"]}}
         )
+    with pytest.raises(ConfigError, match="eval.tasks: text_qa reads the synthetic world"):
+        config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "text_qa:num_fewshot=2"]}})
+    # the tasks run during training read the same eval sets: refused before training, too
+    during = {"every": 10, "tasks": ["vqa"]}
+    with pytest.raises(ConfigError, match="eval.during_training.tasks: vqa reads the synthetic"):
+        config_from_dict({"data": real, "eval": {"tasks": ["text_ppl"], "during_training": during}})
     ok = config_from_dict({"data": real, "eval": {"tasks": ["text_ppl", "caption_loss"]}})
     assert ok.data.real[0].weight == 1
     with pytest.raises(ConfigError, match="a mix step and data.sources weights"):

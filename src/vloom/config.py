@@ -623,17 +623,22 @@ class ExperimentConfig(_Strict):
         if self.data is None:
             return self
         if self.data.synth is None:
-            world = [t for t in self.eval.tasks if t.strip() in WORLD_TASKS]
+            # in-training tasks read the same eval sets: check them here, not at step 0
+            asked = [("eval.tasks", t) for t in self.eval.tasks] + [
+                ("eval.during_training.tasks", t) for t in self.eval.during_tasks
+            ]
+            named = [(where, t.partition(":")[0].strip()) for where, t in asked]
+            world = [(w, n) for w, n in named if n in WORLD_TASKS]
             if world:
                 raise ValueError(
-                    f"eval.tasks: {world[0]} reads the synthetic world's eval sets and "
+                    f"{world[0][0]}: {world[0][1]} reads the synthetic world's eval sets and "
                     "data.sources has no synth source (text_ppl and caption_loss read the "
                     "held-out real documents)"
                 )
-            held = [t for t in self.eval.tasks if t.strip() in ("text_ppl", "caption_loss")]
+            held = [(w, n) for w, n in named if n in ("text_ppl", "caption_loss")]
             if held and self.data.held_out_per_mille == 0:
                 raise ValueError(
-                    f"eval.tasks: {held[0]} needs held-out documents, but "
+                    f"{held[0][0]}: {held[0][1]} needs held-out documents, but "
                     "data.held_out_per_mille is 0 and there is no synth source"
                 )
         if any(s.weight is not None for s in self.data.sources) and any(
