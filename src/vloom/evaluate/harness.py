@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from vloom.evaluate.convert import open_mc_shift
+from vloom.evaluate.records import EXAMPLES, write_examples
 from vloom.evaluate.tasks import EvalContext, get_task, parse_task_spec
 from vloom.model.io import load_model
 from vloom.model.vlm import VLM
@@ -22,6 +23,7 @@ from vloom.sequence import load_tokenizer
 
 __all__ = [
     "RESULTS",
+    "EvalResults",
     "evaluate",
     "load_checkpoint",
     "parse_tasks",
@@ -89,6 +91,15 @@ def load_for_harness(
     return model, tok, next(model.parameters()).device, size
 
 
+class EvalResults(dict):
+    """Task results keyed like results.json's "eval", plus `examples`: each task's
+    per-example records (written by write_results to RUN/examples/, not into results.json)."""
+
+    def __init__(self, results: dict[str, dict[str, Any]], examples: dict[str, list]) -> None:
+        super().__init__(results)
+        self.examples = examples
+
+
 def evaluate(
     ckpt_dir: str | Path,
     eval_dir: str | Path,
@@ -98,15 +109,18 @@ def evaluate(
     max_examples: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-) -> dict[str, dict[str, Any]]:
+) -> EvalResults:
     """Run `tasks` on the checkpoint on `device` ("auto": cuda when available; callers pass
-    `eval.device`); `seed` picks few-shot examples and converted-option order."""
+    `eval.device`); `seed` picks few-shot examples and converted-option order. The per-example
+    records ride along as `.examples`."""
     ckpt_dir, eval_dir = Path(ckpt_dir), Path(eval_dir)
     specs = parse_tasks(tasks, eval_dir)
     dev = resolve_device(device)  # before the model loads: a bad device is a one-line error
     model, tok = load_checkpoint(ckpt_dir, tokenizer_path, dev)
     ctx = EvalContext(model, tok, eval_dir, dev, batch_size, max_examples, seed)
-    return run_tasks(ctx, specs)
+    examples: dict[str, list] = {}
+    results = run_tasks(ctx, specs, examples)
+    return EvalResults(results, examples)
 
 
 TaskSpec = tuple[str, dict[str, Any], str]  # (task name, params, results key)
@@ -126,12 +140,19 @@ def parse_tasks(tasks: list[str], eval_dir: Path) -> list[TaskSpec]:
     return specs
 
 
-def run_tasks(ctx: EvalContext, specs: list[TaskSpec]) -> dict[str, dict[str, Any]]:
-    """Each task's results on `ctx.model` (already in eval mode), keyed by its results key."""
+def run_tasks(
+    ctx: EvalContext, specs: list[TaskSpec], examples: dict[str, list] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each task's results on `ctx.model` (already in eval mode), keyed by its results key.
+    A task's per-example records go into `examples` (same key) when given, never into the
+    results (evaluation during training drops them)."""
     out: dict[str, dict[str, Any]] = {}
     for name, params, key in specs:
         t = time.perf_counter()
         res = get_task(name)(ctx, **params)
+        recs = res.pop(EXAMPLES, None)
+        if recs is not None and examples is not None:
+            examples[key] = recs
         res["seconds"] = round(time.perf_counter() - t, 2)
         out[key] = res
     if "vqa_open" in out and "vqa_mc_converted" in out:
@@ -142,8 +163,13 @@ def run_tasks(ctx: EvalContext, specs: list[TaskSpec]) -> dict[str, dict[str, An
 def write_results(
     run_dir: str | Path, evals: dict[str, Any], config: dict[str, Any], train: dict[str, Any] | None
 ) -> Path:
+    """RUN/examples/<task>.jsonl (when `evals` carries records, as `evaluate`'s do), then
+    RUN/results.json: written last, it marks the evaluation complete."""
     path = Path(run_dir) / RESULTS
-    data = {"eval": evals, "config": config}
+    records = getattr(evals, "examples", None)
+    if records is not None:
+        write_examples(run_dir, records)
+    data = {"eval": dict(evals), "config": config}
     if train:
         data["train"] = train
     return atomic_write_json(path, data)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+from vloom.evaluate.records import EXAMPLES, mc_records, pick
 from vloom.imagebatch import ImageBatch, join_images
 from vloom.model.vlm import VLM
 
@@ -78,6 +82,32 @@ def sequence_loss(
     return float(keep.sum()), int(keep.numel())
 
 
+def option_scores(
+    model: VLM,
+    prompts: list[list[int]],
+    options: list[list[list[int]]],
+    images: list[Images],
+    device: torch.device,
+    batch_size: int = 32,
+) -> list[list[float]]:
+    """Summed log-prob of each option of each question (options[q][j] -> scores[q][j])."""
+    flat_p, flat_c, flat_i = [], [], []
+    for p, opts, im in zip(prompts, options, images, strict=True):
+        for o in opts:
+            flat_p.append(p)
+            flat_c.append(o)
+            flat_i.append(im)
+    flat: list[float] = []
+    for s in range(0, len(flat_p), batch_size):
+        sl = slice(s, s + batch_size)
+        flat += continuation_logprobs(model, flat_p[sl], flat_c[sl], flat_i[sl], device)
+    out, k = [], 0
+    for opts in options:
+        out.append(flat[k : k + len(opts)])
+        k += len(opts)
+    return out
+
+
 def multiple_choice(
     model: VLM,
     prompts: list[list[int]],
@@ -87,23 +117,23 @@ def multiple_choice(
     batch_size: int = 32,
 ) -> list[int]:
     """Index of the most likely option (summed log-prob) for each question."""
-    flat_p, flat_c, flat_i, owner = [], [], [], []
-    for q, (p, opts, im) in enumerate(zip(prompts, options, images, strict=True)):
-        for o in opts:
-            flat_p.append(p)
-            flat_c.append(o)
-            flat_i.append(im)
-            owner.append(q)
-    scores: list[float] = []
-    for s in range(0, len(flat_p), batch_size):
-        sl = slice(s, s + batch_size)
-        scores += continuation_logprobs(model, flat_p[sl], flat_c[sl], flat_i[sl], device)
-    picks, k = [], 0
-    for opts in options:
-        best = max(range(len(opts)), key=lambda j: scores[k + j])
-        picks.append(best)
-        k += len(opts)
-    return picks
+    return [pick(s) for s in option_scores(model, prompts, options, images, device, batch_size)]
+
+
+def mc_result(
+    rows: list[dict[str, Any]],
+    scores: list[list[float]],
+    image_path: Path | None = None,
+    column: str = "image",
+    row_index: list[int] | None = None,
+) -> dict[str, Any]:
+    """A multiple-choice task's result: accuracy overall and per `qtype`, and its per-example
+    records under EXAMPLES (the harness writes them to RUN/examples/<task>.jsonl)."""
+    out: dict[str, Any] = accuracy_by_type(
+        [pick(s) for s in scores], [int(r["answer"]) for r in rows], [r["qtype"] for r in rows]
+    )
+    out[EXAMPLES] = mc_records(rows, scores, image_path, column, row_index)
+    return out
 
 
 def accuracy_by_type(picks: list[int], answers: list[int], qtypes: list[str]) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
+from vloom.evaluate.scoring import mc_result, option_scores
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, interleaved_input, read_rows
 from vloom.sequence import encode_text
@@ -40,11 +40,11 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
         if len(prompt) + max(len(o) for o in opts) > m.lm.max_seq_len:
             too_long += 1  # images cannot be cut away: counted, not scored
             continue
-        kept.append(r)
+        kept.append(i)
         prompts.append(prompt)
         options.append(opts)
         images.append(pics)
-    picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
-    out = accuracy_by_type(picks, [int(r["answer"]) for r in kept], [r["qtype"] for r in kept])
+    scores = option_scores(m, prompts, options, images, ctx.device, ctx.batch_size)
+    out = mc_result([rows[i] for i in kept], scores, path, column="images", row_index=kept)
     out["skipped_too_long"] = too_long
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
+from vloom.evaluate.scoring import mc_result, option_scores
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, read_rows
 from vloom.sequence import encode_text
@@ -53,10 +53,10 @@ def score_text_mc(
     texts = fewshot_prompts(rows, pool, num_fewshot, ctx.seed)
     prompts = [ctx.model.layout.prefix + encode_text(tok, t) for t in texts]
     options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
-    picks = multiple_choice(
+    scores = option_scores(
         ctx.model, prompts, options, [None] * len(rows), ctx.device, ctx.batch_size
     )
-    return accuracy_by_type(picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows])
+    return mc_result(rows, scores)
 
 
 @register("text_qa", modality="text")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vloom.evaluate.scoring import accuracy_by_type, multiple_choice
+from vloom.evaluate.scoring import mc_result, option_scores
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, image_prompt, read_rows
 from vloom.sequence import encode_text
@@ -21,5 +21,5 @@ def vqa(ctx: EvalContext) -> dict:
         )
         options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
         images.append(pixels)
-    picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
-    return accuracy_by_type(picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows])
+    scores = option_scores(m, prompts, options, images, ctx.device, ctx.batch_size)
+    return mc_result(rows, scores, image_path=path)

@@ -11,6 +11,7 @@ from typing import Any
 
 from vloom.evaluate.generation import greedy_generate
 from vloom.evaluate.metrics import exact_match
+from vloom.evaluate.records import EXAMPLES, open_records
 from vloom.evaluate.tasks import EvalContext, register
 from vloom.evaluate.tasks.data import answer_text, image_prompt, read_table_rows
 from vloom.sequence import encode_text
@@ -64,4 +65,5 @@ def vqa_open(ctx: EvalContext, max_new_tokens: int = 16) -> dict[str, Any]:
     correct = [exact_match(p, accepted(r)) for p, r in zip(preds, rows, strict=True)]
     out = open_accuracy(correct, [r["qtype"] for r in rows])
     out["exact_match"] = out["accuracy"]
+    out[EXAMPLES] = open_records(rows, preds, correct, path)
     return out
