@@ -38,7 +38,7 @@ def test_full_run_report(tmp_path, make_run, row):
     # config summary and the collapsed YAML
     assert row(md, "image start fraction")[1] == "0.5"
     assert row(md, "training steps")[1] == "40"
-    assert "<details><summary>Full config (YAML)</summary>" in md
+    assert "<details><summary>Settings and the full config (YAML)</summary>" in md
     assert "image_start_fraction: 0.5" in md
 
     # every task.metric with both runs' values and the difference

@@ -32,7 +32,9 @@ pre { background: #f6f6f6; padding: .7em; overflow-x: auto; }
 details { margin: .6em 0; } summary { cursor: pointer; color: #333; }
 .missing { color: #a33; font-style: italic; }
 """
-_ALLOWED_HTML = re.compile(r"^\s*(?:</?(?:details|summary)>\s*)+$")
+# The only markup kept from raw HTML: bare <details>/<summary> tags (a block such as
+# `<details><summary>Configuration</summary>` keeps its tags and escapes its text).
+_FOLD_TAG = re.compile(r"(</?(?:details|summary)>)")
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
@@ -52,8 +54,8 @@ def _renderer(base_dir: Path) -> MarkdownIt:
         return f'<img src="data:{mime};base64,{data}" alt="{alt}">'
 
     def raw(self: Any, tokens: list, idx: int, options: Any, env: Any) -> str:
-        text = tokens[idx].content
-        return text if _ALLOWED_HTML.match(text) else html.escape(text)
+        parts = _FOLD_TAG.split(tokens[idx].content)  # odd positions are the kept tags
+        return "".join(p if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
     md.add_render_rule("image", image)
     md.add_render_rule("html_inline", raw)

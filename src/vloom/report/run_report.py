@@ -12,7 +12,10 @@ from typing import Any
 
 import yaml
 
+from vloom.evaluate.records import EXAMPLES_DIR, read_examples
 from vloom.ondisk import atomic_write_text
+from vloom.report.gallery import gallery_section
+from vloom.report.headline import headline_table, headlines, resolved_sentence
 from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_eval_curves, plot_loss
 from vloom.report.runfiles import (
@@ -57,6 +60,7 @@ def _try(fn: Any, *args: Any) -> tuple[Any, str | None]:
 
 
 def _config_section(run_dir: Path, cfg: dict[str, Any] | None, err: str | None) -> list[str]:
+    """Last and folded: the settings table and the full YAML inside one <details>."""
     out = ["## Configuration\n"]
     if err:
         out.append(f"{err}\n")
@@ -64,10 +68,10 @@ def _config_section(run_dir: Path, cfg: dict[str, Any] | None, err: str | None) 
         if not err:
             out.append(f"no {CONFIG_FILE}: the run has not been configured.\n")
         return out
-    out.append(config_table(cfg))
     dumped = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None).rstrip()
     out.append(
-        f"\n<details><summary>Full config (YAML)</summary>\n\n```yaml\n{dumped}\n```\n\n</details>\n"
+        "<details><summary>Settings and the full config (YAML)</summary>\n\n"
+        f"{config_table(cfg)}\n```yaml\n{dumped}\n```\n\n</details>\n"
     )
     return out
 
@@ -122,11 +126,81 @@ def _curves_section(run_dir: Path, runs: dict[str, Path]) -> list[str]:
     ]
 
 
+def _examples(run_dir: Path, results: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """The per-example records of each evaluated task that has them."""
+    recs = {t: read_examples(run_dir, t) for t in eval_section(results)}
+    return {t: r for t, r in recs.items() if r}
+
+
+def _results_section(
+    run_dir: Path,
+    runs: dict[str, Path],
+    all_results: dict[str, dict[str, Any] | None],
+    errors: dict[str, str | None],
+    examples: dict[str, dict[str, list[dict[str, Any]]]],
+) -> list[str]:
+    """The answer first: headline metrics with intervals, the difference to the control and
+    whether it is resolved, the evaluation figure, per-type accuracy, every metric."""
+    out = ["## Results\n"]
+    missing = [
+        f"- {lb}: {errors[lb]}"
+        if errors[lb]
+        else f"- {lb}: no {RESULTS_FILE} in `{d}`: evaluation has not run."
+        for lb, d in runs.items()
+        if all_results[lb] is None
+    ]
+    if missing:
+        out.append("\n".join(missing))
+    evals = {lb: eval_section(r) for lb, r in all_results.items() if r is not None}
+    evals = {lb: ev for lb, ev in evals.items() if ev}
+    eval_png = plot_eval(evals, run_dir / PLOTS_DIR / "eval.png")
+    if evals:
+        heads = headlines(evals, examples)
+        out.append(headline_table(heads, list(evals)))
+        out.append(
+            "Brackets: 95% intervals, a bootstrap over the held-out examples (2,000 resamples); "
+            "the difference's is a paired bootstrap over the examples both runs answered. "
+            "Values without brackets have no per-example records.\n"
+        )
+        sentence = resolved_sentence(heads, list(evals))
+        if sentence:
+            out.append(sentence + "\n")
+        out.append(f"![evaluation]({eval_png.relative_to(run_dir).as_posix()})\n")
+        for task, table in per_type_tables(evals).items():
+            out.append(f"### {task}: accuracy per question type\n")
+            out.append(table)
+        out.append("### All metrics\n")
+        out.append(eval_table(evals, delta=len(evals) == 2))
+    elif not any(r is None for r in all_results.values()):
+        out.append("results.json holds no evaluation tasks.\n")
+    out += _curves_section(run_dir, runs)
+    return out
+
+
+def _training_section(
+    run_dir: Path, runs: dict[str, Path], all_results: dict[str, dict[str, Any] | None]
+) -> list[str]:
+    """Loss curves, what the metrics files say, throughput."""
+    out = ["## Training\n"]
+    loss_png = plot_loss(runs, run_dir / PLOTS_DIR / "loss.png")
+    if any(read_metrics(d)[0] for d in runs.values()):
+        out.append(f"![training loss]({loss_png.relative_to(run_dir).as_posix()})\n")
+    notes = [n for lb, d in runs.items() for n in _metrics_notes(lb, d)]
+    if notes:
+        out.append("\n".join(notes) + "\n")
+    summaries = {lb: train_summary(all_results[lb], read_metrics(d)[0]) for lb, d in runs.items()}
+    if any(summaries.values()):
+        out.append("### Throughput\n")
+        out.append(train_table(summaries))
+    return out
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN/report.md, RUN/plots/loss.png and RUN/plots/eval.png; return the report path.
 
+    The answer comes first: results with intervals, the figures, a gallery of held-out scenes
+    (thumbnails in RUN/plots/gallery/), then the data funnel, and the configuration last, folded.
     RUN/report.html beside it is the same report as one self-contained page (plots embedded).
-
     A `control/` sub-run, when present, is shown side by side with the run.
     """
     run_dir = Path(run_dir)
@@ -149,48 +223,19 @@ def write_report(run_dir: str | Path) -> Path:
         all_results["control"], errors["control"] = _try(read_results, control_dir)
 
     out = [f"# Run report: {name}\n", f"Run directory: `{run_dir}`\n"]
-    out += _config_section(run_dir, cfg, cfg_err)
-    out += _data_section(run_dir)
-
-    # Training: loss curves and throughput.
-    out.append("## Training\n")
-    plots = run_dir / PLOTS_DIR
-    loss_png = plot_loss(runs, plots / "loss.png")
-    has_metrics = any(read_metrics(d)[0] for d in runs.values())
-    if has_metrics:
-        out.append(f"![training loss]({loss_png.relative_to(run_dir).as_posix()})\n")
-    notes = [n for lb, d in runs.items() for n in _metrics_notes(lb, d)]
-    if notes:
-        out.append("\n".join(notes) + "\n")
-    summaries = {lb: train_summary(all_results[lb], read_metrics(d)[0]) for lb, d in runs.items()}
-    if any(summaries.values()):
-        out.append("### Throughput\n")
-        out.append(train_table(summaries))
-
-    # Evaluation: the run and its control side by side.
-    out.append("## Evaluation\n")
-    missing = [
-        f"- {lb}: {errors[lb]}"
-        if errors[lb]
-        else f"- {lb}: no {RESULTS_FILE} in `{d}`: evaluation has not run."
-        for lb, d in runs.items()
-        if all_results[lb] is None
+    examples = {lb: _examples(d, all_results[lb]) for lb, d in runs.items()}
+    out += _results_section(run_dir, runs, all_results, errors, examples)
+    out += _training_section(run_dir, runs, all_results)
+    out.append("## Gallery: held-out scenes\n")
+    gallery = gallery_section(
+        run_dir, examples[label], examples.get("control"), run_dir / PLOTS_DIR / "gallery"
+    )
+    out += gallery or [
+        f"No per-example records of an image task in `{EXAMPLES_DIR}/` (an evaluation "
+        "written before they existed, or no multiple-choice image task).\n"
     ]
-    if missing:
-        out.append("\n".join(missing))
-    evals = {lb: eval_section(r) for lb, r in all_results.items() if r is not None}
-    evals = {lb: ev for lb, ev in evals.items() if ev}
-    eval_png = plot_eval(evals, plots / "eval.png")
-    if evals:
-        out.append(f"![evaluation]({eval_png.relative_to(run_dir).as_posix()})\n")
-        out.append(eval_table(evals, delta=len(evals) == 2))
-        for task, table in per_type_tables(evals).items():
-            out.append(f"### {task}: accuracy per question type\n")
-            out.append(table)
-    elif not any(r is None for r in all_results.values()):
-        out.append("results.json holds no evaluation tasks.\n")
-
-    out += _curves_section(run_dir, runs)
+    out += _data_section(run_dir)
+    out += _config_section(run_dir, cfg, cfg_err)
 
     path = run_dir / REPORT_FILE
     atomic_write_text(path, "\n\n".join(part.strip("\n") for part in out) + "\n")
