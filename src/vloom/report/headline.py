@@ -34,17 +34,29 @@ class Headline:
     n_pairs: int = 0
 
 
+def paired_records(
+    a: list[dict[str, Any]], b: list[dict[str, Any]]
+) -> list[tuple[Any, float, float]]:
+    """(key, correct in a, correct in b) of the examples both record lists hold: matched by
+    id when ids are unique in both (key: the id), else by position (key: the index)."""
+    ids_a, ids_b = [r.get("id") for r in a], [r.get("id") for r in b]
+    if len(set(ids_a)) == len(ids_a) and len(set(ids_b)) == len(ids_b):
+        by_b = {r.get("id"): r for r in b}
+        return [
+            (r["id"], float(r["correct"]), float(by_b[r["id"]]["correct"]))
+            for r in a
+            if r.get("id") in by_b
+        ]
+    n = min(len(a), len(b))
+    return [(i, float(a[i]["correct"]), float(b[i]["correct"])) for i in range(n)]
+
+
 def paired_correct(
     a: list[dict[str, Any]], b: list[dict[str, Any]]
 ) -> tuple[list[float], list[float]]:
-    """`correct` of the examples both record lists hold, matched by id (by position when the
-    id lists are equal, as for two runs on one eval set)."""
-    ids_a, ids_b = [r.get("id") for r in a], [r.get("id") for r in b]
-    if ids_a == ids_b:
-        return [float(r["correct"]) for r in a], [float(r["correct"]) for r in b]
-    by_b = {r.get("id"): r for r in b}
-    common = [r for r in a if r.get("id") in by_b and ids_a.count(r.get("id")) == 1]
-    return [float(r["correct"]) for r in common], [float(by_b[r["id"]]["correct"]) for r in common]
+    """`correct` of the examples both record lists hold, as two aligned lists."""
+    pairs = paired_records(a, b)
+    return [x for _, x, _ in pairs], [y for _, _, y in pairs]
 
 
 def _scored(recs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

@@ -13,6 +13,13 @@ from typing import Any
 from vloom.ondisk import atomic_write_json, atomic_write_text
 from vloom.report.html import write_html
 from vloom.report.runfiles import RunFileError, eval_section, read_json
+from vloom.report.study_diffs import (
+    SE_TARGET,
+    differences,
+    differences_section,
+    diffs_summary,
+    standard_errors,
+)
 from vloom.report.study_plots import plot_study
 from vloom.report.study_table import (
     TEXT_AVG,
@@ -123,6 +130,18 @@ def write_study_report(sweep_dir: str | Path) -> tuple[Path, Path]:
         out.append(f"![study plots]({png.relative_to(sweep_dir).as_posix()})\n")
     else:
         out.append("No run has finished yet.\n")
+    diffs = differences(runs, swept)
+    if rows and keys and len(rows) > 1:
+        out.append("## Paired differences between settings\n")
+        out += differences_section(diffs)
+    se_header, se_rows = standard_errors(runs, swept)
+    if se_rows:
+        out.append("## Example standard error of each accuracy\n")
+        out.append(md_table(se_header, se_rows))
+        out.append(
+            "sqrt(p (1 - p) / n): p the setting's mean accuracy over seeds, n the held-out "
+            f"examples of one run; flagged where above {SE_TARGET}.\n"
+        )
     out.append("## Runs\n")
     out.append(_runs_table(runs, swept))
     failed = [r for r in runs if r["status"] == "failed"]
@@ -139,6 +158,7 @@ def write_study_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             {"settings": r["settings"], "stats": {k: list(v) for k, v in r["stats"].items()}}
             for r in rows
         ],
+        "differences": diffs_summary(diffs),
         "runs": {r["name"]: r["status"] for r in runs},
         "metrics_skipped": {r["name"]: r["metrics_skipped"] for r in runs if r["metrics_skipped"]},
     }
