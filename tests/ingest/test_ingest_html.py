@@ -37,7 +37,8 @@ def test_site_reading_order_boilerplate_and_images(tmp_path):
     kinds = [k for k, _ in home.items()]
     assert kinds == ["text", "image", "text", "image"]
     assert home.texts[0] == "Welcome\n\nFirst paragraph of the home page."
-    assert home.texts[2] == "The caption\n\nAfter the figure.\n\none\ntwo"
+    # a caption is the image's field, not the page's text
+    assert home.texts[2] == "After the figure.\n\none\ntwo"
     # the figure's image is the file with a space in its name (percent-encoded, ?query stripped)
     assert home.images[1] == files["img/a b.png"] and home.images[3] == files["img/photo.jpg"]
     meta = home.metadata["images"]
@@ -48,7 +49,7 @@ def test_site_reading_order_boilerplate_and_images(tmp_path):
 
     # div.figure (DocBook): caption from its title; <pre> verbatim; table rows and cells; ../ path
     g = [x for _, x in guide.items()]
-    assert g[0] == "Guide\n\nIntro line\nsecond line\n\nFigure 1. A diagram"
+    assert g[0] == "Guide\n\nIntro line\nsecond line"
     assert g[1] == files["docs/fig/diagram.png"]
     assert guide.metadata["images"][0]["caption"] == "Figure 1. A diagram"
     assert g[2] == "  code  block\n    indented\n\nKey\tValue\na\t1\n\nLogo again:"

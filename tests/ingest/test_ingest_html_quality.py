@@ -79,8 +79,9 @@ def test_inline_image_kept_at_its_position():
     assert items[0].endswith("two emergency shelters on Sunday evening.")
     img = items[1]
     assert isinstance(img, ImageRef) and img.alt == "The bridge"
+    # the caption is the image's field, not the article's text
     assert img.caption == "The old bridge on Sunday"
-    assert items[2].startswith("The old bridge on Sunday\n\nResidents near the old bridge")
+    assert items[2].startswith("Residents near the old bridge")
 
 
 def test_legal_footer_and_trailing_labels_are_dropped():
@@ -135,6 +136,63 @@ def test_short_page_without_prose_is_kept_whole():
     body = '<p>a</p><img src="x.png"><p>b</p><p><a href="/1">one</a></p>'
     items = extract_page(page("t", body)).items
     assert items[0] == "a" and isinstance(items[1], ImageRef) and items[2] == "b\n\none"
+
+
+def test_sign_up_box_in_a_hidden_lightbox_is_not_the_article():
+    # the page's only <article> sits in a hidden lightbox: the body is walked instead
+    box = (
+        '<div class="lightbox" style="visibility: hidden"><article><h2>Join the list</h2>'
+        "<p>Enter your best e-mail address and click Next to receive our offers, news and "
+        "updates about courses, events and everything else we do every week.</p></article></div>"
+    )
+    text = _text(page("t", f'<div class="page">{ARTICLE}</div>{box}'))
+    assert "Heavy rain" in text and "Forecasters expect" in text and "Join the list" not in text
+
+
+def test_ruby_annotations_are_dropped():
+    body = ARTICLE.replace(
+        "<p>Heavy", "<p><ruby>漢<rp>(</rp><rt>かん</rt><rp>)</rp></ruby>字 Heavy"
+    )
+    text = _text(page("t", f"<article>{body}</article>"))
+    assert "漢字 Heavy rain" in text and "かん" not in text
+
+
+def test_title_heading_and_lead_before_the_column_are_kept():
+    # the headline and standfirst sit in their own header box above the article body; the
+    # <title> repeats the headline; a date line between them stays out
+    head = (
+        '<div class="head"><h1>River levels rise across the valley</h1><p>12 May 2024</p>'
+        "<p>The highest water in a decade closed roads and schools on Sunday; more rain is due soon.</p></div>"
+    )
+    links = "".join(f'<li><a href="/s/{i}">Other story number {i}</a></li>' for i in range(6))
+    body = f'{head}<div class="body">{ARTICLE}</div><ul>{links}</ul>'
+    text = _text(page("River levels rise across the valley | Example News", body))
+    assert text.startswith("River levels rise across the valley\n\nThe highest water")
+    assert "12 May 2024" not in text and "Forecasters expect" in text
+    # no <title> to match: the header box stays out, as before
+    assert "highest water" not in _text(page("Example News", body))
+
+
+def test_captions_leave_the_text_for_their_image():
+    # WordPress's div.wp-caption: the caption is the image's field; a teaser's captioned
+    # thumbnail goes with its link list; a quote's <figcaption> (no image) stays text
+    fig = (
+        '<div class="wp-caption"><img src="a.jpg"><p class="wp-caption-text">Photo: Jane Doe'
+        "</p></div>"
+    )
+    quote = "<figure><blockquote>Water finds a way.</blockquote><figcaption>Old saying"
+    teasers = "".join(
+        f'<li><a href="/s/{i}"><figure><img src="t{i}.jpg"><figcaption>Teaser {i}</figcaption>'
+        "</figure>Story</a></li>"
+        for i in range(5)
+    )
+    body = ARTICLE.replace("<p>Residents", f"{fig}{quote}</figcaption></figure><p>Residents")
+    items = extract_page(page("t", f"<article>{body}<ul>{teasers}</ul></article>")).items
+    text = "\n\n".join(i for i in items if isinstance(i, str))
+    imgs = [i for i in items if isinstance(i, ImageRef)]
+    assert [(i.src, i.caption) for i in imgs] == [("a.jpg", "Photo: Jane Doe")]
+    assert "Jane Doe" not in text and "Teaser" not in text
+    assert "Water finds a way.\n\nOld saying" in text
 
 
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")

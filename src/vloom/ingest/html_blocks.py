@@ -20,6 +20,8 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
 4. jusText's context rule: link-text blocks go, short blocks take the class of their nearest
    long neighbours (the page's edges count as bad), and a heading whose section lost everything
    ("Read also" over a dropped link list) goes with it.
+5. The article's heading, when the <title> repeats it, and its lead (prose between heading and
+   the first kept text) stay, wherever the column was drawn.
 Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
 captions and short option names that weigh little as prose, and their text score says nothing.
 """
@@ -52,6 +54,11 @@ _EDGE_CHARS_AFTER = 40
 _LINK_BAD = 0.5
 _GOOD_CHARS = 60
 _NEAR_CHARS = 30
+# the article's heading is looked for this many entries before the first kept text; prose of
+# this many characters between the two is its lead
+_TITLE_REACH = 12
+_LEAD_CHARS = 80
+_TITLE_SPLIT = re.compile(r"\s+[|\u2013\u2014\u00b7\u2022:\u00bb\u00ab/-]+\s+")
 _COLUMN_TAGS = frozenset("div section article main body td table".split())
 # class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
 _CONTENT_NAME = re.compile(
@@ -74,8 +81,9 @@ class Entries:
     boxes: list[tuple] = field(default_factory=list)
 
 
-def select(ent: Entries, name_of) -> list[bool]:
-    """keep[i] for each entry. `name_of(node)` gives a container's class + id string."""
+def select(ent: Entries, name_of, title: str = "") -> list[bool]:
+    """keep[i] for each entry. `name_of(node)` gives a container's class + id string; `title` is
+    the page's <title>, which names the article's heading."""
     n = len(ent.items)
     keep = [True] * n
     if n == 0:
@@ -117,6 +125,8 @@ def select(ent: Entries, name_of) -> list[bool]:
         _trim_edges(keep, chars, pp, ent.heads)
     _context(keep, chars, links)
     _drop_orphan_headings(keep, ent.heads)
+    if title:
+        _title_and_lead(keep, ent, title)
     return keep
 
 
@@ -196,6 +206,34 @@ def _has_twin(node) -> bool:
         if sib is not None:  # the first element met decides, as a twin or not
             return sib.tag == node.tag and sib.attributes.get("class") == cls
     return False
+
+
+def _title_parts(title: str) -> list[str]:
+    """The <title>'s parts long enough to name an article ("Headline | Section | Site")."""
+    return [p for p in _TITLE_SPLIT.split(" ".join(title.split()).casefold()) if len(p) >= 12]
+
+
+def _title_and_lead(keep: list[bool], ent: Entries, title: str) -> None:
+    """The article's heading (a heading before the first kept text that the <title> repeats)
+    and its lead (prose between the two: a standfirst in its own box) belong to the article,
+    however the column was drawn (trafilatura and readability compare headings with the
+    <title> the same way)."""
+    first = next((i for i in range(len(keep)) if keep[i] and ent.chars[i]), -1)
+    if first <= 0:
+        return
+    whole = " ".join(title.split()).casefold()
+    parts = _title_parts(title)
+    items, heads, chars, links = ent.items, ent.heads, ent.chars, ent.links
+    for t in range(first - 1, max(first - _TITLE_REACH, 0) - 1, -1):
+        if not heads[t] or keep[t] or links[t] * 2 >= chars[t]:
+            continue
+        h = " ".join(items[t].split()).casefold()
+        if (len(h) >= 12 and h in whole) or any(p in h for p in parts):
+            keep[t] = True
+            for i in range(t + 1, first):
+                if chars[i] - links[i] >= _LEAD_CHARS and links[i] * 2 < chars[i]:
+                    keep[i] = True
+            return
 
 
 def _drop_orphan_headings(keep: list[bool], heads: list[bool]) -> None:

@@ -1,13 +1,15 @@
 """One HTML page -> text blocks and image references where they stand, boilerplate out.
 
 `extract_page` parses with selectolax (lexbor) and walks the DOM of the main content
-(<main> unless it is a stub, role=main, a lone <article>, else <body>) iteratively, so nesting
-depth cannot exhaust Python's stack. Boilerplate (navigation, headers/footers, menus, cookie
-banners, scripts and styles, forms, hidden elements, and class/id names from the common
+(<main> unless it is a stub, role=main, a lone <article> unless it is hidden, else <body>)
+iteratively, so nesting depth cannot exhaust Python's stack. Boilerplate (navigation,
+headers/footers, menus, cookie banners, scripts and styles, forms, hidden elements, and class/id names from the common
 vocabularies: nav, menu, footer, sidebar, comment, share, social, related, breadcrumb, cookie,
 newsletter, ad, DocBook's navheader/navfooter...) is found with CSS selectors in lexbor and
 skipped whole, unless it is a layout wrapper (it holds most of the page's words, or its <h1>).
-Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim) with their
+Ruby annotations (<rt>) are left out. An image's caption (<figcaption>, a figure wrapper's caption
+or legend) becomes the image's `caption` field instead of page text, so it goes where its image
+goes. Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim) with their
 link-text counts; `html_blocks.select` then keeps the main content (link lists out, the main column
 chosen, prose around it). Consecutive kept blocks between two images form one text item, as in
 OBELICS.
@@ -33,7 +35,7 @@ _PRESCAN_TAGS = 20_000
 # --- boilerplate -------------------------------------------------------------------------------
 _SKIP_TAGS = (
     "nav aside script style noscript template button select textarea input iframe object "
-    "embed canvas svg dialog menu head title map audio video"
+    "embed canvas svg dialog menu head title map audio video rt rp"
 ).split()
 _SKIP_ATTRS = (
     "[hidden]",
@@ -83,6 +85,9 @@ _BOILER_PREFIXES = (
 _SMALL_PREFIXES = ("share", "sharing", "social")
 _SMALL_WORDS = 150
 _WRAPPER_SEL = "h1"
+# wrappers of one image and its caption, and the caption inside them
+_FIGURE_CLASSES = frozenset("figure informalfigure mediaobject".split())
+_CAPTION_SEL = "figcaption, .caption, .title, .legend, [class*=caption], [class*=legend]"
 # ... or end like it, run together in camelCase ("darkFooter", "mainNavigation")
 _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
@@ -285,22 +290,41 @@ def _skip_set(root: LexborNode) -> set[int]:
     return skip
 
 
-def _caption(img: LexborNode) -> str:
-    """<figure>'s <figcaption>, or the caption/title of a DocBook-style div.figure around it."""
+def _caption_node(img: LexborNode) -> LexborNode | None:
+    """The element that captions `img`: <figure>'s <figcaption>, or the caption/title/legend of
+    a wrapper named for a figure (DocBook's div.figure, WordPress's div.wp-caption, a CMS's
+    div.image-caption), a few levels up. None if it holds an image itself (a wrapper)."""
     node = img.parent
     for _ in range(6):
         if node is None or node.tag in ("body", "html"):
-            return ""
+            return None
+        cap = None
         if node.tag == "figure":
             cap = node.css_first("figcaption")
-            return " ".join(cap.text(deep=True).split()) if cap is not None else ""
-        cls = (node.attributes.get("class") or "").split()
-        if any(c in ("figure", "informalfigure", "mediaobject", "caption-wrapper") for c in cls):
-            cap = node.css_first(".caption, .title, figcaption")
-            if cap is not None:
-                return " ".join(cap.text(deep=True).split())
+            if cap is None:
+                return None
+        else:
+            cls = (node.attributes.get("class") or "").lower().split()
+            if any(c in _FIGURE_CLASSES or "caption" in c for c in cls):
+                cap = next((c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id), None)
+        if cap is not None:
+            return cap if cap.css_first("img") is None else None
         node = node.parent
-    return ""
+    return None
+
+
+def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
+    """Caption text per image (by mem_id). The caption leaves the page's text for its image:
+    a VLM corpus keeps it as the image's own field, a picture credit ("Foto: dpa") is not prose,
+    and a caption whose image goes (a teaser thumbnail) goes with it. Caption elements join
+    `skip`."""
+    caps: dict[int, str] = {}
+    for img in root.css("img"):
+        cap = _caption_node(img)
+        if cap is not None:
+            caps[img.mem_id] = " ".join((cap.text(deep=True) or "").split())
+            skip.add(cap.mem_id)
+    return caps
 
 
 class _Emitter:
@@ -385,7 +409,7 @@ _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
 
 
-def _walk(root: LexborNode, skip: set[int]) -> Entries:
+def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
     """Iterative depth-first walk of `root`'s subtree in document order (no recursion)."""
     em = _Emitter()
     ent = em.ent
@@ -415,7 +439,7 @@ def _walk(root: LexborNode, skip: set[int]) -> Entries:
                         src,
                         " ".join((a.get("alt") or "").split()),
                         " ".join((a.get("title") or "").split()),
-                        _caption(node),
+                        caps.get(node.mem_id, ""),
                     )
                 )
             elif tag == "br":
@@ -473,7 +497,22 @@ def _name_of(node: LexborNode) -> str:
     return f"{a.get('class') or ''} {a.get('id') or ''} {a.get('itemprop') or ''}"
 
 
+def _hidden(node: LexborNode) -> bool:
+    """The element or one of its ancestors is hidden (a lightbox's sign-up form, a closed
+    dialog): no candidate for the page's main content."""
+    while node is not None and node.tag != "html":
+        a = node.attributes
+        if "hidden" in a or a.get("aria-hidden") == "true":
+            return True
+        style = (a.get("style") or "").replace(" ", "").lower()
+        if "display:none" in style or "visibility:hidden" in style:
+            return True
+        node = node.parent
+    return False
+
+
 def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
+    """<main> or role=main unless it is a stub, else a lone visible <article>, else <body>."""
     body = parser.body
     total = -1
     for sel in ("main", "[role=main]"):
@@ -489,7 +528,7 @@ def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
                 return n
             break
     arts = parser.css("article")
-    if len(arts) == 1:
+    if len(arts) == 1 and not _hidden(arts[0]):
         return arts[0]
     return body
 
@@ -525,5 +564,6 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
                 break
     if root is None:
         return Page(title, lang, [], base, canonical)
-    ent = _walk(root, _skip_set(root))
-    return Page(title, lang, _join(ent, select(ent, _name_of)), base, canonical)
+    skip = _skip_set(root)
+    ent = _walk(root, skip, _captions(root, skip))
+    return Page(title, lang, _join(ent, select(ent, _name_of, title)), base, canonical)
