@@ -24,7 +24,7 @@ from vloom.media import ImageError, decode_image
 from vloom.ondisk import atomic_write_bytes
 from vloom.report.tables import md_table
 
-THUMB = 112  # px, the longer side of one image
+THUMB = 128  # px, the longer side of one image
 
 
 def choose(recs: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -65,15 +65,17 @@ class _ImageSource:
 
 
 def thumbnail(images: list[bytes]) -> bytes | None:
-    """The images side by side, each at most THUMB px, as PNG bytes (None: none decodes)."""
+    """The images side by side, each THUMB px on its longer side, as PNG bytes (None: none
+    decodes)."""
     pics = []
     for data in images:
         try:
             im = decode_image(data)
         except ImageError:
             continue
-        im.thumbnail((THUMB, THUMB), Image.Resampling.NEAREST)  # keep the pixels crisp
-        pics.append(im)
+        scale = THUMB / max(im.size)  # small eval images are enlarged, big ones shrunk
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        pics.append(im.resize(size, Image.Resampling.NEAREST))  # keep the pixels crisp
     if not pics:
         return None
     gap = 4
@@ -145,5 +147,5 @@ def gallery_section(
             f"{n_right} answered right and {len(chosen) - n_right} wrong, of "
             f"{len(examples[task])} held-out examples (chosen by a hash of the example id).\n"
         )
-        out.append(md_table(header, rows))
+        out.append(md_table(header, rows, align="left"))
     return out

@@ -67,12 +67,15 @@ def fmt_seconds(s: Any) -> str:
     return f"{s:.1f} ({human})" if h or m else f"{s:.1f}"
 
 
-def md_table(header: list[str], rows: list[list[Any]]) -> str:
+def md_table(header: list[str], rows: list[list[Any]], align: str = "right") -> str:
+    """A markdown table: the first column left-aligned, the others `align` (numbers: right)."""
+
     def cell(x: Any) -> str:
         return (x if isinstance(x, str) else fmt(x)).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    rest = "---:" if align == "right" else "---"
+    lines.append("|" + "|".join("---" if i == 0 else rest for i in range(len(header))) + "|")
     lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
