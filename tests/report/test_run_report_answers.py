@@ -56,6 +56,12 @@ def test_headline_first_with_intervals(tiny_run, row):
     d, dlo, dhi = _interval(cells[4])
     assert d == pytest.approx((sum(a) - sum(b)) / 12, abs=1e-4)
     assert (dlo, dhi) == pytest.approx(paired_bootstrap_ci(a, b), abs=1e-4)
+    # per question type too, the "all" row being the headline's interval
+    per_type = md[md.index("### vqa: accuracy per question type") :]
+    assert _interval(row(per_type, "all")[1]) == (acc, lo, hi)
+    qtype = run[0]["qtype"]
+    right = [r["correct"] for r in run if r["qtype"] == qtype]
+    assert _interval(row(per_type, qtype)[1])[1:] == pytest.approx(bootstrap_ci(right), abs=1e-4)
     assert "95% intervals" in md and "resolved" in md
     assert "[" not in row(md, "text_ppl")[2]  # a perplexity has no per-example records
 

@@ -104,6 +104,25 @@ def headlines(
     return out
 
 
+def type_intervals(
+    examples: dict[str, dict[str, list[dict[str, Any]]]],
+) -> dict[str, dict[str, dict[str, Interval]]]:
+    """`[run][task][qtype]` 95% bootstrap intervals of accuracy per question type (and "all")
+    from the per-example records, for the per-type tables."""
+    out: dict[str, dict[str, dict[str, Interval]]] = {}
+    for run, tasks in examples.items():
+        for task, recs in tasks.items():
+            recs = _scored(recs)
+            if not recs:
+                continue
+            by: dict[str, list[float]] = {"all": [float(r["correct"]) for r in recs]}
+            for r in recs:
+                if r.get("qtype"):
+                    by.setdefault(str(r["qtype"]), []).append(float(r["correct"]))
+            out.setdefault(run, {})[task] = {q: bootstrap_ci(v, level=LEVEL) for q, v in by.items()}
+    return out
+
+
 def _with_ci(v: float | None, ci: Interval | None, signed: bool = False) -> str:
     if v is None or not isinstance(v, (int, float)):
         return ""

@@ -15,7 +15,7 @@ import yaml
 from vloom.evaluate.records import EXAMPLES_DIR, read_examples
 from vloom.ondisk import atomic_write_text
 from vloom.report.gallery import gallery_section
-from vloom.report.headline import headline_table, headlines, resolved_sentence
+from vloom.report.headline import headline_table, headlines, resolved_sentence, type_intervals
 from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_eval_curves, plot_loss
 from vloom.report.runfiles import (
@@ -166,7 +166,7 @@ def _results_section(
         if sentence:
             out.append(sentence + "\n")
         out.append(f"![evaluation]({eval_png.relative_to(run_dir).as_posix()})\n")
-        for task, table in per_type_tables(evals).items():
+        for task, table in per_type_tables(evals, type_intervals(examples)).items():
             out.append(f"### {task}: accuracy per question type\n")
             out.append(table)
         out.append("### All metrics\n")

@@ -241,23 +241,39 @@ def _signed(x: float) -> str:
     return s if s.startswith("-") or not math.isfinite(x) else "+" + s
 
 
-def per_type_tables(evals: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
-    """For each task reporting `accuracy_<type>` metrics, a table: rows type, columns runs."""
+def per_type_tables(
+    evals: dict[str, dict[str, dict[str, Any]]],
+    intervals: dict[str, dict[str, dict[str, tuple[float, float]]]] | None = None,
+) -> dict[str, str]:
+    """For each task reporting `accuracy_<type>` metrics, a table: rows type, columns runs.
+    `intervals[run][task][type]` (type "all" for the task), where given, follows the value."""
     runs = list(evals)
+    intervals = intervals or {}
     by_task: dict[str, list[str]] = {}
     for key in eval_rows(evals):
         task, metric = key.split(".", 1)
         if metric.startswith("accuracy_"):
             by_task.setdefault(task, []).append(metric)
+
+    def cell(run: str, task: str, metric: str, qtype: str) -> str:
+        v = evals[run].get(task, {}).get(metric)
+        ci = intervals.get(run, {}).get(task, {}).get(qtype)
+        if v is None or ci is None:
+            return fmt(v)
+        return f"{fmt(v)} [{fmt(round(ci[0], 4))}, {fmt(round(ci[1], 4))}]"
+
     out: dict[str, str] = {}
     for task, metrics in by_task.items():
         rows: list[list[Any]] = [
-            [m.removeprefix("accuracy_"), *(evals[r].get(task, {}).get(m) for r in runs)]
+            [
+                m.removeprefix("accuracy_"),
+                *(cell(r, task, m, m.removeprefix("accuracy_")) for r in runs),
+            ]
             for m in metrics
         ]
         overall = [evals[r].get(task, {}).get("accuracy") for r in runs]
         if any(v is not None for v in overall):
-            rows.append(["all", *overall])
+            rows.append(["all", *(cell(r, task, "accuracy", "all") for r in runs)])
         out[task] = md_table(["question type", *runs], rows)
     return out
 
