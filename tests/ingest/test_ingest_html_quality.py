@@ -193,6 +193,22 @@ def test_captions_leave_the_text_for_their_image():
     assert [(i.src, i.caption) for i in imgs] == [("a.jpg", "Photo: Jane Doe")]
     assert "Jane Doe" not in text and "Teaser" not in text
     assert "Water finds a way.\n\nOld saying" in text
+    # a CMS's media box (description and credit beside the image), a lightbox's legend after
+    # the image's link
+    media = (
+        '<div class="media__image"><img src="b.jpg"><p class="media__caption">Flooded road</p>'
+        '<p class="media__caption--source">Photo: Jane Doe</p></div>'
+        '<div class="box"><a href="b.jpg"><img src="c.jpg"></a></div>'
+        '<div class="legend">Sandbags at the station</div>'
+    )
+    body = ARTICLE.replace("<p>Residents", f"{media}<p>Residents")
+    items = extract_page(page("t", f"<article>{body}</article>")).items
+    text = "\n\n".join(i for i in items if isinstance(i, str))
+    assert [i.caption for i in items if isinstance(i, ImageRef)] == [
+        "Flooded road Photo: Jane Doe",
+        "Sandbags at the station",
+    ]
+    assert "Jane Doe" not in text and "Sandbags" not in text and "Residents" in text
 
 
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")

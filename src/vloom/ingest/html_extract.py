@@ -290,27 +290,40 @@ def _skip_set(root: LexborNode) -> set[int]:
     return skip
 
 
-def _caption_node(img: LexborNode) -> LexborNode | None:
-    """The element that captions `img`: <figure>'s <figcaption>, or the caption/title/legend of
-    a wrapper named for a figure (DocBook's div.figure, WordPress's div.wp-caption, a CMS's
-    div.image-caption), a few levels up. None if it holds an image itself (a wrapper)."""
+def _caption_nodes(img: LexborNode) -> list[LexborNode]:
+    """The elements that caption `img`: <figure>'s <figcaption>, the captions/title/legend of a
+    wrapper named for a figure (DocBook's div.figure, WordPress's div.wp-caption, a CMS's
+    div.media with a description and a credit line), or a caption-named element right after the
+    image's wrapper (a lightbox's div.legend), a few levels up. None that holds an image."""
     node = img.parent
-    for _ in range(6):
+    for level in range(6):
         if node is None or node.tag in ("body", "html"):
-            return None
-        cap = None
+            return []
         if node.tag == "figure":
-            cap = node.css_first("figcaption")
-            if cap is None:
-                return None
-        else:
-            cls = (node.attributes.get("class") or "").lower().split()
-            if any(c in _FIGURE_CLASSES or "caption" in c for c in cls):
-                cap = next((c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id), None)
-        if cap is not None:
-            return cap if cap.css_first("img") is None else None
+            return [c for c in node.css("figcaption") if c.css_first("img") is None]
+        cls = (node.attributes.get("class") or "").lower()
+        if any(c in _FIGURE_CLASSES for c in cls.split()) or "caption" in cls:
+            caps = [c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id]
+            if caps:
+                return [c for c in caps if c.css_first("img") is None]
+        if level < 2:  # the image's own wrapper: its caption-named children
+            caps = [c for c in node.iter() if _caption_named(c)]
+            if caps:
+                return caps
+        if level < 3:
+            sib = node.next
+            while sib is not None and sib.tag in ("-text", "-comment"):
+                sib = sib.next
+            if sib is not None and _caption_named(sib):
+                return [sib]
         node = node.parent
-    return None
+    return []
+
+
+def _caption_named(node: LexborNode) -> bool:
+    """An element whose class names a caption or legend and that holds no image."""
+    name = (node.attributes.get("class") or "").lower()
+    return ("caption" in name or "legend" in name) and node.css_first("img") is None
 
 
 def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
@@ -320,10 +333,19 @@ def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
     `skip`."""
     caps: dict[int, str] = {}
     for img in root.css("img"):
-        cap = _caption_node(img)
-        if cap is not None:
-            caps[img.mem_id] = " ".join((cap.text(deep=True) or "").split())
-            skip.add(cap.mem_id)
+        nodes = _caption_nodes(img)
+        if nodes:
+            # once each, and not again inside another (a grouped selector can match twice)
+            ids = {c.mem_id for c in nodes}
+            outer = {}
+            for c in nodes:
+                p = c.parent
+                while p is not None and p.mem_id not in ids:
+                    p = p.parent
+                if p is None:
+                    outer[c.mem_id] = c
+            caps[img.mem_id] = " ".join(" ".join(c.text(deep=True).split()) for c in outer.values())
+            skip.update(outer)
     return caps
 
 
