@@ -1,6 +1,7 @@
 """Per-example records: `evaluate` -> `write_results` leaves RUN/examples/<task>.jsonl beside
 results.json, each line agreeing with the task's accuracy and pointing at its eval row."""
 
+import dataclasses
 import json
 
 import pyarrow.parquet as pq
@@ -9,6 +10,7 @@ import pytest
 from vloom.evaluate import evaluate, write_results
 from vloom.evaluate.harness import parse_tasks, run_tasks
 from vloom.evaluate.records import EXAMPLES, read_examples
+from vloom.evaluate.tasks import get_task
 
 N = 6
 TASKS = ["vqa", "text_qa", "multi_image", "vqa_open:max_new_tokens=4"]
@@ -49,14 +51,14 @@ def test_records_agree_with_results(run_dir, tiny_data):
     assert all(isinstance(r["prediction"], str) and r["answers"] for r in opn)
 
 
-def test_run_tasks_without_a_sink_drops_records(rand_ctx, tiny_data):
-    # evaluation during training keeps metrics only (its records would fill metrics.jsonl)
+def test_records_only_when_asked(rand_ctx, tiny_data):
+    # evaluation during training (no sink) and direct task calls keep metrics only
+    ctx = dataclasses.replace(rand_ctx, max_examples=3)
     specs = parse_tasks(["text_qa"], tiny_data["eval"])
-    rand_ctx.max_examples = 3
-    try:
-        res = run_tasks(rand_ctx, specs)
-        sink: dict = {}
-        run_tasks(rand_ctx, specs, sink)
-    finally:
-        rand_ctx.max_examples = None
-    assert EXAMPLES not in res["text_qa"] and len(sink["text_qa"]) == 3
+    res = run_tasks(ctx, specs)
+    sink: dict = {}
+    again = run_tasks(ctx, specs, sink)
+    assert EXAMPLES not in res["text_qa"] and EXAMPLES not in again["text_qa"]
+    assert len(sink["text_qa"]) == 3
+    assert EXAMPLES not in get_task("vqa")(ctx)
+    assert len(get_task("vqa")(dataclasses.replace(ctx, records=True))[EXAMPLES]) == 3

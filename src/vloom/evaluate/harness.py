@@ -6,6 +6,7 @@ are keyed by the task name (or the full spec when it has parameters, or its `as=
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,10 @@ def run_tasks(
     ctx: EvalContext, specs: list[TaskSpec], examples: dict[str, list] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Each task's results on `ctx.model` (already in eval mode), keyed by its results key.
-    A task's per-example records go into `examples` (same key) when given, never into the
-    results (evaluation during training drops them)."""
+    With `examples`, tasks also return their per-example records (ctx.records), which go
+    there under the same key, never into the results; without it (evaluation during
+    training) none are made."""
+    ctx = dataclasses.replace(ctx, records=examples is not None)
     out: dict[str, dict[str, Any]] = {}
     for name, params, key in specs:
         t = time.perf_counter()

@@ -123,16 +123,19 @@ def multiple_choice(
 def mc_result(
     rows: list[dict[str, Any]],
     scores: list[list[float]],
+    records: bool = False,
     image_path: Path | None = None,
     column: str = "image",
     row_index: list[int] | None = None,
 ) -> dict[str, Any]:
-    """A multiple-choice task's result: accuracy overall and per `qtype`, and its per-example
-    records under EXAMPLES (the harness writes them to RUN/examples/<task>.jsonl)."""
+    """A multiple-choice task's result: accuracy overall and per `qtype`; with `records`
+    (tasks pass `ctx.records`), also its per-example records under EXAMPLES, which the
+    harness writes to RUN/examples/<task>.jsonl."""
     out: dict[str, Any] = accuracy_by_type(
         [pick(s) for s in scores], [int(r["answer"]) for r in rows], [r["qtype"] for r in rows]
     )
-    out[EXAMPLES] = mc_records(rows, scores, image_path, column, row_index)
+    if records:
+        out[EXAMPLES] = mc_records(rows, scores, image_path, column, row_index)
     return out
 
 

@@ -35,6 +35,7 @@ class EvalContext:
     batch_size: int = 32
     max_examples: int | None = None
     seed: int = 0  # few-shot example choice and converted-option order
+    records: bool = False  # also return per-example records (vloom.evaluate.records.EXAMPLES)
 
 
 TaskFn = Callable[..., dict[str, Any]]

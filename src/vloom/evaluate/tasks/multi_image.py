@@ -45,6 +45,8 @@ def multi_image(ctx: EvalContext) -> dict[str, Any]:
         options.append(opts)
         images.append(pics)
     scores = option_scores(m, prompts, options, images, ctx.device, ctx.batch_size)
-    out = mc_result([rows[i] for i in kept], scores, path, column="images", row_index=kept)
+    out = mc_result(
+        [rows[i] for i in kept], scores, ctx.records, path, column="images", row_index=kept
+    )
     out["skipped_too_long"] = too_long
     return out

@@ -56,7 +56,7 @@ def score_text_mc(
     scores = option_scores(
         ctx.model, prompts, options, [None] * len(rows), ctx.device, ctx.batch_size
     )
-    return mc_result(rows, scores)
+    return mc_result(rows, scores, ctx.records)
 
 
 @register("text_qa", modality="text")

@@ -22,4 +22,4 @@ def vqa(ctx: EvalContext) -> dict:
         options.append([encode_text(tok, " " + answer_text(r, o)) for o in r["options"]])
         images.append(pixels)
     scores = option_scores(m, prompts, options, images, ctx.device, ctx.batch_size)
-    return mc_result(rows, scores, image_path=path)
+    return mc_result(rows, scores, ctx.records, image_path=path)

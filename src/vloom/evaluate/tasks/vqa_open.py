@@ -65,5 +65,6 @@ def vqa_open(ctx: EvalContext, max_new_tokens: int = 16) -> dict[str, Any]:
     correct = [exact_match(p, accepted(r)) for p, r in zip(preds, rows, strict=True)]
     out = open_accuracy(correct, [r["qtype"] for r in rows])
     out["exact_match"] = out["accuracy"]
-    out[EXAMPLES] = open_records(rows, preds, correct, path)
+    if ctx.records:
+        out[EXAMPLES] = open_records(rows, preds, correct, path)
     return out
