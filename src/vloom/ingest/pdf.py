@@ -315,10 +315,20 @@ def _page_unit(
 
 
 def text_and_images(page: pymupdf.Page, images: bool = True) -> list[Block]:
-    """The page's text blocks and (unless `images` is off) its image placements; the page's
-    content is interpreted once, into a display list both are read from."""
+    """The page's text blocks and (unless `images` is off) its image placements.
+
+    Most pages draw no image: their content is interpreted once, into a text page that keeps
+    image blocks; with none in it, it is the text page MuPDF makes without them, and the text
+    is read from it. A page that draws images is interpreted once more, into a display list
+    its text page and its image-info page are both built from (image blocks split the text
+    blocks around them, so the text is read from a page without them)."""
+    if not images:
+        return text_blocks(page)
+    tp = page.get_textpage(flags=pymupdf.TEXTFLAGS_DICT)
+    if not tp.extractIMGINFO():
+        return text_blocks(page, tp=tp)
     dl = page.get_displaylist()
-    return text_blocks(page, dl) + (placements(page, dl) if images else [])
+    return text_blocks(page, dl) + placements(page, dl)
 
 
 def _warnings() -> str:

@@ -2,11 +2,13 @@
 
 Where: MuPDF's image info (bbox and pixel size of every drawing of an image, nothing decoded).
 Which: the page's image resources by pixel size; a drawing whose size names exactly one resource
-image is that xref. Bytes are extracted only when the image is kept, so a logo (or a 0.75 MB
+image is that xref (an image's soft mask, of its size, is no candidate: the image is taken by xref
+and its mask with it, not both re-read from the page). Bytes are extracted only when the image is kept, so a logo (or a 0.75 MB
 photo) drawn on every page is decoded once and skipped by xref on every later page. A drawing
 with no single matching xref (an inline image, two resource images of one size) takes its bytes
 from MuPDF's page dictionary, for that page only. What it costs: an inline image of the same
-pixel size as a resource image of its page is taken for that image.
+pixel size as a resource image of its page is taken for that image, and so is a soft mask drawn on
+its own for the image it masks.
 
 Policy per image: smaller than `min_side` (pixels, and points as drawn) is decoration and
 skipped; met again in the same PDF (same xref, or same bytes) is kept once ("repeated"); bytes
@@ -33,8 +35,11 @@ def placements(page: pymupdf.Page, dl: pymupdf.DisplayList | None = None) -> lis
     """The page's image drawings as blocks holding {"width", "height", "xref", "index"}.
     `dl`: the page's display list, when the caller reads it for more than images."""
     by_size: dict[tuple[int, int], set[int]] = {}
-    for x in page.get_images(full=True):
-        by_size.setdefault((x[2], x[3]), set()).add(x[0])
+    listed = page.get_images(full=True)
+    masks = {x[1] for x in listed if x[1]}  # an image's soft mask has its size but is not drawn
+    for x in listed:
+        if x[0] not in masks:
+            by_size.setdefault((x[2], x[3]), set()).add(x[0])
     out = []
     flags = pymupdf.TEXTFLAGS_DICT
     tp = page.get_textpage(flags=flags) if dl is None else textpage(page, dl, flags)

@@ -45,21 +45,31 @@ class Block:
     mono: bool = False  # all monospaced: code or terminal output
 
 
-def text_blocks(page: pymupdf.Page, dl: pymupdf.DisplayList | None = None) -> list[Block]:
+def text_blocks(
+    page: pymupdf.Page,
+    dl: pymupdf.DisplayList | None = None,
+    tp: pymupdf.TextPage | None = None,
+) -> list[Block]:
     """The page's text blocks (split into columns, reflowed); images are not extracted here.
-    `dl`: the page's display list, when the caller reads it for more than text."""
-    tp = textpage(page, dl, _TEXT_FLAGS) if dl is not None else None
+    `dl`: the page's display list, when the caller reads it for more than text; `tp`: a text
+    page of the page already made, holding no image blocks (they split text blocks)."""
+    if tp is None and dl is not None:
+        tp = textpage(page, dl, _TEXT_FLAGS)
     out: list[Block] = []
     for b in page.get_text("dict", flags=_TEXT_FLAGS, sort=False, textpage=tp)["blocks"]:
         if b["type"] != 0:
             continue
         lines = []
-        spans = [s for ln in b.get("lines", ()) for s in ln["spans"] if s["text"].strip()]
-        mono = bool(spans) and all(s["flags"] & _MONOSPACED for s in spans)
+        mono = True  # every span with text monospaced (a line with text has such a span)
         for ln in b.get("lines", ()):
-            text = "".join(s["text"] for s in ln["spans"]).strip()
-            if text:
-                lines.append((tuple(ln["bbox"]), text))
+            spans = ln["spans"]
+            text = "".join([s["text"] for s in spans]).strip()
+            if not text:
+                continue
+            lines.append((tuple(ln["bbox"]), text))
+            if mono:
+                mono = all(s["flags"] & _MONOSPACED or not s["text"].strip() for s in spans)
+        mono = mono and bool(lines)
         for part in _columns(lines):
             x0 = min(bb[0] for bb, _ in part)
             y0 = min(bb[1] for bb, _ in part)
