@@ -211,6 +211,33 @@ def test_captions_leave_the_text_for_their_image():
     assert "Jane Doe" not in text and "Sandbags" not in text and "Residents" in text
 
 
+def test_label_of_a_dropped_link_list_goes_a_list_intro_stays():
+    links = "".join(f'<li><a href="/s/{i}">Other story number {i}</a></li>' for i in range(4))
+    steps = "".join(f"<li>Step {i}: stir the sauce gently</li>" for i in range(4))
+    body = ARTICLE.replace(
+        "<p>Forecasters",
+        f"<p>Read also:</p><ul>{links}</ul><p>What to do now:</p><ul>{steps}</ul><p>Forecasters",
+    )
+    text = _text(page("t", f"<article>{body}</article>"))
+    assert "Read also" not in text and "Other story" not in text
+    assert "What to do now:\n\nStep 0" in text and "Forecasters expect" in text
+
+
+def test_calls_to_action_at_the_end_go_prose_naming_a_network_stays():
+    tail = (
+        "<p>Police said the video was first shared on Facebook by a resident on Sunday and "
+        "later removed at the request of the families of those involved.</p>"
+        "<p>Subscribe now to our e-edition for the full story.</p>"
+        "<p>Follow us on Twitter and Instagram for the latest updates.</p>"
+    )
+    text = _text(page("t", f"<article>{ARTICLE}{tail}</article>"))
+    assert "shared on Facebook by a resident" in text and "Forecasters expect" in text
+    assert "Subscribe now" not in text and "Follow us" not in text
+    # the same lines at the top of an article are not its tail: they stay
+    text = _text(page("t", f"<article>{tail}{ARTICLE}</article>"))
+    assert "Subscribe now" in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

@@ -20,7 +20,9 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
 4. jusText's context rule: link-text blocks go, short blocks take the class of their nearest
    long neighbours (the page's edges count as bad), and a heading whose section lost everything
    ("Read also" over a dropped link list) goes with it.
-5. The article's heading, when the <title> repeats it, and its lead (prose between heading and
+5. A label that introduced a dropped link list ("Read also:") goes; so do calls to action among
+   the last few blocks (subscribe, follow us on two social networks, get the app).
+6. The article's heading, when the <title> repeats it, and its lead (prose between heading and
    the first kept text) stay, wherever the column was drawn.
 Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
 captions and short option names that weigh little as prose, and their text score says nothing.
@@ -59,6 +61,21 @@ _NEAR_CHARS = 30
 _TITLE_REACH = 12
 _LEAD_CHARS = 80
 _TITLE_SPLIT = re.compile(r"\s+[|\u2013\u2014\u00b7\u2022:\u00bb\u00ab/-]+\s+")
+# a label of a dropped link list is shorter than this
+_LABEL_CHARS = 100
+# calls to action: looked for among the last this many kept blocks, each shorter than this
+_CTA_TAIL = 3
+_CTA_CHARS = 300
+_CTA = re.compile(
+    r"su(?:b)?s[ck]r[iy]|abonn|newsletter|follow us|folgen? sie uns|folge uns|s[ií]guenos|"
+    r"suivez[- ]nous|sign(?:ing)? up|android|app store|google play",
+    re.I,
+)
+# social networks: a call to action when a block names two, or is a short line naming one
+_NETWORKS = re.compile(
+    r"telegram|whatsapp|instagram|facebook|twitter|youtube|tiktok|linkedin|pinterest", re.I
+)
+_NETWORK_LINE = 80
 _COLUMN_TAGS = frozenset("div section article main body td table".split())
 # class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
 _CONTENT_NAME = re.compile(
@@ -125,6 +142,8 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
         _trim_edges(keep, chars, pp, ent.heads)
     _context(keep, chars, links)
     _drop_orphan_headings(keep, ent.heads)
+    _drop_list_labels(keep, ent)
+    _drop_calls_to_action(keep, ent)
     if title:
         _title_and_lead(keep, ent, title)
     return keep
@@ -249,6 +268,46 @@ def _drop_orphan_headings(keep: list[bool], heads: list[bool]) -> None:
             kept = True
         else:
             dropped = True
+
+
+def _drop_list_labels(keep: list[bool], ent: Entries) -> None:
+    """A short label that introduces a link list that went ("Read also:", "Already read?") goes
+    with it: a heading, or a line ending in ':' or '?', right before a dropped link block."""
+    items, chars, links, heads = ent.items, ent.chars, ent.links, ent.heads
+    n = len(keep)
+    for i in range(n - 1):
+        c = chars[i]
+        if not keep[i] or not c or c >= _LABEL_CHARS or not chars[i + 1] or keep[i + 1]:
+            continue
+        if not heads[i] and not items[i].rstrip().endswith((":", "?", "\u2026")):
+            continue
+        j = i + 1  # the dropped run after the label is all link text (a list, not prose)
+        while j < n and not keep[j] and (not chars[j] or links[j] * 2 >= chars[j]):
+            j += 1
+        if j == n or keep[j]:
+            keep[i] = False
+
+
+def _drop_calls_to_action(keep: list[bool], ent: Entries) -> None:
+    """The article's last few blocks that ask the reader to subscribe, follow the site on a
+    social network or get its app (trafilatura filters such lines by the networks' names)."""
+    items, chars, heads = ent.items, ent.chars, ent.heads
+    seen = 0
+    for i in range(len(keep) - 1, -1, -1):
+        if not keep[i] or not chars[i] or heads[i]:
+            continue
+        if chars[i] < _CTA_CHARS and _is_call_to_action(items[i]):
+            keep[i] = False
+        seen += 1
+        if seen == _CTA_TAIL:
+            return
+
+
+def _is_call_to_action(text: str) -> bool:
+    if _CTA.search(text):
+        return True
+    names = {m.group().lower() for m in _NETWORKS.finditer(text)}
+    return len(names) >= 2 or (len(names) == 1 and len(text) < _NETWORK_LINE)
 
 
 def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[bool]) -> None:
