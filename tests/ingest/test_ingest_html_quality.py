@@ -169,8 +169,10 @@ def test_title_heading_and_lead_before_the_column_are_kept():
     text = _text(page("River levels rise across the valley | Example News", body))
     assert text.startswith("River levels rise across the valley\n\nThe highest water")
     assert "12 May 2024" not in text and "Forecasters expect" in text
-    # no <title> to match: the header box stays out, as before
+    # no <title> to match: the page's first <h1> is the headline when no <h1> was kept
     assert "highest water" not in _text(page("Example News", body))
+    body = body.replace("<h1>River levels rise</h1>", "<h2>River levels rise</h2>")
+    assert _text(page("Example News", body)).startswith("River levels rise across the valley")
 
 
 def test_captions_leave_the_text_for_their_image():

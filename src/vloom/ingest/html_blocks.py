@@ -22,7 +22,7 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
    ("Read also" over a dropped link list) goes with it.
 5. A label that introduced a dropped link list ("Read also:") goes; so do calls to action among
    the last few blocks (subscribe, follow us on two social networks, get the app).
-6. The article's heading, when the <title> repeats it, and its lead (prose between heading and
+6. The article's heading (the <title> repeats it, or the page's first <h1>) and its lead (prose between heading and
    the first kept text) stay, wherever the column was drawn.
 Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
 captions and short option names that weigh little as prose, and their text score says nothing.
@@ -93,7 +93,7 @@ class Entries:
     seps: list[int] = field(default_factory=list)  # separator kind before each text block
     chars: list[int] = field(default_factory=list)  # characters of each entry (0 for images)
     links: list[int] = field(default_factory=list)  # of those, characters inside <a>
-    heads: list[bool] = field(default_factory=list)  # the block is (in) a heading <h1>..<h6>
+    heads: list[int] = field(default_factory=list)  # 1..6: the block is (in) <h1>..<h6>, else 0
     # containers left by the walk: (start, end, n_links, depth, node)
     boxes: list[tuple] = field(default_factory=list)
 
@@ -144,8 +144,7 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     _drop_orphan_headings(keep, ent.heads)
     _drop_list_labels(keep, ent)
     _drop_calls_to_action(keep, ent)
-    if title:
-        _title_and_lead(keep, ent, title)
+    _title_and_lead(keep, ent, title)
     return keep
 
 
@@ -233,8 +232,8 @@ def _title_parts(title: str) -> list[str]:
 
 
 def _title_and_lead(keep: list[bool], ent: Entries, title: str) -> None:
-    """The article's heading (a heading before the first kept text that the <title> repeats)
-    and its lead (prose between the two: a standfirst in its own box) belong to the article,
+    """The article's heading (a heading before the first kept text that the <title> repeats, or
+    the page's first <h1> there when no <h1> was kept) and its lead (prose between the two: a standfirst in its own box) belong to the article,
     however the column was drawn (trafilatura and readability compare headings with the
     <title> the same way)."""
     first = next((i for i in range(len(keep)) if keep[i] and ent.chars[i]), -1)
@@ -243,11 +242,15 @@ def _title_and_lead(keep: list[bool], ent: Entries, title: str) -> None:
     whole = " ".join(title.split()).casefold()
     parts = _title_parts(title)
     items, heads, chars, links = ent.items, ent.heads, ent.chars, ent.links
+    # no <h1> kept: the page's first <h1>, when it stands just above the column, is the article's
+    h1 = -1
+    if not any(k and h == 1 for k, h in zip(keep, heads, strict=True)):
+        h1 = next((i for i in range(first) if heads[i] == 1), -1)
     for t in range(first - 1, max(first - _TITLE_REACH, 0) - 1, -1):
         if not heads[t] or keep[t] or links[t] * 2 >= chars[t]:
             continue
         h = " ".join(items[t].split()).casefold()
-        if (len(h) >= 12 and h in whole) or any(p in h for p in parts):
+        if t == h1 or (len(h) >= 12 and h in whole) or any(p in h for p in parts):
             keep[t] = True
             for i in range(t + 1, first):
                 if chars[i] - links[i] >= _LEAD_CHARS and links[i] * 2 < chars[i]:
@@ -255,7 +258,7 @@ def _title_and_lead(keep: list[bool], ent: Entries, title: str) -> None:
             return
 
 
-def _drop_orphan_headings(keep: list[bool], heads: list[bool]) -> None:
+def _drop_orphan_headings(keep: list[bool], heads: list[int]) -> None:
     """A heading whose section (up to the next heading) lost everything titled what went:
     "Related articles", "Read more", "Comments". A title right above a subtitle stays."""
     kept = dropped = False  # in the section after the current position, scanning backwards
@@ -310,7 +313,7 @@ def _is_call_to_action(text: str) -> bool:
     return len(names) >= 2 or (len(names) == 1 and len(text) < _NETWORK_LINE)
 
 
-def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[bool]) -> None:
+def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[int]) -> None:
     """jusText's context rule at the column's edges: short text after the last paragraph of
     prose ("Share", "Read more", "Leave a reply") goes, and short text before the first one
     that is not a heading (a date line, a section label, a photo credit)."""

@@ -352,7 +352,7 @@ def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
 class _Emitter:
     """Collects inline text into blocks, and blocks and images into `Entries` in order."""
 
-    __slots__ = ("ent", "buf", "buf_links", "pending", "in_head")
+    __slots__ = ("ent", "buf", "buf_links", "pending", "in_head", "head_level")
 
     def __init__(self) -> None:
         self.ent = Entries()
@@ -360,6 +360,7 @@ class _Emitter:
         self.buf_links = 0  # characters of the buffer's text inside <a>
         self.pending = _NONE
         self.in_head = 0  # depth of open <h1>..<h6>
+        self.head_level = 0  # the outermost open heading's level
 
     def boundary(self, kind: int) -> None:
         if self.buf:
@@ -391,7 +392,7 @@ class _Emitter:
             links *= 3
         ent.chars.append(n)
         ent.links.append(min(links, n))
-        ent.heads.append(self.in_head > 0)
+        ent.heads.append(self.head_level if self.in_head else 0)
         self.pending = _NONE
 
     def image(self, ref: ImageRef) -> None:
@@ -401,7 +402,7 @@ class _Emitter:
         ent.seps.append(_NONE)
         ent.chars.append(0)
         ent.links.append(0)
-        ent.heads.append(False)
+        ent.heads.append(0)
         self.pending = _NONE
 
 
@@ -485,6 +486,8 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
                     if tag == "a":
                         in_link += 1
                     elif tag in _HEADINGS:
+                        if not em.in_head:
+                            em.head_level = int(tag[1])
                         em.in_head += 1
                     exits.append((kind, len(ent.items), n_links, tag in _BOX_TAGS))
                     node = child
