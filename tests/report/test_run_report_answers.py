@@ -95,3 +95,12 @@ def test_html_config_is_a_real_fold(tiny_run):
     assert "image_start_fraction" in fold and "<table>" in fold  # the config lives inside it
     assert page.index("<table>") < page.index("<details>")  # results before the config
     assert page.count('src="data:image/png;base64,') >= 3  # plots and thumbnails embedded
+
+
+def test_chance_levels_follow_the_options():
+    from vloom.report.headline import chance_levels
+
+    recs = {
+        "run": {"multi_image": [{"options": ["a", "b"]}] * 3, "vqa": [{"options": list("abcd")}]}
+    }
+    assert chance_levels(recs) == {"multi_image": 0.5, "vqa": 0.25}

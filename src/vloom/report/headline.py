@@ -104,6 +104,17 @@ def headlines(
     return out
 
 
+def chance_levels(examples: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, float]:
+    """Each multiple-choice task's chance accuracy, mean of 1 / number of options."""
+    out: dict[str, float] = {}
+    for tasks in examples.values():
+        for task, recs in tasks.items():
+            k = [len(r["options"]) for r in recs if r.get("options")]
+            if k and task not in out:
+                out[task] = sum(1 / n for n in k) / len(k)
+    return out
+
+
 def type_intervals(
     examples: dict[str, dict[str, list[dict[str, Any]]]],
 ) -> dict[str, dict[str, dict[str, Interval]]]:

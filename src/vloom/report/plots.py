@@ -103,8 +103,15 @@ def plot_loss(run_dirs: dict[str, Path], out: Path) -> Path:
     return _save(fig, out)
 
 
-def plot_eval(results: dict[str, dict], out: Path) -> Path:
-    """One panel per task with a bar per run for that task's main metric.
+def plot_eval(
+    results: dict[str, dict],
+    out: Path,
+    intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+    chance: dict[str, float] | None = None,
+) -> Path:
+    """One panel per task with a bar per run for that task's main metric; `intervals[run][task]`
+    (the 95% intervals of the headline table), where given, are drawn as error bars;
+    `chance[task]` replaces the 4-way chance line (e.g. 0.5 for a 2-way task).
 
     `results` maps a run label to its results.json content (or to its bare `eval` mapping).
     Tasks have unrelated scales (accuracy vs perplexity), hence a panel each rather than one
@@ -133,6 +140,10 @@ def plot_eval(results: dict[str, dict], out: Path) -> Path:
         xs = list(range(len(labels)))
         heights = [v if finite(v) else 0.0 for v in values]
         bars = ax.bar(xs, heights, color=[f"C{i % 10}" for i in xs], width=0.7)
+        cis = [(intervals or {}).get(lb, {}).get(task) for lb in labels]
+        for x, h, ci in zip(xs, heights, cis, strict=True):
+            if ci is not None:
+                ax.errorbar(x, h, yerr=[[h - ci[0]], [ci[1] - h]], color="0.15", capsize=3, lw=1)
         for bar, v in zip(bars, values, strict=True):
             text = f"{v:.3g}" if finite(v) else "n/a"
             ax.annotate(
@@ -143,7 +154,8 @@ def plot_eval(results: dict[str, dict], out: Path) -> Path:
                 fontsize=7,
             )
         if metric.startswith("accuracy"):
-            ax.axhline(CHANCE, color="0.3", linestyle=":", linewidth=1, label="chance")
+            level = (chance or {}).get(task, CHANCE)
+            ax.axhline(level, color="0.3", linestyle=":", linewidth=1, label="chance")
             ax.set_ylim(0, 1.05)
             ax.legend(fontsize=7, loc="upper right")
         else:

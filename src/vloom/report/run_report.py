@@ -15,7 +15,13 @@ import yaml
 from vloom.evaluate.records import EXAMPLES_DIR, read_examples
 from vloom.ondisk import atomic_write_text
 from vloom.report.gallery import gallery_section
-from vloom.report.headline import headline_table, headlines, resolved_sentence, type_intervals
+from vloom.report.headline import (
+    chance_levels,
+    headline_table,
+    headlines,
+    resolved_sentence,
+    type_intervals,
+)
 from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_eval_curves, plot_loss
 from vloom.report.runfiles import (
@@ -153,9 +159,10 @@ def _results_section(
         out.append("\n".join(missing))
     evals = {lb: eval_section(r) for lb, r in all_results.items() if r is not None}
     evals = {lb: ev for lb, ev in evals.items() if ev}
-    eval_png = plot_eval(evals, run_dir / PLOTS_DIR / "eval.png")
+    heads = headlines(evals, examples)
+    bars = {lb: {h.task: h.ci[lb] for h in heads if h.ci.get(lb)} for lb in evals}
+    eval_png = plot_eval(evals, run_dir / PLOTS_DIR / "eval.png", bars, chance_levels(examples))
     if evals:
-        heads = headlines(evals, examples)
         out.append(headline_table(heads, list(evals)))
         out.append(
             "Brackets: 95% intervals, a bootstrap over the held-out examples (2,000 resamples); "
