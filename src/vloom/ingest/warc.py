@@ -28,6 +28,7 @@ the next record is read; a reading failure outside any record ends that file as
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,11 +91,17 @@ def _charset(ct: str) -> str | None:
 
 
 IMAGE_CACHE_BYTES = 64 * 1024 * 1024  # image payloads pass 1 keeps; the others are re-read
+PAGE_CACHE_BYTES = 64 * 1024 * 1024  # page payloads pass 1 keeps; past it a file is read again
 
 
 class WarcImageIndex:
     """URL -> (warc file, record offset) of image records. Pass 1 keeps the payloads of the
-    first IMAGE_CACHE_BYTES of them (it reads them anyway); any other is re-read on demand."""
+    first IMAGE_CACHE_BYTES of them (it reads them anyway); any other is re-read on demand.
+
+    Pass 1 also keeps each file's records as pass 2 reads them (`replay`): pages whole (up to
+    PAGE_CACHE_BYTES of them in all), every other record its first 512 bytes (all pass 2 looks
+    at), so pass 2 need not inflate the file again. A file whose pages pass that budget, or
+    whose reading failed in pass 1, is read again by pass 2."""
 
     def __init__(
         self,
@@ -111,17 +118,29 @@ class WarcImageIndex:
         self._kept: dict[tuple[int, int], bytes] = {}
         self._kept_bytes = 0
         self._fh: dict[int, IO[bytes]] = {}
+        self.replay: dict[int, list[Rec | Lost]] = {}
+        self._page_bytes = 0
         for i, path in enumerate(paths):
             self._scan(i, path)
 
     def _scan(self, i: int, path: Path) -> None:
+        # read as far as either pass needs: an image's cap, a page's cap
+        keep = max(self.max_bytes, MAX_PAGE_BYTES)
+        items: list[Rec | Lost] | None = []
+        counted = 0
         try:
             with open_regular_file(path) as fh:
                 if not looks_like_warc(fh):
                     return
                 size = os.fstat(fh.fileno()).st_size
-                recs = records(fh, size, self.max_record_bytes, self.max_bytes, self.reader)
-                for rec in recs:
+                for rec in records(fh, size, self.max_record_bytes, keep, self.reader):
+                    if items is not None:
+                        item, n = _as_pass2(rec)
+                        counted += n
+                        if self._page_bytes + counted > PAGE_CACHE_BYTES:
+                            items, counted = None, 0  # pass 2 reads this file again
+                        else:
+                            items.append(item)
                     if isinstance(rec, Lost):
                         continue  # pass 2 counts it
                     if rec.rec_type not in ("response", "resource") or rec.status // 100 != 2:
@@ -129,19 +148,23 @@ class WarcImageIndex:
                     if rec.target and sniff_image(rec.payload[:16]) is not None:
                         self._add(normalize_url(rec.target), i, rec)
         except Exception:  # noqa: BLE001 - what was indexed stays; pass 2 counts the failure
-            pass
+            return
+        if items is not None:
+            self.replay[i] = items
+            self._page_bytes += counted
 
     def _add(self, key: str, i: int, rec: Rec) -> None:
         if key in self.index:
             return  # the first record of a URL serves it
         self.index[key] = (i, rec.offset)
         n = len(rec.payload)
-        if not rec.truncated and self._kept_bytes + n <= IMAGE_CACHE_BYTES:
+        if not rec.truncated and n <= self.max_bytes and self._kept_bytes + n <= IMAGE_CACHE_BYTES:
             self._kept[(i, rec.offset)] = rec.payload
             self._kept_bytes += n
 
     def close(self) -> None:
         self._kept.clear()
+        self.replay.clear()
         for fh in self._fh.values():
             fh.close()
         self._fh.clear()
@@ -165,6 +188,23 @@ class WarcImageIndex:
         except Exception:  # noqa: BLE001 - a record that was readable in pass 1 but not now
             return "warc_reread_failed"
         return "image_too_large" if len(data) > self.max_bytes else data
+
+
+def _as_pass2(rec: Rec | Lost) -> tuple[Rec | Lost, int]:
+    """(the record as pass 2 reads it - payload up to MAX_PAGE_BYTES - from one read with a
+    larger cap, page bytes kept): a page whole, any other record its first 512 bytes."""
+    if isinstance(rec, Lost):
+        return rec, 0
+    body = rec.payload
+    truncated = rec.truncated or len(body) > MAX_PAGE_BYTES
+    page = (
+        rec.rec_type in ("response", "resource")
+        and rec.status // 100 == 2
+        and sniff_image(body[:16]) is None
+        and _is_html(rec.content_type, body[:512])
+    )
+    body = body[:MAX_PAGE_BYTES] if page else body[:512]
+    return dataclasses.replace(rec, payload=body, truncated=truncated), len(body) if page else 0
 
 
 def _is_html(ct: str, head: bytes) -> bool:
@@ -205,14 +245,15 @@ def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
     checker = ImageChecker(opts.max_image_bytes)
     boundary = UnitBoundary(ledger, opts, "record")
     try:
-        for path in paths:
-            units = _one_warc(path, store, checker, ledger, opts, max_record, reader, boundary)
+        for i, path in enumerate(paths):
+            units = _one_warc(i, path, store, checker, ledger, opts, max_record, reader, boundary)
             yield from boundary.stream(str(path), units)  # a break in reading: "file_error:..."
     finally:
         store.close()
 
 
 def _one_warc(
+    i: int,
     path: Path,
     store: WarcImageIndex,
     checker: ImageChecker,
@@ -235,8 +276,12 @@ def _one_warc(
         ledger.reject("not_a_warc")
         return
     seen = 0
+    replay = store.replay.pop(i, None)  # the records as pass 1 read them, if it kept them
     with fh:
-        for rec in records(fh, size, max_record, MAX_PAGE_BYTES, reader):
+        recs = (
+            replay if replay is not None else records(fh, size, max_record, MAX_PAGE_BYTES, reader)
+        )
+        for rec in recs:
             ledger.input += 1
             if isinstance(rec, Lost):
                 reject = "not_a_warc" if rec.reason == "warc_truncated" and not seen else rec.reason
