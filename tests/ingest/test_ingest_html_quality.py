@@ -240,6 +240,16 @@ def test_calls_to_action_at_the_end_go_prose_naming_a_network_stays():
     assert "Subscribe now" in text
 
 
+def test_screen_reader_only_text_is_dropped():
+    body = ARTICLE.replace(
+        "<p>Residents",
+        '<p><a href="/x">Report<span class="sr-only"> (opens in a new window)'
+        "</span></a> a flooded road to the council.</p><p>Residents",
+    )
+    text = _text(page("t", f"<article>{body}</article>"))
+    assert "Report a flooded road" in text and "new window" not in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

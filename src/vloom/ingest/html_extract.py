@@ -39,6 +39,10 @@ _SKIP_TAGS = (
 ).split()
 _SKIP_ATTRS = (
     "[hidden]",
+    # text for screen readers only ("opens in a new window", "Skip to content"), in the class
+    # names of the common CSS frameworks and CMSs. (A plain "hidden" class is often content a
+    # script reveals, so it stays.)
+    ".sr-only, .screen-reader-text, .visually-hidden, .visuallyhidden, .element-invisible",
     "[aria-hidden=true]",
     '[style*="display:none"]',
     '[style*="display: none"]',
