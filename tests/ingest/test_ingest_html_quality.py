@@ -250,6 +250,22 @@ def test_screen_reader_only_text_is_dropped():
     assert "Report a flooded road" in text and "new window" not in text
 
 
+def test_teasers_linked_headline_and_excerpt_go_a_linked_post_title_stays():
+    teasers = "".join(
+        f'<div class="card"><img src="t{i}.jpg"><h3><a href="/p/{i}">Other story {i}</a></h3>'
+        f"<p>An excerpt of the other story number {i}, long enough to read like a paragraph of "
+        "prose from an article, which it is not.</p></div>"
+        for i in range(3)
+    )
+    text = _text(page("t", f"<div>{ARTICLE}<h2>Related</h2>{teasers}</div>"))
+    assert "Forecasters expect" in text and "excerpt" not in text and "Other story" not in text
+    # a blog post whose title links to itself, its first paragraph short: no teaser, as more
+    # paragraphs follow
+    post = ARTICLE.replace("<h1>River levels rise</h1>", '<h2><a href="/p">River levels</a></h2>')
+    text = _text(page("t", f"<div>{post}</div><div>{teasers}</div>"))
+    assert text.startswith("Heavy rain over the weekend") and "excerpt" not in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

@@ -5,6 +5,8 @@ character and link-text counts, and whether they are headings) and images. It al
 every container element it left, the entry range that element spans and its link count.
 Selection then works on ranges and prefix sums, so it stays linear in the page:
 
+0. Teasers go first: a linked headline with a short excerpt under it and nothing more, repeated
+   (a "related posts" grid), so that the excerpts do not count as the page's prose.
 1. Link lists go whole (navigation, "related" teasers, tag clouds, tables of contents): most of
    their text is link text and they hold several links (trafilatura's and readability's test),
    unless they also hold several paragraphs of prose (a section with a list of links in it).
@@ -61,6 +63,9 @@ _NEAR_CHARS = 30
 _TITLE_REACH = 12
 _LEAD_CHARS = 80
 _TITLE_SPLIT = re.compile(r"\s+[|\u2013\u2014\u00b7\u2022:\u00bb\u00ab/-]+\s+")
+# a teaser's excerpt under its linked headline is shorter than this; a page's teasers repeat
+_TEASER_CHARS = 300
+_TEASER_REPEAT = 2
 # a label of a dropped link list is shorter than this
 _LABEL_CHARS = 100
 # calls to action: looked for among the last this many kept blocks, each shorter than this
@@ -106,12 +111,14 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     if n == 0:
         return keep
     chars, links = ent.chars, ent.links
+    for i in _teasers(ent):
+        keep[i] = False
     # prefix sums: characters, link characters, prose characters (outside links, long blocks)
     pc = [0] * (n + 1)
     pl = [0] * (n + 1)
     pp = [0] * (n + 1)
     for i in range(n):
-        c, lk = chars[i], links[i]
+        c, lk = (chars[i], links[i]) if keep[i] else (0, 0)
         pc[i + 1] = pc[i] + c
         pl[i + 1] = pl[i] + lk
         pp[i + 1] = pp[i] + (c - lk if c - lk >= _PROSE_CHARS and lk < 0.5 * c else 0)
@@ -146,6 +153,31 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     _drop_calls_to_action(keep, ent)
     _title_and_lead(keep, ent, title)
     return keep
+
+
+def _teasers(ent: Entries) -> list[int]:
+    """Teasers of other pages: a linked headline and the short excerpt under it, repeated
+    (a "related posts" grid, a front page's list). Found before anything else, so that their
+    excerpts do not count as the page's prose."""
+    items, chars, links, heads = ent.items, ent.chars, ent.links, ent.heads
+    n = len(items)
+    found: list[int] = []
+    pairs = 0
+    for i in range(n):
+        if not heads[i] or not chars[i] or links[i] * 2 < chars[i]:
+            continue
+        j = i + 1
+        while j < n and (not chars[j] or links[j] * 2 >= chars[j]) and not heads[j]:
+            j += 1  # images, a category or date link
+        if j == n or heads[j] or chars[j] - links[j] >= _TEASER_CHARS:
+            continue
+        k = j + 1  # ... and nothing more under the headline: a post's opening paragraph is not
+        while k < n and (not chars[k] or links[k] * 2 >= chars[k]) and not heads[k]:
+            k += 1
+        if k == n or heads[k]:
+            found += [i, j]
+            pairs += 1
+    return found if pairs >= _TEASER_REPEAT else []
 
 
 def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], name_of) -> bool:
