@@ -12,8 +12,13 @@ or --peak-flops).
 Both models have the same shape (width, depth, heads, vocab, SwiGLU hidden size, tied
 embeddings, SDPA attention), train in fp32 on CPU with the same AdamW, lr and random token
 batches, through the same plain loop: forward, cross-entropy, backward, clip, step, zero_grad.
+vloom's model is initialised as vloom trains it (the VLM's init: normal std 0.02, residual
+projections scaled by depth), transformers' as LlamaForCausalLM initialises itself (std 0.02).
 The two are timed in alternating blocks and the median block is reported, so a noisy shared
-machine slows both alike. On a machine whose cores are already busy (e.g. a training job),
+machine slows both alike. Each repeat's rate is printed; a model whose last repeat runs
+under 0.85x its first is flagged DECAY (a slowdown that grows with training, e.g. denormal
+floats), and so is the vloom/transformers ratio. On CPU denormals are flushed to zero, as
+vloom's training loop does (vloom.train.denormal); --keep-denormals measures without it. On a machine whose cores are already busy (e.g. a training job),
 pass --threads 1: torch's default of one thread per core then oversubscribes the CPU and a
 step can run several times slower, for both models.
 """
@@ -32,9 +37,12 @@ from torch import nn
 from vloom.config import ModelConfig
 from vloom.model.layers import swiglu_hidden
 from vloom.model.lm import LanguageModel
+from vloom.model.vlm import VLM
+from vloom.train.denormal import flush_denormals
 from vloom.train.flops import decoder_flops_per_token, peak_flops
 
 LR = 3e-4
+DECAY = 0.85  # last repeat under this share of the first: flagged
 SIZES = {
     "tiny": {
         "d_model": 128,
@@ -53,6 +61,19 @@ SIZES = {
         "batch": 8,
     },
 }
+
+
+def build_vloom(cfg: ModelConfig, vocab: int, seq_len: int) -> LanguageModel:
+    """vloom's LM with the initialisation vloom trains it from: the VLM's. A bare LanguageModel
+    keeps torch's defaults (embedding N(0, 1), tied to the output head: initial logits with
+    std ~sqrt(d_model), a loss of 124 for vocab 2048, and a softmax whose gradient fills
+    with denormals as that loss falls; measured in the README's training-throughput notes)."""
+    image = cfg.vision.patch_size * cfg.vision.merge  # the smallest image the tower takes
+    return VLM(cfg, vocab, seq_len, image, pretrained=False).lm
+
+
+def decay_flag(rates: list[float]) -> str:
+    return "DECAY" if len(rates) > 1 and rates[-1] < DECAY * rates[0] else ""
 
 
 def vloom_logits(model: LanguageModel):
@@ -86,6 +107,26 @@ def train_steps(
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def time_repeats(
+    models: dict, opts: dict, batches: list[torch.Tensor], args: argparse.Namespace, bf16: bool
+) -> dict[str, list[float]]:
+    """Warm up each model, then time `repeats` blocks of `steps` steps each; tokens/s per block.
+    The same models and optimizers train on through all blocks, so a slowdown that grows with
+    training shows as a decay across them."""
+    for name, (m, fwd) in models.items():
+        train_steps(fwd, m, opts[name], batches, args.warmup, bf16)
+    tokens = args.steps * args.batch * args.seq_len
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
+    for r in range(args.repeats):
+        # Alternate which model goes first so drift in machine load does not favour one.
+        for name in names if r % 2 == 0 else names[::-1]:
+            m, fwd = models[name]
+            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16)
+            rates[name].append(tokens / wall)
+    return rates
 
 
 def n_params(model: nn.Module) -> int:
@@ -130,7 +171,10 @@ def main() -> None:
     ap.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per repeat and model")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="timed blocks per model (>= 4)")
+    ap.add_argument(
+        "--keep-denormals", action="store_true", help="CPU: do not flush denormals to zero"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch default")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -146,7 +190,7 @@ def main() -> None:
 
     mcfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads)
     hidden = swiglu_hidden(args.d_model, mcfg.ffn_mult)
-    vloom = LanguageModel(mcfg, args.vocab, args.seq_len).float().train().to(device)
+    vloom = build_vloom(mcfg, args.vocab, args.seq_len).float().train().to(device)
     models = {"vloom": (vloom, vloom_logits(vloom))}
 
     hf = build_hf(args, hidden)
@@ -177,24 +221,24 @@ def main() -> None:
         f"d_model={args.d_model} n_layers={args.n_layers} n_heads={args.n_heads} "
         f"ffn_hidden={hidden} vocab={args.vocab} seq_len={args.seq_len} batch={args.batch} "
         f"params={n_params(vloom):,} threads={torch.get_num_threads()} device={device} "
-        f"dtype={'bf16' if bf16 else 'fp32'}"
+        f"dtype={'bf16' if bf16 else 'fp32'} "
+        f"denormals={'kept' if args.keep_denormals or device.type != 'cpu' else 'flushed'}"
     )
 
-    for name, (m, fwd) in models.items():
-        train_steps(fwd, m, opts[name], batches, args.warmup, bf16)
-
-    tokens = args.steps * args.batch * args.seq_len
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    names = list(models)
-    for r in range(args.repeats):
-        # Alternate which model goes first so drift in machine load does not favour one.
-        for name in names if r % 2 == 0 else names[::-1]:
-            m, fwd = models[name]
-            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16)
-            rates[name].append(tokens / wall)
+    flush = contextlib.nullcontext() if args.keep_denormals else flush_denormals(device)
+    with flush:
+        rates = time_repeats(models, opts, batches, args, bf16)
     med = {name: statistics.median(v) for name, v in rates.items()}
+    print(f"  {'repeat':20s} " + " ".join(f"{r + 1:8d}" for r in range(args.repeats)))
     for name, v in rates.items():
-        print(f"  {name:20s} " + " ".join(f"{x:8.0f}" for x in v) + " tok/s")
+        print(f"  {name:20s} " + " ".join(f"{x:8.0f}" for x in v) + f" tok/s {decay_flag(v)}")
+    if len(rates) == 2:
+        ratio = [a / b for a, b in zip(*rates.values(), strict=True)]
+        print(
+            f"  {'ratio':20s} "
+            + " ".join(f"{x:8.2f}" for x in ratio)
+            + f"       {decay_flag(ratio)}"
+        )
 
     peak = peak_flops(device, bf16, args.peak_flops)
     if peak:

@@ -48,6 +48,7 @@ from vloom.train.checkpoint import (
     prune,
     save_checkpoint,
 )
+from vloom.train.denormal import flush_denormals
 from vloom.train.distributed import pick_device  # noqa: F401  (re-exported for callers)
 from vloom.train.evalhook import DuringTraining
 from vloom.train.flops import flops_per_image, lm_flops_per_token, peak_flops
@@ -548,6 +549,10 @@ def train(
     `eval_dir` holds the evaluation sets `eval.during_training` reads (the final eval's)."""
     run = _Run(cfg, Path(packed_dir), Path(out_dir), quiet, Path(eval_dir) if eval_dir else None)
     try:
-        return run.run()
+        # On CPU, flush denormals for the whole run: a softmax or an optimizer state that
+        # drifts below 1.2e-38 otherwise slows every op that reads it several-fold
+        # (benchmarks/train_throughput.py; vloom.train.denormal).
+        with flush_denormals(run.device):
+            return run.run()
     finally:
         D.shutdown(run.info)
