@@ -11,6 +11,21 @@ then the normal `run` per shard after `load_plan` gave it that shard's decision.
 Run without a plan (in memory, one stream), a global step plans over that stream alone
 (`planned_stream`), which is the same decision.
 
+Partitioned plan (`partition.py`, what the executors run for a step with a `record_dtype`):
+no process holds the corpus. A step implements little:
+    records(sigs) -> records              one shard's signatures [n, sig_size] as records
+                                          with a uniform uint64 "key" (records with equal
+                                          keys meet in one partition) and "g" (the record's
+                                          index in the shard; the executor makes it global)
+    plan_partition(recs, part, rnd, ctx)  one partition's records sorted by (key, g) ->
+                                          marks (partition.MARK: global position, value),
+                                          or pairs (u, v) with `resolves_pairs`
+    shard_state(sigs, j, v) -> state      a shard's marks -> the state `plan` would give it
+    plan_rounds(), reduce(rnd, outs, ctx) steps that need global totals first (mix): each
+                                          round but the last returns small summaries
+`plan` stays the single-process plan (in-memory runs, and the reference the partitioned
+plan is tested against: same kept set, same survivor).
+
 The hooks the executors call, with their defaults here (a step overrides what it needs):
     prepare(params, work_dir) -> params   classmethod, on the driver before any pass
                                           (e.g. train a classifier once, name a log dir)
@@ -30,6 +45,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from vloom.doc import Document
 from vloom.ledger import Ledger
@@ -118,6 +135,9 @@ class GlobalStep(Step):
     """
 
     sig_size: ClassVar[int] = 16
+    # partitioned plan: None plans on the driver from every shard's signatures (`plan`)
+    record_dtype: ClassVar[np.dtype | None] = None
+    resolves_pairs: ClassVar[bool] = False  # plan_partition emits pairs for union-find
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,4 +175,26 @@ class GlobalStep(Step):
 
     def load_plan(self, state: Any) -> None:
         """Set the decision for the shard about to be `run`."""
+        raise NotImplementedError
+
+    # ---- the partitioned plan (used when `record_dtype` is set) ----
+
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        """One shard's signatures [n, sig_size] uint8 -> records of `record_dtype`."""
+        raise NotImplementedError
+
+    def plan_rounds(self) -> int:
+        """Passes over the partitions; every one but the last returns a summary."""
+        return 1
+
+    def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> Any:
+        """A partition's records, sorted by (key, g) -> marks, pairs or a round's summary."""
+        raise NotImplementedError
+
+    def reduce(self, rnd: int, outs: list[Any], ctx: Any) -> Any:
+        """Round `rnd`'s summaries of every partition (in order) -> the next round's context."""
+        raise NotImplementedError
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        """The state for one shard from its signatures and its marks (record j, value v)."""
         raise NotImplementedError

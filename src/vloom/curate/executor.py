@@ -9,10 +9,14 @@ Layout of `out_dir`:
     .curate/<shard>.ledger.json, .curate/<shard>.done    per-shard stats and completion marker
     .curate/<shard>.quarantine.json  input rows a step could not finish (per-document guard)
     .curate/sig<k>-<shard>.bin signatures of global step k for that shard (cache, for resuming)
+    .curate/spill<k>-<shard>.bin, part<k>-P<P>-*.bin   a partitioned step's records and its
+                               partitions' outputs (`partition.py`), kept for resuming
 
 Passes: steps' `prepare` hooks run on the driver first (e.g. training a classifier once);
 for each global step (dedup, top-fraction, mix), signatures of every shard in parallel,
-then one plan in global shard order; then the filtering pass over the unfinished shards.
+then its plan: partitioned (`partition.py`: partitions of the signatures as tasks, so no
+process holds them all) for steps with a `record_dtype`, else one plan on the driver in
+global shard order; then the filtering pass over the unfinished shards.
 Every file is written atomically (`ondisk`), and a shard's marker is written last, so a
 killed run restarted recomputes only unfinished shards and ends with the same bytes. The
 per-shard passes go through a `MapFn`: worker processes here, Ray tasks in `ray_executor`
@@ -40,6 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
@@ -50,6 +55,14 @@ from vloom.config import CurateConfig
 from vloom.curate.base import CurateError, GlobalStep, Step
 from vloom.curate.funnel import Tally, merge_counts, merge_funnels
 from vloom.curate.guard import Chain, DocFailed, DocGuard
+from vloom.curate.partition import (
+    TASK_TRIES,
+    PlanRef,
+    global_ids,
+    plan_partitioned,
+    shard_state,
+    write_spill,
+)
 from vloom.curate.registry import make_step, resolve_step
 from vloom.doc import Document, Rejected, SchemaError, list_shards, read_shard, write_shard
 from vloom.ledger import Ledger
@@ -145,7 +158,7 @@ def _build(specs: list[StepSpec], plans: dict[int, Any]) -> list[Step]:
     for k, state in plans.items():
         step = steps[k]
         assert isinstance(step, GlobalStep), f"plan given to non-global step {step.name}"
-        step.apply_plan(state)
+        step.apply_plan(shard_state(step, state) if isinstance(state, PlanRef) else state)
     return steps
 
 
@@ -182,8 +195,10 @@ def _quarantine(state: Path, name: str, row: int, reason: str) -> None:
         _quarantine_file(state, name), {str(k): v for k, v in sorted(q.items())}
     )
     for sig in state.iterdir():  # not a glob: a shard's name may hold "[" or "*"
-        if re.fullmatch(rf"sig\d+-{re.escape(name)}\.bin", sig.name):
+        if re.fullmatch(rf"(sig|spill)\d+-{re.escape(name)}\.bin", sig.name):
             sig.unlink(missing_ok=True)
+        elif re.fullmatch(r"part\d+-P\d+-.*", sig.name):
+            sig.unlink(missing_ok=True)  # partition outputs counted the row: all are void
 
 
 def _items(path: Path, state: Path) -> list[Document | Rejected] | None:
@@ -250,7 +265,20 @@ def _signature_task(
         except DocFailed as e:
             _failed(path, state, len(items), e)
             return  # no signature file: the driver plans again without this row
+        if glob.record_dtype is not None:
+            # this shard's records, bucketed by key, for the partition tasks (written before
+            # the signatures: those are the marker that this shard's pass is done)
+            raw = np.frombuffer(b"".join(sigs), dtype=np.uint8).reshape(-1, glob.sig_size)
+            recs = glob.records(raw)
+            recs["g"] = global_ids(rank, recs["g"])
+            write_spill(spill_path(sig_path), recs)
+    elif (dtype := getattr(specs[k][0], "record_dtype", None)) is not None:
+        write_spill(spill_path(sig_path), np.empty(0, dtype))  # an unreadable shard: no records
     ondisk.atomic_write_bytes(sig_path, b"".join(sigs))
+
+
+def spill_path(sig_path: Path) -> Path:
+    return sig_path.with_name("spill" + sig_path.name.removeprefix("sig"))
 
 
 def _bad_shard(path: Path, specs: list[StepSpec]) -> Ledger:
@@ -353,7 +381,8 @@ def _run_all(
 ) -> None:
     bar = tqdm(total=len(jobs), desc=desc, unit="shard", disable=quiet or not jobs)
     try:
-        if workers <= 1 or len(jobs) <= 1:
+        # with workers, no task runs in the driver: its memory stays that of the driver
+        if workers <= 1 or not jobs:
             for job in jobs:
                 fn(*job)
                 bar.update()
@@ -373,7 +402,11 @@ def _run_all(
 
 
 def run_curate(
-    in_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: CurateConfig, quiet: bool = False
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: CurateConfig,
+    quiet: bool = False,
+    partition_records: int | None = None,
 ) -> Ledger:
     """Curate every shard of `in_dir` into `out_dir`; returns (and writes) the merged ledger.
 
@@ -382,8 +415,8 @@ def run_curate(
     if cfg.executor == "ray":
         from vloom.curate.ray_executor import run_curate_ray
 
-        return run_curate_ray(in_dir, out_dir, cfg, quiet=quiet)
-    return drive(in_dir, out_dir, cfg, _run_all, quiet=quiet)
+        return run_curate_ray(in_dir, out_dir, cfg, quiet, partition_records)
+    return drive(in_dir, out_dir, cfg, _run_all, quiet, partition_records)
 
 
 def expand_input(params: dict[str, Any], in_dir: str | os.PathLike) -> dict[str, Any]:
@@ -406,8 +439,12 @@ def drive(
     cfg: CurateConfig,
     run_all: MapFn,
     quiet: bool = False,
+    partition_records: int | None = None,
 ) -> Ledger:
-    """The driver shared by every executor; `run_all` runs one pass of per-shard tasks."""
+    """The driver shared by every executor; `run_all` runs one pass of per-shard tasks.
+
+    `partition_records`: records per partition task of a partitioned plan (default
+    `partition.PARTITION_RECORDS`); decisions do not depend on it."""
     shards = list_shards(in_dir)
     names = [p.name for p in shards]
     if len(set(names)) != len(names):
@@ -443,7 +480,9 @@ def drive(
             make_step(cls, params)  # constructor errors (a bad program, model) before work
         while todo:
             seen = n_quarantined()
-            plans = _plan(shards, specs, state, run_all, cfg.workers, budget, quiet)
+            plans = _plan(
+                shards, specs, state, run_all, cfg.workers, budget, quiet, partition_records
+            )
             if plans is not None:
                 jobs = [
                     (shards[i], out / names[i], state, specs, {k: p[i] for k, p in plans.items()})
@@ -482,6 +521,7 @@ def _plan(
     workers: int,
     budget: float | None,
     quiet: bool,
+    partition_records: int | None = None,
 ) -> dict[int, list[Any]] | None:
     """Each global step's plan, one state per shard; None when a signature pass lost a shard
     (a document was quarantined, its shard's signatures are void: plan again)."""
@@ -491,17 +531,33 @@ def _plan(
         if not _is_global(cls, params):
             continue
         sig_paths = [state / f"sig{k}-{p.name}.bin" for p in shards]
-        jobs = [
-            (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i], i, n)
-            + (budget, os.getpid())
-            for i in range(n)
-            if not sig_paths[i].exists()
-        ]
-        run_all(_signature_task, jobs, workers, f"signatures {cls.name}", quiet)
-        if not all(p.exists() for p in sig_paths):
-            return None
         step = make_step(cls, params)
         assert isinstance(step, GlobalStep)
+        spills = [spill_path(p) for p in sig_paths]
+        partitioned = step.record_dtype is not None
+        for _ in range(TASK_TRIES):
+            jobs = [
+                (shards[i], specs, k, {j: p[i] for j, p in plans.items()}, sig_paths[i], i, n)
+                + (budget, os.getpid())
+                for i in range(n)
+                if not sig_paths[i].exists() or (partitioned and not spills[i].exists())
+            ]
+            run_all(_signature_task, jobs, workers, f"signatures {cls.name}", quiet)
+            if not all(p.exists() for p in sig_paths):
+                return None  # a document was quarantined: plan again without it
+            if not partitioned:
+                break
+            refs = plan_partitioned(
+                step, k, sig_paths, spills, state, run_all, workers, quiet, partition_records
+            )
+            if refs is not None:
+                plans[k] = refs
+                break
+            # else a damaged spill went with its signatures: compute them again
+        else:
+            raise CurateError(f"{cls.name}: spill files damaged {TASK_TRIES} times in a row")
+        if partitioned:
+            continue
         per_shard = []
         for p in sig_paths:
             raw = p.read_bytes()

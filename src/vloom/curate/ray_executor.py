@@ -1,7 +1,9 @@
 """The Ray executor (`executor: ray`): the local executor's passes as Ray tasks.
 
-The driver is the same (`executor.drive`): `prepare` hooks and every GlobalStep plan run
-here, on the driver; each per-shard task (signatures, then the curate pass) is one
+The driver is the same (`executor.drive`): `prepare` hooks run here, on the driver, and so
+do the plans of global steps without partitions; a partitioned plan's partition and resolve
+tasks (`partition.py`) are Ray tasks like the shard tasks, reading and writing the shared
+state directory, so the driver holds file names and small summaries only. Each per-shard task (signatures, then the curate pass) is one
 `ray.remote` call of the same function the local executor runs in a worker process, so
 the output shards, markers and ledger are byte-identical to a local run. The per-document
 guard (`guard.py`) works the same in a Ray worker: a timer in the task's thread when it is
@@ -62,7 +64,11 @@ def _ray_run_all(
 
 
 def run_curate_ray(
-    in_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: CurateConfig, quiet: bool = False
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: CurateConfig,
+    quiet: bool = False,
+    partition_records: int | None = None,
 ) -> Ledger:
     """Curate with Ray tasks; joins a running Ray if this process already initialised one."""
     ray = _import_ray()
@@ -81,7 +87,7 @@ def run_curate_ray(
             raise CurateError(f"cannot start or reach Ray at {where}: {msg}") from None
         started = True
     try:
-        return drive(in_dir, out_dir, cfg, _ray_run_all, quiet=quiet)
+        return drive(in_dir, out_dir, cfg, _ray_run_all, quiet, partition_records)
     finally:
         if started:
             ray.shutdown()

@@ -5,6 +5,11 @@ one space) and then each image's own hash, in reading order, so two documents
 collide only if both their words and their image bytes match. "First" is the
 global order: shard order (sorted file names), then row order, whatever the
 number of workers, because the plan walks shards in that order.
+
+Partitioned plan (executors, `partition.py`): one record per document keyed by the first
+8 bytes of its signature, so equal signatures meet in one partition; there, sorted by
+(signature, global position), every record after the first of its signature is a
+duplicate. Same drop set as the single-process `plan`, without holding the corpus.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import xxhash
 
 from vloom.curate.base import GlobalStep
+from vloom.curate.partition import marks_of
 from vloom.curate.registry import register
 from vloom.doc import Document
 
@@ -36,41 +43,68 @@ def doc_signature(doc: Document) -> bytes:
     return h.digest()
 
 
+HASH128 = np.dtype([("key", "<u8"), ("g", "<i8"), ("lo", "<u8")])
+
+
+def hash128_records(sigs: np.ndarray) -> np.ndarray:
+    """One record per 16-byte hash signature: key = its first 8 bytes, lo = the rest."""
+    h = sigs.view("<u8").reshape(-1, 2)
+    recs = np.empty(h.shape[0], HASH128)
+    recs["key"], recs["lo"], recs["g"] = h[:, 0], h[:, 1], np.arange(h.shape[0])
+    return recs
+
+
 @register("exact_dedup")
 class ExactDedup(GlobalStep):
     """Drop every document whose signature was already seen earlier (reason `duplicate`)."""
 
     sig_size = 16
+    record_dtype = HASH128
 
     def __init__(self) -> None:
         super().__init__()
-        self._seen: set[bytes] = set()
+        self._drop: frozenset[int] = frozenset()
 
     def signatures(self, docs: Iterable[Document]) -> Iterator[bytes]:
         for doc in docs:
             yield doc_signature(doc)
 
     def plan(self, per_shard: list[list[bytes]]) -> list[Any]:
-        # for each shard, the signatures it holds that an earlier shard already holds
-        first_shard: dict[bytes, int] = {}
-        states: list[set[bytes]] = []
-        for i, sigs in enumerate(per_shard):
-            prior = set()
-            for s in sigs:
-                j = first_shard.setdefault(s, i)
-                if j < i:
-                    prior.add(s)
-            states.append(prior)
+        # for each shard, the rows whose signature an earlier row (global order) holds
+        seen: set[bytes] = set()
+        states = []
+        for sigs in per_shard:
+            drop = set()
+            for j, s in enumerate(sigs):
+                if s in seen:
+                    drop.add(j)
+                seen.add(s)
+            states.append(frozenset(drop))
         return states
 
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        return hash128_records(sigs)
+
+    def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> np.ndarray:
+        return marks_of(later_copies(recs, "lo"))
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        return frozenset(j.tolist())
+
     def load_plan(self, state: Any) -> None:
-        self._seen = set(state)
+        self._drop = frozenset(state)
 
     def run(
         self, docs: Iterable[Document], rank: int = 0, world_size: int = 1
     ) -> Iterator[Document]:
-        # seeded with the plan's earlier-shard signatures, streaming dedup = global dedup
-        seen = self._seen
+        if self.planned:
+            for j, doc in enumerate(docs):
+                if j in self._drop:
+                    self.drop("duplicate")
+                else:
+                    yield doc
+            return
+        seen: set[bytes] = set()  # one stream in memory: streaming dedup is global dedup
         for doc in docs:
             sig = doc_signature(doc)
             if sig in seen:
@@ -78,3 +112,14 @@ class ExactDedup(GlobalStep):
             else:
                 seen.add(sig)
                 yield doc
+
+
+def later_copies(recs: np.ndarray, *fields: str) -> np.ndarray:
+    """Global positions of records (sorted by key, then g) whose key and `fields` equal an
+    earlier record's: every occurrence of a value but the first in reading order."""
+    order = np.lexsort([recs["g"], *(recs[f] for f in reversed(fields)), recs["key"]])
+    r = recs[order]
+    same = r["key"][1:] == r["key"][:-1]
+    for f in fields:
+        same &= r[f][1:] == r[f][:-1]
+    return r["g"][1:][same]
