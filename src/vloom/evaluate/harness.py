@@ -120,7 +120,10 @@ def evaluate(
     model, tok = load_checkpoint(ckpt_dir, tokenizer_path, dev)
     ctx = EvalContext(model, tok, eval_dir, dev, batch_size, max_examples, seed)
     examples: dict[str, list] = {}
-    results = run_tasks(ctx, specs, examples)
+    from vloom.train.denormal import flush_denormals  # here: vloom.train imports this module
+
+    with flush_denormals(dev):  # as training does on CPU: denormals slow every op they reach
+        results = run_tasks(ctx, specs, examples)
     return EvalResults(results, examples)
 
 
