@@ -266,6 +266,24 @@ def test_teasers_linked_headline_and_excerpt_go_a_linked_post_title_stays():
     assert text.startswith("Heavy rain over the weekend") and "excerpt" not in text
 
 
+def test_prose_a_few_containers_outside_the_column_stays():
+    # the intro sits three wrappers out from the article body; between them a box of short
+    # labels stops the column from climbing; the intro still reads as the article's
+    intro = (
+        '<div class="intro"><p>Two years after the last flood, the valley is under water again, '
+        "and the people who rebuilt their homes ask what went wrong this time.</p></div>"
+    )
+    labels = "".join(f"<li>Label number {i}</li>" for i in range(12))
+    body = (
+        f'<div class="page">{intro}<div class="outer"><div class="box"><ul>{labels}</ul></div>'
+        f'<div class="inner"><div class="text">{ARTICLE}</div></div></div></div>'
+        '<div class="aside"><p>Short note.</p></div>'
+    )
+    text = _text(page("t", body))
+    assert "Two years after the last flood" in text and "Forecasters expect" in text
+    assert "Label number" not in text and "Short note" not in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

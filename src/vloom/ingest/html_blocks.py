@@ -15,8 +15,8 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
    being named; a class/id that names an article body (entry-content, articleBody, ...) wins
    when it holds enough of that prose. The column then climbs while its parent adds prose and
    images rather than labels, or when it is one of a document's sections (a sibling of the same
-   tag and class); prose just outside it stays (readability's sibling rule). Pages without two
-   paragraphs of prose in one container have no column and skip this step.
+   tag and class); prose a few containers outside it stays (readability's sibling rule).
+   Pages without two paragraphs of prose in one container have no column and skip this step.
 3. Edges of the column: short text after its last paragraph ("Share", "Leave a reply") goes,
    and short non-heading text before its first (a date line, a photo credit).
 4. jusText's context rule: link-text blocks go, short blocks take the class of their nearest
@@ -81,6 +81,9 @@ _NETWORKS = re.compile(
     r"telegram|whatsapp|instagram|facebook|twitter|youtube|tiktok|linkedin|pinterest", re.I
 )
 _NETWORK_LINE = 80
+# readability's sibling rule reaches prose this many enclosing containers (that add entries)
+# out from the column
+_SIBLING_LEVELS = 3
 _COLUMN_TAGS = frozenset("div section article main body td table".split())
 # class/id parts that name an article body (CMS vocabularies: WordPress, Drupal, schema.org)
 _CONTENT_NAME = re.compile(
@@ -224,12 +227,16 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
             break
         lo, hi, best_depth, best = start, end, depth, node
     # readability's sibling rule: prose just outside the column (a lead paragraph in its own
-    # wrapper, the article's last paragraph after an embedded box) belongs to it
+    # wrapper, the article's last paragraph after an embedded box, an intro a few wrappers
+    # out) belongs to it
     plo, phi = 0, n
+    up = 0
     for start, end, _n_links, depth, _node in parents:
-        if depth < best_depth:
+        if depth < best_depth and (start, end) != (lo, hi):
             plo, phi = start, end
-            break
+            up += 1
+            if up == _SIBLING_LEVELS:
+                break
     # Images outside the column stay unless step 1 dropped them: a manual's figures sit in
     # sections of captions and short option names that weigh little as prose, and a page's
     # teaser thumbnails sit in link lists, which went in step 1.
