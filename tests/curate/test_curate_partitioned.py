@@ -6,10 +6,18 @@ partitioned plan (many partitions, spilled to disk). Kept documents, their order
 edited texts and images, and mix's copies must be the same.
 """
 
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vloom.config import CurateConfig, StepConfig
 from vloom.curate import CurateError, run_curate
@@ -17,6 +25,8 @@ from vloom.curate.dupcorpus import planted_docs
 from vloom.curate.partition import BUCKETS, plan_partitioned
 from vloom.curate.registry import build_step
 from vloom.doc import Document, read_documents, write_shard
+from vloom.ledger import Ledger
+from vloom.synth.world import png_bytes, render, sample_scene
 
 HERE = Path(__file__).parent
 SRC = HERE.parents[1] / "src"
@@ -69,9 +79,157 @@ def test_exact_dedup_partitioned_same_as_old_plan(tmp_path):
     _compare(tmp_path, list(planted_docs(600, seed=1, exact_share=0.15)), "exact_dedup", {})
 
 
+def test_minhash_dedup_partitioned_same_as_old_plan(tmp_path):
+    docs = list(planted_docs(600, seed=2, near_share=0.15))
+    docs.append(Document.from_items("short", ["too short"]))  # no shingles: never a duplicate
+    got = _compare(tmp_path, docs, "minhash_dedup", {})
+    ids = {d.id for d in got}
+    assert "short" in ids
+    # the survivor of every cluster is its first member: originals come before their copies
+    assert all(d.metadata.get("duplicate_of") in (None, *ids) for d in got)
+
+
+def test_paragraph_dedup_partitioned_same_as_old_plan(tmp_path):
+    got = _compare(tmp_path, list(planted_docs(600, seed=3)), "paragraph_dedup", {})
+    orig = {d.id: d for d in planted_docs(600, seed=3)}
+    assert any(len(d.text) < len(orig[d.id].text) for d in got), "no paragraph was removed"
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=75)
+    return buf.getvalue()
+
+
+def _image_docs() -> list[Document]:
+    rng = random.Random(0)
+    imgs = [render(sample_scene(rng), 64) for _ in range(60)]
+    docs = []
+    for i in range(120):
+        im = imgs[i % 60] if i < 60 else imgs[rng.randrange(60)]
+        data = png_bytes(im) if i < 60 or i % 3 == 0 else _jpeg(im)
+        items = [data, f"scene {i}"] + ([png_bytes(imgs[(i * 7) % 60])] if i % 5 == 0 else [])
+        docs.append(Document.from_items(f"im{i:03d}", items))
+    docs.append(Document.from_items("bad", [b"not an image", "undecodable"]))
+    return docs
+
+
+@pytest.mark.parametrize("params", [{}, {"max_distance": 0}, {"policy": "drop_pair"}])
+def test_image_dedup_partitioned_same_as_old_plan(tmp_path, params):
+    _compare(tmp_path, _image_docs(), "image_dedup", params, records=30)
+
+
+MIX = [
+    {"shares": {"a": 0.5, "b": 0.5}, "by": "metadata.src"},
+    {"shares": {"a": 0.3, "b": 0.7}, "by": "metadata.src", "unit": "documents", "total": 900},
+    {"score_key": "score", "repeat": [[0.1, 4], [0.3, 2], [0.5, 0.5]]},
+    {
+        "shares": {"a": 0.5, "b": 0.5},
+        "by": "metadata.src",
+        "score_key": "score",
+        "repeat": [[0.2, 3]],
+        "max_repeat": 2,
+    },
+]
+
+
+@pytest.mark.parametrize("params", MIX)
+def test_mix_partitioned_same_as_old_plan(tmp_path, params):
+    docs = list(planted_docs(500, seed=4))
+    got = _compare(tmp_path, docs, "mix", params)
+    assert any(d.metadata.get("repeat_of") for d in got) or "repeat" not in params
+
+
+def test_partition_count_does_not_change_the_output(tmp_path):
+    docs = list(planted_docs(300, seed=5, near_share=0.2))
+    shards = _shards(docs, 5)
+    outs = []
+    for records in (7, 100_000):
+        got, _, _ = new_plan(tmp_path / str(records), shards, "minhash_dedup", {}, workers=2)
+        outs.append(_view(got))
+    assert outs[0] == outs[1]
+
+
+RESUME = [
+    {"name": "exact_dedup"},
+    {"name": "minhash_dedup"},
+    {"name": "paragraph_dedup"},
+    {"name": "mix", "shares": {"a": 0.5, "b": 0.5}, "by": "metadata.src"},
+]
+
+
 def _planted_input(in_dir: Path, n: int = 1200, n_shards: int = 24) -> None:
     for i, docs in enumerate(_shards(list(planted_docs(n, seed=6)), n_shards)):
         write_shard(in_dir / f"s{i:03d}.parquet", docs)
+
+
+def _same_output(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in b.glob("*.parquet"))
+    assert sorted(p.name for p in a.glob("*.parquet")) == names
+    for name in names + ["ledger.json"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.slow  # three runs with a process start and ~400 fsynced files each: ~20-50 s
+def test_sigkilled_partition_pass_resumes_at_partition_granularity(tmp_path):
+    in_dir = tmp_path / "in"
+    _planted_input(in_dir)
+    cfg = CurateConfig(steps=[StepConfig(**s) for s in RESUME])
+    killed = tmp_path / "killed"
+    script = (
+        "import sys\n"
+        "from vloom.config import CurateConfig\n"
+        "from vloom.curate import run_curate\n"
+        f"run_curate(sys.argv[1], sys.argv[2], CurateConfig(steps={RESUME!r}), quiet=True,"
+        " partition_records=160)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(in_dir), str(killed)], env=env)
+    state = killed / ".curate"
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(state.glob("part1-P*-r0-*.bin"))) < 10:  # minhash's ~100 partitions
+            assert proc.poll() is None, "the run ended before the partition pass"
+            assert time.monotonic() < deadline, "no partition finished within 120 s"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in state.glob("part1-P*-r0-*.bin")}
+    n_parts = int(next(iter(done)).name.split("-")[1][1:])
+    assert 10 <= len(done) < n_parts, "the kill must land mid-pass for this test to mean anything"
+    assert not (killed / "ledger.json").exists()
+
+    resumed = run_curate(in_dir, killed, cfg, quiet=True, partition_records=160)
+    # partitions finished before the kill were not planned again
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    fresh = tmp_path / "fresh"
+    run_curate(in_dir, fresh, cfg, quiet=True, partition_records=160)
+    _same_output(killed, fresh)
+    assert resumed.input == resumed.kept + resumed.n_dropped + resumed.n_rejected
+    assert resumed.dropped["minhash_dedup"]["near_duplicate"] > 0
+
+
+def test_corrupt_spill_is_recomputed(tmp_path, capsys):
+    in_dir = tmp_path / "in"
+    _planted_input(in_dir, n=400, n_shards=8)
+    cfg = CurateConfig(steps=[StepConfig(**s) for s in RESUME])
+    fresh, out = tmp_path / "fresh", tmp_path / "out"
+    run_curate(in_dir, fresh, cfg, quiet=True, partition_records=50)
+    run_curate(in_dir, out, cfg, quiet=True, partition_records=50)
+    # as if the filtering pass had not run yet, with one spill's records damaged on disk
+    state = out / ".curate"
+    for p in list(state.glob("*.done")) + list(state.glob("part*")) + list(out.glob("*.parquet")):
+        p.unlink()
+    (out / "ledger.json").unlink()
+    spill = state / "spill1-s003.parquet.bin"
+    raw = bytearray(spill.read_bytes())
+    raw[-100] ^= 0xFF
+    spill.write_bytes(bytes(raw))
+    led = run_curate(in_dir, out, cfg, quiet=True, partition_records=50)
+    assert "spill1-s003.parquet.bin: bucket" in capsys.readouterr().out
+    _same_output(out, fresh)
+    assert led.to_dict() == Ledger.read(fresh).to_dict()
 
 
 def _dropping_map(drop: set[int], times: list[int]):

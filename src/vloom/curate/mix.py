@@ -26,6 +26,22 @@ n times, the copies with ids `<id>-rep<k>` and metadata repeat_of, so `pack` nee
 change. The ledger counts each input once (copies are in step_stats.mix.copies_added);
 mix must be the last step. Signatures are 26 bytes: source, text tokens, images, score,
 and the seeded order key.
+
+Arithmetic: a source's supply is summed exactly (per weight class: weight x the integer
+units of its documents), and the systematic draw runs in fixed point (2**-32 of a copy), so
+the result does not depend on the order sums are taken in. (Before, one floating-point
+running sum over the source: from about a million documents its rounding error reached
+1e-4 of a copy, enough to move a few draws in 10^4 across a whole copy.)
+
+Partitioned plan (what the executors run, `partition.py`): one record per document keyed
+by its order key, so partitions are consecutive stretches of the draw order. Round
+"count" sums documents per source; with repeat tiers, eight "select" rounds find each
+tier's boundary document (the document at rank floor(fraction x n + 0.5) by score, then
+global position) by radix selection on (score, position), 16 bits a round; round "supply"
+sums units per source and weight class per partition; the driver turns these totals into
+each partition's starting point of every source's running sum, and round "final" draws
+each document's copies. The driver holds per-partition totals only; the counts are the
+single-process `plan`'s, document for document.
 """
 
 from __future__ import annotations
@@ -38,17 +54,24 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import xxhash
 
 from vloom.curate.base import CurateError, GlobalStep
 from vloom.curate.funnel import text_tokens
+from vloom.curate.partition import marks_of
 from vloom.curate.registry import register
 from vloom.doc import Document
 
 KINDS = ("text", "pairs", "interleaved")
 _SIG = struct.Struct("<HIIdQ")
+_SIG_DT = np.dtype(
+    [("src", "<u2"), ("tok", "<u4"), ("img", "<u4"), ("score", "<f8"), ("order", "<u8")]
+)
 _UNLISTED = 0xFFFF
 MAX_COPIES = 0xFFFF
+ONE = 1 << 32  # one copy in the fixed-point draw
+_SELECT_ROUNDS = 8  # 16 bits of the 128-bit (score key, position) a round
 
 
 def kind_of(doc: Document) -> str:
@@ -176,42 +199,215 @@ class Mix(GlobalStep):
             else:
                 by_src[r[2]].append(r)
 
-        def units(r: tuple) -> float:
-            return 1.0 if self.unit == "documents" else r[3] + r[4] * self.tokens_per_image
+        def units(r: tuple) -> int:
+            return 1 if self.unit == "documents" else r[3] + r[4] * self.tokens_per_image
 
-        weights: dict[tuple[int, int], float] = {}
-        supply = [0.0] * len(self.names)
+        n_class = len(self.repeat) + 1
+        cls: dict[tuple[int, int], int] = {}  # weight class: first tier holding it, else last
+        usum = [[0] * n_class for _ in self.names]
         for s, members in by_src.items():
             ranked = sorted(members, key=lambda r: (math.isnan(r[5]), -_nz(r[5]), r[0], r[1]))
             n = len(ranked)
             for rank, r in enumerate(ranked):
-                w = 1.0
-                for frac, times in self.repeat:
+                c = len(self.repeat)
+                for t, (frac, _) in enumerate(self.repeat):
                     if rank < math.floor(frac * n + 0.5):
-                        w = times
+                        c = t
                         break
-                weights[r[0], r[1]] = w
-                supply[s] += w * units(r)
+                cls[r[0], r[1]] = c
+                usum[s][c] += units(r)
+        want = self._wants(usum, sorted(by_src))
+        for s, members in by_src.items():
+            cum = self._start(s)
+            for r in sorted(members, key=lambda r: (r[6], r[0], r[1])):
+                start, cum = cum, cum + want[s][cls[r[0], r[1]]]
+                counts[r[0]][r[1]] = min(cum // ONE - start // ONE, self.max_repeat)
+        return [c.tobytes() for c in counts]
+
+    def _weights(self) -> list[float]:
+        return [t for _, t in self.repeat] + [1.0]
+
+    def _start(self, s: int) -> int:
+        """Source s's seeded starting point of the systematic draw, in fixed point."""
+        return math.floor(random.Random(f"mix-{self.seed}-{self.names[s]}").random() * ONE)
+
+    def _wants(self, usum: list[list[int]], seen: list[int]) -> list[list[int]]:
+        """Copies each document of source s and weight class c wants (fixed point), from the
+        sources' exact unit sums per weight class."""
+        w = self._weights()
+        supply = [sum(w[c] * u for c, u in enumerate(row)) for row in usum]
         for s, share in enumerate(self.shares):
             if share > 0 and supply[s] == 0:
                 raise CurateError(
                     f"mix: source {self.names[s]!r} has a share of {share:g} but no documents "
-                    f"(by {self.by!r}); sources seen: {', '.join(self.names[k] for k in sorted(by_src)) or 'none'}"
+                    f"(by {self.by!r}); sources seen: {', '.join(self.names[k] for k in seen) or 'none'}"
                 )
         if self.total is not None:
             total = float(self.total)
         else:
             total = min(supply[s] / sh for s, sh in enumerate(self.shares) if sh > 0)
-        for s, members in by_src.items():
+        out = []
+        for s in range(len(self.names)):
             factor = self.shares[s] * total / supply[s] if supply[s] else 0.0
-            order = sorted(members, key=lambda r: (r[6], r[0], r[1]))
-            u = random.Random(f"mix-{self.seed}-{self.names[s]}").random()
-            cum = u
-            for r in order:
-                want = min(weights[r[0], r[1]] * factor, float(self.max_repeat))
-                start, cum = cum, cum + want
-                counts[r[0]][r[1]] = min(math.floor(cum) - math.floor(start), self.max_repeat)
-        return [c.tobytes() for c in counts]
+            out.append([math.floor(min(wc * factor, float(self.max_repeat)) * ONE) for wc in w])
+        return out
+
+    # ---- the partitioned plan ----
+
+    record_dtype = np.dtype(
+        [("key", "<u8"), ("g", "<i8"), ("src", "<u2"), ("units", "<i8"), ("skey", "<u8")]
+    )
+
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        sig = np.frombuffer(sigs.tobytes(), dtype=_SIG_DT)
+        recs = np.empty(sig.size, self.record_dtype)
+        recs["key"], recs["g"], recs["src"] = sig["order"], np.arange(sig.size), sig["src"]
+        if self.unit == "documents":
+            recs["units"] = 1
+        else:
+            recs["units"] = sig["tok"].astype(np.int64) + sig["img"] * self.tokens_per_image
+        recs["skey"] = score_key(sig["score"])
+        return recs
+
+    def plan_rounds(self) -> int:
+        return 2 + (1 + _SELECT_ROUNDS if self.repeat else 0)
+
+    def _round(self, rnd: int) -> str:
+        if not self.repeat:
+            return ("supply", "final")[rnd]
+        if rnd == 0:
+            return "count"
+        return "select" if rnd <= _SELECT_ROUNDS else ("supply", "final")[rnd - 1 - _SELECT_ROUNDS]
+
+    def _classes(self, recs: np.ndarray, ctx: dict[str, Any] | None) -> np.ndarray:
+        """Each record's weight class (0..tiers; tiers = weight 1) from the tier boundaries."""
+        c = np.full(recs.size, len(self.repeat), dtype=np.int64)
+        if not self.repeat:
+            return c
+        assert ctx is not None
+        for t in reversed(range(len(self.repeat))):  # the first tier holding it wins
+            for s, bound in enumerate(ctx["bound"]):
+                b = bound[t]
+                if b is None:  # the tier holds none of this source
+                    continue
+                m = recs["src"] == s
+                if b != "all":
+                    hi, lo = b
+                    g = recs["g"].view("<u8")
+                    m &= (recs["skey"] < hi) | ((recs["skey"] == hi) & (g < lo))
+                c[m] = t
+        return c
+
+    def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> Any:
+        phase = self._round(rnd)
+        listed = recs["src"] != _UNLISTED
+        src = recs["src"][listed].astype(np.int64)
+        n_src, n_class = len(self.names), len(self.repeat) + 1
+        if phase == "count":
+            return np.bincount(src, minlength=n_src)
+        if phase == "select":
+            return self._histograms(recs, rnd - 1, ctx)
+        cls = self._classes(recs, ctx)[listed]
+        if phase == "supply":
+            idx = src * n_class + cls
+            return (
+                np.bincount(idx, minlength=n_src * n_class).reshape(n_src, n_class),
+                [
+                    [int(x) for x in row]
+                    for row in _int_sums(idx, recs["units"][listed], n_src * n_class).reshape(
+                        n_src, n_class
+                    )
+                ],
+            )
+        # final: records are in draw order (key, then g); each source's running sum starts
+        # where the earlier partitions left it
+        want = np.asarray(ctx["want"], dtype=np.int64)[src, cls]
+        copies = np.zeros(recs.size, dtype=np.int64)
+        out = np.empty(src.size, dtype=np.int64)
+        for s in np.unique(src):
+            m = src == s
+            base = ctx["start"][part][s]
+            off = base % ONE  # only the fraction matters: copies are differences of floors
+            assert want[m].sum() < (1 << 62), "a partition too large for the fixed-point sum"
+            cum = off + np.cumsum(want[m])
+            out[m] = np.minimum(cum // ONE - (cum - want[m]) // ONE, self.max_repeat)
+        copies[listed] = out
+        if self.others == "keep":
+            copies[~listed] = 1
+        keep = copies != 0
+        return marks_of(recs["g"][keep], copies[keep])
+
+    def _histograms(self, recs: np.ndarray, i: int, ctx: dict[str, Any]) -> dict:
+        """Round i of the radix selection: per pending (source, tier), a histogram of the
+        i-th 16-bit digit of (score key, position) among records matching the prefix."""
+        g = recs["g"].view("<u8")
+        word, shift = (recs["skey"], 48 - 16 * i) if i < 4 else (g, 48 - 16 * (i - 4))
+        digit = ((word >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
+        out = {}
+        for (s, t), (hi, lo) in ctx["prefix"].items():
+            m = recs["src"] == s
+            if i < 4:
+                if i:
+                    m &= (recs["skey"] >> np.uint64(64 - 16 * i)) == np.uint64(hi >> (64 - 16 * i))
+            else:
+                m &= recs["skey"] == np.uint64(hi)
+                if i > 4:
+                    m &= (g >> np.uint64(64 - 16 * (i - 4))) == np.uint64(lo >> (64 - 16 * (i - 4)))
+            out[s, t] = np.bincount(digit[m], minlength=1 << 16)
+        return out
+
+    def reduce(self, rnd: int, outs: list[Any], ctx: Any) -> Any:
+        phase = self._round(rnd)
+        if phase == "count":
+            n = np.sum(outs, axis=0)
+            bound: list[list[Any]] = []
+            prefix, rank = {}, {}
+            for s in range(len(self.names)):
+                row = []
+                for t, (frac, _) in enumerate(self.repeat):
+                    k = math.floor(frac * int(n[s]) + 0.5)
+                    if k >= n[s]:
+                        row.append("all")
+                    elif k <= 0:
+                        row.append(None)
+                    else:
+                        row.append("pending")
+                        prefix[s, t], rank[s, t] = (0, 0), k
+                bound.append(row)
+            return {"bound": bound, "prefix": prefix, "rank": rank}
+        if phase == "select":
+            i = rnd - 1
+            for key, (hi, lo) in list(ctx["prefix"].items()):
+                hist = np.sum([o[key] for o in outs], axis=0)
+                cum = np.cumsum(hist)
+                d = int(np.searchsorted(cum, ctx["rank"][key], side="right"))
+                ctx["rank"][key] -= int(cum[d - 1]) if d else 0
+                if i < 4:
+                    hi |= d << (48 - 16 * i)
+                else:
+                    lo |= d << (48 - 16 * (i - 4))
+                ctx["prefix"][key] = (hi, lo)
+            if i == _SELECT_ROUNDS - 1:  # the boundary is the document at that rank
+                for (s, t), hl in ctx["prefix"].items():
+                    ctx["bound"][s][t] = hl
+            return ctx
+        # supply: exact unit sums per source and class -> wants and each partition's start
+        n_src, n_class = len(self.names), len(self.repeat) + 1
+        usum = [[sum(o[1][s][c] for o in outs) for c in range(n_class)] for s in range(n_src)]
+        seen = [s for s in range(n_src) if sum(int(o[0][s].sum()) for o in outs)]
+        want = self._wants(usum, seen)
+        start, run = [], [self._start(s) for s in range(n_src)]
+        for cnt, _ in outs:
+            start.append(list(run))
+            for s in range(n_src):
+                run[s] += sum(int(cnt[s][c]) * want[s][c] for c in range(n_class))
+        ctx = dict(ctx or {}, want=want, start=start)
+        return ctx
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        counts = np.zeros(sigs.shape[0], dtype="<u2")
+        counts[j] = v
+        return counts.tobytes()
 
     def load_plan(self, state: Any) -> None:
         self._counts = array("H")
@@ -263,3 +459,20 @@ class Mix(GlobalStep):
 
 def _nz(x: float) -> float:
     return 0.0 if math.isnan(x) else x
+
+
+def score_key(score: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort as (NaN last, higher score first): the tiers' ranking order."""
+    bits = (score + 0.0).view("<u8").copy()  # + 0.0: -0.0 ranks as 0.0
+    neg = (bits >> np.uint64(63)) == 1
+    asc = np.where(neg, ~bits, bits | np.uint64(1 << 63))  # ascending order of the floats
+    key = ~asc  # descending
+    key[np.isnan(score)] = np.uint64(0xFFFFFFFFFFFFFFFF)
+    return key
+
+
+def _int_sums(idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of `values` per index (np.bincount would sum in float64)."""
+    out = np.zeros(n, dtype=np.int64)
+    np.add.at(out, idx, values)
+    return out

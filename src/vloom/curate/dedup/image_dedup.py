@@ -32,7 +32,14 @@ per block, sort by the block and compare neighbours within equal runs, verifying
 full distance with popcount. Cost ~ (d + 1) x (n log n + candidate pairs), candidate
 pairs ~ n^2 / 2^(64 / (d + 1)) per block for uniform hashes; memory O(n) arrays of 8
 bytes plus the candidates of one offset at a time. The result per shard is a packed
-bit mask over its image records.
+bit mask over its image records. That is the single-process plan (in-memory runs).
+
+Partitioned plan (what the executors run, `partition.py`): each valid image gives
+`max_distance + 1` records, one per bit block, keyed by (block, the hash's bits there), the
+perceptual-hash prefix of that block. Every occurrence of a hash meets every hash that
+agrees with it on some block in one partition task, which marks the same images as the
+plan above: the later occurrences of an exact hash, and the later of two close first
+occurrences (within one key's run, compared as above).
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ import numpy as np
 from PIL import Image
 
 from vloom.curate.base import GlobalStep
+from vloom.curate.dedup.minhash import _mix64
+from vloom.curate.partition import marks_of
 from vloom.curate.registry import register
 from vloom.doc import Document
 from vloom.media import ImageError, decode_image
@@ -82,34 +91,46 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i < j) of distinct hashes within `max_distance` bits, each pair once."""
-    n = hashes.size
-    blocks = max_distance + 1
-    edges = np.linspace(0, 64, blocks + 1).astype(int)
     found_i, found_j = [], []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        if hi <= lo:
-            continue
-        mask = np.uint64((1 << (hi - lo)) - 1)
-        key = (hashes >> np.uint64(lo)) & mask
+    for key in block_keys(hashes, max_distance):
         order = np.argsort(key, kind="stable")
-        sk = key[order]
-        # end of each position's run of equal keys; compare i with i + d inside runs only,
-        # so the work is the number of candidate pairs, not n per offset
-        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-        run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
-        active = np.flatnonzero(run_end - np.arange(n) > 1)
-        d = 1
-        while active.size:
-            a, b = order[active], order[active + d]
-            close = hamming(hashes[a], hashes[b]) <= max_distance
-            found_i.append(np.minimum(a[close], b[close]))
-            found_j.append(np.maximum(a[close], b[close]))
-            d += 1
-            active = active[run_end[active] - active > d]
+        for a, b in close_in_runs(key[order], order, hashes, max_distance):
+            found_i.append(np.minimum(a, b))
+            found_j.append(np.maximum(a, b))
     if not found_i:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     pairs = np.unique(np.stack([np.concatenate(found_i), np.concatenate(found_j)], 1), axis=0)
     return pairs[:, 0], pairs[:, 1]
+
+
+def block_keys(hashes: np.ndarray, max_distance: int) -> Iterator[np.ndarray]:
+    """Each of the `max_distance + 1` bit blocks of the hashes (pigeonhole: two hashes within
+    `max_distance` bits agree exactly on at least one block)."""
+    edges = np.linspace(0, 64, max_distance + 2).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        if hi > lo:
+            mask = np.uint64((1 << (hi - lo)) - 1)
+            yield (hashes >> np.uint64(lo)) & mask
+
+
+def close_in_runs(
+    sk: np.ndarray, order: np.ndarray, hashes: np.ndarray, max_distance: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(a, b) index arrays of the pairs within `max_distance` bits among positions `order`
+    that share a run of equal sorted keys `sk`."""
+    n = sk.size
+    # end of each position's run of equal keys; compare i with i + d inside runs only,
+    # so the work is the number of candidate pairs, not n per offset
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
+    active = np.flatnonzero(run_end - np.arange(n) > 1)
+    d = 1
+    while active.size:
+        a, b = order[active], order[active + d]
+        close = hamming(hashes[a], hashes[b]) <= max_distance
+        yield a[close], b[close]
+        d += 1
+        active = active[run_end[active] - active > d]
 
 
 def duplicate_mask(hashes: np.ndarray, valid: np.ndarray, max_distance: int) -> np.ndarray:
@@ -172,6 +193,40 @@ class ImageDedup(GlobalStep):
             states.append((n, np.packbits(dup[lo : lo + n]), np.packbits(~valid[lo : lo + n])))
             lo += n
         return states
+
+    record_dtype = np.dtype([("key", "<u8"), ("g", "<i8"), ("h", "<u8")])
+
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        rec = sigs.view("<u8").reshape(-1, 2)
+        idx = np.flatnonzero(rec[:, 1] == 1)  # undecodable images are never duplicates
+        h = rec[idx, 0]
+        out = []
+        for b, block in enumerate(block_keys(h, self.max_distance)):
+            r = np.empty(idx.size, self.record_dtype)
+            # blocks are <= 32 bits wide when there are several: (block, bits) fit one word
+            tagged = block if self.max_distance == 0 else block | (np.uint64(b) << np.uint64(40))
+            r["key"], r["g"], r["h"] = _mix64(tagged.copy()), idx, h
+            out.append(r)
+        return np.concatenate(out) if out else np.empty(0, self.record_dtype)
+
+    def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> np.ndarray:
+        # within a run of one key (block and its bits): the images with that prefix
+        r = recs[np.lexsort([recs["g"], recs["h"], recs["key"]])]
+        later = np.r_[False, (r["key"][1:] == r["key"][:-1]) & (r["h"][1:] == r["h"][:-1])]
+        marks = [r["g"][later]]  # later occurrences of an exact hash
+        first = r[~later]  # first occurrence of each hash in each run, sorted by key
+        if self.max_distance > 0 and first.size > 1:
+            order = np.arange(first.size)
+            for a, b in close_in_runs(first["key"], order, first["h"], self.max_distance):
+                marks.append(np.maximum(first["g"][a], first["g"][b]))
+        return marks_of(np.concatenate(marks))
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        n = sigs.shape[0]
+        dup = np.zeros(n, dtype=bool)
+        dup[j] = True
+        valid = sigs.view("<u8").reshape(-1, 2)[:, 1] == 1
+        return (n, np.packbits(dup), np.packbits(~valid))
 
     def load_plan(self, state: Any) -> None:
         self._state = state

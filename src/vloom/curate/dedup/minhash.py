@@ -29,7 +29,15 @@ with reason `near_duplicate`. Plan memory: the signatures the executor hands ove
 O(docs x bands x 8 bytes) (~150 bytes per document as a list of bytes objects at the
 defaults); the plan itself gathers one band at a time (~32 bytes per document for the
 column and its sort) plus the edge list (16 bytes per linked pair): about 0.2 GB per
-million documents in all.
+million documents in all. That is the single-process plan (in-memory runs).
+
+Partitioned plan (what the executors run, `partition.py`): one record per (document,
+band), keyed by a bijective mix of the band hash and the band, so equal band hashes meet in
+one partition task; there, sorted by (key, band, global position), neighbours with equal
+band hashes are candidate pairs (the same edges as above). One resolve task runs
+union-find over the pairs only; the first document of each cluster stays. Memory: a
+partition's records (18 bytes per document and band), and pairs (bounded by the
+near-duplicates, not the corpus).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import numpy as np
 import xxhash
 
 from vloom.curate.base import GlobalStep
+from vloom.curate.partition import later_members
 from vloom.curate.registry import register
 from vloom.doc import Document
 
@@ -207,23 +216,6 @@ class MinHasher:
         return out
 
 
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Label of each node 0..n-1 = smallest node of its connected component."""
-    parent = np.arange(n, dtype=np.int64)
-    while True:
-        pu, pv = parent[u], parent[v]
-        lo, hi = np.minimum(pu, pv), np.maximum(pu, pv)
-        diff = lo != hi
-        if not diff.any():
-            return parent
-        np.minimum.at(parent, hi[diff], lo[diff])  # hook a root under a smaller root
-        while True:  # pointer jumping: every node points at its root again
-            pp = parent[parent]
-            if np.array_equal(pp, parent):
-                break
-            parent = pp
-
-
 def near_duplicates(band_hashes: np.ndarray) -> np.ndarray:
     """Boolean [docs]: True for documents in a cluster whose first member comes earlier."""
     return near_duplicates_by_band(
@@ -251,9 +243,7 @@ def near_duplicates_by_band(n: int, bands: int, column: Callable[[int], np.ndarr
     u, v = np.concatenate(us), np.concatenate(vs)
     if u.size == 0:
         return dup
-    nodes, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
-    root = _components(nodes.size, inv[: u.size], inv[u.size :])
-    dup[nodes] = root != np.arange(nodes.size)  # nodes are sorted: the root is the first
+    dup[later_members(u, v)] = True
     return dup
 
 
@@ -324,6 +314,32 @@ class MinHashDedup(GlobalStep):
             states.append(np.flatnonzero(dup[lo : lo + n]).astype(np.int64))
             lo += n
         return states
+
+    record_dtype = np.dtype([("key", "<u8"), ("g", "<i8"), ("band", "<u2")])
+    resolves_pairs = True
+
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        bh = sigs.view("<u8").reshape(-1, self.hasher.bands)
+        docs = np.flatnonzero(bh[:, 0] != 0)  # no shingles: never a near-duplicate
+        bands = self.hasher.bands
+        recs = np.empty(docs.size * bands, self.record_dtype)
+        recs["g"] = np.repeat(docs, bands)
+        band = np.tile(np.arange(bands, dtype=np.uint64), docs.size)
+        recs["band"] = band
+        # for a fixed band, a bijection of the band hash: equal keys <=> equal hashes
+        salt = _mix64((band + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
+        recs["key"] = _mix64(bh[docs].ravel() ^ salt)
+        return recs
+
+    def plan_partition(
+        self, recs: np.ndarray, part: int, rnd: int, ctx: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        r = recs[np.lexsort([recs["g"], recs["band"], recs["key"]])]
+        same = (r["key"][1:] == r["key"][:-1]) & (r["band"][1:] == r["band"][:-1])
+        return r["g"][:-1][same], r["g"][1:][same]
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        return j
 
     def load_plan(self, state: Any) -> None:
         self._drop = np.asarray(state, dtype=np.int64)

@@ -23,6 +23,12 @@ How it fits the GlobalStep protocol (first occurrence is order-dependent):
 - `run` re-splits each document the same way and applies the mask in order.
 A Bloom false positive removes a paragraph that was not seen before, with
 probability about `fp_rate` once the filter holds `expected_items` paragraphs.
+
+Partitioned plan (what the executors run, `partition.py`): one record per paragraph keyed
+by its 128-bit hash, so equal paragraphs meet in one partition task, which marks every
+occurrence after the first in reading order. It is exact: the same marks as `plan` except
+that a Bloom false positive never removes a first occurrence (with the filter sized as
+configured, the two agree wherever the filter has no false positive).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import numpy as np
 import xxhash
 
 from vloom.curate.base import GlobalStep
+from vloom.curate.dedup.exact import HASH128, hash128_records, later_copies
+from vloom.curate.partition import marks_of
 from vloom.curate.registry import register
 from vloom.doc import Document
 
@@ -86,6 +94,7 @@ class ParagraphDedup(GlobalStep):
 
     sig_size = 16
     keeps_counts = True
+    record_dtype = HASH128
 
     def __init__(
         self,
@@ -145,6 +154,17 @@ class ParagraphDedup(GlobalStep):
             bloom.add(keys)
             states.append((n, np.packbits(dup)))
         return states
+
+    def records(self, sigs: np.ndarray) -> np.ndarray:
+        return hash128_records(sigs)
+
+    def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> np.ndarray:
+        return marks_of(later_copies(recs, "lo"))
+
+    def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
+        mask = np.zeros(sigs.shape[0], dtype=bool)
+        mask[j] = True
+        return (sigs.shape[0], np.packbits(mask))
 
     def load_plan(self, state: Any) -> None:
         n, packed = state
