@@ -7,8 +7,9 @@
 to each page's main content and snippets that do not, default ../shared/benchmarks/extraction-dev)
 scored with its own score.py metric: precision / recall / F1 and pages/s for vloom's extract_page
 (decode, parse, walk, selection), trafilatura.extract (given the URL, as score.py --peers does)
-and resiliparse's main_content, one after the other in this process, the pages held in memory;
-F1 also on the even- and odd-numbered halves (tuning used the even half).
+and resiliparse's main_content, in this process, the pages held in memory, each tool's best of R
+rounds that take the tools in turn; F1 also on the even- and odd-numbered halves (tuning used the
+even half).
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). Both tools run in this
 process, one after the other, single-threaded, over the same files read from disk inside the
@@ -113,16 +114,22 @@ def run_dev(dev: Path, repeat: int) -> None:
     print(
         f"{len(raw)} pages from {dev} (score.py metric; F1 halves: even = tuned on, odd = held out)"
     )
-    speed = {}
-    for name, fn in tools.items():
+    for fn in tools.values():
         for p in list(raw)[:5]:
             fn(p)  # warm imports and caches
-        best, out = float("inf"), {}
-        for _ in range(repeat):
+    # rounds of every tool in turn (the order rotating), best time each: load that drifts on a
+    # shared machine then hits every tool alike
+    best = dict.fromkeys(tools, float("inf"))
+    outs: dict[str, dict] = {}
+    names = list(tools)
+    for r in range(repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
-            out = {p: fn(p) for p in raw}
-            best = min(best, time.perf_counter() - t0)
-        speed[name] = len(raw) / best
+            outs[name] = {p: tools[name](p) for p in raw}
+            best[name] = min(best[name], time.perf_counter() - t0)
+    speed = {name: len(raw) / best[name] for name in names}
+    for name in names:
+        out = outs[name]
         pr, rc, f1 = score_mod.score(out)
         halves = [_half_f1(score_mod, ev, out, parity) for parity in (0, 1)]
         print(

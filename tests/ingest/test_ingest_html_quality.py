@@ -162,7 +162,8 @@ def test_title_heading_and_lead_before_the_column_are_kept():
     # <title> repeats the headline; a date line between them stays out
     head = (
         '<div class="head"><h1>River levels rise across the valley</h1><p>12 May 2024</p>'
-        "<p>The highest water in a decade closed roads and schools on Sunday; more rain is due soon.</p></div>"
+        "<p>The highest water in a decade closed roads and schools on Sunday; more rain is due "
+        "soon.</p></div>"
     )
     links = "".join(f'<li><a href="/s/{i}">Other story number {i}</a></li>' for i in range(6))
     body = f'{head}<div class="body">{ARTICLE}</div><ul>{links}</ul>'

@@ -24,8 +24,8 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
    ("Read also" over a dropped link list) goes with it.
 5. A label that introduced a dropped link list ("Read also:") goes; so do calls to action among
    the last few blocks (subscribe, follow us on two social networks, get the app).
-6. The article's heading (the <title> repeats it, or the page's first <h1>) and its lead (prose between heading and
-   the first kept text) stay, wherever the column was drawn.
+6. The article's heading (the <title> repeats it, or the page's first <h1>) and its lead
+   (prose between heading and the first kept text) stay, wherever the column was drawn.
 Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
 captions and short option names that weigh little as prose, and their text score says nothing.
 """
@@ -272,9 +272,9 @@ def _title_parts(title: str) -> list[str]:
 
 def _title_and_lead(keep: list[bool], ent: Entries, title: str) -> None:
     """The article's heading (a heading before the first kept text that the <title> repeats, or
-    the page's first <h1> there when no <h1> was kept) and its lead (prose between the two: a standfirst in its own box) belong to the article,
-    however the column was drawn (trafilatura and readability compare headings with the
-    <title> the same way)."""
+    the page's first <h1> there when no <h1> was kept) and its lead (prose between the two: a
+    standfirst in its own box) belong to the article, however the column was drawn
+    (trafilatura and readability compare headings with the <title> the same way)."""
     first = next((i for i in range(len(keep)) if keep[i] and ent.chars[i]), -1)
     if first <= 0:
         return

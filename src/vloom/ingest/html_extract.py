@@ -3,16 +3,16 @@
 `extract_page` parses with selectolax (lexbor) and walks the DOM of the main content
 (<main> unless it is a stub, role=main, a lone <article> unless it is hidden, else <body>)
 iteratively, so nesting depth cannot exhaust Python's stack. Boilerplate (navigation,
-headers/footers, menus, cookie banners, scripts and styles, forms, hidden elements, and class/id names from the common
-vocabularies: nav, menu, footer, sidebar, comment, share, social, related, breadcrumb, cookie,
-newsletter, ad, DocBook's navheader/navfooter...) is found with CSS selectors in lexbor and
-skipped whole, unless it is a layout wrapper (it holds most of the page's words, or its <h1>).
-Ruby annotations (<rt>) are left out. An image's caption (<figcaption>, a figure wrapper's caption
-or legend) becomes the image's `caption` field instead of page text, so it goes where its image
-goes. Text becomes blocks (paragraphs, headings, list items, table rows, <pre> verbatim) with their
-link-text counts; `html_blocks.select` then keeps the main content (link lists out, the main column
-chosen, prose around it). Consecutive kept blocks between two images form one text item, as in
-OBELICS.
+headers/footers, menus, cookie banners, scripts and styles, forms, hidden and screen-reader-only
+elements, and class/id names from the common vocabularies: nav, menu, footer, sidebar, comment,
+share, social, related, breadcrumb, cookie, newsletter, ad, DocBook's navheader/navfooter...) is
+found with CSS selectors in lexbor and skipped whole, unless it is a layout wrapper (it holds most
+of the page's words, or its <h1>). Ruby annotations (<rt>) are left out. An image's caption
+(<figcaption>, a figure wrapper's caption or legend) becomes the image's `caption` field instead
+of page text, so it goes where its image goes. Text becomes blocks (paragraphs, headings with
+their level, list items, table rows, <pre> verbatim) with their link-text counts;
+`html_blocks.select` then keeps the main content (link lists out, the main column chosen, prose
+around it). Consecutive kept blocks between two images form one text item, as in OBELICS.
 """
 
 from __future__ import annotations
@@ -92,6 +92,10 @@ _WRAPPER_SEL = "h1"
 # wrappers of one image and its caption, and the caption inside them
 _FIGURE_CLASSES = frozenset("figure informalfigure mediaobject".split())
 _CAPTION_SEL = "figcaption, .caption, .title, .legend, [class*=caption], [class*=legend]"
+# any of the above on a page (class names in either case)
+_ANY_CAPTION_SEL = (
+    "figcaption, .figure, .informalfigure, .mediaobject, [class*=aption], [class*=egend]"
+)
 # ... or end like it, run together in camelCase ("darkFooter", "mainNavigation")
 _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
@@ -336,6 +340,8 @@ def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
     and a caption whose image goes (a teaser thumbnail) goes with it. Caption elements join
     `skip`."""
     caps: dict[int, str] = {}
+    if root.css_first(_ANY_CAPTION_SEL) is None:  # most pages: nothing to look for per image
+        return caps
     for img in root.css("img"):
         nodes = _caption_nodes(img)
         if nodes:
