@@ -11,6 +11,7 @@ from typing import Any
 def cmd_sweep(args: argparse.Namespace) -> None:
     from vloom.config import parse_overrides
     from vloom.sweep import load_study, run_sweep
+    from vloom.sweep.spec import auto_seeds
 
     overrides = parse_overrides(args.set)
     if args.out:
@@ -20,6 +21,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.executor:
         overrides["executor"] = args.executor
     study = load_study(args.study, overrides)
+    if args.plan_seeds:
+        from vloom.sweep.run import plan_seeds
+
+        decision = plan_seeds(study)
+        if not auto_seeds(study.spec):
+            print(f"the study lists seeds {study.spec.seeds}; with `seeds: auto`:")
+        print("\n".join(decision.lines()))
+        return
     out = run_sweep(study, quiet=args.quiet, only=args.run, report_only=args.report)
     if not args.quiet or out["failed"]:
         print(json.dumps({k: v for k, v in out.items()}, indent=None))
@@ -44,4 +53,10 @@ def add_commands(add: Callable[..., Any]) -> None:
     p.add_argument("--run", metavar="NAME", help="run only this run (what SLURM array tasks do)")
     p.add_argument(
         "--report", action="store_true", help="only (re)write the study report from what is done"
+    )
+    p.add_argument(
+        "--plan-seeds",
+        action="store_true",
+        help="print the seeds `seeds: auto` would take from the runs done so far, and why; "
+        "run nothing",
     )

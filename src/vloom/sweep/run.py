@@ -3,6 +3,11 @@
 Completed runs (status done + results.json) are skipped, so rerunning the command after a
 crash or a cancelled job only runs what is missing; failed runs are retried. A run that
 fails does not stop the sweep: the study report lists it with its error.
+
+With `seeds: auto` the sweep runs in rounds: the seeds `vloom.sweep.seeds.decide` asks for
+from the finished runs, then it decides again, until no comparison is open or the budget is
+spent (a round with a failed run ends the sweep; under SLURM each `vloom sweep` call writes
+one round's array and the next call decides from its results).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from vloom.report.study import STUDY_JSON, write_study_report
 from vloom.sweep.data import ensure_data
 from vloom.sweep.executors import Task, run_local, run_ray, run_task
 from vloom.sweep.runone import RUNS_DIR, is_done
+from vloom.sweep.seeds import SeedDecision, SeedPlanSpec, decide_for
 from vloom.sweep.slurm import write_slurm
-from vloom.sweep.spec import RunPlan, Study
+from vloom.sweep.spec import RunPlan, Study, auto_seeds, expand
 
 
 def run_dir(study: Study, plan: RunPlan) -> Path:
@@ -58,10 +64,43 @@ def _log(msg: str, quiet: bool) -> None:
         print(f"[vloom sweep] {msg}", flush=True)
 
 
+def plan_seeds(study: Study) -> SeedDecision:
+    """The seeds `seeds: auto` would take now, from the finished runs in the sweep directory
+    (a study with listed seeds is judged with its seed_plan or the defaults)."""
+    return decide_for(study.out_dir, study.spec.seed_plan or SeedPlanSpec())
+
+
 def run_sweep(
     study: Study, quiet: bool = False, only: str | None = None, report_only: bool = False
 ) -> dict[str, Any]:
     """Run the study (or the one run `only`); return {"done": [...], "failed": {...}, ...}."""
+    if not auto_seeds(study.spec):
+        return _run_round(study, quiet, only, report_only)
+    if only is not None:  # a SLURM array task: any seed within the budget names a run
+        budget = list(range(study.spec.seed_plan.budget))
+        return _run_round(expand(study.spec, study.source, budget), quiet, only, report_only)
+    total: dict[str, Any] = {"skipped": [], "done": [], "failed": {}}
+    asked: list[int] | None = None
+    while True:
+        decision = plan_seeds(study)
+        for line in decision.lines():
+            _log(line, quiet)
+        if decision.seeds == asked and not report_only:
+            break  # the last round added nothing the decision can use
+        asked = decision.seeds
+        study = expand(study.spec, study.source, decision.seeds)
+        out = _run_round(study, quiet, None, report_only)
+        total["skipped"] = [n for n in out["skipped"] if n not in total["done"]]
+        total["done"] += out["done"]
+        total["failed"].update(out["failed"])
+        total.update({k: v for k, v in out.items() if k not in total})
+        if report_only or out["failed"] or "slurm" in out or not decision.more:
+            break
+    total["seeds"] = asked
+    return total
+
+
+def _run_round(study: Study, quiet: bool, only: str | None, report_only: bool) -> dict[str, Any]:
     write_study_json(study)
     plans = study.runs
     if only is not None:

@@ -7,6 +7,8 @@
     grid: {train.image_start_fraction: [0.0, 0.5, 0.8, 1.0]}
     variants: {small: {synth.n_text: 500}, large: {synth.n_text: 2000}}   # optional
     seeds: [0, 1]                    # replicates: the error bars come from these only
+    # seeds: auto                    # or: as many as the comparisons need (sweep/seeds.py)
+    # seed_plan: {metrics: [vqa.accuracy], start: 3, budget: 8, target_width: 0.02}
     tokens: 1000000                  # equal compute: pre-training tokens per run -> train.steps
     finetune: {steps: 100, lr: 0.0003}
     executor: local                  # local | ray | slurm
@@ -37,6 +39,7 @@ from vloom.config import (
     read_yaml,
     set_dotted,
 )
+from vloom.sweep.seeds import SeedPlanSpec
 
 
 class _Strict(BaseModel):
@@ -97,7 +100,12 @@ class StudySpec(_Strict):
         description="named sets of dotted overrides, one more axis of the grid: settings that "
         "must change together (e.g. a filtered world vs its larger unfiltered superset)",
     )
-    seeds: list[int] | None = Field(None, description="replicate seeds; None = the base seed")
+    seeds: list[int] | Literal["auto"] | None = Field(
+        None,
+        description="replicate seeds; None = the base seed; auto = 0, 1, ... as many as "
+        "seed_plan asks for from the results so far",
+    )
+    seed_plan: SeedPlanSpec | None = Field(None, description="how `seeds: auto` picks seeds")
     tokens: int | None = Field(
         None, ge=1, description="pre-training tokens per run (equal compute)"
     )
@@ -199,8 +207,13 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     return expand(spec, path)
 
 
-def expand(spec: StudySpec, source: Path) -> Study:
-    """The cartesian product of the grid (seeds last), each checked as a full config."""
+def auto_seeds(spec: StudySpec) -> bool:
+    return spec.seeds == "auto"
+
+
+def expand(spec: StudySpec, source: Path, seeds: list[int] | None = None) -> Study:
+    """The cartesian product of the grid (seeds last), each checked as a full config.
+    `seeds`: with `seeds: auto`, the seeds to expand (default: seed_plan.start of them)."""
     base = _read_base(spec, source)
     for k, v in spec.set.items():
         set_dotted(base, k, v)
@@ -228,7 +241,15 @@ def expand(spec: StudySpec, source: Path) -> Study:
             )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: grid field {key!r} has no values")
-    if spec.seeds is not None:
+    if auto_seeds(spec):
+        if "seed" in grid:
+            raise ConfigError(f"{source}: give seeds either as `seeds` or as grid.seed, not both")
+        if spec.seed_plan is None:
+            spec = spec.model_copy(update={"seed_plan": SeedPlanSpec()})
+        grid["seed"] = list(seeds) if seeds else list(range(spec.seed_plan.start))
+    elif spec.seed_plan is not None:
+        raise ConfigError(f"{source}: seed_plan applies to `seeds: auto` only")
+    elif spec.seeds is not None:
         if "seed" in grid:
             raise ConfigError(f"{source}: give seeds either as `seeds` or as grid.seed, not both")
         if not spec.seeds:
