@@ -220,16 +220,37 @@ def test_pdf_workers_give_the_same_bytes_with_bad_and_outside_files(tmp_path):
     assert led.input == 5
 
 
-def test_warc_runs_as_one_part_with_the_same_bytes(tmp_path):
+def test_warc_ranges_give_the_same_bytes_with_damage_and_images_in_other_warcs(tmp_path):
     from ingestfix import site_records, write_warc
 
-    site = _site(tmp_path / "site", 12)
+    from vloom.ingest.warc import scan_warc
+
+    site = _site(tmp_path / "site", 40)
     pages, images = site_records(site)
     d = tmp_path / "warcs"
     d.mkdir()
-    write_warc(d / "a.warc.gz", pages[:8] + images, extras=True)
-    write_warc(d / "b.warc.gz", pages[8:])  # its pages' images live in a.warc.gz
-    assert executor.split("warc", [d]) is None
-    one = _ingest("warc", [d], tmp_path / "o1")
-    assert _ingest("warc", [d], tmp_path / "o2", workers=2) == one
-    assert Ledger.read(tmp_path / "o1").kept == len(pages) - 1  # the empty page is dropped
+    write_warc(d / "a.warc.gz", pages[:30] + images, extras=True)
+    write_warc(d / "b.warc.gz", pages[30:])  # its pages' images live in a.warc.gz
+    data = bytearray((d / "a.warc.gz").read_bytes())
+    at = data.index(b"\x1f\x8b\x08", len(data) // 3)  # a gzip member a third of the way in
+    data[at + 40 : at + 64] = bytes(24)  # its deflate data broken: one record lost
+    (d / "a.warc.gz").write_bytes(bytes(data))
+    (d / "c.warc").write_bytes(b"not a warc at all\n")
+    (tmp_path / "elsewhere.warc.gz").write_bytes((d / "b.warc.gz").read_bytes())
+    (d / "link.warc.gz").symlink_to(tmp_path / "elsewhere.warc.gz")  # outside the directory
+
+    def ingest(out: Path, workers: int) -> dict[str, bytes]:
+        opts = IngestOptions(out_dir=out, extra={"warc_range_bytes": 3000})
+        run_ingest("warc", [d], out, opts, True, 7, workers=workers).check()
+        assert not executor.work_dir(out).exists()
+        return _bytes(out)
+
+    opts = IngestOptions(out_dir=tmp_path, extra={"warc_range_bytes": 3000})
+    assert len(scan_warc(d / "a.warc.gz", d, opts)["bounds"]) > 4  # ranges of one WARC
+    assert len(executor.split("warc", [d])) == 4  # and one scan per WARC
+    one = ingest(tmp_path / "o1", 1)
+    assert ingest(tmp_path / "o2", 2) == one
+    led = Ledger.read(tmp_path / "o1")
+    assert led.rejected["warc_record_corrupt"] == 1 and led.rejected["outside_root"] == 1
+    assert led.rejected["not_a_warc"] == 1 and led.kept >= len(pages) - 2
+    assert led.extra["images"]["attached"] > 10

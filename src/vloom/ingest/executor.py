@@ -19,8 +19,10 @@ A run killed at any point (SIGKILL included) and rerun redoes only unfinished pa
 Sources and their parts: html (grouped) and pdf (one per part) split by file (a file found by walking a directory keeps
 that directory as its root: ids, relative paths, the image root and the outside-root rule are
 those of the walk); pairs per tar/Parquet file; hf per input (dataset directory or file: row
-numbers run across a split's files, so one dataset is one part). warc (a page's images may come
-from any of the given WARCs) runs as one part.
+numbers run across a split's files, so one dataset is one part); warc per range of records of
+each WARC (RANGE_BYTES of file at least), after every WARC was scanned for its image records (a
+page's images may come from any of the given WARCs; `warc_jobs`). Work directory, warc: also
+scan-<f>.json per WARC and warc-images.json, the merged image index.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def split(kind: str, inputs: list[Path]) -> list[Part] | None:
         from vloom.ingest.pairs import _walk as pairs_walk
 
         return _group([(f, None) for f in pairs_walk(inputs)], PART_FILES)
+    if kind == "warc":
+        from vloom.ingest.warc import _warc_files
+
+        return _group(_warc_files(inputs), 1)  # each WARC scanned, then split (warc_jobs)
     if kind == "hf" and len(inputs) > 1:
         from vloom.ingest.hf_dataset import input_names
 
@@ -271,7 +277,9 @@ def run_parts(
     if not work.exists():
         work.mkdir(parents=True)
         ondisk.atomic_write_json(state, fp, indent=1)
-    if parts is None:
+    if kind == "warc" and parts:
+        jobs = warc_jobs(parts, opts, work, workers, map_fn, quiet, hard)
+    elif parts is None:
         jobs = [(kind, [str(p) for p in inputs], opts, str(work), 0, hard)]
     else:
         jobs = [
@@ -315,6 +323,67 @@ def run_parts(
         return led
 
     return docs(), ledger, work
+
+
+def _scan_task(path: str, root: str | None, opts: IngestOptions, work: str, f: int) -> None:
+    from vloom.ingest.warc import scan_warc
+
+    scan = scan_warc(Path(path), Path(root) if root else None, opts)
+    ondisk.atomic_write_json(Path(work) / f"scan-{f:06d}.json", scan, indent=None)
+
+
+def warc_jobs(
+    parts: list[Part],
+    opts: IngestOptions,
+    work: Path,
+    workers: int,
+    map_fn: MapFn,
+    quiet: bool,
+    hard: bool,
+) -> list[tuple]:
+    """The warc source's parts: every WARC is scanned first (one task each: its image records
+    and where its ranges start, warc.scan_warc), the scans are merged into one image index
+    (first record of a URL in input order, as one process indexes), then each range of records
+    is a part. A page's images come from any WARC, as in one process; the ranges depend on the
+    files only, so a rerun with another --workers resumes the same parts."""
+    for _ in range(MAX_PASSES):
+        todo = [
+            (str(p.paths[0]), str(p.root) if p.root else None, opts, str(work), f)
+            for f, p in enumerate(parts)
+            if not (work / f"scan-{f:06d}.json").exists()
+        ]
+        if not todo:
+            break
+        map_fn(_scan_task, todo, workers, "scan warc", quiet)
+    scans = [ondisk.read_json(work / f"scan-{f:06d}.json") for f in range(len(parts))]
+    paths: list[str] = []
+    images: dict[str, tuple[int, int]] = {}
+    for p, scan in zip(parts, scans, strict=True):
+        if scan["inside"]:
+            for url, off in scan["images"]:
+                images.setdefault(url, (len(paths), off))
+            paths.append(str(p.paths[0]))
+    index = work / "warc-images.json"
+    if not index.exists():
+        merged = {"paths": paths, "images": [[u, i, off] for u, (i, off) in images.items()]}
+        ondisk.atomic_write_json(index, merged, indent=None)
+    jobs: list[tuple] = []
+    file = 0
+    for p, scan in zip(parts, scans, strict=True):
+        starts = [0, *scan["bounds"]]
+        for start, end in zip(starts, [*scan["bounds"], None], strict=True):
+            part = {
+                "file": file if scan["inside"] else None,
+                "start": start,
+                "end": end,
+                "index": str(index),
+            }
+            o = dataclasses.replace(
+                opts, input_root=p.root, extra={**opts.extra, "_warc_part": part}
+            )
+            jobs.append(("warc", [str(p.paths[0])], o, str(work), len(jobs), hard))
+        file += bool(scan["inside"])
+    return jobs
 
 
 def _n_quarantined(work: Path) -> int:

@@ -32,7 +32,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vloom.doc import Document
@@ -63,6 +63,7 @@ from vloom.ingest.warc_records import (
 )
 from vloom.ledger import Ledger
 from vloom.media import sniff_image
+from vloom.ondisk import read_json
 
 WARC_SUFFIXES = (".warc", ".warc.gz")
 STEP = "warc"
@@ -109,6 +110,7 @@ class WarcImageIndex:
         max_bytes: int,
         max_record_bytes: int = MAX_RECORD_BYTES,
         reader: str | None = None,
+        index: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         self.paths = paths
         self.reader = reader
@@ -120,6 +122,9 @@ class WarcImageIndex:
         self._fh: dict[int, IO[bytes]] = {}
         self.replay: dict[int, list[Rec | Lost]] = {}
         self._page_bytes = 0
+        if index is not None:  # a parallel run's part: the files were scanned before
+            self.index = index
+            return
         for i, path in enumerate(paths):
             self._scan(i, path)
 
@@ -143,9 +148,7 @@ class WarcImageIndex:
                             items.append(item)
                     if isinstance(rec, Lost):
                         continue  # pass 2 counts it
-                    if rec.rec_type not in ("response", "resource") or rec.status // 100 != 2:
-                        continue
-                    if rec.target and sniff_image(rec.payload[:16]) is not None:
+                    if _is_image_record(rec):
                         self._add(normalize_url(rec.target), i, rec)
         except Exception:  # noqa: BLE001 - what was indexed stays; pass 2 counts the failure
             return
@@ -228,19 +231,19 @@ def _warc_files(inputs: list[Path]) -> list[tuple[Path, Path | None]]:
 
 def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """The `warc` source: HTML response records -> Documents, images from any given WARC."""
+    if "_warc_part" in opts.extra:  # one range of one WARC, in a parallel run (executor.py)
+        yield from _ingest_range(opts.extra["_warc_part"], ledger, opts)
+        return
     found = _warc_files(inputs)
     if not found:
         names = ", ".join(str(p) for p in inputs)
         raise IngestError(f"{names}: no {' / '.join(WARC_SUFFIXES)} files found")
-    max_record = int(opts.extra.get("max_record_bytes", MAX_RECORD_BYTES))
+    max_record, reader = _options(opts)
     outside = [p for p, root in found if root is not None and not inside_root(p, root)]
     paths = [p for p, _ in found if p not in outside]
     for _ in outside:  # a symlink out of the input directory: never opened
         ledger.input += 1
         ledger.reject("outside_root")
-    reader = opts.extra.get("warc_reader")  # "fastwarc" (default when installed) | "warcio"
-    if reader not in (None, "fastwarc", "warcio"):
-        raise IngestError(f"warc_reader={reader!r}: expected fastwarc or warcio")
     store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader)
     checker = ImageChecker(opts.max_image_bytes)
     boundary = UnitBoundary(ledger, opts, "record")
@@ -248,6 +251,84 @@ def ingest_warc(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
         for i, path in enumerate(paths):
             units = _one_warc(i, path, store, checker, ledger, opts, max_record, reader, boundary)
             yield from boundary.stream(str(path), units)  # a break in reading: "file_error:..."
+    finally:
+        store.close()
+
+
+def _options(opts: IngestOptions) -> tuple[int, str | None]:
+    """(max_record_bytes, warc_reader) from the source options, checked."""
+    reader = opts.extra.get("warc_reader")  # "fastwarc" (default when installed) | "warcio"
+    if reader not in (None, "fastwarc", "warcio"):
+        raise IngestError(f"warc_reader={reader!r}: expected fastwarc or warcio")
+    return int(opts.extra.get("max_record_bytes", MAX_RECORD_BYTES)), reader
+
+
+# --- parallel runs (executor.py): scan every WARC, then ingest ranges of records ---------------
+RANGE_BYTES = 8 << 20  # a range of a WARC in a parallel run: at least this many file bytes
+
+
+def scan_warc(path: Path, root: Path | None, opts: IngestOptions) -> dict[str, Any]:
+    """A parallel run's first look at one WARC, as pass 1 reads it: {"inside": False} for a
+    file outside its input directory (never opened), else its image records ("images": [URL,
+    offset] for the first record of each URL) and where its ranges start ("bounds": offsets of
+    records read whole right after a whole record, RANGE_BYTES apart at least). A file whose
+    reading fails keeps what was scanned before (its ranges count the failure)."""
+    if root is not None and not inside_root(path, root):
+        return {"inside": False, "images": [], "bounds": []}
+    max_record, reader = _options(opts)
+    range_bytes = int(opts.extra.get("warc_range_bytes", RANGE_BYTES))
+    images: dict[str, int] = {}
+    bounds: list[int] = []
+    last, whole = 0, True
+    try:
+        with open_regular_file(path) as fh:
+            if not looks_like_warc(fh):
+                raise ValueError("not a WARC")  # one range: it counts why
+            size = os.fstat(fh.fileno()).st_size
+            for rec in records(fh, size, max_record, 16, reader):
+                if isinstance(rec, Lost):
+                    whole = False
+                    continue
+                if whole and rec.offset - last >= range_bytes:
+                    bounds.append(rec.offset)
+                    last = rec.offset
+                whole = True
+                if _is_image_record(rec):
+                    images.setdefault(normalize_url(rec.target), rec.offset)
+    except Exception:  # noqa: BLE001 - what was scanned stays; the range reading it counts it
+        pass
+    return {"inside": True, "images": list(images.items()), "bounds": bounds}
+
+
+def _is_image_record(rec: Rec) -> bool:
+    """A record whose payload serves pages' <img> (what pass 1 indexes)."""
+    return (
+        rec.rec_type in ("response", "resource")
+        and rec.status // 100 == 2
+        and bool(rec.target)
+        and sniff_image(rec.payload[:16]) is not None
+    )
+
+
+def _ingest_range(part: dict[str, Any], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
+    """Records of one WARC from part["start"] up to part["end"] (None: its end), images looked
+    up in the merged scan of every given WARC (part["index"]: {"paths", "images"})."""
+    if part["file"] is None:  # a symlink out of the input directory: never opened
+        ledger.input += 1
+        ledger.reject("outside_root")
+        return
+    max_record, reader = _options(opts)
+    merged = read_json(Path(part["index"]))
+    paths = [Path(p) for p in merged["paths"]]
+    index = {url: (i, off) for url, i, off in merged["images"]}
+    store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader, index=index)
+    checker = ImageChecker(opts.max_image_bytes)
+    boundary = UnitBoundary(ledger, opts, "record")
+    i, path = part["file"], paths[part["file"]]
+    span = (part["start"], part["end"])
+    try:
+        units = _one_warc(i, path, store, checker, ledger, opts, max_record, reader, boundary, span)
+        yield from boundary.stream(str(path), units)
     finally:
         store.close()
 
@@ -262,7 +343,9 @@ def _one_warc(
     max_record: int,
     reader: str | None,
     boundary: UnitBoundary,
+    span: tuple[int, int | None] = (0, None),
 ) -> Iterator[Document]:
+    start, end = span
     try:
         fh = open_regular_file(path)
     except OSError:
@@ -275,13 +358,17 @@ def _one_warc(
         ledger.input += 1
         ledger.reject("not_a_warc")
         return
-    seen = 0
+    seen = 1 if start else 0  # a range after the first starts at a whole record
     replay = store.replay.pop(i, None)  # the records as pass 1 read them, if it kept them
     with fh:
         recs = (
-            replay if replay is not None else records(fh, size, max_record, MAX_PAGE_BYTES, reader)
+            replay
+            if replay is not None
+            else records(fh, size, max_record, MAX_PAGE_BYTES, reader, start)
         )
         for rec in recs:
+            if end is not None and rec.offset >= end:
+                break  # the next range's
             ledger.input += 1
             if isinstance(rec, Lost):
                 reject = "not_a_warc" if rec.reason == "warc_truncated" and not seen else rec.reason

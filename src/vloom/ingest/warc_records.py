@@ -88,25 +88,26 @@ def records(
     max_record_bytes: int = MAX_RECORD_BYTES,
     keep: int = 512,
     reader: str | None = None,
+    start: int = 0,
 ) -> Iterator[Rec | Lost]:
-    """A Rec for each readable record, a Lost for each unreadable one, in file order."""
-    pos = 0
+    """A Rec for each readable record, a Lost for each unreadable one, in file order, from
+    `start` (0, or the start of a record the whole file's reading reached as a Rec)."""
+    pos = start
     if (reader or default_reader()) == "fastwarc" and FastIterator is not None:
         try:
-            yield from _fast(fh, max_record_bytes, keep)
+            yield from _fast(fh, max_record_bytes, keep, start)
         except _Handoff as h:
             pos = h.pos
     yield from _warcio(fh, size, max_record_bytes, keep, pos)
 
 
-def _fast(fh: IO[bytes], max_record_bytes: int, keep: int) -> Iterator[Rec]:
-    """FastWARC over the file from its start; raises _Handoff where warcio must go on.
+def _fast(fh: IO[bytes], max_record_bytes: int, keep: int, start: int = 0) -> Iterator[Rec]:
+    """FastWARC over the file from `start`; raises _Handoff where warcio must go on.
 
     A record is handed out only once FastWARC has read the next one: the last record (and one
     followed by damage) is left to warcio, which also checks that its gzip member ends whole."""
-    fh.seek(0)
+    fh.seek(start)
     held: Rec | None = None
-    start = 0
     try:
         for rec in FastIterator(fh, parse_http=True):
             start = rec.stream_pos
