@@ -23,7 +23,8 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
    long neighbours (the page's edges count as bad), and a heading whose section lost everything
    ("Read also" over a dropped link list) goes with it.
 5. A label that introduced a dropped link list ("Read also:") goes; so do calls to action among
-   the last few blocks (subscribe, follow us on two social networks, get the app).
+   the last few blocks (subscribe, follow us on two social networks, get the app) and short
+   lines that name a social network anywhere (share buttons).
 6. The article's heading (the <title> repeats it, or the page's first <h1>) and its lead
    (prose between heading and the first kept text) stay, wherever the column was drawn.
 Images are dropped only with a link list (teaser thumbnails): a manual's figures sit among
@@ -81,6 +82,7 @@ _NETWORKS = re.compile(
     r"telegram|whatsapp|instagram|facebook|twitter|youtube|tiktok|linkedin|pinterest", re.I
 )
 _NETWORK_LINE = 80
+_SHARE_LINE = 50
 # readability's sibling rule reaches prose this many enclosing containers (that add entries)
 # out from the column
 _SIBLING_LEVELS = 3
@@ -334,6 +336,9 @@ def _drop_calls_to_action(keep: list[bool], ent: Entries) -> None:
     """The article's last few blocks that ask the reader to subscribe, follow the site on a
     social network or get its app (trafilatura filters such lines by the networks' names)."""
     items, chars, heads = ent.items, ent.chars, ent.heads
+    for i in range(len(keep)):  # anywhere: a line of share buttons ("Save on Pinterest")
+        if keep[i] and 0 < chars[i] < _SHARE_LINE and not heads[i] and _NETWORKS.search(items[i]):
+            keep[i] = False
     seen = 0
     for i in range(len(keep) - 1, -1, -1):
         if not keep[i] or not chars[i] or heads[i]:
