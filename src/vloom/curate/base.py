@@ -191,8 +191,9 @@ class GlobalStep(Step):
         """A partition's records, sorted by (key, g) -> marks, pairs or a round's summary."""
         raise NotImplementedError
 
-    def reduce(self, rnd: int, outs: list[Any], ctx: Any) -> Any:
-        """Round `rnd`'s summaries of every partition (in order) -> the next round's context."""
+    def reduce(self, rnd: int, outs: Iterable[Any], ctx: Any) -> Any:
+        """Round `rnd`'s summaries of every partition (in order, read once, one at a time)
+        -> the next round's context."""
         raise NotImplementedError
 
     def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:

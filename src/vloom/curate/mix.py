@@ -356,10 +356,14 @@ class Mix(GlobalStep):
             out[s, t] = np.bincount(digit[m], minlength=1 << 16)
         return out
 
-    def reduce(self, rnd: int, outs: list[Any], ctx: Any) -> Any:
+    def reduce(self, rnd: int, outs: Iterable[Any], ctx: Any) -> Any:
+        # `outs` is read once, one partition's summary at a time: the driver never holds
+        # more than one histogram per pending boundary
         phase = self._round(rnd)
         if phase == "count":
-            n = np.sum(outs, axis=0)
+            n = np.zeros(len(self.names), dtype=np.int64)
+            for o in outs:
+                n += o
             bound: list[list[Any]] = []
             prefix, rank = {}, {}
             for s in range(len(self.names)):
@@ -377,9 +381,12 @@ class Mix(GlobalStep):
             return {"bound": bound, "prefix": prefix, "rank": rank}
         if phase == "select":
             i = rnd - 1
+            hists = {key: np.zeros(1 << 16, dtype=np.int64) for key in ctx["prefix"]}
+            for o in outs:
+                for key, h in o.items():
+                    hists[key] += h
             for key, (hi, lo) in list(ctx["prefix"].items()):
-                hist = np.sum([o[key] for o in outs], axis=0)
-                cum = np.cumsum(hist)
+                cum = np.cumsum(hists[key])
                 d = int(np.searchsorted(cum, ctx["rank"][key], side="right"))
                 ctx["rank"][key] -= int(cum[d - 1]) if d else 0
                 if i < 4:
@@ -393,16 +400,21 @@ class Mix(GlobalStep):
             return ctx
         # supply: exact unit sums per source and class -> wants and each partition's start
         n_src, n_class = len(self.names), len(self.repeat) + 1
-        usum = [[sum(o[1][s][c] for o in outs) for c in range(n_class)] for s in range(n_src)]
-        seen = [s for s in range(n_src) if sum(int(o[0][s].sum()) for o in outs)]
+        usum = [[0] * n_class for _ in range(n_src)]
+        counts = []  # per partition [n_src, n_class] documents: small
+        for cnt, u in outs:
+            counts.append(cnt)
+            for s in range(n_src):
+                for c in range(n_class):
+                    usum[s][c] += u[s][c]
+        seen = [s for s in range(n_src) if sum(int(cnt[s].sum()) for cnt in counts)]
         want = self._wants(usum, seen)
         start, run = [], [self._start(s) for s in range(n_src)]
-        for cnt, _ in outs:
+        for cnt in counts:
             start.append(list(run))
             for s in range(n_src):
                 run[s] += sum(int(cnt[s][c]) * want[s][c] for c in range(n_class))
-        ctx = dict(ctx or {}, want=want, start=start)
-        return ctx
+        return dict(ctx or {}, want=want, start=start)
 
     def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
         counts = np.zeros(sigs.shape[0], dtype="<u2")

@@ -182,11 +182,16 @@ def later_members(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PlanRef:
-    """What a shard task needs to build its state of a partitioned step (no data inline)."""
+    """What a shard task needs to build its state of a partitioned step: names, no data, and
+    the same few fields whatever the number of partitions (the driver holds one per shard)."""
 
     sig_path: Path
-    marks: tuple[Path, ...]
     shard: int
+    marks: str  # the marks files' name in sig_path's directory, "{p}" = partition
+    n_marks: int
+
+    def mark_files(self) -> list[Path]:
+        return [self.sig_path.parent / self.marks.format(p=p) for p in range(self.n_marks)]
 
 
 def _buckets(p: int, n_parts: int) -> tuple[int, int]:
@@ -243,7 +248,7 @@ def _resolve_task(pair_files: list[Path], n_shards: int, out: Path) -> None:
 def shard_state(step: GlobalStep, ref: PlanRef) -> Any:
     """The state a shard task loads for a partitioned step: its signatures and its marks."""
     raw = np.fromfile(ref.sig_path, dtype=np.uint8).reshape(-1, step.sig_size)
-    marks = [read_marks(f, ref.shard) for f in ref.marks]
+    marks = [read_marks(f, ref.shard) for f in ref.mark_files()]
     m = np.concatenate(marks) if marks else np.empty(0, MARK)
     m = m[np.argsort(m["g"], kind="stable")]
     j = m["g"] & np.int64(0xFFFFFFFF)
@@ -299,8 +304,8 @@ def plan_partitioned(
                 f"{TASK_TRIES} times (worker killed?); rerun to resume"
             )
         if not last:
-            ctx = step.reduce(rnd, [pickle.loads(o.read_bytes()) for o in outs], ctx)
-    marks = outs
+            ctx = step.reduce(rnd, (pickle.loads(o.read_bytes()) for o in outs), ctx)
+    marks, n_marks = f"{tag}-r{rounds - 1}-{{p}}.bin", n_parts
     if step.resolves_pairs:
         resolved = state / f"{tag}-resolved.bin"
         for _ in range(TASK_TRIES):
@@ -309,5 +314,5 @@ def plan_partitioned(
             run_all(_resolve_task, [(outs, n_shards, resolved)], workers, "resolve", quiet)
         if not resolved.exists():
             raise CurateError(f"{step.name}: resolving clusters failed {TASK_TRIES} times")
-        marks = [resolved]
-    return [PlanRef(sig_paths[i], tuple(marks), i) for i in range(n_shards)]
+        marks, n_marks = resolved.name, 1
+    return [PlanRef(sig_paths[i], i, marks, n_marks) for i in range(n_shards)]
