@@ -287,6 +287,15 @@ def test_prose_a_few_containers_outside_the_column_stays():
     assert "Label number" not in text and "Short note" not in text
 
 
+def test_boilerplate_names_match_in_any_case():
+    nav = (
+        '<div id="Navigation"><p>Welcome to our office for tree surveys and landscape planning '
+        'in the region. <a href="/a">Services</a></p></div>'
+    )
+    text = _text(page("t", f"{nav}<div>{ARTICLE}</div>"))
+    assert "Forecasters expect" in text and "Welcome to our office" not in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

@@ -101,8 +101,8 @@ _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs"
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
 # taxonomy classes on an article ("category-newsletter", "tag-social-media") name its topic.
 _NEGATING = frozenset("has no with without is show hide not category tag term".split())
-# Substrings of a class or id that make an element a candidate (matched case-sensitively, as a
-# CSS [class*=...] selector would; one regex over the names beats lexbor's 80 selectors)
+# Substrings of a class or id that make an element a candidate, in any case ("Navigation",
+# "mainNav"), as _is_boiler_name lowercases the name (one regex beats 80 lexbor selectors)
 _BOILER_CANDIDATE = re.compile(
     "|".join(
         (
@@ -145,7 +145,8 @@ _BOILER_CANDIDATE = re.compile(
             "author",
             "disclosure",
         )
-    )
+    ),
+    re.I,
 )
 _PART_SPLIT = re.compile(r"[\s_\-]+")
 
