@@ -292,7 +292,8 @@ def test_boilerplate_names_match_in_any_case():
         '<div id="Navigation"><p>Welcome to our office for tree surveys and landscape planning '
         'in the region. <a href="/a">Services</a></p></div>'
     )
-    text = _text(page("t", f"{nav}<div>{ARTICLE}</div>"))
+    body = ARTICLE.replace("<p>Residents", f"{nav}<p>Residents")
+    text = _text(page("t", f"<article>{body}</article>"))
     assert "Forecasters expect" in text and "Welcome to our office" not in text
 
 
