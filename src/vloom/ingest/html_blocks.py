@@ -74,7 +74,8 @@ _CTA_TAIL = 3
 _CTA_CHARS = 300
 _CTA = re.compile(
     r"su(?:b)?s[ck]r[iy]|abonn|newsletter|follow us|folgen? sie uns|folge uns|s[ií]guenos|"
-    r"suivez[- ]nous|sign(?:ing)? up|android|app store|google play",
+    r"suivez[- ]nous|sign(?:ing)? up|android|app store|google play|donat|spende|"
+    r"support(?:ing)? (?:us|our)",
     re.I,
 )
 # social networks: a call to action when a block names two, or is a short line naming one
@@ -334,7 +335,7 @@ def _drop_list_labels(keep: list[bool], ent: Entries) -> None:
 
 def _drop_calls_to_action(keep: list[bool], ent: Entries) -> None:
     """The article's last few blocks that ask the reader to subscribe, follow the site on a
-    social network or get its app (trafilatura filters such lines by the networks' names)."""
+    social network, donate or get its app (trafilatura filters such lines by the networks' names)."""
     items, chars, heads = ent.items, ent.chars, ent.heads
     for i in range(len(keep)):  # anywhere: a line of share buttons ("Save on Pinterest")
         if keep[i] and 0 < chars[i] < _SHARE_LINE and not heads[i] and _NETWORKS.search(items[i]):
