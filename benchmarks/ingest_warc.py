@@ -2,6 +2,7 @@
 resiliparse text-only, on one .warc.gz of a real manual with its images.
 
     python benchmarks/ingest_warc.py [PAGES_DIR] [--warc PATH] [--repeat R] [--profile]
+        [--workers N] [--trafilatura]
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). The WARC is written once
 with warcio (one gzip member per record: every page, then every other file of the manual as
@@ -11,8 +12,12 @@ run in this process, one after the other, single-threaded, over the same file:
   every <img> looked up in the WARC, read and fully decoded (vloom.media.check_image);
 - vloom (reader "warcio"): the same, through the warcio fallback;
 - FastWARC + resiliparse: HTML response records -> main text (`extract_plain_text`,
-  main_content=True), no images.
-Parquet writing is left out. `--profile` prints vloom's top functions (cProfile).
+  main_content=True), no images;
+- warcio + trafilatura (`--trafilatura`, slow): HTML response records -> main text, no images.
+Parquet writing is left out of these. `--workers N` adds two rows that write it, as a user runs
+`vloom ingest warc`: one process, and N worker processes over ranges of records (spawned from
+this process; scan, parts and re-assembly included); their ratio is the speed-up of --workers.
+`--profile` prints vloom's top functions (cProfile).
 """
 
 from __future__ import annotations
@@ -91,6 +96,39 @@ def run_resiliparse(warc: Path) -> tuple[int, int]:
     return n, chars
 
 
+def run_trafilatura(warc: Path) -> tuple[int, int]:
+    import trafilatura
+    from warcio.archiveiterator import ArchiveIterator
+
+    n = chars = 0
+    with open(warc, "rb") as f:
+        for rec in ArchiveIterator(f):
+            if rec.rec_type != "response" or rec.http_headers is None:
+                continue
+            if "html" not in (rec.http_headers.get_header("Content-Type") or ""):
+                continue
+            text = trafilatura.extract(rec.content_stream().read())
+            if text:
+                n += 1
+                chars += len(text)
+    return n, chars
+
+
+def run_cli(warc: Path, workers: int) -> tuple[int, int, int]:
+    """(documents, images, 0) through run_ingest, shards and ledger written to a scratch dir."""
+    import shutil
+    import tempfile
+
+    from vloom.ingest.run import run_ingest
+
+    out = Path(tempfile.mkdtemp(prefix="vloom-bench-warc-")) / "out"
+    try:
+        led = run_ingest("warc", [warc], out, quiet=True, workers=workers)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    return led.kept, led.extra["images"]["attached"], 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pages", nargs="?", default=str(GIMP), help="directory of the manual")
@@ -98,6 +136,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="time each R times, keep the best")
     ap.add_argument("--profile", action="store_true", help="cProfile vloom's FastWARC run")
     ap.add_argument("--only", choices=["fastwarc", "warcio", "resiliparse"], default=None)
+    ap.add_argument("--workers", type=int, default=0, help="also time the CLI path, 1 and N")
+    ap.add_argument("--trafilatura", action="store_true", help="also time warcio + trafilatura")
     args = ap.parse_args()
 
     root, warc = Path(args.pages), Path(args.warc)
@@ -134,8 +174,19 @@ def main() -> None:
         t, (n, chars) = best(lambda: run_resiliparse(warc))
         rows["resiliparse"] = n / t
         print(f"FastWARC+resiliparse text-only: {n / t:8.1f} pages/s  ({n} pages, {chars} chars)")
+    if args.trafilatura:
+        t, (n, chars) = best(lambda: run_trafilatura(warc))
+        rows["trafilatura"] = n / t
+        print(f"warcio+trafilatura text-only:   {n / t:8.1f} pages/s  ({n} pages, {chars} chars)")
+    if args.workers:
+        for w in (1, args.workers):
+            t, (n, img, _) = best(lambda w=w: run_cli(warc, w))
+            rows[f"workers={w}"] = n / t
+            print(f"vloom ingest --workers {w} (shards written): {n / t:8.1f} pages/s ({t:.1f} s)")
+        speedup = rows[f"workers={args.workers}"] / rows["workers=1"]
+        print(f"--workers {args.workers} speed-up over one process: {speedup:.2f}x")
     if "fastwarc" in rows:
-        for peer in ("warcio", "resiliparse"):
+        for peer in ("warcio", "resiliparse", "trafilatura"):
             if peer in rows:
                 print(f"ratio vloom(fastwarc) / {peer}: {rows['fastwarc'] / rows[peer]:.2f}x")
 

@@ -20,8 +20,9 @@ Sources and their parts: html (grouped) and pdf (one per part) split by file (a 
 that directory as its root: ids, relative paths, the image root and the outside-root rule are
 those of the walk); pairs per tar/Parquet file; hf per input (dataset directory or file: row
 numbers run across a split's files, so one dataset is one part); warc per range of records of
-each WARC (RANGE_BYTES of file at least), after every WARC was scanned for its image records (a
-page's images may come from any of the given WARCs; `warc_jobs`). Work directory, warc: also
+each WARC (about 1/16 of the run's pages each, 512 KiB of them at least), after every WARC was
+scanned for its image records (a page's images may come from any of the given WARCs;
+`warc_jobs`). Work directory, warc: also
 scan-<f>.json per WARC and warc-images.json, the merged image index.
 """
 
@@ -367,11 +368,14 @@ def warc_jobs(
     if not index.exists():
         merged = {"paths": paths, "images": [[u, i, off] for u, (i, off) in images.items()]}
         ondisk.atomic_write_json(index, merged, indent=None)
+    from vloom.ingest.warc import range_starts, range_weight
+
+    per_range = range_weight(sum(scan["weight"] for scan in scans), opts)
     jobs: list[tuple] = []
     file = 0
     for p, scan in zip(parts, scans, strict=True):
-        starts = [0, *scan["bounds"]]
-        for start, end in zip(starts, [*scan["bounds"], None], strict=True):
+        cuts = range_starts(scan, per_range)
+        for start, end in zip([0, *cuts], [*cuts, None], strict=True):
             part = {
                 "file": file if scan["inside"] else None,
                 "start": start,

@@ -270,40 +270,72 @@ def _options(opts: IngestOptions) -> tuple[int, str | None]:
 
 
 # --- parallel runs (executor.py): scan every WARC, then ingest ranges of records ---------------
-RANGE_BYTES = 8 << 20  # a range of a WARC in a parallel run: at least this many file bytes
+# A range's work is its pages (what is extracted; every other record is only inflated), counted
+# in file bytes ("weight"); ranges are cut where records of at least
+# range_weight(...) of it lie between two cuts, at points the scan offers every CUT_STEP of it.
+CUT_STEP = 64 << 10
+MIN_RANGE, RANGES = 512 << 10, 16  # ranges of at least 512 KiB of weight, about 16 in a run
 
 
 def scan_warc(path: Path, root: Path | None, opts: IngestOptions) -> dict[str, Any]:
     """A parallel run's first look at one WARC, as pass 1 reads it: {"inside": False} for a
     file outside its input directory (never opened), else its image records ("images": [URL,
-    offset] for the first record of each URL) and where its ranges start ("bounds": offsets of
-    records read whole right after a whole record, RANGE_BYTES apart at least). A file whose
-    reading fails keeps what was scanned before (its ranges count the failure)."""
+    offset] for the first record of each URL), its "weight", and where ranges may start ("cuts":
+    [offset, weight before it] of records read whole right after a whole record, CUT_STEP of
+    weight apart, or opts.extra["warc_range_bytes"]). A file whose reading fails keeps what was
+    scanned before it (no cut lies past the failure: the range reading it counts it)."""
     if root is not None and not inside_root(path, root):
-        return {"inside": False, "images": [], "bounds": []}
+        return {"inside": False, "images": [], "cuts": [], "weight": 0}
     max_record, reader = _options(opts)
-    range_bytes = int(opts.extra.get("warc_range_bytes", RANGE_BYTES))
+    step = min(CUT_STEP, int(opts.extra.get("warc_range_bytes", CUT_STEP)))
     images: dict[str, int] = {}
-    bounds: list[int] = []
-    last, whole = 0, True
+    cuts: list[list[int]] = []
+    weight = last = 0
+    prev: int | None = None  # offset of the previous record, if it weighs
+    whole = True
     try:
         with open_regular_file(path) as fh:
             if not looks_like_warc(fh):
                 raise ValueError("not a WARC")  # one range: it counts why
             size = os.fstat(fh.fileno()).st_size
-            for rec in records(fh, size, max_record, 16, reader):
+            for rec in records(fh, size, max_record, 512, reader):
+                if prev is not None:
+                    weight += rec.offset - prev
+                prev = None
                 if isinstance(rec, Lost):
                     whole = False
                     continue
-                if whole and rec.offset - last >= range_bytes:
-                    bounds.append(rec.offset)
-                    last = rec.offset
+                if whole and weight - last >= step:
+                    cuts.append([rec.offset, weight])
+                    last = weight
                 whole = True
                 if _is_image_record(rec):
                     images.setdefault(normalize_url(rec.target), rec.offset)
+                elif _as_pass2(rec)[1]:  # a page
+                    prev = rec.offset
+            if prev is not None:
+                weight += size - prev
     except Exception:  # noqa: BLE001 - what was scanned stays; the range reading it counts it
         pass
-    return {"inside": True, "images": list(images.items()), "bounds": bounds}
+    return {"inside": True, "images": list(images.items()), "cuts": cuts, "weight": weight}
+
+
+def range_weight(total: int, opts: IngestOptions) -> int:
+    """The weight of one range in a run whose WARCs weigh `total` (inputs only, never the
+    number of workers: a rerun with another --workers resumes the same ranges)."""
+    if "warc_range_bytes" in opts.extra:
+        return int(opts.extra["warc_range_bytes"])
+    return max(MIN_RANGE, total // RANGES)
+
+
+def range_starts(scan: dict[str, Any], per_range: int) -> list[int]:
+    """Offsets where the file's ranges start after the first (at 0)."""
+    starts, last = [], 0
+    for offset, weight in scan["cuts"]:
+        if weight - last >= per_range:
+            starts.append(offset)
+            last = weight
+    return starts
 
 
 def _is_image_record(rec: Rec) -> bool:
