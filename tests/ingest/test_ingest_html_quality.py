@@ -339,15 +339,12 @@ def _norm(s: str) -> str:  # score.py's normalisation
 
 
 @pytest.mark.skipif(not (DEV / "evaldata.json").is_file(), reason=f"{DEV}: extraction-dev absent")
-def test_extraction_dev_sample_precision_and_f1():
-    """Every 4th page of the dev set (100 pages), scored as score.py does: a guard at today's
-    level (measured P 0.893 R 0.956 F1 0.924), not issue 15's bound (F1 0.93, P 0.90)."""
+def test_extraction_dev_meets_issue_15_bound():
+    """All 400 pages of the dev set, scored as score.py does: issue 15's bound, F1 >= 0.93 with
+    precision >= 0.90 (measured P 0.928 R 0.958 F1 0.943; even half 0.954, odd 0.932)."""
     ev = json.loads((DEV / "evaldata.json").read_text(encoding="utf-8"))
     tp = fp = fn = 0
     for item in ev.values():
-        num = int(item["file"].split(".")[0])
-        if num % 4:
-            continue
         raw = gzip.decompress((DEV / "pages" / item["file"]).read_bytes())
         text = _norm(" ".join(i for i in extract_page(raw).items if isinstance(i, str)))
         hit = sum(_norm(w) in text for w in item["with"])
@@ -355,4 +352,4 @@ def test_extraction_dev_sample_precision_and_f1():
         fp += sum(_norm(w) in text for w in item["without"])
     p, r = tp / (tp + fp), tp / (tp + fn)
     f1 = 2 * p * r / (p + r)
-    assert p >= 0.885 and f1 >= 0.915, (p, r, f1)
+    assert p >= 0.90 and f1 >= 0.93, (p, r, f1)
