@@ -298,6 +298,20 @@ def test_boilerplate_names_match_in_any_case():
     assert "Forecasters expect" in text and "Welcome to our office" not in text
 
 
+def test_bem_main_element_of_a_sidebar_layout_is_content():
+    # "sidebar__main" is the main element of a sidebar layout (BEM), "sidebar__aside" is not
+    # (its links make it no prose sidebar; the page's other text makes it no layout wrapper)
+    talk = " ".join(f"word{i}" for i in range(200))
+    links = "".join(f'<li><a href="/t/{i}">Topic tag number {i}</a></li>' for i in range(12))
+    body = (
+        f'<div class="layout"><div class="sidebar__main">{ARTICLE.replace("h1", "h2")}{links}</div>'
+        '<div class="sidebar__aside"><p>Most read: the mayor, the bridge, the budget.</p></div>'
+        f"</div><div><p>{talk}</p></div>"
+    )
+    text = _text(page("t", body))
+    assert "Heavy rain" in text and "Forecasters expect" in text and "Most read" not in text
+
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 GIMP = Path("/usr/share/gimp/2.0/help/en")
 

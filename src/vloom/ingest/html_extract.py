@@ -100,6 +100,8 @@ _ANY_CAPTION_SEL = (
 _BOILER_SUFFIXES = ("footer", "navigation", "sidebar", "comments", "breadcrumbs")
 # "has-sidebar", "no-footer": layout flags on wrappers, not boilerplate themselves; WordPress's
 # taxonomy classes on an article ("category-newsletter", "tag-social-media") name its topic.
+# a BEM element (block__element) of these names in a sidebar layout is its content column
+_CONTENT_PARTS = frozenset("main content body article text inner".split())
 _NEGATING = frozenset("has no with without is show hide not category tag term".split())
 # Substrings of a class or id that make an element a candidate, in any case ("Navigation",
 # "mainNav"), as _is_boiler_name lowercases the name (one regex beats 80 lexbor selectors)
@@ -228,6 +230,10 @@ def _is_boiler_name(value: str, block: bool) -> bool:
         parts = _PART_SPLIT.split(token)
         if parts[0] in _NEGATING:
             continue
+        if "__" in token:  # BEM's "sidebar__main": the main element of a sidebar layout
+            block_name, element = token.rsplit("__", 1)
+            if "sidebar" in block_name and _PART_SPLIT.split(element)[0] in _CONTENT_PARTS:
+                continue
         for p in parts:
             if p in _BOILER_PARTS or p.startswith(_BOILER_PREFIXES) or p.endswith(_BOILER_SUFFIXES):
                 return True
