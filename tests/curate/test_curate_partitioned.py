@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from vloom.config import CurateConfig, StepConfig
-from vloom.curate import CurateError, run_curate
+from vloom.curate import CurateError, partition, run_curate
 from vloom.curate.dupcorpus import planted_docs
 from vloom.curate.partition import BUCKETS, plan_partitioned
 from vloom.curate.registry import build_step
@@ -55,7 +55,7 @@ def new_plan(tmp: Path, shards: list[list[Document]], name: str, params: dict, *
         write_shard(in_dir / f"s{i:03d}.parquet", docs)
     cfg = CurateConfig(steps=[StepConfig(name=name, **params)], workers=kw.pop("workers", 1))
     led = run_curate(in_dir, out, cfg, quiet=True, **kw)
-    parts = {p.name.split("-r")[0] for p in (out / ".curate").glob("part0-P*")}
+    parts = {"-".join(p.name.split("-")[:2]) for p in (out / ".curate").glob("part0-P*")}
     return list(read_documents(out)), led, parts
 
 
@@ -75,8 +75,11 @@ def _compare(tmp_path, docs, name, params, n_shards=12, records=40):
     return got
 
 
-def test_exact_dedup_partitioned_same_as_old_plan(tmp_path):
+def test_exact_dedup_partitioned_same_as_old_plan(tmp_path, monkeypatch):
+    # marks regrouped for 5 shards a file (256 by default): 12 shards read 3 files
+    monkeypatch.setattr(partition, "SHARDS_PER_GROUP", 5)
     _compare(tmp_path, list(planted_docs(600, seed=1, exact_share=0.15)), "exact_dedup", {})
+    assert len(list((tmp_path / "out" / ".curate").glob("part0-*-g*.bin"))) == 3
 
 
 def test_minhash_dedup_partitioned_same_as_old_plan(tmp_path):
@@ -264,7 +267,9 @@ def test_killed_partition_task_is_retried(tmp_path):
     step, sigs, spills, state = _spilled_step(tmp_path)
     refs = plan_partitioned(step, 0, sigs, spills, state, _dropping_map({1, 2}, [1]), 1, True, 20)
     assert refs is not None and len(refs) == 4
-    assert set(state.glob("part0-*")) == set(refs[0].mark_files())
+    parts = {f.name.split("-r0-")[1] for f in state.glob("part0-*-r0-*")}
+    assert parts == {f"{p}.bin" for p in range(len(parts))} and len(parts) > 2
+    assert refs[0].mark_files()[0].exists()
 
 
 def test_partition_failing_every_try_is_named(tmp_path):

@@ -14,8 +14,10 @@ A GlobalStep with a `record_dtype` (see `base.GlobalStep`) plans in partitions:
    folds each round's small summaries into the next round's context (`step.reduce`).
 3. Resolve (pair steps only), one task: union-find over the pairs, whose number is bounded
    by the duplicates, not the corpus; the first member of a cluster (reading order) stays.
-4. The curate pass: a shard task reads its own slice of every marks file and turns it into
-   the step's per-shard state (`step.shard_state`), the state the old driver plan gave it.
+4. Regroup (several partitions): one task per 256 shards gathers their marks from every
+   partition into one file. The curate pass: a shard task reads its slice of that file (or
+   of the resolved one) and turns it into the step's per-shard state (`step.shard_state`),
+   the state the single-process plan gives it.
 
 `g = shard index << 32 | record index in the shard`: ordering by g is global reading order,
 so "first occurrence" is decided inside a partition exactly as by a walk over the corpus.
@@ -44,6 +46,7 @@ BUCKETS = 4096  # key ranges per spill file; also the most partitions a step can
 _SHIFT = np.uint64(64 - 12)  # bucket = key >> (64 - log2(BUCKETS))
 PARTITION_RECORDS = 4_000_000  # default records per partition task (~100 MB of records)
 TASK_TRIES = 3  # a partition pass that leaves outputs missing is run again this many times
+SHARDS_PER_GROUP = 256  # shards whose marks one regroup task gathers into one file
 MARK = np.dtype([("g", "<i8"), ("v", "<i8")])
 _MAGIC = b"VLSPILL1"
 
@@ -128,12 +131,15 @@ def write_marks(path: Path, marks: np.ndarray, n_shards: int) -> None:
     ondisk.atomic_write_bytes(path, head.tobytes() + marks.astype(MARK).tobytes())
 
 
-def read_marks(path: Path, shard: int) -> np.ndarray:
-    """Shard `shard`'s marks of one partition's output."""
+def read_marks(path: Path, shard: int, end: int | None = None) -> np.ndarray:
+    """The marks of shards [shard, end) (default: `shard` alone) in one marks file."""
+    end = shard + 1 if end is None else end
     with open(path, "rb") as f:
         (n_shards,) = struct.unpack("<q", f.read(8))
         f.seek(8 + 8 * shard)
-        lo, hi = struct.unpack("<qq", f.read(16))
+        (lo,) = struct.unpack("<q", f.read(8))
+        f.seek(8 + 8 * end)
+        (hi,) = struct.unpack("<q", f.read(8))
         f.seek(8 * (n_shards + 2) + lo * MARK.itemsize)
         raw = f.read((hi - lo) * MARK.itemsize)
     if len(raw) != (hi - lo) * MARK.itemsize:
@@ -245,6 +251,13 @@ def _resolve_task(pair_files: list[Path], n_shards: int, out: Path) -> None:
     write_marks(out, marks_of(later_members(pairs[:, 0], pairs[:, 1])), n_shards)
 
 
+def _regroup_task(parts: list[Path], lo: int, hi: int, n_shards: int, out: Path) -> None:
+    """The marks of shards [lo, hi) from every partition, in one file: a shard task then
+    opens one file, not one per partition."""
+    marks = [read_marks(f, lo, hi) for f in parts]
+    write_marks(out, np.concatenate(marks) if marks else np.empty(0, MARK), n_shards)
+
+
 def shard_state(step: GlobalStep, ref: PlanRef) -> Any:
     """The state a shard task loads for a partitioned step: its signatures and its marks."""
     raw = np.fromfile(ref.sig_path, dtype=np.uint8).reshape(-1, step.sig_size)
@@ -305,7 +318,6 @@ def plan_partitioned(
             )
         if not last:
             ctx = step.reduce(rnd, (pickle.loads(o.read_bytes()) for o in outs), ctx)
-    marks, n_marks = f"{tag}-r{rounds - 1}-{{p}}.bin", n_parts
     if step.resolves_pairs:
         resolved = state / f"{tag}-resolved.bin"
         for _ in range(TASK_TRIES):
@@ -314,5 +326,21 @@ def plan_partitioned(
             run_all(_resolve_task, [(outs, n_shards, resolved)], workers, "resolve", quiet)
         if not resolved.exists():
             raise CurateError(f"{step.name}: resolving clusters failed {TASK_TRIES} times")
-        marks, n_marks = resolved.name, 1
-    return [PlanRef(sig_paths[i], i, marks, n_marks) for i in range(n_shards)]
+        return [PlanRef(sig_paths[i], i, resolved.name, 1) for i in range(n_shards)]
+    if n_parts == 1:
+        return [PlanRef(sig_paths[i], i, outs[0].name, 1) for i in range(n_shards)]
+    groups = [state / f"{tag}-g{g}.bin" for g in range(-(-n_shards // SHARDS_PER_GROUP))]
+    for _ in range(TASK_TRIES):
+        jobs = [
+            (outs, g * SHARDS_PER_GROUP, min(n_shards, (g + 1) * SHARDS_PER_GROUP), n_shards, f)
+            for g, f in enumerate(groups)
+            if not f.exists()
+        ]
+        if not jobs:
+            break
+        run_all(_regroup_task, jobs, workers, f"regroup {step.name}", quiet)
+    if not all(f.exists() for f in groups):
+        raise CurateError(f"{step.name}: regrouping marks failed {TASK_TRIES} times")
+    return [
+        PlanRef(sig_paths[i], i, groups[i // SHARDS_PER_GROUP].name, 1) for i in range(n_shards)
+    ]
