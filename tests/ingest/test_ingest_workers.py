@@ -254,3 +254,38 @@ def test_warc_ranges_give_the_same_bytes_with_damage_and_images_in_other_warcs(t
     assert led.rejected["warc_record_corrupt"] == 1 and led.rejected["outside_root"] == 1
     assert led.rejected["not_a_warc"] == 1 and led.kept >= len(pages) - 2
     assert led.extra["images"]["attached"] > 10
+
+
+def test_warc_rerun_redoes_only_unfinished_ranges(tmp_path, monkeypatch):
+    from ingestfix import site_records, write_warc
+
+    site = _site(tmp_path / "site", 30)
+    pages, images = site_records(site)
+    d = tmp_path / "warcs"
+    d.mkdir()
+    write_warc(d / "a.warc.gz", images + pages[:20])
+    write_warc(d / "b.warc.gz", pages[20:])
+    extra = {"warc_range_bytes": 2000}
+    ref = tmp_path / "ref"
+    run_ingest("warc", [d], ref, IngestOptions(out_dir=ref, extra=extra), True, 7)
+    out = (tmp_path / "o").resolve()
+    # a run killed after its scans and all but its last range (the parts are left, not assembled)
+    executor.run_parts(
+        "warc", [d], out, IngestOptions(out_dir=out, extra=extra), 1, executor.local_map, True
+    )
+    work = executor.work_dir(out)
+    done = sorted(work.glob("part-*.done"))
+    assert len(done) > 3 and len(list(work.glob("scan-*.json"))) == 2
+    done[-1].unlink()
+
+    ran: list[tuple[str, list[int]]] = []
+    real = executor.local_map
+
+    def recording(fn, jobs, workers, desc, quiet):
+        ran.append((fn.__name__, [job[4] for job in jobs]))
+        real(fn, jobs, workers, desc, quiet)
+
+    monkeypatch.setattr(executor, "local_map", recording)
+    run_ingest("warc", [d], out, IngestOptions(out_dir=out, extra=extra), True, 7, workers=2)
+    assert ran == [("_part_task", [len(done) - 1])]  # no scan, no finished range again
+    assert _bytes(out) == _bytes(ref)
