@@ -224,6 +224,10 @@ def test_label_of_a_dropped_link_list_goes_a_list_intro_stays():
     text = _text(page("t", f"<article>{body}</article>"))
     assert "Read also" not in text and "Other story" not in text
     assert "What to do now:\n\nStep 0" in text and "Forecasters expect" in text
+    # a manual's chapter page: its <h1> over the chapter's table of contents stays
+    toc = "".join(f'<li><a href="s{i}.html">Section {i}</a></li>' for i in range(6))
+    body = f"<h1>Chapter 4. Installation</h1><ul>{toc}</ul>{ARTICLE.replace('h1', 'h2')}"
+    assert _text(page("Chapter 4. Installation", body)).startswith("Chapter 4. Installation\n\n")
 
 
 def test_calls_to_action_at_the_end_go_prose_naming_a_network_stays():
@@ -237,6 +241,9 @@ def test_calls_to_action_at_the_end_go_prose_naming_a_network_stays():
     text = _text(page("t", f"<article>{ARTICLE}{tail}</article>"))
     assert "shared on Facebook by a resident" in text and "Forecasters expect" in text
     assert "Subscribe now" not in text and "Follow us" not in text and "enjoyed" not in text
+    # the last paragraph tells of a donation, it asks for none
+    last = "<p>The pumps were donated by a local family; the town bought the sandbags.</p>"
+    assert "donated by a local family" in _text(page("t", f"<article>{ARTICLE}{last}</article>"))
     # the same lines at the top of an article are not its tail: they stay; a short line of
     # share buttons goes wherever it stands
     share = '<p><a href="/print">Print recipe</a> Save on Pinterest</p>'

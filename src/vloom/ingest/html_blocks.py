@@ -74,8 +74,7 @@ _CTA_TAIL = 3
 _CTA_CHARS = 300
 _CTA = re.compile(
     r"su(?:b)?s[ck]r[iy]|abonn|newsletter|follow us|folgen? sie uns|folge uns|s[ií]guenos|"
-    r"suivez[- ]nous|sign(?:ing)? up|android|app store|google play|donat|spende|"
-    r"support(?:ing)? (?:us|our)",
+    r"suivez[- ]nous|sign(?:ing)? up|android|app store|google play|support(?:ing)? (?:us|our)",
     re.I,
 )
 # social networks: a call to action when a block names two, or is a short line naming one
@@ -324,6 +323,8 @@ def _drop_list_labels(keep: list[bool], ent: Entries) -> None:
         c = chars[i]
         if not keep[i] or not c or c >= _LABEL_CHARS or not chars[i + 1] or keep[i + 1]:
             continue
+        if heads[i] == 1:  # a page's title over its table of contents (a manual's chapter)
+            continue
         if not heads[i] and not items[i].rstrip().endswith((":", "?", "\u2026")):
             continue
         j = i + 1  # the dropped run after the label is all link text (a list, not prose)
@@ -335,7 +336,7 @@ def _drop_list_labels(keep: list[bool], ent: Entries) -> None:
 
 def _drop_calls_to_action(keep: list[bool], ent: Entries) -> None:
     """The article's last few blocks that ask the reader to subscribe, follow the site on a
-    social network, donate or get its app (trafilatura filters such lines by the networks' names)."""
+    social network, support it or get its app (trafilatura filters such lines by the networks' names)."""
     items, chars, heads = ent.items, ent.chars, ent.heads
     for i in range(len(keep)):  # anywhere: a line of share buttons ("Save on Pinterest")
         if keep[i] and 0 < chars[i] < _SHARE_LINE and not heads[i] and _NETWORKS.search(items[i]):

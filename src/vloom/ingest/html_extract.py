@@ -368,7 +368,9 @@ def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
                     p = p.parent
                 if p is None:
                     outer[c.mem_id] = c
-            caps[img.mem_id] = " ".join(" ".join(c.text(deep=True).split()) for c in outer.values())
+            caps[img.mem_id] = " ".join(
+                " ".join((c.text(deep=True) or "").split()) for c in outer.values()
+            )
             skip.update(outer)
     return caps
 
