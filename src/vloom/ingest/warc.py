@@ -35,6 +35,7 @@ the next record is read; a reading failure outside any record ends that file as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,7 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _SAFE = "/:@!$&'()*+,;=-._~"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pages name the same icons and figures again and again
 def normalize_url(url: str) -> str:
     """One spelling per URL for index look-ups: scheme/host lower-case, path percent-encoding
     made canonical (pages write "a%20b.png", crawlers record "a b.png"), no fragment."""
