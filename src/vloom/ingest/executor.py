@@ -355,7 +355,10 @@ def warc_jobs(
         ]
         if not todo:
             break
-        map_fn(_scan_task, todo, workers, "scan warc", quiet)
+        if len(todo) == 1:  # one WARC: nothing to spread, and no pool to start for it
+            _scan_task(*todo[0])
+        else:
+            map_fn(_scan_task, todo, workers, "scan warc", quiet)
     scans = [ondisk.read_json(work / f"scan-{f:06d}.json") for f in range(len(parts))]
     paths: list[str] = []
     images: dict[str, tuple[int, int]] = {}
