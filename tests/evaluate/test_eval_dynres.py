@@ -106,7 +106,7 @@ def dyn_ctx(tiny_data, dyn_eval, tmp_path_factory) -> EvalContext:
     meta = {
         "model": cfg.model.model_dump(mode="json"),
         "vocab_size": tok.get_vocab_size(),
-        "max_seq_len": 128,
+        "max_seq_len": 256,
         "image_size": cfg.synth.image_size,
     }
     out = tmp_path_factory.mktemp("dynckpt")

@@ -32,10 +32,11 @@ def test_greedy_with_an_image_and_stop_strings(rand_ctx, tiny_data):
         cut = greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), 6, stop=[stop])[0]
         assert cut == cut_at_stop(full, [stop]).strip() and stop not in cut
     too_long = prompt + [5] * m.lm.max_seq_len
-    with pytest.raises(ValueError, match="image prompt of .* exceeds the model's 128"):
+    limit = m.lm.max_seq_len
+    with pytest.raises(ValueError, match=f"image prompt of .* exceeds the model's {limit}"):
         greedy_generate(m, tok, [too_long], [im], torch.device("cpu"), 4)
-    with pytest.raises(ValueError, match="max_new_tokens must be in 1..127"):
-        greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), 128)
+    with pytest.raises(ValueError, match=f"max_new_tokens must be in 1..{limit - 1}"):
+        greedy_generate(m, tok, [prompt], [im], torch.device("cpu"), limit)
 
 
 def test_cut_at_stop_takes_the_earliest():

@@ -97,8 +97,8 @@ def test_multi_image_against_direct_scoring(suite, rand_ctx, tiny_data):
         )
         ims = torch.cat([pixels(b, m.vision.image_size) for b in r["images"] if b is not None])
         opts = [encode_text(tok, " " + r["template"].format(o)) for o in r["options"]]
-        s = continuation_logprobs(m, [p] * 2, opts, [ims] * 2, torch.device("cpu"))
-        correct += max(range(2), key=lambda j: s[j]) == r["answer"]
+        s = continuation_logprobs(m, [p] * 4, opts, [ims] * 4, torch.device("cpu"))
+        correct += max(range(4), key=lambda j: s[j]) == r["answer"]
     res = suite["multi_image"]
     assert res["skipped_too_long"] == 0 and res["n"] == N
     assert res["accuracy"] == pytest.approx(correct / N)

@@ -1,8 +1,11 @@
 """A question over an interleaved document with several images, multiple choice by likelihood.
 
-`Figure 1. <image> Figure 2. <image> Question: Which picture shows the red circle, the first
-or the second? Answer: The first picture shows the red circle.` A document longer than the
-model's context is skipped and counted (`skipped_too_long`).
+The document is the corpus's own kind, asked as the corpus asks: `Figure 1. <image> Question:
+... Answer: ... Figure 2. <image> Question: What shape is the red object? Answer: The red
+object is a {}.` The question is about the last figure; the earlier ones and their solved
+questions are in context, so a model has to read the right image (synth/evalsets.py). Each
+image takes its own number of `<image>` tokens. A document longer than the model's context is
+skipped and counted (`skipped_too_long`).
 """
 
 from __future__ import annotations
