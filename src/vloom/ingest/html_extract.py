@@ -269,6 +269,17 @@ def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
     return link_words < 0.25 * words
 
 
+def _inside(node: LexborNode, skip: set[int], root: LexborNode) -> bool:
+    """An ancestor of `node` (below `root`) is in `skip`."""
+    top = root.mem_id
+    p = node.parent
+    while p is not None and p.mem_id != top:
+        if p.mem_id in skip:
+            return True
+        p = p.parent
+    return False
+
+
 def _skip_set(root: LexborNode) -> set[int]:
     """mem_ids of boilerplate elements under `root` (the walk skips them with their subtree)."""
     tags = list(_SKIP_TAGS)
@@ -291,6 +302,8 @@ def _skip_set(root: LexborNode) -> set[int]:
         if _is_boiler_name(a.get("class") or "", block) or _is_boiler_name(
             a.get("id") or "", block
         ):
+            if _inside(n, skip, root):
+                continue  # goes with the boilerplate around it: no need to weigh it
             if total < 0:
                 total = len((root.text(deep=True) or "").split())
             words = len((n.text(deep=True) or "").split())
