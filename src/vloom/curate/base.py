@@ -17,7 +17,7 @@ no process holds the corpus. A step implements little:
                                           with a uniform uint64 "key" (records with equal
                                           keys meet in one partition) and "g" (the record's
                                           index in the shard; the executor makes it global)
-    plan_partition(recs, part, rnd, ctx)  one partition's records sorted by (key, g) ->
+    plan_partition(recs, part, rnd, ctx)  one partition's records (any order: g orders them) ->
                                           marks (partition.MARK: global position, value),
                                           or pairs (u, v) with `resolves_pairs`
     shard_state(sigs, j, v) -> state      a shard's marks -> the state `plan` would give it
@@ -188,7 +188,7 @@ class GlobalStep(Step):
         return 1
 
     def plan_partition(self, recs: np.ndarray, part: int, rnd: int, ctx: Any) -> Any:
-        """A partition's records, sorted by (key, g) -> marks, pairs or a round's summary."""
+        """A partition's records (in no particular order) -> marks, pairs or a summary."""
         raise NotImplementedError
 
     def reduce(self, rnd: int, outs: Iterable[Any], ctx: Any) -> Any:

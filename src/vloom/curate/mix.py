@@ -319,8 +319,10 @@ class Mix(GlobalStep):
                     )
                 ],
             )
-        # final: records are in draw order (key, then g); each source's running sum starts
-        # where the earlier partitions left it
+        # final: in draw order (key, then g), each source's running sum starting where the
+        # earlier partitions left it
+        order = np.lexsort([recs["g"][listed], recs["key"][listed]])
+        src, cls = src[order], cls[order]
         want = np.asarray(ctx["want"], dtype=np.int64)[src, cls]
         copies = np.zeros(recs.size, dtype=np.int64)
         out = np.empty(src.size, dtype=np.int64)
@@ -331,7 +333,7 @@ class Mix(GlobalStep):
             assert want[m].sum() < (1 << 62), "a partition too large for the fixed-point sum"
             cum = off + np.cumsum(want[m])
             out[m] = np.minimum(cum // ONE - (cum - want[m]) // ONE, self.max_repeat)
-        copies[listed] = out
+        copies[np.flatnonzero(listed)[order]] = out
         if self.others == "keep":
             copies[~listed] = 1
         keep = copies != 0

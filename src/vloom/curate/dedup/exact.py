@@ -115,11 +115,11 @@ class ExactDedup(GlobalStep):
 
 
 def later_copies(recs: np.ndarray, *fields: str) -> np.ndarray:
-    """Global positions of records (sorted by key, then g) whose key and `fields` equal an
-    earlier record's: every occurrence of a value but the first in reading order."""
+    """Global positions of records whose key and `fields` equal an earlier record's (by g):
+    every occurrence of a value but the first in reading order."""
     order = np.lexsort([recs["g"], *(recs[f] for f in reversed(fields)), recs["key"]])
-    r = recs[order]
-    same = r["key"][1:] == r["key"][:-1]
-    for f in fields:
-        same &= r[f][1:] == r[f][:-1]
-    return r["g"][1:][same]
+    same = np.ones(max(0, recs.size - 1), dtype=bool)
+    for f in ("key", *fields):  # one column at a time: no sorted copy of the records
+        col = recs[f][order]
+        same &= col[1:] == col[:-1]
+    return recs["g"][order[1:][same]]

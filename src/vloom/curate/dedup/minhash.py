@@ -334,9 +334,12 @@ class MinHashDedup(GlobalStep):
     def plan_partition(
         self, recs: np.ndarray, part: int, rnd: int, ctx: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        r = recs[np.lexsort([recs["g"], recs["band"], recs["key"]])]
-        same = (r["key"][1:] == r["key"][:-1]) & (r["band"][1:] == r["band"][:-1])
-        return r["g"][:-1][same], r["g"][1:][same]
+        order = np.lexsort([recs["g"], recs["band"], recs["key"]])
+        key, band = recs["key"][order], recs["band"][order]
+        same = (key[1:] == key[:-1]) & (band[1:] == band[:-1])
+        del key, band
+        g = recs["g"][order]
+        return g[:-1][same], g[1:][same]
 
     def shard_state(self, sigs: np.ndarray, j: np.ndarray, v: np.ndarray) -> Any:
         return j
