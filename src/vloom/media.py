@@ -163,8 +163,8 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
     row = 1 + (width * _PNG_CHANNELS[ctype] * depth + 7) // 8  # filter byte + samples
     need = row * height
     z = _inflate.decompressobj()
-    parts: list[bytes] = []
     got = 0
+    bad_filter = False  # a row filter byte Pillow does not know (> 4), read as the data comes
     pos = img.tile[0][2]  # the first IDAT's data, where Pillow found it
     length = struct.unpack(">I", data[pos - 8 : pos - 4])[0]
     # Accepted here only when the stream ends (checksum read) with exactly the image's rows and
@@ -176,7 +176,9 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
             out = z.decompress(chunk, need + 1 - got)
         except _inflate.error:
             return None  # broken data: whether Pillow reaches it first, a full decode says
-        parts.append(out)
+        first = -got % row  # where the next row's filter byte lies in this piece
+        if first < len(out) and max(out[first::row]) > 4:
+            bad_filter = True
         got += len(out)
         if z.eof or got > need:
             break
@@ -188,8 +190,7 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         pos, length = pos + length + 12, struct.unpack(">I", head[:4])[0]
     if got != need:
         return None
-    raw = b"".join(parts)
-    if max(raw[::row]) > 4:
+    if bad_filter:
         return False  # a row filter Pillow does not know
     return _png_tail_ok(data, pos + length)
 
