@@ -8,8 +8,8 @@ to each page's main content and snippets that do not, default ../shared/benchmar
 scored with its own score.py metric: precision / recall / F1 and pages/s for vloom's extract_page
 (decode, parse, walk, selection), trafilatura.extract (given the URL, as score.py --peers does)
 and resiliparse's main_content, in this process, the pages held in memory, each tool's best of R
-rounds that take the tools in turn; F1 also on the even- and odd-numbered halves (tuning used the
-even half).
+rounds that take the tools in turn; P/R/F1 also on the even- and odd-numbered halves (tuning used
+the even half).
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). Both tools run in this
 process, one after the other, single-threaded, over the same files read from disk inside the
@@ -62,8 +62,8 @@ def run_trafilatura(pages: list[Path]) -> tuple[int, int]:
     return n, chars
 
 
-def _half_f1(score_mod, ev: dict, out: dict, parity: int) -> float:
-    """score.py's F1 over the pages whose number has this parity."""
+def _half_score(score_mod, ev: dict, out: dict, parity: int) -> tuple[float, float, float]:
+    """score.py's precision, recall and F1 over the pages whose number has this parity."""
     norm = score_mod.norm
     tp = fp = fn = 0
     for item in ev.values():
@@ -74,7 +74,9 @@ def _half_f1(score_mod, ev: dict, out: dict, parity: int) -> float:
         hit = sum(norm(w) in t for w in item["with"])
         tp, fn = tp + hit, fn + len(item["with"]) - hit
         fp += sum(norm(w) in t for w in item["without"])
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    if not tp:
+        return 0.0, 0.0, 0.0
+    return tp / (tp + fp), tp / (tp + fn), 2 * tp / (2 * tp + fp + fn)
 
 
 def run_dev(dev: Path, repeat: int) -> None:
@@ -112,7 +114,7 @@ def run_dev(dev: Path, repeat: int) -> None:
         print("resiliparse not installed (pip install -e '.[bench]')")
 
     print(
-        f"{len(raw)} pages from {dev} (score.py metric; F1 halves: even = tuned on, odd = held out)"
+        f"{len(raw)} pages from {dev} (score.py metric; halves: even = tuned on, odd = held out)"
     )
     for fn in tools.values():
         for p in list(raw)[:5]:
@@ -135,10 +137,11 @@ def run_dev(dev: Path, repeat: int) -> None:
     for name in names:
         out = outs[name]
         pr, rc, f1 = score_mod.score(out)
-        halves = [_half_f1(score_mod, ev, out, parity) for parity in (0, 1)]
+        even, odd = (_half_score(score_mod, ev, out, parity) for parity in (0, 1))
         print(
-            f"{name:12s} P={pr:.3f} R={rc:.3f} F1={f1:.3f} (even {halves[0]:.3f}, odd "
-            f"{halves[1]:.3f})  {speed[name]:7.1f} pages/s wall, {cpu[name]:7.1f} per CPU-s"
+            f"{name:12s} P={pr:.3f} R={rc:.3f} F1={f1:.3f}  {speed[name]:7.1f} pages/s wall, "
+            f"{cpu[name]:7.1f} per CPU-s\n{'':12s} even P={even[0]:.3f} R={even[1]:.3f} "
+            f"F1={even[2]:.3f}; odd P={odd[0]:.3f} R={odd[1]:.3f} F1={odd[2]:.3f}"
         )
     if "trafilatura" in speed:
         print(
