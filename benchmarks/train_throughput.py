@@ -18,9 +18,10 @@ The two are timed in alternating blocks and the median block is reported, so a n
 machine slows both alike. Each repeat's rate is printed; a model whose last repeat runs
 under 0.85x its first is flagged DECAY (a slowdown that grows with training, e.g. denormal
 floats), and so is the vloom/transformers ratio. On CPU denormals are flushed to zero, as
-vloom's training loop does (vloom.train.denormal); --keep-denormals measures without it. On a machine whose cores are already busy (e.g. a training job),
-pass --threads 1: torch's default of one thread per core then oversubscribes the CPU and a
-step can run several times slower, for both models.
+vloom's training loop does (vloom.train.denormal); --keep-denormals measures without it.
+On a machine whose cores are already busy (e.g. a training job), pass --threads 1 (torch's
+default of one thread per core then oversubscribes the CPU and a step can run several times
+slower, for both models) and --clock cpu (the process's CPU time instead of the wall clock).
 """
 
 from __future__ import annotations
@@ -86,14 +87,20 @@ def hf_logits(model: nn.Module):
 
 
 def train_steps(
-    forward, model: nn.Module, opt, batches: list[torch.Tensor], n: int, bf16: bool = False
+    forward,
+    model: nn.Module,
+    opt,
+    batches: list[torch.Tensor],
+    n: int,
+    bf16: bool = False,
+    clock=time.perf_counter,
 ) -> float:
-    """Run n training steps over `batches` (cycled); return the wall time in seconds."""
+    """Run n training steps over `batches` (cycled); return their time on `clock` in seconds."""
     dev = batches[0].device
     ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0 = clock()
     for i in range(n):
         tokens = batches[i % len(batches)]
         x, y = tokens[:, :-1], tokens[:, 1:]
@@ -106,7 +113,7 @@ def train_steps(
         opt.zero_grad(set_to_none=True)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def time_repeats(
@@ -115,6 +122,7 @@ def time_repeats(
     """Warm up each model, then time `repeats` blocks of `steps` steps each; tokens/s per block.
     The same models and optimizers train on through all blocks, so a slowdown that grows with
     training shows as a decay across them."""
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for name, (m, fwd) in models.items():
         train_steps(fwd, m, opts[name], batches, args.warmup, bf16)
     tokens = args.steps * args.batch * args.seq_len
@@ -124,7 +132,7 @@ def time_repeats(
         # Alternate which model goes first so drift in machine load does not favour one.
         for name in names if r % 2 == 0 else names[::-1]:
             m, fwd = models[name]
-            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16)
+            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16, clock)
             rates[name].append(tokens / wall)
     return rates
 
@@ -177,6 +185,13 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch default")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: this process's CPU time (CPU only), which other jobs on a loaded machine "
+        "disturb far less than the wall clock",
+    )
     args = ap.parse_args()
     for k, v in SIZES[args.size].items():
         if getattr(args, k) is None:
@@ -222,7 +237,8 @@ def main() -> None:
         f"ffn_hidden={hidden} vocab={args.vocab} seq_len={args.seq_len} batch={args.batch} "
         f"params={n_params(vloom):,} threads={torch.get_num_threads()} device={device} "
         f"dtype={'bf16' if bf16 else 'fp32'} "
-        f"denormals={'kept' if args.keep_denormals or device.type != 'cpu' else 'flushed'}"
+        f"denormals={'kept' if args.keep_denormals or device.type != 'cpu' else 'flushed'} "
+        f"clock={args.clock}"
     )
 
     flush = contextlib.nullcontext() if args.keep_denormals else flush_denormals(device)
