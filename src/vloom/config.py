@@ -124,6 +124,11 @@ class PackConfig(_Strict):
     image_size: int = Field(32, ge=8, description="images are resized to this square side")
     tokenizer_docs: int = Field(5000, ge=10, description="documents sampled to train the tokenizer")
     shard_sequences: int = Field(2048, ge=1, description="sequences per packed shard")
+    image_captions: bool = Field(
+        True,
+        description="an image's metadata caption (HTML figure captions, kept out of the page "
+        "text by ingest) follows the image in the token stream",
+    )
 
 
 class VisionConfig(_Strict):

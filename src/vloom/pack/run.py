@@ -21,6 +21,7 @@ from vloom.doc import Rejected, SchemaError, list_shards, read_shard
 from vloom.ledger import Ledger
 from vloom.media import ImageError
 from vloom.ondisk import LEDGER, STATS, TOKENIZER, atomic_write_json, check_out_dir, staged_dir
+from vloom.pack.captions import with_captions
 from vloom.pack.hf_tokenizer import prepare_hf_tokenizer
 from vloom.pack.images import max_image_tokens, prepare_image
 from vloom.pack.packing import PackedShardWriter, Packer
@@ -120,7 +121,11 @@ def _train_tokenizer(in_dir: Path, path: Path, cfg: ExperimentConfig) -> Tokeniz
     def texts():
         led = Ledger()  # a throwaway: the packing pass below counts every document once
         for d in itertools.islice(_iter_docs(in_dir, led), cfg.pack.tokenizer_docs):
-            if not isinstance(d, Rejected):
+            if isinstance(d, Rejected):
+                continue
+            if cfg.pack.image_captions:  # the text pack will encode, captions included
+                yield "\n\n".join(t for t in with_captions(d.texts, d.metadata) if t is not None)
+            else:
                 yield d.text
 
     train_tokenizer(texts(), cfg.pack.vocab_size, path)
@@ -179,7 +184,8 @@ def _pack_documents(
             if not any(d.texts) and not pixels:  # d.texts: None marks an image slot
                 ledger.drop("pack", "empty")
                 continue
-            kept.append((d, pixels, item_texts(d.texts)))
+            items = with_captions(d.texts, d.metadata) if pc.image_captions else d.texts
+            kept.append((d, pixels, item_texts(items)))
         texts = [t for _, _, ts in kept for t in ts if t is not None]
         # encode_batch_fast (tokenizers >= 0.21) skips the character offsets pack never reads
         encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
