@@ -57,3 +57,35 @@ def test_same_named_runs_get_distinct_columns(tmp_path, make_run, row):
 def test_no_runs():
     with pytest.raises(ValueError, match="no run directories"):
         compare_runs([])
+
+
+def _records(correct: list[int]) -> list[dict]:
+    return [{"id": f"vqa-{i:05d}", "correct": c, "qtype": "colour"} for i, c in enumerate(correct)]
+
+
+def test_runs_with_records_get_intervals_against_the_first(tmp_path, make_run, run_eval):
+    from vloom.evaluate.records import write_examples
+
+    ev_a, ev_b = dict(run_eval), dict(run_eval)
+    a = make_run(tmp_path / "a", control=False, ev=ev_a)
+    b = make_run(tmp_path / "b", control=False, ev=ev_b)
+    c = make_run(tmp_path / "c", control=False, ev=dict(run_eval))
+    base = [1 if i % 2 else 0 for i in range(400)]  # 0.50
+    better = [1 if i % 5 else 0 for i in range(400)]  # 0.80, right wherever base is
+    write_examples(a, {"vqa": _records(base)})
+    write_examples(b, {"vqa": _records(better)})
+    write_examples(c, {"vqa": _records(base)})
+    md = compare_runs([a, b, c])
+    assert "### b against a" in md and "### c against a" in md
+    rows = {
+        ln.split("|")[1].strip(): ln
+        for ln in md.split("### b against a")[1].splitlines()[:6]
+        if ln.startswith("| vqa")
+    }
+    cells = [x.strip() for x in rows["vqa"].split("|")[1:-1]]
+    diff = cells[4]
+    assert diff.startswith("+0.3 [") and float(diff.split("[")[1].split(",")[0]) > 0.2
+    assert "b - a is resolved" in md
+    assert "c - a is not resolved (the interval holds 0) on vqa" in md
+    # runs without records: the plain table only
+    assert "against" not in compare_runs([make_run(tmp_path / "d"), make_run(tmp_path / "e")])

@@ -1,10 +1,14 @@
-"""Side-by-side comparison of finished runs: every eval metric and the training budget."""
+"""Side-by-side comparison of finished runs: every eval metric and the training budget, then,
+where the runs kept per-example records, each run against the first with 95% intervals (a
+bootstrap over examples; the difference's a paired bootstrap over the examples both answered)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from vloom.evaluate.records import read_examples
+from vloom.report.headline import headline_table, headlines, resolved_sentence
 from vloom.report.runfiles import (
     RESULTS_FILE,
     eval_section,
@@ -52,4 +56,15 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     summaries = [train_summary(r, read_metrics(d)[0]) for d, r in zip(dirs, results, strict=True)]
     for key in TRAIN_KEYS:
         rows.append([f"train.{key}", *(s.get(key) for s in summaries)])
-    return md_table(["metric", *labels], rows)
+    out = md_table(["metric", *labels], rows)
+    examples = {
+        lb: {t: recs for t in evals[lb] if (recs := read_examples(d, t))}
+        for lb, d in zip(labels, dirs, strict=True)
+    }
+    for lb in labels[1:]:
+        pair = {lb: evals[lb], labels[0]: evals[labels[0]]}
+        rows_ = [h for h in headlines(pair, examples) if h.diff_ci is not None]
+        if rows_:
+            out += f"\n\n### {lb} against {labels[0]}\n\n" + headline_table(rows_, list(pair))
+            out += "\n\n" + resolved_sentence(rows_, list(pair))
+    return out
