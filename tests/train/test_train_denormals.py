@@ -30,6 +30,15 @@ def threads_flush() -> bool:
     return int((a @ a != 0).sum()) == 0
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread (a tiny model gains nothing from more), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _bench_module():
     spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
     mod = importlib.util.module_from_spec(spec)
@@ -37,7 +46,7 @@ def _bench_module():
     return mod
 
 
-def test_benchmark_lm_trains_without_denormals():
+def test_benchmark_lm_trains_without_denormals(one_thread):
     """The benchmark's shape (d 128, vocab 2048) with torch's default init (embedding N(0, 1)
     tied to the head) put thousands of denormals into the logits' gradient from step 0 on;
     initialised as vloom initialises it, nothing in the step ever goes denormal."""
@@ -62,6 +71,32 @@ def test_benchmark_lm_trains_without_denormals():
                 opt.state[p]["exp_avg_sq"]
             )
         assert not any(found.values()), (step, {k: v for k, v in found.items() if v})
+
+
+def _adamw_on_rows_that_stop_learning(steps: int) -> tuple[int, int, int]:
+    """Embedding rows 8.. get a gradient at step 0 only (tokens a corpus stops showing, an
+    untied head's rare rows): AdamW's moments of those rows shrink by beta each step. Returns
+    the denormal counts of exp_avg and exp_avg_sq and the size of each."""
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(64, 16)
+    opt = torch.optim.AdamW(emb.parameters(), lr=1e-3, betas=(0.9, 0.95), foreach=True)
+    for step in range(steps):
+        ids = torch.arange(64) if step == 0 else torch.randint(0, 8, (32,))
+        emb(ids).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    st = opt.state[emb.weight]
+    return n_denormal(st["exp_avg"]), n_denormal(st["exp_avg_sq"]), emb.weight.numel()
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
+def test_optimizer_moments_of_idle_rows_reach_zero_under_flushing(one_thread):
+    """Without flushing, 0.9 x the smallest denormals rounds back to themselves: the idle rows'
+    moments go denormal after ~700 steps (exp_avg) and ~1,100 (exp_avg_sq) and stay there,
+    and every step's sqrt and division read them."""
+    with flush_denormals(torch.device("cpu")):
+        assert _adamw_on_rows_that_stop_learning(1600) == (0, 0, 1024)
+    assert _adamw_on_rows_that_stop_learning(1600) == (896, 896, 1024)  # the 56 idle rows
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
