@@ -208,7 +208,7 @@ def _buckets(p: int, n_parts: int) -> tuple[int, int]:
 
 def _partition_task(
     step: GlobalStep,
-    spills: list[Path],
+    spill_list: Path,
     p: int,
     n_parts: int,
     rnd: int,
@@ -217,6 +217,7 @@ def _partition_task(
     last: bool,
 ) -> None:
     b0, b1 = _buckets(p, n_parts)
+    spills = _spills(spill_list)
     parts = []
     for s in spills:
         try:
@@ -239,6 +240,10 @@ def _partition_task(
         ondisk.atomic_write_bytes(out, np.stack([u, v]).astype("<i8").tobytes())
     else:
         ondisk.atomic_write_bytes(out, pickle.dumps(result))
+
+
+def _spills(spill_list: Path) -> list[Path]:
+    return [spill_list.parent / name for name in spill_list.read_text().splitlines()]
 
 
 def _resolve_task(pair_files: list[Path], n_shards: int, out: Path) -> None:
@@ -296,6 +301,11 @@ def plan_partitioned(
     rounds = step.plan_rounds()
     ctx: Any = None
     tag = f"part{k}-P{n_parts}"
+    # every partition task reads every shard's spill: their names go in one file, so a task's
+    # arguments stay a few names whatever the number of shards
+    spill_list = state / f"{tag}-spills.txt"
+    if not spill_list.exists():
+        ondisk.atomic_write_text(spill_list, "".join(f"{s.name}\n" for s in spills))
     outs: list[Path] = []
     for rnd in range(rounds):
         last = rnd == rounds - 1
@@ -303,7 +313,7 @@ def plan_partitioned(
         outs = [state / f"{tag}-r{rnd}-{p}{suffix}" for p in range(n_parts)]
         for _ in range(TASK_TRIES):
             jobs = [
-                (step, spills, p, n_parts, rnd, ctx, outs[p], last)
+                (step, spill_list, p, n_parts, rnd, ctx, outs[p], last)
                 for p in range(n_parts)
                 if not outs[p].exists()
             ]
