@@ -134,3 +134,20 @@ def test_a_tiny_auto_sweep_runs_rounds_until_the_budget(tmp_path):
     runs = json.loads((study.out_dir / "study.json").read_text())["runs"]
     assert sorted(r["settings"]["seed"] for r in runs) == sorted(out["seeds"] * 2)
     assert plan_seeds(study).more is False  # a rerun adds nothing
+
+
+def test_under_slurm_each_call_writes_the_round_the_results_ask_for(tmp_path, capsys):
+    from vloom.cli import main
+
+    plan = {**PLAN, "start": 2}
+    path = write_study(tmp_path, seeds="auto", seed_plan=plan, executor="slurm")
+    assert main(["sweep", str(path)]) == 0
+    listed = (tmp_path / "sweep" / "runs.txt").read_text().split()
+    assert sorted(listed) == sorted(
+        f"image_start_fraction-{f}_seed-{s}" for f in (0, 1) for s in (0, 1)
+    )
+    assert "take seeds 0..1: the first 2" in capsys.readouterr().out
+    # an array task names a run of that round (the study is expanded from the same decision)
+    study = load_study(path)
+    task = expand(study.spec, study.source, plan_seeds(study).seeds)
+    assert {r.name for r in task.runs} == set(listed)

@@ -76,9 +76,9 @@ def run_sweep(
     """Run the study (or the one run `only`); return {"done": [...], "failed": {...}, ...}."""
     if not auto_seeds(study.spec):
         return _run_round(study, quiet, only, report_only)
-    if only is not None:  # a SLURM array task: any seed within the budget names a run
-        budget = list(range(study.spec.seed_plan.budget))
-        return _run_round(expand(study.spec, study.source, budget), quiet, only, report_only)
+    if only is not None:  # a SLURM array task of the round the last decision asked for
+        seeds = plan_seeds(study).seeds
+        return _run_round(expand(study.spec, study.source, seeds), quiet, only, report_only)
     total: dict[str, Any] = {"skipped": [], "done": [], "failed": {}}
     asked: list[int] | None = None
     while True:
