@@ -151,3 +151,8 @@ def test_under_slurm_each_call_writes_the_round_the_results_ask_for(tmp_path, ca
     study = load_study(path)
     task = expand(study.spec, study.source, plan_seeds(study).seeds)
     assert {r.name for r in task.runs} == set(listed)
+
+
+def test_one_setting_has_nothing_to_compare(tmp_path):
+    d = plan_seeds(fake_sweep(tmp_path, {0.5: [0.3, 0.4, 0.5]}))
+    assert (d.seeds, d.more, d.reason) == ([0, 1, 2], False, "one setting: nothing to compare")

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vloom.report.study_table import VL_AVG
+from vloom.report.study_table import VL_AVG, group_runs
 
 SEPARATED, NARROW, STALLED, OPEN = "separated", "narrow", "not shrinking", "open"
 
@@ -104,8 +104,6 @@ def _span(seeds: list[int]) -> str:
 
 def complete_rounds(runs: list[dict[str, Any]], swept: list[str]) -> int:
     """k such that every setting finished seeds 0..k-1 (runs as collect_runs reads them)."""
-    from vloom.report.study_table import group_runs
-
     groups = group_runs(runs, swept)
     if not groups:
         return 0
@@ -135,6 +133,8 @@ def decide(spec: SeedPlanSpec, runs: list[dict[str, Any]], swept: list[str]) -> 
         return SeedDecision(
             k, list(range(spec.start)), True, f"the first {spec.start} (seed_plan.start)"
         )
+    if len(group_runs(runs, swept)) < 2:
+        return SeedDecision(k, list(range(k)), False, "one setting: nothing to compare")
     now, before = _judge(runs, swept, k, spec.metrics), _judge(runs, swept, k - 1, spec.metrics)
     missing = [m for m in spec.metrics if not any(key[0] == m for key in now)]
     if missing:
