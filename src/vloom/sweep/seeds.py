@@ -21,9 +21,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vloom.report.study_table import VL_AVG, group_runs
-
 SEPARATED, NARROW, STALLED, OPEN = "separated", "narrow", "not shrinking", "open"
+
+
+def _vl_avg() -> str:
+    # the report package imports matplotlib: loaded only when a plan is made, so reading a
+    # study file stays light
+    from vloom.report.study_table import VL_AVG
+
+    return VL_AVG
 
 
 class SeedPlanSpec(BaseModel):
@@ -32,7 +38,7 @@ class SeedPlanSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[str] = Field(
-        default_factory=lambda: [VL_AVG],
+        default_factory=lambda: [_vl_avg()],
         min_length=1,
         description="what must separate: 'task.metric' keys (vqa.accuracy) or an average "
         "('vision-language average', 'text-only average')",
@@ -104,6 +110,8 @@ def _span(seeds: list[int]) -> str:
 
 def complete_rounds(runs: list[dict[str, Any]], swept: list[str]) -> int:
     """k such that every setting finished seeds 0..k-1 (runs as collect_runs reads them)."""
+    from vloom.report.study_table import group_runs
+
     groups = group_runs(runs, swept)
     if not groups:
         return 0
@@ -128,6 +136,8 @@ def _judge(runs: list[dict[str, Any]], swept: list[str], n: int, metrics: list[s
 
 def decide(spec: SeedPlanSpec, runs: list[dict[str, Any]], swept: list[str]) -> SeedDecision:
     """Which seeds every setting should have, from the finished runs (see the module doc)."""
+    from vloom.report.study_table import group_runs
+
     k = complete_rounds(runs, swept)
     if k < spec.start:
         return SeedDecision(
@@ -140,7 +150,7 @@ def decide(spec: SeedPlanSpec, runs: list[dict[str, Any]], swept: list[str]) -> 
     if missing:
         raise ValueError(
             f"seed_plan.metrics: no finished run reports {', '.join(map(repr, missing))}; "
-            f"metrics are 'task.metric' keys of results.json or {VL_AVG!r}"
+            f"metrics are 'task.metric' keys of results.json or {_vl_avg()!r}"
         )
     comps = []
     for key, d in now.items():
