@@ -41,10 +41,8 @@ class QA:
         return self.template.format(self.answer if option is None else option)
 
 
-def phrase(o: Obj) -> str:
-    # Colour first, then shape, then place: each object's text is a lookup keyed by the
-    # colour, the way the questions ask ("the red object" -> its shape, its place).
-    return f"the {o.size} {o.colour} {o.shape} is at the {CELLS[o.cell]}"
+def phrase(o: Obj, article: str = "a") -> str:
+    return f"at the {CELLS[o.cell]} there is {article} {o.size} {o.colour} {o.shape}"
 
 
 def _join(parts: list[str]) -> str:
@@ -58,12 +56,9 @@ def count_sentence(scene: Scene) -> str:
     return f"There {'is' if n == 1 else 'are'} {COUNT_WORDS[n]} object{'' if n == 1 else 's'}."
 
 
-def _any_order(scene: Scene, rng: random.Random) -> list[Obj]:
-    # Objects are named in random order: in reading order a name's rank gave its place away,
-    # so the text never had to tie a place to a colour.
-    objs = list(scene.objects)
-    rng.shuffle(objs)
-    return objs
+def _reading_order(scene: Scene) -> list[Obj]:
+    # Objects are named in reading order (top left first), the order of the image's cells.
+    return sorted(scene.objects, key=lambda o: o.cell)
 
 
 def summary(scene: Scene, rng: random.Random) -> str:
@@ -76,8 +71,8 @@ def summary(scene: Scene, rng: random.Random) -> str:
 
 
 def caption(scene: Scene, rng: random.Random) -> str:
-    """A caption for an image-caption pair: the whole, then each object, in random order."""
-    body = _join([phrase(o) for o in _any_order(scene, rng)])
+    """A caption for an image-caption pair: the whole, then each object in reading order."""
+    body = _join([phrase(o) for o in _reading_order(scene)])
     lead = rng.choice(
         ["In this picture, ", "In the image, ", "Looking at the picture, ", "In this image, "]
     )
@@ -86,7 +81,7 @@ def caption(scene: Scene, rng: random.Random) -> str:
 
 def description(scene: Scene, rng: random.Random) -> str:
     """Prose describing a scene in full, for documents with or without the image."""
-    objs = _any_order(scene, rng)
+    objs = _reading_order(scene)
     first = rng.choice(["In the scene, ", "In this scene, ", "Here, ", "In the picture, "])
     out = [
         summary(scene, rng),

@@ -52,10 +52,7 @@ class Scene:
 
 
 def sample_scene(rng: random.Random, max_objects: int = 3) -> Scene:
-    # More objects, more often (n drawn with weight n): a one-object scene asks no binding
-    # (its only object is "the red object"), and held-out scenes are mostly the fullest.
-    sizes = range(1, min(max_objects, len(CELLS)) + 1)
-    n = rng.choices(sizes, weights=sizes)[0]
+    n = rng.randint(1, min(max_objects, len(CELLS)))
     colours = rng.sample(list(COLOURS), n)
     shapes = rng.sample(SHAPES, n)
     cells = rng.sample(range(len(CELLS)), n)
