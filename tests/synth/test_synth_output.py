@@ -53,3 +53,19 @@ def test_a_directory_holding_other_files_is_not_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="not synth output"):
         generate(SMALL, tmp_path, seed=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_count_answers_are_spread_over_the_held_out_counts(tmp_path):
+    """A model that always answers the commonest count must not score well on count: the
+    held-out stream skips scenes seen in training, which left 75% of count answers "three"."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    cfg = SynthConfig(n_interleaved=60, n_pairs=200, n_text=60, n_eval_vqa=160, n_eval_text=160)
+    generate(cfg, tmp_path / "w", seed=0)
+    for name in ("vqa", "text_qa"):
+        rows = pq.read_table(tmp_path / "w" / "eval" / f"{name}.parquet").to_pylist()
+        answers = Counter(r["options"][r["answer"]] for r in rows if r["qtype"] == "count")
+        assert sum(answers.values()) == 40 and len(answers) >= 2, (name, answers)
+        assert max(answers.values()) - min(answers.values()) <= 1, (name, answers)

@@ -20,7 +20,13 @@ from tqdm import tqdm
 from vloom.config import SynthConfig
 from vloom.doc import Document, write_documents, write_shard
 from vloom.ondisk import MANIFEST, atomic_write_json, staged_dir
-from vloom.synth.evalsets import MC_FIELDS, WORLD_QA_SCHEMA, write_evalsets
+from vloom.synth.evalsets import (
+    MC_FIELDS,
+    WORLD_QA_SCHEMA,
+    counts_on_offer,
+    question_scene,
+    write_evalsets,
+)
 from vloom.synth.language import QTYPES, caption, description, make_qa, qa_text
 from vloom.synth.noise import inject_noise
 from vloom.synth.world import Scene, png_bytes, render, sample_scene
@@ -178,9 +184,10 @@ def _write_corpus(cfg: SynthConfig, out: Path, seed: int, quiet: bool) -> dict[s
     # Held-out scenes: a separate stream that avoids every training key.
     held = _SceneSource(random.Random(f"eval-scenes-{seed}"), cfg.max_objects, train_scenes.keys)
     erng = random.Random(f"eval-{seed}")
+    counts = counts_on_offer(held)  # count answers spread evenly (else "three" scored 0.76)
     vqa_rows = []
     for i in range(cfg.n_eval_vqa):
-        s = held()
+        s = question_scene(held, QTYPES[i % len(QTYPES)], i, counts)
         qa = make_qa(s, QTYPES[i % len(QTYPES)], erng)
         vqa_rows.append(
             {
@@ -195,7 +202,7 @@ def _write_corpus(cfg: SynthConfig, out: Path, seed: int, quiet: bool) -> dict[s
         )
     tqa_rows = []
     for i in range(cfg.n_eval_text):
-        s = held()
+        s = question_scene(held, QTYPES[i % len(QTYPES)], i, counts)
         qa = make_qa(s, QTYPES[i % len(QTYPES)], erng)
         tqa_rows.append(
             {

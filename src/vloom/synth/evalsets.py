@@ -114,10 +114,19 @@ def caption_ref_rows(
 MULTI_FIGURES = 3
 
 
-def _counts_on_offer(held: Callable[[], Scene], k: int = 200) -> list[int]:
+def counts_on_offer(held: Callable[[], Scene], k: int = 200) -> list[int]:
     """The object counts the held-out stream yields (a count every scene of which was seen in
     training never comes: with the default world, one-object scenes)."""
     return sorted({held().count for _ in range(k)})
+
+
+def question_scene(held: Callable[[], Scene], qtype: str, i: int, counts: list[int]) -> Scene:
+    """The held-out scene for question i of `qtype`: count questions take the counts on offer
+    in turn (`counts`, from `counts_on_offer`), so no count answer is a prior worth learning;
+    the other types take the next scene."""
+    if qtype != "count":
+        return held()
+    return _held_with_count(held, counts[(i // len(QTYPES)) % len(counts)])
 
 
 def _held_with_count(held: Callable[[], Scene], want: int, tries: int = 200) -> Scene:
@@ -162,7 +171,7 @@ def multi_image_rows(
 ) -> list[dict]:
     """n questions, the four types in turn; the count questions' answers are spread evenly
     over the counts held-out scenes have (else "three" alone scored 0.76 on count)."""
-    counts = _counts_on_offer(held)
+    counts = counts_on_offer(held)
     rows: list[dict] = []
     for i in range(n):
         qtype = QTYPES[i % len(QTYPES)]
