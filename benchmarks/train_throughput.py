@@ -15,9 +15,9 @@ batches, through the same plain loop: forward, cross-entropy, backward, clip, st
 vloom's model is initialised as vloom trains it (the VLM's init: normal std 0.02, residual
 projections scaled by depth), transformers' as LlamaForCausalLM initialises itself (std 0.02).
 The two are timed in alternating blocks and the median block is reported, so a noisy shared
-machine slows both alike. Each repeat's rate is printed; a model whose last repeat runs
-under 0.85x its first is flagged DECAY (a slowdown that grows with training, e.g. denormal
-floats), and so is the vloom/transformers ratio. On CPU denormals are flushed to zero, as
+machine slows both alike. Each repeat's rate is printed; a model whose later half of the
+repeats runs under 0.85x its earlier half (medians) is flagged DECAY (a slowdown that grows
+with training, e.g. denormal floats), and so is the vloom/transformers ratio. On CPU denormals are flushed to zero, as
 vloom's training loop does (vloom.train.denormal); --keep-denormals measures without it.
 On a machine whose cores are already busy (e.g. a training job), pass --threads 1 (torch's
 default of one thread per core then oversubscribes the CPU and a step can run several times
@@ -43,7 +43,7 @@ from vloom.train.denormal import flush_denormals
 from vloom.train.flops import decoder_flops_per_token, peak_flops
 
 LR = 3e-4
-DECAY = 0.85  # last repeat under this share of the first: flagged
+DECAY = 0.85  # later repeats under this share of the earlier ones: flagged
 SIZES = {
     "tiny": {
         "d_model": 128,
@@ -74,7 +74,13 @@ def build_vloom(cfg: ModelConfig, vocab: int, seq_len: int) -> LanguageModel:
 
 
 def decay_flag(rates: list[float]) -> str:
-    return "DECAY" if len(rates) > 1 and rates[-1] < DECAY * rates[0] else ""
+    """DECAY when the later half of the repeats runs under 0.85x the earlier half (medians: one
+    repeat disturbed by the machine's other jobs does not flag it)."""
+    half = len(rates) // 2
+    if half == 0:
+        return ""
+    early, late = statistics.median(rates[:half]), statistics.median(rates[-half:])
+    return "DECAY" if late < DECAY * early else ""
 
 
 def vloom_logits(model: LanguageModel):
