@@ -483,9 +483,12 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
         tag = node.tag
         if tag == "-text":
             t = node.text_content
-            buf.append(t)
-            if in_link:
-                em.buf_links += len(t.strip())
+            # whitespace before any text adds nothing (spaces collapse); most text nodes of
+            # indented markup are that, and each would cost a flush
+            if buf or not t.isspace():
+                buf.append(t)
+                if in_link:
+                    em.buf_links += len(t.strip())
         elif tag is not None and tag[0] != "-" and node.mem_id not in skip:
             # (no tag: a processing instruction such as <?php ... ?>, which holds no text)
             if tag == "img":
