@@ -29,7 +29,6 @@ retried, then named in a one-line error.
 
 from __future__ import annotations
 
-import pickle
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import numpy as np
 import xxhash
 
 from vloom import ondisk
+from vloom.curate import summary_codec
 from vloom.curate.base import CurateError, GlobalStep
 
 BUCKETS = 4096  # key ranges per spill file; also the most partitions a step can have
@@ -239,7 +239,20 @@ def _partition_task(
         u, v = result
         ondisk.atomic_write_bytes(out, np.stack([u, v]).astype("<i8").tobytes())
     else:
-        ondisk.atomic_write_bytes(out, pickle.dumps(result))
+        ondisk.atomic_write_bytes(out, summary_codec.dumps(result))
+
+
+def _summary(path: Path) -> Any:
+    """A partition's round summary; one that cannot be read is removed (a rerun recomputes
+    it) and named in a one-line error."""
+    try:
+        return summary_codec.loads(path.read_bytes())
+    except Exception as e:  # noqa: BLE001  (any damage: zip, npy header, JSON)
+        path.unlink(missing_ok=True)
+        raise CurateError(
+            f"{path}: unreadable partition summary ({type(e).__name__}); removed, rerun to "
+            "recompute it"
+        ) from None
 
 
 def _spills(spill_list: Path) -> list[Path]:
@@ -309,7 +322,7 @@ def plan_partitioned(
     outs: list[Path] = []
     for rnd in range(rounds):
         last = rnd == rounds - 1
-        suffix = ".bin" if last else ".pkl"
+        suffix = ".bin" if last else ".npz"
         outs = [state / f"{tag}-r{rnd}-{p}{suffix}" for p in range(n_parts)]
         for _ in range(TASK_TRIES):
             jobs = [
@@ -329,7 +342,7 @@ def plan_partitioned(
                 f"{TASK_TRIES} times (worker killed?); rerun to resume"
             )
         if not last:
-            ctx = step.reduce(rnd, (pickle.loads(o.read_bytes()) for o in outs), ctx)
+            ctx = step.reduce(rnd, (_summary(o) for o in outs), ctx)
     if step.resolves_pairs:
         resolved = state / f"{tag}-resolved.bin"
         for _ in range(TASK_TRIES):
