@@ -33,6 +33,8 @@ def demo(tmp_path_factory):
 def test_demo_vlm_reads_colour_and_count_and_the_control_does_not(demo):
     run, res, ctl = demo
     vqa, ctl_vqa = res["eval"]["vqa"], ctl["eval"]["vqa"]
+    # The bound this test held before issue 16 (the skeleton's 0.60 is in the test below).
+    assert vqa["accuracy"] >= 0.55, vqa
     # The global questions need the picture: the VLM reads them, the control cannot.
     assert vqa["accuracy_colour"] >= 0.80, vqa
     assert vqa["accuracy_count"] >= 0.80, vqa
