@@ -303,6 +303,12 @@ class StageConfig(_Strict):
     (optionally) its own learning-rate schedule. Unset fields follow the `train` section."""
 
     name: str = "pretrain"
+    kind: Literal["pretrain", "sft", "rl"] = Field(
+        "pretrain",
+        description="pretrain: next-token loss on packed documents; sft: loss on assistant "
+        "turns of the `sft` section's conversations; rl: online RL on the `rl` section's "
+        "verifiable questions",
+    )
     fraction: float | None = Field(
         None, gt=0, le=1, description="share of train.steps this stage takes (one stage: 1)"
     )
@@ -602,6 +608,17 @@ class DataConfig(_Strict):
         return [s for s in self.sources if s.kind != "synth"]
 
 
+# --- post-training sections (issue 17) ---
+
+
+class SFTConfig(_Strict):
+    """Supervised fine-tuning data: conversations, their template, loss on assistant turns."""
+
+
+class RLConfig(_Strict):
+    """Online RL with verifiable rewards (GRPO-style groups, KL to a frozen reference)."""
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = 0
@@ -622,6 +639,17 @@ class ExperimentConfig(_Strict):
     control: bool = Field(
         False, description="also train a text-only control with the same budget (images never on)"
     )
+    sft: SFTConfig | None = Field(None, description="data for `kind: sft` training stages")
+    rl: RLConfig | None = Field(None, description="settings for `kind: rl` training stages")
+
+    @model_validator(mode="after")
+    def _post_training_sections(self) -> ExperimentConfig:
+        for st in self.train.stages:
+            if st.kind == "sft" and self.sft is None:
+                raise ValueError(f"train.stages.{st.name}: kind sft needs an `sft` section")
+            if st.kind == "rl" and self.rl is None:
+                raise ValueError(f"train.stages.{st.name}: kind rl needs an `rl` section")
+        return self
 
     @model_validator(mode="after")
     def _data_fits(self) -> ExperimentConfig:

@@ -103,9 +103,13 @@ class VLM(nn.Module):
         images: torch.Tensor | ImageBatch | None = None,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """cache (from `self.lm.new_cache()`): decode incrementally; `tokens` are then the
-        positions after the cached ones, and images belong to those tokens only."""
+        positions after the cached ones, and images belong to those tokens only. segments
+        [B, T]: each position's document index in its row (document masking)."""
+        if segments is not None:
+            raise NotImplementedError("document masking is not wired into the LM yet")
         logits = self.lm.forward_embeds(self.embed(tokens, images), cache)  # [B, T, V]
         loss = None
         if targets is not None:

@@ -30,6 +30,9 @@ class Micro:
     targets: torch.Tensor  # [b, T]
     images: torch.Tensor | ImageBatch | None  # [n, H, W, 3] uint8, or variable-size patches
     n_tokens: int  # targets that count in the loss
+    # [b, T] document index of each input position (document masking: attention stays inside
+    # a document); None = every row is one causal sequence
+    segments: torch.Tensor | None = None
 
 
 @dataclass

@@ -512,6 +512,7 @@ class _Run:
                 inputs = m.inputs.to(device, non_blocking=True)
                 targets = m.targets.to(device, non_blocking=True)
                 images = m.images.to(device, non_blocking=True) if m.images is not None else None
+                segs = m.segments.to(device, non_blocking=True) if m.segments is not None else None
                 ctx = (
                     torch.autocast(device.type, dtype=torch.bfloat16)
                     if autocast
@@ -522,7 +523,7 @@ class _Run:
                 if info.active and n_images > 0 and images is None:
                     inputs, targets, images = D.blank_image_row(inputs, targets, self.vlm)
                 with ctx:
-                    logits, loss = self.model(inputs, images, targets)
+                    logits, loss = self.model(inputs, images, targets, segments=segs)
                 if m.n_tokens:
                     term = loss * (m.n_tokens / max(n_tokens, 1.0) * info.world)
                     loss_sum += loss.detach().float() * m.n_tokens
