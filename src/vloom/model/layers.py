@@ -32,11 +32,32 @@ def rope_cache(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: [B, H, T, Dh]; rotate the two halves (HF Llama's rotate_half convention)
+    # x: [B, H, T, Dh]; rotate the two halves (HF Llama's rotate_half convention).
+    # cos/sin: [T, Dh/2] (positions 0..T-1 of every row) or [B, T, Dh/2] (per-row positions)
     d = x.shape[-1] // 2
     x1, x2 = x[..., :d], x[..., d:]
-    cos, sin = cos[None, None].to(x.dtype), sin[None, None].to(x.dtype)
+    lead = (slice(None), None) if cos.dim() == 3 else (None, None)
+    cos, sin = cos[lead].to(x.dtype), sin[lead].to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def document_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """segments [B, T] (document index of each position, -1 = padding) -> (attention mask
+    [B, 1, T, T], True = may attend; positions [B, T] counted from each document's start).
+
+    A position sees the earlier positions of its own document; padding sees only itself
+    (every query keeps one key, so softmax never meets an all-masked row)."""
+    B, T = segments.shape
+    idx = torch.arange(T, device=segments.device)
+    same = segments[:, :, None] == segments[:, None, :]
+    real = (segments >= 0)[:, :, None]
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()
+    mask = (same & real & causal) | torch.eye(T, dtype=torch.bool, device=segments.device)
+    # a document starts where the index changes; positions count from the latest start
+    starts = torch.zeros_like(segments)
+    starts[:, 1:] = torch.where(segments[:, 1:] != segments[:, :-1], idx[1:], 0)
+    positions = idx - starts.cummax(dim=1).values
+    return mask[:, None], positions
 
 
 def segment_attention(
@@ -114,17 +135,22 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         segments: list[int] | None = None,
         cache: tuple[KVCache, int] | None = None,
+        doc_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """segments: lengths of independent sequences packed into x's one row (images of a
         batch); a position attends only within its own segment. cache: (KVCache, layer
-        index) for incremental decoding; x then holds the positions after the cached ones."""
+        index) for incremental decoding; x then holds the positions after the cached ones.
+        doc_mask [B, 1, T, T] (`document_mask`): documents packed into each row; rope then
+        holds each position's own cos/sin [B, T, Dh/2]."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
         k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         p0 = cache[0].pos if cache is not None else 0
         if rope is not None:
-            cos, sin = rope[0][p0 : p0 + T], rope[1][p0 : p0 + T]
+            cos, sin = (
+                rope if doc_mask is not None else (rope[0][p0 : p0 + T], rope[1][p0 : p0 + T])
+            )
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache[0].update(cache[1], k, v)
@@ -137,6 +163,8 @@ class Attention(nn.Module):
             if self.causal and T > 1:
                 mask = torch.ones(T, p0 + T, dtype=torch.bool, device=x.device).tril(p0)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif doc_mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=doc_mask)
         elif segments is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:
@@ -184,8 +212,9 @@ class Block(nn.Module):
         rope=None,
         segments: list[int] | None = None,
         cache: tuple[KVCache, int] | None = None,
+        doc_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, segments, cache)
+        x = x + self.self_attn(self.input_layernorm(x), rope, segments, cache, doc_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 

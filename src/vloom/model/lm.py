@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vloom.config import ModelConfig
-from vloom.model.layers import Block, KVCache, RMSNorm, rope_cache
+from vloom.model.layers import Block, KVCache, RMSNorm, document_mask, rope_cache
 
 
 class LanguageModel(nn.Module):
@@ -37,16 +37,30 @@ class LanguageModel(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(len(self.layers))
 
-    def forward_embeds(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward_embeds(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Hidden states -> logits. x: [B, T, D] input embeddings; with a cache, the T
-        positions after the cached ones (the cache then holds them too)."""
+        positions after the cached ones (the cache then holds them too). segments [B, T]:
+        each position's document in its row (-1 padding): attention stays inside a document
+        and RoPE positions restart at each document's start."""
         T = x.shape[1] + (cache.pos if cache is not None else 0)
         assert T <= self.max_seq_len, (
             f"sequence of {T} tokens exceeds max_seq_len {self.max_seq_len}"
         )
-        rope = (self.rope_cos, self.rope_sin)
+        rope, mask = (self.rope_cos, self.rope_sin), None
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("document masking (segments) does not decode with a KV cache")
+            if segments.shape != x.shape[:2]:
+                raise ValueError(f"segments {tuple(segments.shape)} != tokens {tuple(x.shape[:2])}")
+            mask, pos = document_mask(segments)
+            rope = (self.rope_cos[pos], self.rope_sin[pos])  # [B, T, Dh/2] per position
         for i, layer in enumerate(self.layers):
-            x = layer(x, rope, None, (cache, i) if cache is not None else None)
+            x = layer(x, rope, None, (cache, i) if cache is not None else None, mask)
         if cache is not None:
             cache.pos = T
         return self.lm_head(self.norm(x))  # [B, T, V]

@@ -107,10 +107,9 @@ class VLM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """cache (from `self.lm.new_cache()`): decode incrementally; `tokens` are then the
         positions after the cached ones, and images belong to those tokens only. segments
-        [B, T]: each position's document index in its row (document masking)."""
-        if segments is not None:
-            raise NotImplementedError("document masking is not wired into the LM yet")
-        logits = self.lm.forward_embeds(self.embed(tokens, images), cache)  # [B, T, V]
+        [B, T]: each position's document index in its row, -1 for padding (document
+        masking: attention within a document, positions from its start)."""
+        logits = self.lm.forward_embeds(self.embed(tokens, images), cache, segments)  # [B, T, V]
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
