@@ -101,8 +101,8 @@ def test_pack_tokenizes_with_the_lm_tokenizer(lm_run, tiny_data):
 def test_eval_export_and_generate_share_the_tokenizer(lm_run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from vloom.evaluate.generation import _greedy_batch
     from vloom.evaluate.harness import load_checkpoint
+    from vloom.generate import sample
     from vloom.model.hf_export import export_checkpoint
 
     ckpt = lm_run["root"] / "run" / "checkpoints" / "final"
@@ -119,7 +119,7 @@ def test_eval_export_and_generate_share_the_tokenizer(lm_run, tmp_path):
     ids = layout.prefix + vtok.encode(prompt, add_special_tokens=False).ids
     assert htok(prompt).input_ids == ids  # the exported tokenizer encodes as vloom does
     n = 8
-    ours = _greedy_batch(model, [ids], [None], [0], torch.device("cpu"), n, vtok, ())[0]
+    ours = sample(model, vtok, [ids], [None], torch.device("cpu"), max_new_tokens=n)[0].tokens
     with torch.no_grad():
         out = hf.generate(
             torch.tensor([ids]),
@@ -178,7 +178,7 @@ def test_qwen2_lm_init_vlm_exports_as_llava_that_generates_as_vloom(tmp_path):
     from PIL import Image
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from vloom.evaluate.generation import _greedy_batch
+    from vloom.generate import sample
     from vloom.model import save_model
     from vloom.model.hf_export import export_checkpoint
     from vloom.pack.images import prepare_image
@@ -209,7 +209,7 @@ def test_qwen2_lm_init_vlm_exports_as_llava_that_generates_as_vloom(tmp_path):
     )
     assert inputs["input_ids"][0].tolist() == ids
     n = 6
-    ours = _greedy_batch(m, [ids], [pixels], [0], torch.device("cpu"), n, tok, ())[0]
+    ours = sample(m, tok, [ids], [pixels], torch.device("cpu"), max_new_tokens=n)[0].tokens
     with torch.no_grad():
         out = hf.generate(
             **inputs,
