@@ -510,7 +510,16 @@ SourceKind = Literal["synth", "documents", "html", "warc", "pdf", "pairs", "hf"]
 INGEST_KINDS = ("html", "warc", "pdf", "pairs", "hf")
 # Eval tasks that read the synthetic world's own eval sets (bare names, no file parameter).
 WORLD_TASKS = frozenset(
-    {"vqa", "text_qa", "vqa_open", "vqa_mc_converted", "multi_image", "world_qa", "caption_gen"}
+    {
+        "vqa",
+        "text_qa",
+        "vqa_open",
+        "vqa_mc_converted",
+        "multi_image",
+        "world_qa",
+        "caption_gen",
+        "self_correct",
+    }
 )
 
 

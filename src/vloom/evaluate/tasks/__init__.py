@@ -109,6 +109,7 @@ from vloom.evaluate.tasks import (  # noqa: E402,F401  (registration)
     caption_loss,
     mcbench,
     multi_image,
+    self_correct,
     text_ppl,
     text_qa,
     vmcbench,

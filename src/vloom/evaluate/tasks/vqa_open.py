@@ -26,6 +26,11 @@ def accepted(row: dict[str, Any]) -> list[str]:
     return [answer_text(row, a) for a in answers] + answers
 
 
+def open_prompt(question: str) -> str:
+    """The text after the image: the world's QA form, which the model answers in a sentence."""
+    return f"Question: {question} Answer:"
+
+
 _ALL = object()
 
 
@@ -55,9 +60,7 @@ def vqa_open(ctx: EvalContext, max_new_tokens: int = 16) -> dict[str, Any]:
     prompts, images = [], []
     for i, r in enumerate(rows):
         slots, pixels = image_prompt(m, r["image"], f"{path}: row {i} ({r.get('id')})")
-        prompts.append(
-            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
-        )
+        prompts.append(m.layout.prefix + slots + encode_text(tok, open_prompt(r["question"])))
         images.append(pixels)
     preds = greedy_generate(
         m, tok, prompts, images, ctx.device, max_new_tokens, STOP, ctx.batch_size
