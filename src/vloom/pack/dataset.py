@@ -3,6 +3,10 @@
 Rows are read lazily from memory-mapped safetensors shards, so memory stays flat
 whatever the corpus size. The order is a pure function of (seed, epoch), and the
 position is two integers, which is all a checkpoint needs to resume exactly.
+
+Shards may carry per-token arrays beside `tokens` ([R, L+1] each): `loss_mask` (SFT rows:
+1 = a token the model must predict) and `segments` (the conversation or document index of
+each token in its row, -1 = padding; document masking). `take` returns them with each row.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from safetensors import safe_open
 
 from vloom.imagebatch import ImageBatch
 
+TOKEN_ARRAYS = ("loss_mask", "segments")  # optional per-token arrays shaped like `tokens`
+
 
 class PackedStream:
     """Rows of one stream (`text`, `image`, or a tuple of both), optionally only the rows
@@ -26,7 +32,9 @@ class PackedStream:
         stream: str | tuple[str, ...],
         seed: int = 0,
         sources: set[int] | None = None,
+        require: tuple[str, ...] = (),
     ) -> None:
+        """require: per-token arrays every shard must hold (an SFT stream: its loss mask)."""
         streams = (stream,) if isinstance(stream, str) else tuple(stream)
         self.paths = [
             p for s in streams for p in sorted(Path(packed_dir).glob(f"{s}-*.safetensors"))
@@ -36,8 +44,11 @@ class PackedStream:
         self._index: list[tuple[int, int]] = []
         self._offsets = []
         self._grids: list[tuple[np.ndarray, np.ndarray] | None] = []
+        self._arrays: list[tuple[str, ...]] = []  # the per-token arrays of each shard
         for si, f in enumerate(self._files):
-            n = f.get_slice("tokens").get_shape()[0]
+            shape = f.get_slice("tokens").get_shape()
+            n = shape[0]
+            self._arrays.append(self._token_arrays(si, shape, require))
             if sources is None:
                 self._index.extend((si, r) for r in range(n))
             else:
@@ -58,6 +69,20 @@ class PackedStream:
                 self._grids.append(None)
         self.epoch, self.cursor = 0, 0
         self._order = self._perm(0) if self._index else np.zeros(0, dtype=np.int64)
+
+    def _token_arrays(self, si: int, shape: list[int], require: tuple[str, ...]) -> tuple:
+        f, keys = self._files[si], set(self._files[si].keys())
+        for name in require:
+            if name not in keys:
+                raise ValueError(f"{self.paths[si]}: field {name!r} is missing (re-pack the data)")
+        have = tuple(k for k in TOKEN_ARRAYS if k in keys)
+        for k in have:
+            if f.get_slice(k).get_shape() != shape:
+                raise ValueError(
+                    f"{self.paths[si]}: field {k!r} has shape {f.get_slice(k).get_shape()}, "
+                    f"tokens have {shape}"
+                )
+        return have
 
     def __len__(self) -> int:
         return len(self._index)
@@ -86,13 +111,20 @@ class PackedStream:
         images = f.get_slice("images")[int(lo) : int(hi)]
         return tokens, images
 
+    def token_arrays(self, i: int) -> dict[str, np.ndarray]:
+        """Row i's per-token arrays (`loss_mask`, `segments`) that its shard holds."""
+        si, r = self._index[i]
+        f = self._files[si]
+        return {k: f.get_slice(k)[r : r + 1][0] for k in self._arrays[si]}
+
     def _image_shape(self, si: int) -> tuple[int, ...]:
         return tuple(self._files[si].get_slice("images").get_shape()[1:])
 
     def take(
         self, n: int, lo: int = 0, hi: int | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray | ImageBatch]]:
-        """Advance by n rows; read and return only rows lo..hi of them (a rank's share)."""
+    ) -> list[tuple[np.ndarray, np.ndarray | ImageBatch, dict[str, np.ndarray]]]:
+        """Advance by n rows; read and return only rows lo..hi of them (a rank's share):
+        (tokens, images, per-token arrays) each."""
         if not self._index:
             raise ValueError(f"stream {self.stream!r} is empty: no packed rows to read")
         hi = n if hi is None else hi
@@ -103,7 +135,8 @@ class PackedStream:
                 self.cursor = 0
                 self._order = self._perm(self.epoch)
             if lo <= i < hi:
-                out.append(self.row(int(self._order[self.cursor])))
+                j = int(self._order[self.cursor])
+                out.append((*self.row(j), self.token_arrays(j)))
             self.cursor += 1
         return out
 

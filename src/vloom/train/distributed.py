@@ -105,9 +105,16 @@ def broadcast_flag(ok: bool, info: DistInfo) -> bool:
     return int(t.item()) == 0
 
 
-def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, vlm: VLM):
+def blank_image_row(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    vlm: VLM,
+    segments: torch.Tensor | None = None,
+):
     """One extra row of image slots for a blank image, then padding, with no targets, and
-    that image: the row runs the vision encoder without changing the loss (zero gradient)."""
+    that image: the row runs the vision encoder without changing the loss (zero gradient).
+    Returns (inputs, targets, image, segments), segments (document masking) grown by the
+    row too (one document)."""
     v = vlm.cfg.vision
     if getattr(v, "resolution", "fixed") == "dynamic":  # smallest valid image: one LM token
         from vloom.imagebatch import ImageBatch
@@ -123,7 +130,9 @@ def blank_image_row(inputs: torch.Tensor, targets: torch.Tensor, vlm: VLM):
     row = torch.full_like(inputs[:1], vlm.layout.pad)
     row[0, :n_slots] = vlm.layout.image
     no_target = torch.full_like(targets[:1], IGNORE_INDEX)
-    return torch.cat([inputs, row]), torch.cat([targets, no_target]), blank
+    if segments is not None:
+        segments = torch.cat([segments, torch.zeros_like(segments[:1])])
+    return torch.cat([inputs, row]), torch.cat([targets, no_target]), blank, segments
 
 
 def enable_activation_checkpointing(vlm: VLM) -> None:

@@ -150,6 +150,8 @@ def _check_data(
     n_text, n_image = len(reader.streams[TEXT]), len(reader.streams[IMAGE])
     for i, (start, end) in enumerate(stage_bounds(tc)):
         st = tc.stages[i]
+        if st.kind != "pretrain":  # sft / rl stages read their own data
+            continue
         if st.mixture is not None:
             resolve_mixture(st, sources)  # unknown source names: error
         on = end > start and images_on(end - 1, tc)
@@ -204,9 +206,10 @@ class _Run:
         out_dir: Path,
         quiet: bool,
         eval_dir: Path | None = None,
+        sft_dir: Path | None = None,
     ) -> None:
         self.cfg, self.tc, self.packed_dir, self.out_dir = cfg, cfg.train, packed_dir, out_dir
-        self.eval_dir = eval_dir
+        self.eval_dir, self.sft_dir = eval_dir, sft_dir
         self.info, self.device = D.init_distributed(cfg.train.device)
         self.quiet = quiet or not self.info.main
         self.fsdp = self.info.active and self.tc.parallel == "fsdp"
@@ -248,6 +251,8 @@ class _Run:
             info.world,
             pin=self.device.type == "cuda",
             layout=self.vlm.layout,
+            sft_dir=self.sft_dir,
+            seq_len=self.stats["seq_len"],
         )
         _check_data(self.cfg, reader, self.packed_dir, self.sources)
         start, optim_tensors = self._restore(reader)
@@ -521,7 +526,9 @@ class _Run:
                 # every rank runs the vision encoder when any rank has images (FSDP gathers
                 # its weights collectively, even when it is frozen)
                 if info.active and n_images > 0 and images is None:
-                    inputs, targets, images = D.blank_image_row(inputs, targets, self.vlm)
+                    inputs, targets, images, segs = D.blank_image_row(
+                        inputs, targets, self.vlm, segs
+                    )
                 with ctx:
                     logits, loss = self.model(inputs, images, targets, segments=segs)
                 if m.n_tokens:
@@ -544,11 +551,20 @@ def train(
     out_dir: str | Path,
     quiet: bool = False,
     eval_dir: str | Path | None = None,
+    sft_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) on packed data; one process, or one rank of a torchrun job.
 
-    `eval_dir` holds the evaluation sets `eval.during_training` reads (the final eval's)."""
-    run = _Run(cfg, Path(packed_dir), Path(out_dir), quiet, Path(eval_dir) if eval_dir else None)
+    `eval_dir` holds the evaluation sets `eval.during_training` reads (the final eval's);
+    `sft_dir` the SFT shards `kind: sft` stages read (vloom.pack.sft)."""
+    run = _Run(
+        cfg,
+        Path(packed_dir),
+        Path(out_dir),
+        quiet,
+        Path(eval_dir) if eval_dir else None,
+        Path(sft_dir) if sft_dir else None,
+    )
     try:
         # On CPU, flush denormals for the whole run: a softmax or an optimizer state that
         # drifts below 1.2e-38 otherwise slows every op that reads it several-fold

@@ -8,6 +8,8 @@ or one on another number of ranks, sees the same batches:
 - source mixture (a stage with `mixture`): each sequence's source is drawn by the shares,
   from the row source tags `vloom pack` writes. While images are off (before
   `image_start_fraction`, or in the text-only control) rows come from the text stream.
+A `kind: sft` stage reads every row from the SFT stream (the `sft` section's packed
+conversations, with and without images, as packed).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from vloom.config import StageConfig, TrainConfig
 
-TEXT, IMAGE = "text", "image"
+TEXT, IMAGE, SFT = "text", "image", "sft"
 
 
 def stage_bounds(cfg: TrainConfig) -> list[tuple[int, int]]:
@@ -86,6 +88,8 @@ def step_plan(
     """
     n = cfg.batch_size * cfg.grad_accum
     stage = cfg.stages[stage_at(step, cfg)]
+    if stage.kind == "sft":
+        return [SFT] * n
     if stage.mixture is not None and images_on(step, cfg):
         shares = resolve_mixture(stage, sources or [])
         names = sorted(shares)
