@@ -3,6 +3,7 @@ log-probability of every chosen token. Evaluation (greedy), RL rollouts and serv
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -119,7 +120,9 @@ def fit_prompts(
 
 def _uniforms(seed: int, i: int, n: int) -> torch.Tensor:
     """Prompt i's n uniforms, drawn on the CPU so a device or batch never changes them."""
-    g = torch.Generator().manual_seed(((seed << 32) ^ i) % 2**64)
+    # torch's CPU generator keeps only a seed's low 32 bits: hash (seed, i) into all of them.
+    key = hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(key, "little"))
     return torch.rand(n, generator=g)
 
 
