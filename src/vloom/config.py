@@ -129,6 +129,11 @@ class PackConfig(_Strict):
         description="an image's metadata caption (HTML figure captions, kept out of the page "
         "text by ingest) follows the image in the token stream",
     )
+    document_masking: bool = Field(
+        False,
+        description="rows also carry `segments` (document index within the row, -1 padding) "
+        "so attention stays within a document and positions restart at each document",
+    )
 
 
 class VisionConfig(_Strict):
@@ -620,8 +625,113 @@ class DataConfig(_Strict):
 # --- post-training sections (issue 17) ---
 
 
+WORLD_INSTRUCTION_KINDS = ("vqa", "pointing", "captions", "multi_turn")
+
+
+class SFTSourceConfig(_Strict):
+    """One source of SFT conversations: the synthetic world's instruction sets (from its
+    training scenes only) or chat files (JSONL / Parquet) in a common chat layout."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="unique; the rows' source tag (world kinds become NAME/vqa, NAME/pointing...)",
+    )
+    kind: Literal["world", "chat"] = Field(
+        description="world: instruction sets from the world's training scenes; chat: `paths`"
+    )
+    counts: dict[str, int] = Field(
+        default_factory=lambda: {
+            "vqa": 4000,
+            "pointing": 1000,
+            "captions": 1000,
+            "multi_turn": 1000,
+        },
+        description="world: conversations per kind (vqa, pointing, captions, multi_turn)",
+    )
+    max_turns: int = Field(4, ge=2, le=8, description="world multi_turn: questions per image, 2..")
+    paths: list[str] = Field(
+        default_factory=list, description="chat: .jsonl / .parquet files or directories of them"
+    )
+    format: Literal["auto", "llava", "cauldron", "openai"] = Field(
+        "auto", description="chat: the layout (auto: detected per file from its columns / keys)"
+    )
+    image_root: str | None = Field(
+        None,
+        description="chat: directory image paths are relative to (default: the file's own); "
+        "a path outside it is rejected",
+    )
+    limit: int | None = Field(None, ge=1, description="chat: at most this many rows per source")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_path(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "path" in raw:
+            raw = dict(raw)
+            if "paths" in raw:
+                raise ValueError("give path or paths, not both")
+            raw["paths"] = [raw.pop("path")]
+        return raw
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SFTSourceConfig:
+        where = f"sft source {self.name!r}"
+        if self.kind == "world":
+            bad = sorted(set(self.counts) - set(WORLD_INSTRUCTION_KINDS))
+            if bad:
+                raise ValueError(
+                    f"{where}: counts has unknown kind {bad[0]!r}; known: "
+                    f"{', '.join(WORLD_INSTRUCTION_KINDS)}"
+                )
+            if any(v < 0 for v in self.counts.values()):
+                raise ValueError(f"{where}: counts must be >= 0")
+            if self.paths:
+                raise ValueError(f"{where}: kind world takes no paths")
+        elif not self.paths:
+            raise ValueError(f"{where}: kind chat needs path or paths")
+        return self
+
+
 class SFTConfig(_Strict):
-    """Supervised fine-tuning data: conversations, their template, loss on assistant turns."""
+    """Supervised fine-tuning data: conversations, their template, loss on assistant turns.
+
+    `vloom.pack.sft.build_sft_data` turns it into SFT shards (short conversations packed
+    whole into rows of `seq_len + 1` tokens, loss mask on assistant turns, segments)."""
+
+    sources: list[SFTSourceConfig] = Field(
+        default_factory=lambda: [SFTSourceConfig(name="world", kind="world")],
+        min_length=1,
+        description="where conversations come from (default: the world's instruction sets)",
+    )
+    template: Literal["auto", "vloom", "hf"] = Field(
+        "auto",
+        description="vloom: `Question: ... Answer: ...<eos>` (the world's eval prompt, see "
+        "vloom.chat.template); hf: the chat_template of model.lm's tokenizer; auto: hf when that "
+        "tokenizer has one, else vloom",
+    )
+    system: str | None = Field(
+        None, description="a system prompt for conversations that have none (None: no system turn)"
+    )
+    seq_len: int | None = Field(None, ge=16, description="tokens per SFT row; None = pack.seq_len")
+    overlong: Literal["truncate", "reject"] = Field(
+        "truncate",
+        description="a conversation longer than a row: truncate: keep its whole turns that fit "
+        "(rejected as too_long when not even the first answer fits); reject: reject it",
+    )
+    seed: int | None = Field(
+        None, description="instruction sets, shuffling and packing order; None = the run's seed"
+    )
+    pack_window: int = Field(
+        512, ge=1, description="conversations packed together (first-fit decreasing) at a time"
+    )
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> SFTConfig:
+        names = [s.name for s in self.sources]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"sft.sources: two sources named {dup!r}")
+        return self
 
 
 class RLConfig(_Strict):
