@@ -193,3 +193,44 @@ def test_prompt_rules_and_bad_inputs_are_one_line_errors(tiny_vlm):
         with pytest.raises(ValueError, match=msg) as e:
             sample(m, tok, device=CPU, **kw)
         assert "\n" not in str(e.value)
+
+
+def masked_probs(m, prompt, tokens, temperature):
+    """The sampling distribution at each new position, from one full forward."""
+    with torch.no_grad():
+        logits = m(torch.tensor([prompt + tokens]))[0][0, len(prompt) - 1 :].float()
+    logits[:, [m.layout.image, m.layout.pad]] = float("-inf")
+    return torch.softmax(logits / temperature, -1)  # [n, V]
+
+
+def test_sampled_frequencies_follow_the_tempered_distribution(tiny_vlm):
+    m, tok = tiny_vlm.model, tiny_vlm.tok
+    n, t = 3000, 0.1
+    prompt = text_prompts(tok, ["There is a"])[0]
+    got = sample(
+        m, tok, [prompt] * n, [None] * n, CPU, max_new_tokens=1, temperature=t, seed=0, batch_size=n
+    )
+    first = torch.tensor([s.tokens[0] if s.tokens else m.layout.eos for s in got])
+    p = masked_probs(m, prompt, [], t)[0]
+    freq = torch.bincount(first, minlength=p.numel()).float() / n
+    top = p.topk(5).indices
+    assert p[top[0]] > 0.05  # a peaked enough distribution to test
+    sd = (p[top] * (1 - p[top]) / n).sqrt()
+    assert ((freq[top] - p[top]).abs() < 4 * sd + 1e-3).all(), (freq[top], p[top])
+
+
+def test_top_k_and_top_p_keep_samples_inside_their_sets(tiny_vlm):
+    m, tok = tiny_vlm.model, tiny_vlm.tok
+    prompt = text_prompts(tok, ["Question: What shape? Answer:"])[0]
+    for kw in (dict(top_k=3), dict(top_p=0.3), dict(top_k=5, top_p=0.5)):
+        got = sample(
+            m, tok, [prompt] * 12, [None] * 12, CPU, max_new_tokens=6, temperature=1.0, seed=4, **kw
+        )
+        assert len({tuple(s.tokens) for s in got}) > 1  # still sampling
+        for s in got:
+            probs = masked_probs(m, prompt, s.tokens, 1.0)[: len(s.tokens)]
+            for row, tkn in zip(probs, s.tokens, strict=True):
+                rank = int((row > row[tkn]).sum())  # tokens strictly more likely
+                assert rank < kw.get("top_k", row.numel())
+                before = float(row[row > row[tkn]].sum())
+                assert before < kw.get("top_p", 1.0) + 1e-4
