@@ -1,6 +1,7 @@
 """Side-by-side comparison of finished runs: every eval metric and the training budget, then,
 where the runs kept per-example records, each run against the first with 95% intervals (a
-bootstrap over examples; the difference's a paired bootstrap over the examples both answered)."""
+bootstrap over examples; the difference's a paired bootstrap over the examples both answered),
+and each run's self-correction figures (two attempts) where it ran such a task."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from vloom.evaluate.records import read_examples
 from vloom.report.headline import headline_table, headlines, resolved_sentence
+from vloom.report.posttrain import self_correct_table
 from vloom.report.runfiles import (
     RESULTS_FILE,
     eval_section,
@@ -67,4 +69,8 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         if rows_:
             out += f"\n\n### {lb} against {labels[0]}\n\n" + headline_table(rows_, list(pair))
             out += "\n\n" + resolved_sentence(rows_, list(pair))
+    table, said = self_correct_table(evals, examples)
+    if table:  # SCoRe's figures side by side: attempt 1, attempt 2, delta and the flips
+        out += "\n\n### Self-correction\n\n" + table
+        out += "\n\n" + "; ".join(said) + "." if said else ""
     return out

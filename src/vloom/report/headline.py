@@ -138,7 +138,7 @@ def _with_ci(v: float | None, ci: Interval | None, signed: bool = False) -> str:
     if v is None or not isinstance(v, (int, float)):
         return ""
     s = fmt(float(v))
-    if signed and not s.startswith("-") and math.isfinite(v):
+    if signed and not s.startswith("-") and math.isfinite(v) and v != 0:
         s = "+" + s
     if ci is None:
         return s

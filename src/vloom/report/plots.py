@@ -21,6 +21,7 @@ from vloom.report.runfiles import (
     eval_section,
     finite,
     image_entry_step,
+    logs_reward,
     read_metrics,
     series,
 )
@@ -60,8 +61,13 @@ def _placeholder(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
-def plot_loss(run_dirs: dict[str, Path], out: Path) -> Path:
+def plot_loss(
+    run_dirs: dict[str, Path], out: Path, leave_out: dict[str, set[str]] | None = None
+) -> Path:
     """Training loss against step for each labelled run, with val_loss points and image entry.
+
+    RL steps stay off it (their loss is a policy objective; the report plots their reward):
+    lines that log a reward and lines of the stages named in `leave_out[label]`.
 
     A dashed vertical line marks the first step whose batch holds images after text-only
     steps (image_frac going above 0). Runs without metrics.jsonl are left out; with none at
@@ -73,6 +79,8 @@ def plot_loss(run_dirs: dict[str, Path], out: Path) -> Path:
     colours = [f"C{i}" for i in range(10)]
     for i, (label, run_dir) in enumerate(run_dirs.items()):
         records, _ = read_metrics(Path(run_dir))
+        skip = (leave_out or {}).get(label, set())
+        records = [r for r in records if r.get("stage") not in skip and not logs_reward(r)]
         colour = colours[i % len(colours)]
         steps, loss = series(records, "loss")
         if steps:
@@ -204,5 +212,37 @@ def plot_eval_curves(run_dirs: dict[str, Path], out: Path) -> Path | None:
         if k == 0 and len(curves) > 1:
             ax.legend(fontsize=7)
     fig.suptitle("Benchmarks during training", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+Lines = dict[str, tuple[list[float], list[float]]]  # line label -> (xs, ys)
+
+
+def plot_panels(
+    panels: list[tuple[str, str, Lines]], out: Path, title: str, xlabel: str = "step"
+) -> Path | None:
+    """One panel per (title, y label, lines), side by side, a line per label; None, and no
+    file, without a panel that has a point (post-training curves of a run that had none)."""
+    panels = [p for p in panels if any(xs for xs, _ in p[2].values())]
+    if not panels:
+        return None
+    cols = min(len(panels), 4)
+    rows = (len(panels) + cols - 1) // cols
+    fig = Figure(figsize=(3.0 * cols + 0.6, 2.7 * rows + 0.5))
+    for k, (name, ylabel, lines) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for i, (label, (xs, ys)) in enumerate(lines.items()):
+            style = "o-" if len(xs) < 30 else "-"
+            ax.plot(xs, ys, style, color=f"C{i % 10}", markersize=3, linewidth=1.2, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.grid(True, alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out)

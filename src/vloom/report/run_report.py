@@ -24,6 +24,7 @@ from vloom.report.headline import (
 )
 from vloom.report.html import write_html
 from vloom.report.plots import plot_eval, plot_eval_curves, plot_loss
+from vloom.report.posttrain import RL, self_correct_section, stages_of, training_sections
 from vloom.report.runfiles import (
     CONFIG_FILE,
     CONTROL_DIR,
@@ -173,6 +174,7 @@ def _results_section(
         if sentence:
             out.append(sentence + "\n")
         out.append(f"![evaluation]({eval_png.relative_to(run_dir).as_posix()})\n")
+        out += self_correct_section(evals, examples)
         for task, table in per_type_tables(evals, type_intervals(examples)).items():
             out.append(f"### {task}: accuracy per question type\n")
             out.append(table)
@@ -185,16 +187,22 @@ def _results_section(
 
 
 def _training_section(
-    run_dir: Path, runs: dict[str, Path], all_results: dict[str, dict[str, Any] | None]
+    run_dir: Path,
+    runs: dict[str, Path],
+    all_results: dict[str, dict[str, Any] | None],
+    cfgs: dict[str, dict[str, Any] | None],
 ) -> list[str]:
-    """Loss curves, what the metrics files say, throughput."""
+    """Loss curves, what the metrics files say, post-training curves (SFT loss; RL reward,
+    KL, response length), throughput."""
     out = ["## Training\n"]
-    loss_png = plot_loss(runs, run_dir / PLOTS_DIR / "loss.png")
+    rl_stages = {lb: stages_of(cfgs.get(lb), RL) for lb in runs}
+    loss_png = plot_loss(runs, run_dir / PLOTS_DIR / "loss.png", rl_stages)
     if any(read_metrics(d)[0] for d in runs.values()):
         out.append(f"![training loss]({loss_png.relative_to(run_dir).as_posix()})\n")
     notes = [n for lb, d in runs.items() for n in _metrics_notes(lb, d)]
     if notes:
         out.append("\n".join(notes) + "\n")
+    out += training_sections(run_dir, runs, cfgs, run_dir / PLOTS_DIR)
     summaries = {lb: train_summary(all_results[lb], read_metrics(d)[0]) for lb, d in runs.items()}
     if any(summaries.values()):
         out.append("### Throughput\n")
@@ -232,7 +240,10 @@ def write_report(run_dir: str | Path) -> Path:
     out = [f"# Run report: {name}\n", f"Run directory: `{run_dir}`\n"]
     examples = {lb: _examples(d, all_results[lb]) for lb, d in runs.items()}
     out += _results_section(run_dir, runs, all_results, errors, examples)
-    out += _training_section(run_dir, runs, all_results)
+    cfgs = {label: cfg}
+    if "control" in runs:
+        cfgs["control"] = _try(read_json, control_dir / CONFIG_FILE)[0]
+    out += _training_section(run_dir, runs, all_results, cfgs)
     out.append("## Gallery: held-out scenes\n")
     gallery = gallery_section(
         run_dir, examples[label], examples.get("control"), run_dir / PLOTS_DIR / "gallery"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
         records.append(rec)
     records.sort(key=lambda r: r["step"])  # stable: a step's train and val lines keep their order
     return records, skipped
+
+
+REWARD_KEY = re.compile(r"^reward(_[a-z0-9]+)*$")  # metrics.jsonl keys of RL steps' rewards
+
+
+def logs_reward(rec: dict[str, Any]) -> bool:
+    """Whether a metrics.jsonl line is an RL step's (it logs a reward): its `loss` is a policy
+    objective, not a language-modelling loss, and stays off the loss curve."""
+    return any(REWARD_KEY.match(k) and finite(v) for k, v in rec.items())
 
 
 def _is_number(v: Any) -> bool:

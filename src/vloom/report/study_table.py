@@ -21,6 +21,7 @@ from vloom.report.tables import fmt
 TASK_KINDS: dict[str, str] = {
     "vqa": "vision-language",
     "vqa_open": "vision-language",
+    "self_correct": "vision-language",
     "vqa_mc_converted": "vision-language",
     "caption_loss": "vision-language",
     "caption_gen": "vision-language",

@@ -252,7 +252,10 @@ def per_type_tables(
     by_task: dict[str, list[str]] = {}
     for key in eval_rows(evals):
         task, metric = key.split(".", 1)
-        if metric.startswith("accuracy_"):
+        # a self-correction task's accuracy_t1/_t2 are attempts, not question types: the
+        # report's self-correction section has its per-type table
+        two = any({"accuracy_t1", "accuracy_t2"} <= set(ev.get(task, {})) for ev in evals.values())
+        if metric.startswith("accuracy_") and not two:
             by_task.setdefault(task, []).append(metric)
 
     def cell(run: str, task: str, metric: str, qtype: str) -> str:
