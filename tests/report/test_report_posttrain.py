@@ -31,7 +31,9 @@ def add_stages(run: Path, rl_keys: tuple[str, ...] = ("reward", "kl", "response_
         "reward": lambda i: 0.3 + 0.02 * i,
         "reward_t2": lambda i: 0.35 + 0.02 * i,
         "kl": lambda i: 0.001 * i,
+        "kl_t1": lambda i: 0.002 * i,
         "kl_weight": lambda i: 0.1,  # a setting, not a curve
+        "response_len_t2": lambda i: 7.0,
         "response_len": lambda i: 9.0 - 0.1 * i,
         "acc_t1": lambda i: 0.5,
         "acc_t2": lambda i: 0.5 + 0.01 * i,
@@ -40,7 +42,9 @@ def add_stages(run: Path, rl_keys: tuple[str, ...] = ("reward", "kl", "response_
         json.dumps({"step": s, "loss": 2.0 - 0.05 * s / 5, "stage": "tune"}) for s in (50, 55, 60)
     ]
     for i, s in enumerate(range(65, 101, 5)):
-        rec = {"step": s, "loss": -0.02, "stage": "score"}
+        # the keys vloom.rl logs: figures averaged over the steps since the last line
+        rec = {"step": s, "loss": -0.02, "stage": "score", "rl_recipe": "score", "rl_steps": 5}
+        rec.update(rollout_tokens=4000, reward_skips={"exact:ValueError": 1} if i == 3 else {})
         rec.update({k: f(i) for k, f in values.items() if k in rl_keys or k == "kl_weight"})
         lines.append(json.dumps(rec))
     # make_run's metrics end in a truncated line: start ours on a new one
@@ -50,7 +54,19 @@ def add_stages(run: Path, rl_keys: tuple[str, ...] = ("reward", "kl", "response_
 
 def test_rl_and_sft_lines_and_panels(tmp_path, make_run):
     run = make_run(tmp_path / "r", control=False)
-    add_stages(run, ("reward", "reward_t2", "kl", "response_len", "acc_t1", "acc_t2"))
+    add_stages(
+        run,
+        (
+            "reward",
+            "reward_t2",
+            "kl",
+            "kl_t1",
+            "response_len",
+            "response_len_t2",
+            "acc_t1",
+            "acc_t2",
+        ),
+    )
     records, _ = read_metrics(run)
     kinds = stage_kinds(json.loads((run / "config.json").read_text()))
     assert kinds == {"pretrain": "pretrain", "tune": "sft", "score": "rl"}
@@ -65,7 +81,8 @@ def test_rl_and_sft_lines_and_panels(tmp_path, make_run):
         list(range(65, 101, 5)),
         [0.3 + 0.02 * i for i in range(8)],
     )
-    assert list(panels["KL to the reference"]) == ["kl"]  # kl_weight is no curve
+    assert sorted(panels["KL to the reference"]) == ["kl", "kl_t1"]  # kl_weight is no curve
+    assert sorted(panels["response length"]) == ["response_len", "response_len_t2"]
     assert panels["response length"]["response_len"][1][-1] == 9.0 - 0.1 * 7
     assert sorted(panels["accuracy on the rollouts"]) == ["acc_t1", "acc_t2"]
 
@@ -83,9 +100,10 @@ def test_report_plots_rl_and_sft_curves(tmp_path, make_run):
         with Image.open(png) as im:
             assert im.format == "PNG" and im.size[0] > 300
     rl_png = (plots / "rl.png").read_bytes()
-    # the start/end table: mean of the first and last tenth (one point each of 8)
-    assert "| demo | reward | 0.3 | 0.44 | 65..100 |" in md
-    assert "| demo | kl | 0 | 0.007 | 65..100 |" in md
+    # the start/end table: mean of the first and last quarter (two points each of 8)
+    assert "| demo | reward | 0.31 | 0.43 | 65..100 |" in md
+    assert "| demo | kl | 0.0005 | 0.0065 | 65..100 |" in md
+    assert "could not score (skipped, the run went on): demo: 1 exact:ValueError." in md
     assert "kl_weight" not in md.split("## Training")[1].split("### Throughput")[0]
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "Reinforcement learning" in html

@@ -21,7 +21,7 @@ from vloom.report.runfiles import (
     eval_section,
     finite,
     image_entry_step,
-    logs_reward,
+    is_rl_line,
     read_metrics,
     series,
 )
@@ -80,7 +80,7 @@ def plot_loss(
     for i, (label, run_dir) in enumerate(run_dirs.items()):
         records, _ = read_metrics(Path(run_dir))
         skip = (leave_out or {}).get(label, set())
-        records = [r for r in records if r.get("stage") not in skip and not logs_reward(r)]
+        records = [r for r in records if r.get("stage") not in skip and not is_rl_line(r)]
         colour = colours[i % len(colours)]
         steps, loss = series(records, "loss")
         if steps:

@@ -16,7 +16,7 @@ from typing import Any
 
 from vloom.report.headline import LEVEL, _with_ci
 from vloom.report.plots import Lines, plot_panels
-from vloom.report.runfiles import REWARD_KEY, finite, logs_reward, read_metrics, series
+from vloom.report.runfiles import REWARD_KEY, finite, is_rl_line, read_metrics, series
 from vloom.report.stats import Interval, bootstrap_ci, excludes_zero, paired_bootstrap_ci
 from vloom.report.tables import fmt, md_table
 
@@ -62,7 +62,7 @@ def stage_lines(records: list[dict[str, Any]], kinds: dict[str, str], kind: str)
     """The metrics.jsonl lines of `kind` stages (a line logging a reward counts as RL even
     when the config names no RL stage: an older or hand-written config)."""
     if kind == RL:
-        return [r for r in records if _kind(r, kinds) == RL or logs_reward(r)]
+        return [r for r in records if _kind(r, kinds) == RL or is_rl_line(r)]
     return [r for r in records if _kind(r, kinds) == kind]
 
 
@@ -88,11 +88,12 @@ def rl_panels(lines: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, Li
 
 
 def _span(recs: list[dict[str, Any]], key: str) -> tuple[float | None, float | None]:
-    """Mean of the first and of the last tenth of a curve (at least one point each)."""
+    """Mean of the first and of the last quarter of a curve (at least one point each), as
+    results.json's RL summary (vloom.rl.summary) takes a stage's start and end."""
     _, ys = series(recs, key)
     if not ys:
         return None, None
-    k = max(1, len(ys) // 10)
+    k = max(1, len(ys) // 4)
     return sum(ys[:k]) / k, sum(ys[-k:]) / k
 
 
@@ -104,7 +105,7 @@ def _curve_table(lines: dict[str, list[dict[str, Any]]], keys: list[str]) -> str
             a, b = _span(recs, key)
             if a is not None:
                 rows.append([run, key, fmt(a), fmt(b), f"{min(steps)}..{max(steps)}"])
-    header = ["run", "metric", "start (first tenth)", "end (last tenth)", "steps"]
+    header = ["run", "metric", "start (first quarter)", "end (last quarter)", "steps"]
     return md_table(header, rows) if rows else ""
 
 
@@ -157,7 +158,29 @@ def training_sections(
         "attempt, where the trainer logs them.\n",
         _curve_table(rl, keys),
     ]
-    return out
+    return out + _skips(rl)
+
+
+def _skips(lines: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """A sentence counting the responses each run's reward could not score (it raised or
+    returned no number), summed from the lines' `reward_skips` {reason: count}."""
+    parts = []
+    for run, recs in lines.items():
+        total: dict[str, int] = {}
+        for r in recs:
+            skips = r.get("reward_skips")
+            for why, n in (skips if isinstance(skips, dict) else {}).items():
+                if finite(n):
+                    total[str(why)] = total.get(str(why), 0) + int(n)
+        if total:
+            parts.append(f"{run}: " + ", ".join(f"{n} {why}" for why, n in sorted(total.items())))
+    if not parts:
+        return []
+    return [
+        "Responses the reward could not score (skipped, the run went on): "
+        + "; ".join(parts)
+        + ".\n"
+    ]
 
 
 def self_correct_tasks(evals: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

@@ -82,10 +82,10 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
 REWARD_KEY = re.compile(r"^reward(_[a-z0-9]+)*$")  # metrics.jsonl keys of RL steps' rewards
 
 
-def logs_reward(rec: dict[str, Any]) -> bool:
-    """Whether a metrics.jsonl line is an RL step's (it logs a reward): its `loss` is a policy
-    objective, not a language-modelling loss, and stays off the loss curve."""
-    return any(REWARD_KEY.match(k) and finite(v) for k, v in rec.items())
+def is_rl_line(rec: dict[str, Any]) -> bool:
+    """Whether a metrics.jsonl line is an RL step's (it names its recipe or logs a reward): its
+    `loss` is a policy objective, not a language-modelling loss, and stays off the loss curve."""
+    return "rl_recipe" in rec or any(REWARD_KEY.match(k) and finite(v) for k, v in rec.items())
 
 
 def _is_number(v: Any) -> bool:
