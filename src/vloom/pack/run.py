@@ -148,6 +148,7 @@ def _open_packers(out: Path, cfg: ExperimentConfig, layout: TokenLayout) -> dict
                 source_ids,
                 patch=(vc.patch_size, vc.merge) if dynamic else None,
                 layout=layout,
+                segments=pc.document_masking,
             )
         )
         for s in STREAMS
@@ -241,4 +242,5 @@ def _stats(
         },
         # Row source tags in packed shards (`sources` tensor) index this list.
         "sources": sorted(source_ids, key=source_ids.__getitem__),
+        "document_masking": pc.document_masking,  # rows carry `segments` (pack/packing.py)
     }
