@@ -106,13 +106,13 @@ def export_hf(model: VLM, tokenizer_path: str, tmp: Path, device: torch.device):
 def hf_rollout(hf, model: VLM, prompts: list[list[int]], new: int, temperature: float, seed: int):
     """transformers' generate, equal-length prompts batched together as vloom does."""
     lay = model.layout
-    groups: dict[int, list[list[int]]] = defaultdict(list)
-    for p in prompts:
-        groups[len(p)].append(p)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        groups[len(p)].append(i)
     torch.manual_seed(seed)
-    rows = []
-    for batch in groups.values():
-        x = torch.tensor(batch, device=hf.device)
+    rows: list[list[int]] = [[] for _ in prompts]
+    for idx in groups.values():
+        x = torch.tensor([prompts[i] for i in idx], device=hf.device)
         kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
         gen = hf.generate(
             x,
@@ -123,8 +123,8 @@ def hf_rollout(hf, model: VLM, prompts: list[list[int]], new: int, temperature: 
             pad_token_id=lay.pad,
             **(kw if temperature > 0 else {"do_sample": False}),
         )[:, x.shape[1] :]
-        for r in gen.tolist():
-            rows.append(r[: r.index(lay.eos)] if lay.eos in r else r)
+        for i, r in zip(idx, gen.tolist(), strict=True):
+            rows[i] = r[: r.index(lay.eos)] if lay.eos in r else r
     return rows
 
 
