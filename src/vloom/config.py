@@ -734,8 +734,60 @@ class SFTConfig(_Strict):
         return self
 
 
+class ScoreConfig(_Strict):
+    """SCoRe's constants (Kumar et al.): stage I trains attempt 2 while a strong KL (beta2)
+    holds attempt 1 at the reference; stage II pays r(y1) + r(y2) + alpha * (r(y2) - r(y1))
+    with the weak KL (beta1) on both attempts."""
+
+    alpha: float = Field(10.0, ge=0, description="stage II's bonus for improving on attempt 1")
+    beta1: float = Field(0.01, ge=0, description="KL to the reference on every attempt")
+    beta2: float = Field(0.1, ge=0, description="stage I's KL on attempt 1 (keeps it at base)")
+
+
 class RLConfig(_Strict):
     """Online RL with verifiable rewards (GRPO-style groups, KL to a frozen reference)."""
+
+    reward: str = Field(
+        "exact", description="a registered reward (vloom.rl.rewards) or 'module:function'"
+    )
+    qtypes: list[Literal["colour", "shape", "count", "position", "count_sum"]] = Field(
+        default_factory=lambda: ["colour", "shape", "count", "position"],
+        description="question types of the prompts (count_sum: two figures, sum of counts)",
+    )
+    prompts: int = Field(
+        2000, ge=1, description="size of the prompt pool, drawn from the world's training scenes"
+    )
+    prompts_per_step: int = Field(8, ge=1, description="questions per step (split over ranks)")
+    group_size: int = Field(8, ge=2, description="samples per question (the GRPO group)")
+    max_new_tokens: int = Field(16, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    kl_coef: float = Field(0.05, ge=0, description="KL to the reference (grpo recipe)")
+    updates: int = Field(
+        1, ge=1, description="optimizer updates per rollout batch (PPO-style clipping when > 1)"
+    )
+    clip: float = Field(0.2, gt=0, description="PPO ratio clip (used when updates > 1)")
+    attempts: Literal[1, 2] = Field(
+        1, description="answers per question: 2 = a second attempt after SECOND_ATTEMPT"
+    )
+    recipe: Literal["grpo", "score", "score_stage1", "score_stage2"] = Field(
+        "grpo",
+        description="grpo: reward of the last attempt; score: the rl stages in order are "
+        "SCoRe's stage I then stage II; score_stage1 / score_stage2: every rl stage is that one",
+    )
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    reference: str | None = Field(
+        None,
+        description="checkpoint of the frozen KL reference (default: the stage's starting "
+        "weights); same architecture as the policy",
+    )
+    seed: int | None = Field(None, description="prompt order and sampling; None = the run's")
+    batch_size: int = Field(64, ge=1, description="rollouts decoded together")
+
+    @model_validator(mode="after")
+    def _attempts_fit(self) -> RLConfig:
+        if self.recipe != "grpo" and self.attempts != 2:
+            raise ValueError(f"rl.recipe {self.recipe} answers twice: set rl.attempts: 2")
+        return self
 
 
 class ExperimentConfig(_Strict):
@@ -768,6 +820,11 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"train.stages.{st.name}: kind sft needs an `sft` section")
             if st.kind == "rl" and self.rl is None:
                 raise ValueError(f"train.stages.{st.name}: kind rl needs an `rl` section")
+        n_rl = sum(st.kind == "rl" for st in self.train.stages)
+        if self.rl is not None and self.rl.recipe == "score" and n_rl != 2:
+            raise ValueError(
+                f"rl.recipe score: needs two rl stages (stage I, stage II), train.stages has {n_rl}"
+            )
         return self
 
     @model_validator(mode="after")

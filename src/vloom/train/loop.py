@@ -296,6 +296,13 @@ class _Run:
         )
         self.vlm = build_model(self.cfg, self.stats, pretrained=not will_load)
         self.metrics_path = self.out_dir / METRICS
+        self.rl = None  # kind rl stages: prompts, reward and recipe checked before any step
+        if any(st.kind == "rl" for st in self.tc.stages):
+            from vloom.rl.step import RLStep
+            from vloom.sequence import load_tokenizer
+
+            tok = load_tokenizer(str(self.packed_dir / TOKENIZER), self.vlm.layout)
+            self.rl = RLStep(self.cfg, self.vlm, tok, self.device, self.info, self.packed_dir)
         self.evals = None  # eval.during_training: checked here, before any step
         if self.cfg.eval.during_training.enabled:
             self.evals = DuringTraining(
@@ -369,31 +376,53 @@ class _Run:
             disable=self.quiet,
             mininterval=2,
         )
-        feed = Prefetcher(reader.read, range(start, tc.steps), tc.prefetch)
+        # rl steps read no packed rows: the feed serves the other steps only
+        is_rl = [st.kind == "rl" for st in tc.stages]
+        data_steps = [s for s in range(start, tc.steps) if not is_rl[stage_at(s, tc)]]
+        feed = Prefetcher(reader.read, data_steps, tc.prefetch)  # type: ignore[arg-type]
+        batches = iter(feed)
+        data_state = reader.state()  # the data position a checkpoint records
+        rl_recs: list[dict[str, Any]] = []  # rl figures since the last metrics line
         try:
             if start == 0:  # a fresh run's curve starts at 0 tokens
                 self._evaluate(0, 0, 0, False, mf)
-            for step, batch in zip(bar, feed, strict=True):
-                assert batch.step == step, (batch.step, step)
+            for step in bar:
                 si = stage_at(step, tc)
                 if si != cur_stage:
                     self.wrap(si)
+                    if is_rl[si]:
+                        self._begin_rl(si, step)
                     cur_stage = si
                 lr = lr_at(step, tc)
-                loss, n_images = self._update(batch, lr, autocast)
-                self.tokens_seen += n_seq * row_tokens
-                meter.add(n_seq * row_tokens, step_flops + n_images * img_flops)
+                if is_rl[si]:
+                    loss, rl_rec = self._rl_update(step, lr, autocast)
+                    rl_recs.append(rl_rec)
+                    step_tokens, image_frac = rl_rec["rollout_tokens"], 1.0
+                    meter.add(step_tokens, 0.0)  # no FLOP count for rollouts: no MFU
+                else:
+                    batch = next(batches)
+                    assert batch.step == step, (batch.step, step)
+                    data_state = batch.data_state
+                    loss, n_images = self._update(batch, lr, autocast)
+                    step_tokens, image_frac = n_seq * row_tokens, n_images / n_seq
+                    meter.add(step_tokens, step_flops + n_images * img_flops)
+                self.tokens_seen += step_tokens
                 done = step + 1
                 # before the step's metrics line: the final one closes the metric sinks
-                self._evaluate(done, self.tokens_seen, n_seq * row_tokens, done == tc.steps, mf)
+                self._evaluate(done, self.tokens_seen, step_tokens, done == tc.steps, mf)
                 if done % tc.log_every == 0 or done == tc.steps:
-                    rec = self._metrics_line(done, si, loss, lr, n_images / n_seq)
+                    rec = self._metrics_line(done, si, loss, lr, image_frac)
+                    if rl_recs:
+                        from vloom.rl.summary import merge_step_records
+
+                        rec.update(merge_step_records(rl_recs))
+                        rl_recs = []
                     if mf is not None:
                         mf.write(json.dumps(rec) + "\n")
                         mf.flush()
                         log_metrics(self.cfg, self.out_dir, rec)  # TensorBoard / MLflow / W&B
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
-                self._save_periodic(done, si, batch.data_state)
+                self._save_periodic(done, si, data_state)
         finally:
             feed.close()
             if mf is not None:
@@ -421,13 +450,49 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = lr
         loss, n_images = self.step(batch, autocast)
+        self._optimizer_step()
+        return loss, n_images
+
+    def _optimizer_step(self) -> None:
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
                 [p for p in self.model_root.parameters() if p.requires_grad], self.tc.grad_clip
             )
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return loss, n_images
+
+    def _begin_rl(self, si: int, step: int) -> None:
+        """Enter rl stage `si` at `step`: its reference is the stage's starting weights, which
+        are the model itself when the stage starts now, else (a run resumed inside the
+        stage) the previous stage's end checkpoint or `train.init_from`."""
+        start_ckpt: Path | str | None = None
+        if step != stage_bounds(self.tc)[si][0]:
+            if si > 0:
+                start_ckpt = self.ckpt_root / f"stage-{self.tc.stages[si - 1].name}"
+            elif self.tc.init_from:
+                start_ckpt = self.tc.init_from
+            elif not self.cfg.rl or not self.cfg.rl.reference:
+                raise ValueError(
+                    f"train.stages.{self.tc.stages[si].name}: resumed inside an rl stage that "
+                    "started from random weights; set rl.reference or train.init_from"
+                )
+        assert self.rl is not None
+        self.rl.begin(si, start_ckpt)
+
+    def _rl_update(self, step: int, lr: float, autocast: bool) -> tuple[float, dict[str, Any]]:
+        """One rl optimizer step (vloom.rl.step) at learning rate `lr`; (loss, its figures)."""
+        assert self.rl is not None
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+        def ctx() -> contextlib.AbstractContextManager:
+            if autocast:
+                return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+
+        loss, rec = self.rl.run(step, self.model, ctx, self._optimizer_step)
+        self._optimizer_step()
+        return loss, rec
 
     def _metrics_line(
         self, done: int, si: int, loss: float, lr: float, image_frac: float
@@ -493,8 +558,14 @@ class _Run:
             "init_from": tc.init_from,
             # this invocation's in-training evaluation time, part of wall_s
             "during_eval_s": round(self.evals.total_s, 2) if self.evals else None,
+            **(self._rl_summary() if self.rl is not None else {}),
             "pid": os.getpid(),
         }
+
+    def _rl_summary(self) -> dict[str, Any]:
+        from vloom.rl.summary import summarise_rl
+
+        return {"rl": summarise_rl(self.metrics_path)} if self.info.main else {}
 
     def step(self, batch: StepBatch, autocast: bool) -> tuple[float, int]:
         """Forward and backward over this rank's micro-batches; returns (global mean loss,

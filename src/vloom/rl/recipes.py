@@ -1,0 +1,50 @@
+"""Named RL recipes: which attempts a trajectory has, what it earns, which attempts the policy
+gradient trains and how strongly each attempt is held to the reference.
+
+- grpo: one attempt (or two: the reward of the last), policy gradient and KL on every attempt.
+- score_stage1 (SCoRe stage I): reward r(y2); the gradient trains attempt 2 only, while a
+  strong KL (beta2) keeps attempt 1 at the reference and a weak one (beta1) holds attempt 2.
+- score_stage2 (SCoRe stage II): reward r(y1) + r(y2) + alpha * (r(y2) - r(y1)), which pays for
+  fixing a wrong first answer and charges for breaking a right one; both attempts trained,
+  weak KL on both.
+- score: the rl stages in order are stage I, then stage II.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vloom.config import RLConfig, StageConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    attempts: int
+    pg: tuple[bool, ...]  # per attempt: does the policy gradient train it
+    kl: tuple[float, ...]  # per attempt: the KL coefficient
+    alpha: float = 0.0  # stage II's shaping bonus
+
+    def returns(self, r1: float | None, r2: float | None) -> float | None:
+        """The trajectory's reward from its attempts' rewards; None when one it needs failed."""
+        if self.attempts == 1:
+            return r1
+        if self.name == "score_stage2":
+            if r1 is None or r2 is None:
+                return None
+            return r1 + r2 + self.alpha * (r2 - r1)
+        return r2
+
+
+def recipe_for(rl: RLConfig, stages: list[StageConfig], stage: int) -> Recipe:
+    """The recipe train.stages[stage] (an rl stage) runs."""
+    name = rl.recipe
+    if name == "score":
+        rl_stages = [i for i, s in enumerate(stages) if s.kind == "rl"]
+        name = "score_stage1" if stage == rl_stages[0] else "score_stage2"
+    sc = rl.score
+    if name == "score_stage1":
+        return Recipe(name, 2, (False, True), (sc.beta2, sc.beta1))
+    if name == "score_stage2":
+        return Recipe(name, 2, (True, True), (sc.beta1, sc.beta1), sc.alpha)
+    return Recipe("grpo", rl.attempts, (True,) * rl.attempts, (rl.kl_coef,) * rl.attempts)
