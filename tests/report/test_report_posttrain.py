@@ -189,3 +189,13 @@ def test_compare_lists_self_correction(tmp_path, make_run, run_eval):
     assert "| self_correct.delta | 0.15 |" in out and "| vqa_open.accuracy | 0.5 |" in out
     assert "### Self-correction" in out and "| a | self_correct | 0.5 [" in out
     assert "a self_correct: delta" in out
+
+
+def test_rl_only_run_shows_curves_without_a_loss_figure(tmp_path, make_run):
+    run = make_run(tmp_path / "r", control=False)
+    (run / "metrics.jsonl").write_text("")  # an rl stage from a checkpoint: no pre-training
+    add_stages(run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(ln for ln in lines if '"tune"' not in ln) + "\n")
+    md = write_report(run).read_text()
+    assert "![training loss]" not in md and "![reinforcement learning](plots/rl.png)" in md

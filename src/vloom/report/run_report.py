@@ -33,6 +33,7 @@ from vloom.report.runfiles import (
     RunFileError,
     eval_section,
     image_entry_step,
+    is_rl_line,
     read_json,
     read_ledger,
     read_metrics,
@@ -197,7 +198,13 @@ def _training_section(
     out = ["## Training\n"]
     rl_stages = {lb: stages_of(cfgs.get(lb), RL) for lb in runs}
     loss_png = plot_loss(runs, run_dir / PLOTS_DIR / "loss.png", rl_stages)
-    if any(read_metrics(d)[0] for d in runs.values()):
+    lm_lines = [
+        r
+        for lb, d in runs.items()
+        for r in read_metrics(d)[0]
+        if r.get("stage") not in rl_stages[lb] and not is_rl_line(r)
+    ]
+    if lm_lines:  # an RL-only run (from a checkpoint) has no language-modelling loss to show
         out.append(f"![training loss]({loss_png.relative_to(run_dir).as_posix()})\n")
     notes = [n for lb, d in runs.items() for n in _metrics_notes(lb, d)]
     if notes:
