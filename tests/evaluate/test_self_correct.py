@@ -98,7 +98,7 @@ def test_self_correct_on_tiny_model(rand_ctx, tiny_data):
 
 
 def test_self_correct_is_registered_for_configs():
-    from vloom.config import WORLD_TASKS
+    from vloom.config import WORLD_TASKS, ConfigError, config_from_dict
 
     assert get_task("self_correct").scoring == "generation"
     assert parse_task_spec("self_correct:max_new_tokens=8,as=sc")[1:] == (
@@ -106,6 +106,11 @@ def test_self_correct_is_registered_for_configs():
         "sc",
     )
     assert "self_correct" in WORLD_TASKS  # reads the world's eval sets: config checks it
+    cfg = config_from_dict({"eval": {"tasks": ["vqa_open", "self_correct:max_new_tokens=8"]}})
+    assert cfg.eval.tasks[-1] == "self_correct:max_new_tokens=8"
+    real = {"sources": [{"name": "web", "kind": "html", "path": "/x"}]}
+    with pytest.raises(ConfigError, match="eval.tasks: self_correct reads the synthetic world"):
+        config_from_dict({"data": real, "eval": {"tasks": ["self_correct"]}})
 
 
 def test_rows_with_no_answer_are_refused(rand_ctx, tiny_data, tmp_path):
