@@ -25,6 +25,7 @@ the tools alternating (a loaded machine slows all alike), as generated tokens pe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -40,6 +41,7 @@ from vloom.config import ModelConfig
 from vloom.generate import sample
 from vloom.model.io import save_model
 from vloom.model.vlm import VLM
+from vloom.sequence import SPECIAL_TOKENS
 
 DEMO = Path("/tmp/s22/demo_base/demo/checkpoints/final")
 
@@ -77,7 +79,10 @@ def build_small(n: int, tmp: Path):
     cfg = ModelConfig(d_model=128, n_layers=4, n_heads=4, vision=vision)
     vocab = 1024
     model = VLM(cfg, vocab, 256, 32).eval()
-    tok = Tokenizer(WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
+    words = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    words |= {f"w{i}": i for i in range(len(SPECIAL_TOKENS), vocab)}
+    tok = Tokenizer(WordLevel(words, unk_token="w4"))
+    tok.add_special_tokens(SPECIAL_TOKENS)
     tok.save(str(tmp / "tokenizer.json"))
     g = torch.Generator().manual_seed(1)
     lay = model.layout
@@ -128,15 +133,50 @@ def hf_rollout(hf, model: VLM, prompts: list[list[int]], new: int, temperature: 
     return rows
 
 
-def rl_steps(model: VLM, tok: Tokenizer, device: torch.device, repeats: int) -> None:
+def rl_steps(model: VLM, tok: Tokenizer, device: torch.device, packed: Path, args) -> None:
     """HOOK (issue 17): RL steps/s with and without the KV cache, through vloom.rl's public
-    step function (H4's src/vloom/rl/). Fill in once that step exists and takes use_cache."""
+    step (RLStep.run: rollouts, rewards, group advantages, logprobs vs the reference,
+    backward; the loop's optimizer step is not included). Without the cache needs the
+    config knob `rl.use_cache`; absent, that half is reported as left."""
     try:
-        import vloom.rl  # noqa: F401
+        from vloom.config import RLConfig, config_from_dict
+        from vloom.rl.step import RLStep
+        from vloom.train.distributed import DistInfo
     except ImportError:
         print("RL steps/s with/without KV cache: left (no vloom.rl step function yet)")
         return
-    print("RL steps/s with/without KV cache: left (vloom.rl exists; the hook is not wired yet)")
+    rl = {
+        "prompts": 64,
+        "prompts_per_step": args.prompts,
+        "group_size": args.group,
+        "max_new_tokens": args.new,
+        "temperature": args.temperature,
+        "batch_size": args.prompts * args.group,
+    }
+    modes = {"KV cache": True}
+    if "use_cache" in RLConfig.model_fields:
+        modes["no cache"] = False
+    rate = {}
+    for name, cache in modes.items():
+        raw = {"train": {"steps": 1, "stages": [{"name": "rl", "kind": "rl"}]}, "rl": rl}
+        if "use_cache" in RLConfig.model_fields:
+            raw["rl"] = rl | {"use_cache": cache}
+        step = RLStep(config_from_dict(raw), model, tok, device, DistInfo(), packed)
+        step.begin(0, None)
+        model.train()
+        times = []
+        for i in range(args.repeats + 1):  # the first is a warm-up
+            t0 = time.perf_counter()
+            step.run(i, model, contextlib.nullcontext, lambda: None)
+            times.append(time.perf_counter() - t0)
+            model.zero_grad(set_to_none=True)
+        model.eval()
+        rate[name] = 1 / statistics.median(times[1:])
+        print(f"  RL step ({name}): {statistics.median(times[1:]):.3f} s, {rate[name]:.2f} steps/s")
+    if len(rate) == 2:
+        print(f"ratio RL steps/s, KV cache / no cache: {rate['KV cache'] / rate['no cache']:.2f}x")
+    else:
+        print("RL steps/s without the KV cache: left (rl.use_cache is not a config field)")
 
 
 def timed(tools: dict[str, Callable[[int], list[list[int]]]], repeats: int):
@@ -248,7 +288,11 @@ def main() -> None:
         vs_hf = txt["vloom sample, KV cache"] / txt["transformers generate (KV cache)"]
         print(f"ratio rollout tokens/s, KV cache / no cache (image prompts): {cache:.2f}x")
         print(f"ratio rollout tokens/s, vloom / transformers (text prompts): {vs_hf:.2f}x")
-        rl_steps(model, tok, device, args.repeats)
+        print(f"RL steps ({args.prompts} prompts x group {args.group}, grpo):")
+        try:
+            rl_steps(model, tok, device, args.checkpoint.parent.parent / "packed", args)
+        except (OSError, ValueError, TypeError) as e:  # vloom.rl's interface is young
+            print(f"RL steps/s: left ({type(e).__name__}: {e})")
 
 
 if __name__ == "__main__":
