@@ -750,9 +750,10 @@ class RLConfig(_Strict):
     reward: str = Field(
         "exact", description="a registered reward (vloom.rl.rewards) or 'module:function'"
     )
-    qtypes: list[Literal["colour", "shape", "count", "position", "count_sum"]] = Field(
+    qtypes: list[Literal["colour", "shape", "count", "position", "count_sum", "pointing"]] = Field(
         default_factory=lambda: ["colour", "shape", "count", "position"],
-        description="question types of the prompts (count_sum: two figures, sum of counts)",
+        description="question types of the prompts (count_sum: two figures, the sum of their "
+        "counts; pointing: a point inside the object's cell)",
     )
     prompts: int = Field(
         2000, ge=1, description="size of the prompt pool, drawn from the world's training scenes"

@@ -5,23 +5,29 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from tinyexp import tiny_config
 
-from vloom.rl.prompts import make_rows, training_scenes, world_of
+from vloom.rl.prompts import make_rows
 from vloom.rl.rewards import exact, load_reward, score
+from vloom.synth.evalsets import scene_json
+from vloom.synth.instructions import training_scenes
 from vloom.synth.world import COUNT_WORDS
+
+QTYPES = ["colour", "shape", "count", "position", "count_sum", "pointing"]
 
 
 @pytest.fixture(scope="module")
 def rows(tiny_data):
-    synth, seed = world_of(tiny_data["packed"], tiny_config().synth, 0)
-    qtypes = ["colour", "shape", "count", "position", "count_sum"]
-    return make_rows(synth, seed, qtypes, 40, seed=3)
+    return make_rows(tiny_data["synth"], QTYPES, 48, seed=3)
 
 
 def test_exact_reward_on_world_answers(rows):
     for r in rows:
         right = r["template"].format(r["answers"][0])
+        if r["qtype"] == "pointing":  # right anywhere inside the object's cell
+            x, y = (int(v) for v in r["answers"][0].strip("()").split(", "))
+            assert exact(r, right) == exact(r, f"It is at ({x + 20}, {y - 20}).") == 1.0
+            assert exact(r, f"({100 - x}, {y})") == exact(r, "somewhere") == 0.0
+            continue
         assert exact(r, right) == 1.0, r
         assert exact(r, r["answers"][0]) == 1.0  # the bare short answer, as vqa_open accepts
         assert exact(r, right.upper() + ".") == 1.0  # normalised: case and punctuation
@@ -40,27 +46,23 @@ def test_exact_reward_on_world_answers(rows):
 
 
 def test_prompts_are_training_scenes_never_held_out(tiny_data, rows):
-    synth, seed = world_of(tiny_data["packed"], tiny_config().synth, 0)
     held = pq.read_table(tiny_data["eval"] / "vqa_open.parquet").column("scene").to_pylist()
 
     def key(objs):
         return tuple(sorted((o["colour"], o["shape"], o["size"], o["cell"]) for o in objs))
 
     held_keys = {key(json.loads(s)) for s in held}
-    train = training_scenes(synth, seed, 10**9)  # capped at the scenes the corpus drew
-    assert len(train) < 10**9
-    from vloom.synth.evalsets import scene_json
-
+    train, _ = training_scenes(tiny_data["synth"])  # the scenes the corpus surely drew
     train_keys = {key(json.loads(scene_json(s))) for s in train}
     for r in rows:
         scene = json.loads(r["scene"])
         figures = scene if r["qtype"] == "count_sum" else [scene]
         for f in figures:
             assert key(f) in train_keys and key(f) not in held_keys
-    again = make_rows(synth, seed, ["colour", "shape", "count", "position", "count_sum"], 40, 3)
+    again = make_rows(tiny_data["synth"], QTYPES, 48, 3)
     assert [r["question"] for r in again] == [r["question"] for r in rows]
     assert [r["images"] for r in again] == [r["images"] for r in rows]
-    other = make_rows(synth, seed, ["shape"], 40, seed=4)
+    other = make_rows(tiny_data["synth"], ["shape"], 48, seed=4)
     assert [r["scene"] for r in other] != [r["scene"] for r in rows if r["qtype"] == "shape"]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from vloom.evaluate.metrics import exact_match
 from vloom.evaluate.tasks.vqa_open import accepted
+from vloom.synth.instructions import point_in_cell
 
 RewardFn = Callable[[dict[str, Any], str], float]
 REWARDS: dict[str, RewardFn] = {}
@@ -33,7 +34,10 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
 
 @register_reward("exact")
 def exact(row: dict[str, Any], response: str) -> float:
-    """1.0 when vqa_open accepts the response for this row (every qtype, count_sum too)."""
+    """1.0 when vqa_open accepts the response for this row (every qtype, count_sum too); a
+    pointing row's when the point lies in the object's cell."""
+    if row.get("qtype") == "pointing":
+        return 1.0 if point_in_cell(response, row["cell"]) else 0.0
     return 1.0 if exact_match(response, accepted(row)) else 0.0
 
 

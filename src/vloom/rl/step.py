@@ -26,7 +26,7 @@ from vloom.evaluate.tasks.vqa_open import STOP
 from vloom.generate import Sample, sample
 from vloom.model.vlm import VLM
 from vloom.rl.grpo import group_advantages, policy_loss, token_logprobs
-from vloom.rl.prompts import make_rows, prompt_head, step_indices, world_of
+from vloom.rl.prompts import make_rows, prompt_head, step_indices
 from vloom.rl.recipes import Recipe, recipe_for
 from vloom.rl.rewards import exact, load_reward, reward_name, score
 from vloom.sequence import encode_text
@@ -93,8 +93,8 @@ class RLStep:
         if cfg.train.parallel == "fsdp" and info.active:
             raise ValueError("rl stages run under DDP (train.parallel: ddp), not FSDP")
         self.seed = cfg.seed if rl.seed is None else rl.seed
-        synth, world_seed = world_of(packed_dir, cfg.synth, cfg.seed)
-        self.rows = make_rows(synth, world_seed, list(rl.qtypes), rl.prompts, self.seed)
+        synth_dir = packed_dir.parent / "synth"  # the run layout: ROOT/synth beside ROOT/packed
+        self.rows = make_rows(synth_dir, list(rl.qtypes), rl.prompts, self.seed)
         self.reward = load_reward(rl.reward)
         self.reward_name = reward_name(rl.reward)
         self.recipe: Recipe | None = None
