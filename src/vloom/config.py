@@ -637,8 +637,10 @@ class SFTSourceConfig(_Strict):
         max_length=64,
         description="unique; the rows' source tag (world kinds become NAME/vqa, NAME/pointing...)",
     )
-    kind: Literal["world", "chat"] = Field(
-        description="world: instruction sets from the world's training scenes; chat: `paths`"
+    kind: Literal["world", "chat", "documents"] = Field(
+        description="world: instruction sets from the world's training scenes; chat: `paths`; "
+        "documents: OBELICS shards whose metadata.conversation holds the turns (a `data:` "
+        "source ingested with `vloom ingest hf`, e.g. RUN/sources/NAME)"
     )
     counts: dict[str, int] = Field(
         default_factory=lambda: {
@@ -661,7 +663,9 @@ class SFTSourceConfig(_Strict):
         description="chat: directory image paths are relative to (default: the file's own); "
         "a path outside it is rejected",
     )
-    limit: int | None = Field(None, ge=1, description="chat: at most this many rows per source")
+    limit: int | None = Field(
+        None, ge=1, description="chat, documents: at most this many rows from this source"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -688,7 +692,7 @@ class SFTSourceConfig(_Strict):
             if self.paths:
                 raise ValueError(f"{where}: kind world takes no paths")
         elif not self.paths:
-            raise ValueError(f"{where}: kind chat needs path or paths")
+            raise ValueError(f"{where}: kind {self.kind} needs path or paths")
         return self
 
 

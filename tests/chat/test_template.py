@@ -4,11 +4,10 @@ Face chat_template (a tokenizer built here, nothing downloaded) with its assista
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from chattok import CHATML, CORPUS, hf_dir
 from PIL import Image
 
 from vloom.chat.conversation import ChatError, Conversation, Turn
@@ -17,12 +16,6 @@ from vloom.pack.hf_tokenizer import prepare_hf_tokenizer
 from vloom.pack.sft import encode
 from vloom.pack.tokenizer import train_tokenizer
 from vloom.sequence import DEFAULT_LAYOUT
-
-CORPUS = ["Question: What colour is it? Answer: The object is red. Yes it is."] * 20
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def png() -> bytes:
@@ -102,24 +95,6 @@ def test_vloom_template_system_turn_and_text_only(vloom_tok):
     assert masked_runs(e.ids, e.mask, vloom_tok) == [" Hello.<eos>"]
 
 
-def hf_dir(tmp: Path, template: str | None) -> Path:
-    d = tmp / "hf"
-    d.mkdir(exist_ok=True)
-    tok = train_tokenizer(CORPUS, 300, special_tokens=["<|im_start|>", "<|im_end|>", "<|pad|>"])
-    tok.save(str(d / "tokenizer.json"))
-    cfg = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|pad|>",
-        "bos_token": None,
-    }
-    if template is not None:
-        cfg["chat_template"] = template
-    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
-    (d / "config.json").write_text(json.dumps({"vocab_size": 400, "eos_token_id": 1}))
-    return d
-
-
 def test_hf_chat_template_assistant_spans_from_prefix_renders(tmp_path):
     d = hf_dir(tmp_path, CHATML)
     tok, layout, _ = prepare_hf_tokenizer(d, tmp_path / "tok.json")
@@ -173,7 +148,7 @@ def test_template_that_raises_or_rewrites_turns_is_a_named_rejection(tmp_path):
         "{% else %}{{ m['role'] }}: {{ m['content'] }}\n{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
-    d2 = hf_dir(tmp_path / "u", unstable) if (tmp_path / "u").mkdir() is None else None
+    d2 = hf_dir(tmp_path / "u", unstable)
     t2 = make_template("hf", layout, d2)
     with pytest.raises(ChatError) as ei:
         t2.render(conv())

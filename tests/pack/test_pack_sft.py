@@ -212,3 +212,53 @@ def test_pretraining_rows_carry_document_segments_when_asked(tiny_data, tmp_path
     assert seen_multi
     plain = load_file(str(next(tiny_data["packed"].glob("text-*.safetensors"))))
     assert "segments" not in plain
+
+
+def test_documents_source_reads_ingested_conversations(tiny_data, tmp_path):
+    from vloom.doc import Document, write_shard
+
+    conv = [{"role": "user", "text": "What colour?"}, {"role": "assistant", "text": "Green."}]
+    docs = [
+        Document.from_items(
+            "d0", [png(), "What colour?", "Green."], metadata={"conversation": conv}
+        ),
+        Document.from_items("d1", ["plain prose, no turns"]),
+        Document.from_items(
+            "d2", ["Hi", "x"], metadata={"conversation": [{"role": "user", "text": "Hi"}]}
+        ),
+    ]
+    (tmp_path / "docs").mkdir()
+    write_shard(tmp_path / "docs" / "part-00000.parquet", docs)
+    tok = load_tokenizer(tiny_data["packed"] / "tokenizer.json")
+    src = [{"name": "cauldron", "kind": "documents", "path": str(tmp_path / "docs")}]
+    stats = build_sft_data(tiny_config(sft={"sources": src}), tok, DEFAULT_LAYOUT, tmp_path / "o")
+    led = Ledger.read(tmp_path / "o")
+    assert (led.input, led.kept) == (3, 1)
+    assert dict(led.rejected) == {"not_a_conversation": 1, "no_assistant_turn": 1}
+    [sh] = rows_of(tmp_path / "o")
+    ids, mask = sh["tokens"][0], sh["loss_mask"][0]
+    assert tok.decode(ids[mask == 1].tolist(), skip_special_tokens=False) == " Green.<eos>"
+    assert stats["images"] == 1 and stats["conversations_by_source"] == {"cauldron": 1}
+
+
+def test_hf_chat_template_end_to_end(tiny_data, tmp_path):
+    from chattok import CHATML, hf_dir
+
+    from vloom.pack.hf_tokenizer import prepare_hf_tokenizer
+
+    d = hf_dir(tmp_path, CHATML)
+    tok, layout, _ = prepare_hf_tokenizer(d, tmp_path / "tok.json")
+    src = [{"name": "w", "kind": "world", "counts": {"vqa": 6}}]
+    cfg = tiny_config(sft={"sources": src, "template": "hf", "seq_len": 160})
+    cfg.model.lm.tokenizer = str(d)
+    stats = build_sft_data(cfg, tok, layout, tmp_path / "h", tiny_data["synth"])
+    assert stats["template"] == "hf" and stats["conversations"] == 6
+    [sh] = rows_of(tmp_path / "h")
+    end = tok.token_to_id("<|im_end|>")
+    for ids, mask, seg in zip(sh["tokens"], sh["loss_mask"], sh["segments"], strict=True):
+        for s in set(seg[seg >= 0].tolist()):
+            c_ids, c_mask = ids[seg == s], mask[seg == s]
+            answer = tok.decode(c_ids[c_mask == 1].tolist(), skip_special_tokens=False)
+            assert answer.endswith("<|im_end|>") and answer.count("<|im_end|>") == 1
+            assert answer.startswith("The ") or answer.startswith("There ")
+            assert (c_ids == end).sum() == 2  # the user's turn closes too, untrained

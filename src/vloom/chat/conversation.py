@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vloom.media import ImageError, check_image
+from vloom.sequence import IMAGE
 
 ROLES = ("system", "user", "assistant")
 Part = str | bytes
@@ -55,8 +56,8 @@ class Conversation:
         return [im for t in self.turns for im in t.images]
 
     def check(self, where: str = "") -> Conversation:
-        """Raise ChatError for an unknown role, no assistant turn, an image outside a user or
-        system turn, an empty assistant turn or an image that does not decode; trailing turns
+        """Raise ChatError for an unknown role, no assistant turn, an image in an assistant
+        turn, a literal `<image>` left in a text, an empty assistant turn or an image that does not decode; trailing turns
         after the last assistant turn are dropped (nothing there is trained on)."""
         at = f"{where}: " if where else ""
         for i, t in enumerate(self.turns):
@@ -69,6 +70,11 @@ class Conversation:
             raise ChatError("no_assistant_turn", f"{at}turns: no assistant turn")
         self.turns = self.turns[: last + 1]
         for i, t in enumerate(self.turns):
+            if any(isinstance(p, str) and IMAGE in p for p in t.parts):
+                # a literal <image> would encode to the image id with no image behind it
+                raise ChatError(
+                    "placeholder_without_image", f"{at}turns[{i}]: an <image> left in the text"
+                )
             if t.role == "assistant":
                 if t.images:
                     raise ChatError(

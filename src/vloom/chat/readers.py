@@ -12,6 +12,11 @@ Layouts (detected per file from its keys / columns, or given):
 Image paths are relative to `image_root` (default: the file's directory) and must stay inside
 it; `data:` URLs are decoded; http(s) URLs are refused (no downloads here).
 
+Documents (OBELICS-schema shards, e.g. a `data:` source ingested with `vloom ingest hf`'s
+conversation layout) whose `metadata["conversation"]` lists the turns (`[{role, text}]`,
+aligned with the text items after the images) read as conversations too
+(`read_document_conversations`): the images open the first user turn.
+
 A row that cannot become a valid Conversation is yielded as `Rejected` (reason + a one-line
 message naming file, row and field), so the caller counts it and goes on.
 """
@@ -27,7 +32,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vloom.chat.conversation import ChatError, Conversation, Turn
-from vloom.doc import Rejected
+from vloom.doc import Rejected, list_shards, read_shard
 from vloom.ingest.base import inside_root, read_regular_file
 from vloom.sequence import IMAGE
 
@@ -302,3 +307,36 @@ def _openai_parts(
 
 
 _READERS = {"llava": _llava, "cauldron": _cauldron, "openai": _openai}
+
+
+def read_document_conversations(
+    path: str | Path, source: str = "", limit: int | None = None
+) -> Iterator[Conversation | Rejected]:
+    """The documents of an OBELICS-schema shard directory (or file) that carry
+    `metadata["conversation"]`, as conversations; any other document is `not_a_conversation`."""
+    docs = (d for shard in list_shards(path) for d in read_shard(shard))
+    for i, d in enumerate(docs):
+        if limit is not None and i >= limit:
+            return
+        if isinstance(d, Rejected):
+            yield d
+            continue
+        where = f"{path}: document {d.id}"
+        convo = d.metadata.get("conversation")
+        if not isinstance(convo, list) or not convo:
+            yield Rejected(d.id, "not_a_conversation", f"{where}: metadata.conversation: none")
+            continue
+        images = [im for im in d.images if im is not None]
+        turns: list[Turn] = []
+        try:
+            for k, t in enumerate(convo):
+                field = f"metadata.conversation[{k}]"
+                if not isinstance(t, dict) or not isinstance(t.get("text"), str):
+                    raise ChatError("malformed_turn", f"{field}.text: missing or not text")
+                role = _role(t.get("role"), _LLAVA_ROLES, f"{field}.role")
+                lead = tuple(images) if k == 0 else ()
+                turns.append(Turn(role, (*lead, t["text"])))
+            yield Conversation(d.id, turns, source=source or d.source).check(where)
+        except ChatError as e:
+            msg = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            yield Rejected(d.id, e.reason, msg)

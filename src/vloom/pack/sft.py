@@ -42,7 +42,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from vloom.chat.conversation import ChatError, Conversation, text_turn
-from vloom.chat.readers import chat_files, read_chat_file
+from vloom.chat.readers import chat_files, read_chat_file, read_document_conversations
 from vloom.chat.template import HFTemplate, Rendered, VloomTemplate, make_template
 from vloom.config import ExperimentConfig, SFTConfig
 from vloom.doc import Rejected
@@ -189,7 +189,7 @@ class SFTPacker:
 def conversations(
     sc: SFTConfig, seed: int, synth_dir: str | Path | None
 ) -> Iterator[Conversation | Rejected]:
-    """Every source's conversations in order: world instruction sets, then chat files."""
+    """Every source's conversations, source after source in config order."""
     for src in sc.sources:
         if src.kind == "world":
             if synth_dir is None:
@@ -198,10 +198,15 @@ def conversations(
                 )
             yield from world_instructions(synth_dir, src.counts, seed, src.max_turns, src.name)
             continue
-        files = chat_files(src.paths)
-        rows = itertools.chain.from_iterable(
-            read_chat_file(f, src.format, src.image_root, src.name) for f in files
-        )
+        if src.kind == "documents":
+            rows = itertools.chain.from_iterable(
+                read_document_conversations(p, src.name) for p in src.paths
+            )
+        else:
+            rows = itertools.chain.from_iterable(
+                read_chat_file(f, src.format, src.image_root, src.name)
+                for f in chat_files(src.paths)
+            )
         yield from itertools.islice(rows, src.limit)
 
 
@@ -226,6 +231,10 @@ def build_sft_data(
     for src in sc.sources:  # missing files fail now, not halfway
         if src.kind == "chat":
             chat_files(src.paths)
+        elif src.kind == "documents":
+            missing = [p for p in src.paths if not Path(p).exists()]
+            if missing:
+                raise FileNotFoundError(f"sft.sources ({src.name}).paths: {missing[0]} not found")
 
     def image_fn(data: bytes) -> tuple[np.ndarray, int]:
         return prepare_image(data, vc, cfg.pack.image_size)
