@@ -221,6 +221,72 @@ def test_pdf_unusual_images_are_converted_for_pillow(tmp_path):
     assert ledger.extra["images"]["attached"] == 4
 
 
+def _image_xobject(pdf: pymupdf.Document, head: str, stream: bytes) -> int:
+    """An image XObject with the stream stored as given (already Flate-encoded)."""
+    xref = pdf.get_new_xref()
+    pdf.update_object(xref, "<<>>")
+    pdf.update_stream(xref, stream, compress=False)  # this drops /Filter and /DecodeParms
+    pdf.update_object(
+        xref, f"<</Type/XObject/Subtype/Image{head}/Filter/FlateDecode/Length {len(stream)}>>"
+    )
+    return xref
+
+
+def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
+    """Flate images become PNGs from their stored data, with the pixels MuPDF decodes: a 1-bit
+    indexed image without predictor (rows given PNG filter bytes), gray and RGB streams with a
+    PNG predictor (the stream is the PNG's image data as it stands)."""
+    rng = np.random.RandomState(11)
+    bits = np.packbits(rng.rand(40, 50) > 0.5, axis=1)
+    gray = (rng.rand(36, 45) * 255).astype("uint8")
+    rgb = (rng.rand(33, 41, 3) * 255).astype("uint8")
+
+    def predicted(arr: np.ndarray) -> bytes:  # rows each led by PNG filter byte 0 (None)
+        rows = arr.reshape(arr.shape[0], -1)
+        return zlib.compress(np.hstack([np.zeros((rows.shape[0], 1), "uint8"), rows]).tobytes())
+
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "Three stored images follow.", fontsize=11)
+    xrefs = [
+        _image_xobject(
+            pdf,
+            "/Width 50/Height 40/BitsPerComponent 1"
+            "/ColorSpace[/Indexed/DeviceRGB 1<FF8000 0020FF>]",
+            zlib.compress(bits.tobytes()),
+        ),
+        _image_xobject(
+            pdf,
+            "/Width 45/Height 36/BitsPerComponent 8/ColorSpace/DeviceGray"
+            "/DecodeParms<</Predictor 15/Columns 45>>",
+            predicted(gray),
+        ),
+        _image_xobject(
+            pdf,
+            "/Width 41/Height 33/BitsPerComponent 8/ColorSpace/DeviceRGB"
+            "/DecodeParms<</Predictor 15/Columns 41/Colors 3>>",
+            predicted(rgb),
+        ),
+    ]
+    for i, xref in enumerate(xrefs):
+        page.insert_image(pymupdf.Rect(72, 80 + 120 * i, 172, 180 + 120 * i), xref=xref)
+    pdf.save(tmp_path / "stored.pdf")
+    (doc,), ledger = _run([tmp_path / "stored.pdf"])
+    images = [im for im in doc.images if im is not None]
+    assert ledger.extra["images"]["attached"] == 3
+    with pymupdf.open(tmp_path / "stored.pdf") as saved:
+        for data, xref in zip(images, xrefs, strict=True):
+            pix = pymupdf.Pixmap(saved, xref)  # MuPDF's decoding of the image
+            mupdf = np.frombuffer(pix.samples, "uint8").reshape(pix.height, pix.width, pix.n)
+            got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB" if pix.n == 3 else "L"))
+            assert np.array_equal(got.reshape(mupdf.shape), mupdf)
+    assert predicted(gray) in images[1] and predicted(rgb) in images[2]  # the IDAT as stored
+    # the stored depth and palette are kept: 1 bit a pixel, two colours
+    img = Image.open(io.BytesIO(images[0]))
+    assert img.mode == "P" and img.getpalette()[:6] == [255, 128, 0, 0, 32, 255]
+    assert np.array_equal(np.asarray(img) == 0, np.unpackbits(bits, axis=1)[:, :50] == 0)
+
+
 def test_pdf_tiny_and_repeated_images_skipped_and_counted(tmp_path):
     pdf = pymupdf.open()
     page = pdf.new_page()
