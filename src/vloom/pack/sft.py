@@ -307,6 +307,7 @@ def build_sft_data(
             "tokenizer_size": tokenizer.get_vocab_size(),
             "sources": sorted(names, key=names.__getitem__),  # `sources` tensor indexes this
             "seed": seed,
+            "sft": sc.model_dump(mode="json"),  # what was built (a rerun can compare)
         }
         atomic_write_json(tmp / STATS, stats)  # written last: marks the directory complete
     return stats
