@@ -234,3 +234,15 @@ def test_top_k_and_top_p_keep_samples_inside_their_sets(tiny_vlm):
                 assert rank < kw.get("top_k", row.numel())
                 before = float(row[row > row[tkn]].sum())
                 assert before < kw.get("top_p", 1.0) + 1e-4
+
+
+def test_a_group_of_copies_prefills_once_with_the_same_samples(tiny_vlm):
+    m, tok = tiny_vlm.model, tiny_vlm.tok
+    ip, im = image_prompt(m, tok)
+    kw = dict(max_new_tokens=8, temperature=1.0, seed=11)
+    shared = sample(m, tok, [ip] * 6, [im] * 6, CPU, **kw)  # one image object: one prefill row
+    apart = sample(m, tok, [ip] * 6, [im.clone() for _ in range(6)], CPU, **kw)  # six rows
+    assert [s.tokens for s in shared] == [s.tokens for s in apart]
+    for a, b in zip(shared, apart, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    assert len({tuple(s.tokens) for s in shared}) > 1

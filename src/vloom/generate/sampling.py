@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from vloom.evaluate.scoring import Images, batch_images
 from vloom.generate.choose import choose_tokens
+from vloom.model.layers import KVCache
 from vloom.model.vlm import VLM
 
 
@@ -154,14 +155,16 @@ class _Batch:
     ) -> list[Sample]:
         model = self.model
         seq = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-        pics = self._images(images, chunk, device)
+        pics = None if use_cache else self._images(images, chunk, device)
         out = [Sample() for _ in chunk]
         live = list(range(len(chunk)))  # rows of `out` still decoding, in batch order
         cache = model.lm.new_cache() if use_cache else None
         step_in = seq
         for step in range(max_new_tokens):
-            logits, _ = model(step_in, pics, cache=cache)
-            last = logits[:, -1].float()  # [b, V]
+            if step == 0 and cache is not None:
+                last = self._prefill(prompts, images, chunk, cache, device)
+            else:
+                last = model(step_in, pics, cache=cache)[0][:, -1].float()  # [b, V]
             logp = F.log_softmax(last, dim=-1)
             last[:, self.banned] = float("-inf")
             ut = u[live, step] if u is not None else None
@@ -193,6 +196,31 @@ class _Batch:
         for smp in out:
             smp.text = cut_at_stop(self.tokenizer.decode(smp.tokens), self.stop).strip()
         return out
+
+    def _prefill(
+        self,
+        prompts: list[list[int]],
+        images: list[Images],
+        chunk: list[int],
+        cache: KVCache,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Run the chunk's prompts into the cache; last-position logits [b, V]. Copies of one
+        prompt with the same image object (an RL group) run once and share cached keys."""
+        keys = [(tuple(prompts[i]), id(images[i])) for i in chunk]
+        first = {k: j for j, k in reversed(list(enumerate(keys)))}  # key -> its first row
+        uniq = sorted(first.values())
+        rows = [chunk[j] for j in uniq]
+        x = torch.tensor([prompts[i] for i in rows], dtype=torch.long, device=device)
+        logits = self.model(x, self._images(images, rows, device), cache=cache)[0]
+        last = logits[:, -1].float()  # [u, V]
+        if len(uniq) == len(chunk):
+            return last
+        pos = {j: n for n, j in enumerate(uniq)}
+        inv = torch.tensor([pos[first[k]] for k in keys], device=device)  # [b]
+        cache.k = [k[inv] for k in cache.k]
+        cache.v = [v[inv] for v in cache.v]
+        return last[inv]
 
     def _append(self, smp: Sample, token: int, logprob: float) -> bool:
         """Record one chosen token; True when the row is finished."""
