@@ -1,0 +1,42 @@
+"""configs/score.yaml and configs/rl.yaml load: SCoRe's two rl stages, the GRPO baseline."""
+
+from pathlib import Path
+
+import torch
+import yaml
+from tinyexp import tiny_config
+
+from vloom.config import config_from_dict
+from vloom.model.io import build_model
+from vloom.rl.recipes import recipe_for
+from vloom.train.checkpoint import save_checkpoint
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _load(name: str, ckpt: Path):
+    text = (CONFIGS / name).read_text().replace("runs/demo/checkpoints/final", str(ckpt))
+    return config_from_dict(yaml.safe_load(text), source=name)
+
+
+def test_score_and_rl_configs(tmp_path):
+    torch.manual_seed(0)
+    meta = {"model": tiny_config().model.model_dump(mode="json"), "vocab_size": 64,
+            "max_seq_len": 32, "image_size": 32}  # fmt: skip
+    m = build_model(meta)
+    ckpt = save_checkpoint(tmp_path, "final", m, m.state_dict(), {}, {"step": 0})
+    score = _load("score.yaml", ckpt)
+    names = [recipe_for(score.rl, score.train.stages, i).name for i in (0, 1)]
+    assert names == ["score_stage1", "score_stage2"]
+    assert score.rl.attempts == 2 and score.rl.reference == str(ckpt)
+    assert "self_correct" in score.eval.tasks
+    rl = _load("rl.yaml", ckpt)
+    assert [s.kind for s in rl.train.stages] == ["rl"]
+    assert recipe_for(rl.rl, rl.train.stages, 0).attempts == 1
+    # the baseline has SCoRe's budget: steps, learning rate, rollouts, KL to the base
+    assert (score.train.steps, score.train.lr) == (rl.train.steps, rl.train.lr)
+    assert (score.rl.prompts_per_step, score.rl.group_size) == (
+        rl.rl.prompts_per_step,
+        rl.rl.group_size,
+    )
+    assert score.rl.score.beta1 == rl.rl.kl_coef and rl.rl.reference == str(ckpt)
