@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "vloom.evaluate.commands",
     "vloom.sweep.commands",
     "vloom.scaling.commands",
+    "vloom.chat.commands",
 )
 
 

@@ -262,3 +262,27 @@ def test_hf_chat_template_end_to_end(tiny_data, tmp_path):
             assert answer.endswith("<|im_end|>") and answer.count("<|im_end|>") == 1
             assert answer.startswith("The ") or answer.startswith("There ")
             assert (c_ids == end).sum() == 2  # the user's turn closes too, untrained
+
+
+def test_sft_data_command(tiny_data, tmp_path, capsys):
+    from vloom.cli import main
+
+    rc = main(
+        [
+            "sft-data",
+            str(tiny_data["packed"]),
+            "--out",
+            str(tmp_path / "s"),
+            "--synth",
+            str(tiny_data["synth"]),
+            "--quiet",
+            "--set",
+            "sft.sources=[{name: w, kind: world, counts: {vqa: 5, pointing: 3}}]",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["conversations"] == 8 and out["rejected"] == 0
+    assert (tmp_path / "s" / "stats.json").exists()
+    rc = main(["sft-data", str(tiny_data["packed"]), "--out", str(tmp_path / "n"), "--quiet"])
+    assert rc == 2 and "kind world needs the world" in capsys.readouterr().err

@@ -31,6 +31,7 @@ padding -1), so attention stays within a conversation (document masking).
 from __future__ import annotations
 
 import itertools
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -332,4 +333,4 @@ def _encode(
 def _reject(ledger: Ledger, reason: str, message: str, quiet: bool) -> None:
     ledger.reject(reason)
     if not quiet:
-        print(f"[vloom] sft: skipped ({reason}): {message}")
+        print(f"[vloom] sft: skipped ({reason}): {message}", file=sys.stderr)
