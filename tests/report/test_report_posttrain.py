@@ -188,7 +188,18 @@ def test_compare_lists_self_correction(tmp_path, make_run, run_eval):
     out = compare_runs([a, b])
     assert "| self_correct.delta | 0.15 |" in out and "| vqa_open.accuracy | 0.5 |" in out
     assert "### Self-correction" in out and "| a | self_correct | 0.5 [" in out
-    assert "a self_correct: delta" in out
+    assert "a self_correct: delta" in out and "delta difference" not in out
+    # a base model answering the same questions twice alike: delta 0, paired difference 0.15
+    flat = [{**r, "correct_t2": r["correct_t1"], "correct": r["correct_t1"]} for r in recs]
+    base = make_run(
+        tmp_path / "base", control=False, ev={"self_correct": metrics_from_records(flat)}
+    )
+    write_examples(base, {"self_correct": flat})
+    out = compare_runs([base, a])
+    d = [float(r["correct_t2"] - r["correct_t1"]) for r in recs]
+    lo, hi = paired_bootstrap_ci(d, [0.0] * len(d))
+    want = f"| a - base | self_correct | +0.15 [{round(lo, 4):.4g}, {round(hi, 4):.4g}] |"
+    assert want in out
 
 
 def test_rl_only_run_shows_curves_without_a_loss_figure(tmp_path, make_run):

@@ -10,7 +10,7 @@ from typing import Any
 
 from vloom.evaluate.records import read_examples
 from vloom.report.headline import headline_table, headlines, resolved_sentence
-from vloom.report.posttrain import self_correct_table
+from vloom.report.posttrain import delta_differences, self_correct_table
 from vloom.report.runfiles import (
     RESULTS_FILE,
     eval_section,
@@ -73,4 +73,6 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     if table:  # SCoRe's figures side by side: attempt 1, attempt 2, delta and the flips
         out += "\n\n### Self-correction\n\n" + table
         out += "\n\n" + "; ".join(said) + "." if said else ""
+        diffs = delta_differences(evals, examples)
+        out += "\n\n" + diffs if diffs else ""
     return out

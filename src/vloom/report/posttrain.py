@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vloom.report.headline import LEVEL, _with_ci
+from vloom.report.headline import LEVEL, _with_ci, paired_records
 from vloom.report.plots import Lines, plot_panels
 from vloom.report.runfiles import REWARD_KEY, finite, is_rl_line, read_metrics, series
 from vloom.report.stats import Interval, bootstrap_ci, excludes_zero, paired_bootstrap_ci
@@ -188,13 +188,18 @@ def self_correct_tasks(evals: dict[str, dict[str, dict[str, Any]]]) -> list[str]
     return sorted({t for ev in evals.values() for t, m in ev.items() if T1 in m and T2 in m})
 
 
-def _attempts(recs: list[dict[str, Any]] | None) -> tuple[list[float], list[float]]:
-    """(correct at attempt 1, at attempt 2) of the records holding both as 0/1."""
+def _twice(recs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The records holding both attempts' correctness as 0/1."""
 
     def ok(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v in (0, 1)
 
-    both = [r for r in recs or [] if ok(r.get("correct_t1")) and ok(r.get("correct_t2"))]
+    return [r for r in recs or [] if ok(r.get("correct_t1")) and ok(r.get("correct_t2"))]
+
+
+def _attempts(recs: list[dict[str, Any]] | None) -> tuple[list[float], list[float]]:
+    """(correct at attempt 1, at attempt 2) of the records holding both."""
+    both = _twice(recs)
     return [float(r["correct_t1"]) for r in both], [float(r["correct_t2"]) for r in both]
 
 
@@ -274,6 +279,37 @@ def per_type_table(
     return md_table(["run", "question type", *HEADER, "examples"], rows) if rows else ""
 
 
+def _deltas(recs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Each question's change from attempt 1 to attempt 2 (-1, 0, +1) as its `correct`, so
+    the pairing of headline.paired_records applies."""
+    return [{"id": r.get("id"), "correct": r["correct_t2"] - r["correct_t1"]} for r in _twice(recs)]
+
+
+def delta_differences(
+    evals: dict[str, dict[str, dict[str, Any]]],
+    examples: dict[str, dict[str, list[dict[str, Any]]]],
+) -> str:
+    """Each later run's delta minus the first run's, on the questions both answered, with a
+    paired bootstrap interval (does training make the second attempt help more?)."""
+    runs = list(evals)
+    rows = []
+    for task in self_correct_tasks(evals):
+        base = _deltas(examples.get(runs[0], {}).get(task))
+        for run in runs[1:]:
+            pairs = paired_records(_deltas(examples.get(run, {}).get(task)), base)
+            if not base or not pairs:
+                continue
+            xa, xb = [x for _, x, _ in pairs], [y for _, _, y in pairs]
+            diff = (sum(xa) - sum(xb)) / len(xa)
+            ci = paired_bootstrap_ci(xa, xb, level=LEVEL)
+            verdict = "yes" if excludes_zero(ci) else "no"
+            rows.append(
+                [f"{run} - {runs[0]}", task, _with_ci(diff, ci, signed=True), verdict, len(xa)]
+            )
+    header = ["runs", "task", "delta difference [95%]", "interval excludes 0", "questions"]
+    return md_table(header, rows) if rows else ""
+
+
 def self_correct_section(
     evals: dict[str, dict[str, dict[str, Any]]],
     examples: dict[str, dict[str, list[dict[str, Any]]]],
@@ -294,6 +330,9 @@ def self_correct_section(
     ]
     if said:
         out.append("; ".join(said) + ".\n")
+    diffs = delta_differences(evals, examples)
+    if diffs:
+        out += [diffs, "The difference in delta pairs each question's change between the runs.\n"]
     for task in self_correct_tasks(evals):
         t = per_type_table(evals, examples, task)
         if t:
