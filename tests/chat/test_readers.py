@@ -230,3 +230,10 @@ def test_chat_files_walks_directories_and_names_missing_paths(tmp_path):
     assert [p.name for p in chat_files([tmp_path])] == ["a.parquet", "b.jsonl"]
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         chat_files([tmp_path / "nope.jsonl"])
+
+
+def test_a_corrupt_file_is_one_named_rejection(tmp_path):
+    f = tmp_path / "broken.parquet"
+    f.write_bytes(b"PAR1" + b"\0" * 64)
+    [r] = list(read_chat_file(f))
+    assert isinstance(r, Rejected) and r.reason == "unreadable_file" and str(f) in r.error

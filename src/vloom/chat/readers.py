@@ -86,7 +86,7 @@ def read_chat_file(
     root = Path(image_root) if image_root else path.parent
     rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
     chosen = None if layout == "auto" else layout
-    for i, row in enumerate(rows):
+    for i, row in enumerate(_guarded(rows, path)):
         if limit is not None and i >= limit:
             return
         where = f"{path}: row {i}"
@@ -110,7 +110,18 @@ def read_chat_file(
             msg = str(e) if str(e).startswith(where) else f"{where}: {e}"
             yield Rejected(cid, e.reason, msg)
             continue
+        except Exception as e:  # a value of a shape no reader expects: this row only
+            yield Rejected(cid, f"row_error:{type(e).__name__}", f"{where}: {e}")
+            continue
         yield conv
+
+
+def _guarded(rows: Iterator, path: Path) -> Iterator:
+    """`rows`, ending with one `unreadable_file` rejection where reading the file breaks."""
+    try:
+        yield from rows
+    except Exception as e:  # a corrupt or truncated file: the rows read so far stand
+        yield Rejected(path.name, "unreadable_file", f"{type(e).__name__}: {e}")
 
 
 def _jsonl_rows(path: Path) -> Iterator[dict[str, Any] | Rejected]:
