@@ -153,3 +153,14 @@ def test_template_that_raises_or_rewrites_turns_is_a_named_rejection(tmp_path):
     with pytest.raises(ChatError) as ei:
         t2.render(conv())
     assert ei.value.reason == "chat_template_unstable"
+
+
+def test_template_closing_answers_with_plain_text_trains_on_that_text(tmp_path):
+    plain = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    d = hf_dir(tmp_path, plain)
+    tok, layout, _ = prepare_hf_tokenizer(d, tmp_path / "tok.json")
+    e = encode(make_template("hf", layout, d).render(conv()), tok, layout, image_fn)
+    assert masked_runs(e.ids, e.mask, tok) == ["The object is red.\n", "Yes it is.\n"]

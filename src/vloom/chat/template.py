@@ -8,17 +8,20 @@ and the world's documents answer ` The red object is a circle.`):
 
 The user's first text part follows `Question: `, later text parts a newline; ` Answer:` ends the
 user turn; the assistant's text follows one space and `<eos>` closes it. Trained (loss) pieces:
-the assistant text and its `<eos>`, nothing else. Every word is one the small BPE already has.
+the assistant text and its `<eos>`, nothing else. The role words are ones the world's small BPE
+has as single tokens (words it lacks, "Point", are spelled in pieces as any text is).
 
 A Hugging Face tokenizer's `chat_template` (`template: hf`) is rendered with transformers'
 `apply_chat_template`, images as the literal `<image>` inside each message's text. The
 assistant spans are found by rendering prefixes, so templates without `{% generation %}` tags
 work: for assistant turn i, the prompt P_i = render(turns[:i], add_generation_prompt) and the
-turn R_i = render(turns[:i+1]); its trained text is R_i[len(P_i):] without trailing whitespace
-(the content and the template's closing token, e.g. `<|im_end|>`). A template whose renders are
-not prefixes of each other (one that rewrites earlier turns) is refused per conversation
-(`chat_template_unstable`). Pieces are tokenized one by one, so a trained span starts and ends
-on a token boundary, exactly as at generation time (prompt encoded, answer sampled after it).
+turn R_i = render(turns[:i+1]); its trained text is R_i[len(P_i):]: the content and the
+template's closing token (e.g. `<|im_end|>`; the whitespace after a closing special token is
+left to the next turn, a template that closes answers with a plain newline trains on it). A
+template whose renders are not prefixes of each other (one that rewrites earlier turns) is
+refused per conversation (`chat_template_unstable`). Pieces are tokenized one by one, so a
+trained span starts and ends on a token boundary, exactly as at generation time (prompt
+encoded, answer sampled after it).
 """
 
 from __future__ import annotations
@@ -127,6 +130,14 @@ class HFTemplate:
         except TemplateError as e:
             raise ChatError("chat_template_error", f"chat template: {e}") from None
 
+    def _turn_end(self, upto: str) -> int:
+        """Where an answer's trained text ends: after its closing special token (the newline
+        a template puts after it is the next turn's), or, when the template closes answers
+        with plain text (a newline), after that text."""
+        stripped = upto.rstrip()
+        specials = [t for t in getattr(self.tok, "all_special_tokens", []) if t]
+        return len(stripped) if any(stripped.endswith(t) for t in specials) else len(upto)
+
     def render(self, conv: Conversation) -> Rendered:
         messages = [{"role": t.role, "content": _content(t)} for t in conv.turns]
         full = self._apply(messages, False)
@@ -141,7 +152,7 @@ class HFTemplate:
                     f"turns[{i}]: the chat template's render of the conversation up to this "
                     "answer is not a prefix of the whole (it rewrites earlier turns)",
                 )
-            start, end = len(prompt), len(upto.rstrip())
+            start, end = len(prompt), self._turn_end(upto)
             if end <= start or (spans and start < spans[-1][1]):
                 raise ChatError("chat_template_unstable", f"turns[{i}]: empty assistant span")
             spans.append((start, end))
