@@ -97,3 +97,16 @@ def test_policy_learns_one_answer_and_kl_grows(tiny_data):
         kls.append(float((kl * mask).sum() / mask.sum()))
     assert kls[0] == 0.0 and kls[-1] > 1e-3
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.3, rewards
+
+
+def test_clipped_surrogate_stops_pushing_past_the_clip():
+    """Several updates per batch: a token whose ratio already left [1 - clip, 1 + clip] in the
+    advantage's direction gets no more policy gradient; inside, the gradient is -A."""
+    old = torch.zeros(1, 3)
+    logp = torch.tensor([[0.5, 0.05, -0.5]], requires_grad=True)  # ratios e^.5, e^.05, e^-.5
+    zeros, ones = torch.zeros(1), torch.ones(1)
+    loss, _ = policy_loss(logp, old, logp.detach(), ones, torch.ones(1, 3), ones, zeros, 0.2, 3.0)
+    loss.backward()
+    g = logp.grad[0]
+    assert g[0] == 0  # A > 0 and ratio > 1.2: clipped
+    assert g[1] < 0 and g[2] < 0  # inside the clip, or below it: still pushed up

@@ -102,10 +102,12 @@ def test_score_recipes(tiny_data):
     )
     info = DistInfo()
     rl = RLStep(cfg, m, tok, torch.device("cpu"), info, tiny_data["packed"])
+    calls = []
     for stage in (0, 1):
         rl.begin(stage, None)
+        rl.rl.updates = stage + 1  # stage II: two updates on one batch (PPO-style clipping)
         before = {k: v.clone() for k, v in m.state_dict().items()}
-        loss, rec = rl.run(stage, m, contextlib.nullcontext, lambda: None)
+        loss, rec = rl.run(stage, m, contextlib.nullcontext, lambda: calls.append(stage))
         assert rec["rl_recipe"] == (one.name if stage == 0 else two.name)
         for k in ("acc_t1", "acc_t2", "kl_t1", "kl_t2", "response_len_t2", "reward"):
             assert rec[k] is not None, k
@@ -113,3 +115,35 @@ def test_score_recipes(tiny_data):
         assert grads  # a backward ran; the loop's optimizer step would apply it
         m.zero_grad()
         assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert calls == [1]  # the first of two updates is applied inside; the last by the loop
+
+
+@pytest.mark.slow
+def test_rl_stage_under_torchrun_two_ranks(tiny_data, tmp_path):
+    """Two CPU ranks (gloo) each roll out half of a step's questions; one metrics line per
+    step with everyone's figures, and a final checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    raw = _rl_raw()
+    raw["rl"]["prompts_per_step"] = 4
+    cfg = tmp_path / "rl.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "vloom", "train", str(tiny_data["packed"]), "--out", str(out),
+        "--config", str(cfg), "--quiet",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    # every rank's rollouts are in the figures: 4 questions x 3 samples a step
+    assert all(abs(x["acc_t1"] * 12 - round(x["acc_t1"] * 12)) < 1e-3 for x in lines)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["rl"]["b"]["steps"] == 2
