@@ -5,10 +5,10 @@
 The same weights run in both: a randomly initialised vloom model and its Llama export
 (vloom.model.hf_export), fp32 on CPU, the same prompts (equal length, so neither pads),
 greedy decoding with the <image>/<pad> tokens suppressed and <eos> ending a row. Reported:
-generated tokens per second of vloom's `greedy_generate` (KV cache), of transformers'
-`generate` (its KV cache), and of vloom without a cache (every step recomputes the prefix,
-what vloom did before the cache) — and the share of rows where vloom and transformers chose
-the same tokens. The timings alternate between the tools and the median of --repeats is
+generated tokens per second of vloom's greedy `sample` (KV cache), of transformers'
+`generate` (its KV cache), and of vloom without a cache (`use_cache=False`: every step
+recomputes the prefix, what vloom did before the cache) — and the share of rows where vloom
+and transformers chose the same tokens. The timings alternate between the tools and the median of --repeats is
 reported, so a noisy machine slows both alike.
 """
 
@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 
 from vloom.config import ModelConfig
-from vloom.evaluate.generation import greedy_generate
+from vloom.generate import sample
 from vloom.model.hf_export import hf_config, hf_state_dict
 from vloom.model.vlm import VLM
 from vloom.sequence import EOS_ID, IMAGE_ID, PAD_ID
@@ -38,25 +38,6 @@ TINY_VISION = {"d_model": 32, "n_layers": 1, "n_heads": 2, "patch_size": 8, "mer
 def word_tokenizer(vocab: int) -> Tokenizer:
     """A tokenizer whose ids are the model's ids (decode only: the prompts are ids)."""
     return Tokenizer(WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
-
-
-@torch.no_grad()
-def no_cache_greedy(model: VLM, prompts: torch.Tensor, new: int) -> list[list[int]]:
-    """Greedy decoding that recomputes the whole prefix every step (no KV cache)."""
-    tokens, out, done = prompts, [[] for _ in range(len(prompts))], [False] * len(prompts)
-    for _ in range(new):
-        logits = model(tokens)[0][:, -1]
-        logits[:, [IMAGE_ID, PAD_ID]] = float("-inf")
-        nxt = logits.argmax(-1)
-        for j, t in enumerate(nxt.tolist()):
-            if not done[j]:
-                done[j] = t == EOS_ID
-                if not done[j]:
-                    out[j].append(t)
-        if all(done):
-            break
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-    return out
 
 
 @torch.no_grad()
@@ -105,16 +86,23 @@ def main() -> None:
     plist = prompts.tolist()
     cpu = torch.device("cpu")
 
-    def run_vloom() -> list[list[int]]:
-        text = greedy_generate(
-            vlm, tok, plist, [None] * len(plist), cpu, args.new, batch_size=args.batch
+    def run_vloom(cache: bool) -> list[list[int]]:
+        got = sample(
+            vlm,
+            tok,
+            plist,
+            [None] * len(plist),
+            cpu,
+            max_new_tokens=args.new,
+            batch_size=args.batch,
+            use_cache=cache,
         )
-        return [[int(w[1:]) for w in t.split()] for t in text]
+        return [s.tokens for s in got]
 
     tools = {
-        "vloom (KV cache)": run_vloom,
+        "vloom (KV cache)": lambda: run_vloom(True),
         "transformers generate": lambda: hf_greedy(hf, prompts, args.new),
-        "vloom, no cache": lambda: no_cache_greedy(vlm, prompts, args.new),
+        "vloom, no cache": lambda: run_vloom(False),
     }
     times: dict[str, list[float]] = {k: [] for k in tools}
     outs: dict[str, list[list[int]]] = {}
