@@ -58,10 +58,11 @@ def sample(
 
     Prompts of equal length run together (no padding, so positions match the single-example
     run exactly); for RL, G copies of one prompt form one batch. With the KV cache the prompt
-    runs once and each new token reuses the cached keys/values; use_cache=False recomputes
-    the whole prefix (and images) every step. Rows that finish leave the batch. A text prompt
-    longer than the model's context keeps its end; an image prompt fails. The placeholders
-    <image> and <pad> are never emitted.
+    runs once (copies of one prompt with the same image object once for all of them) and each
+    new token reuses the cached keys/values; use_cache=False recomputes the whole prefix (and
+    re-encodes the images) every step. Rows that finish leave the batch. A text prompt that
+    leaves no room for max_new_tokens in the model's context keeps its end; an image prompt
+    fails. The placeholders <image> and <pad> are never emitted.
 
     temperature 0 is greedy. Otherwise prompt i draws its uniforms from its own generator
     seeded by (seed, i): its samples depend on seed, i, the prompt and the model, not on
@@ -121,7 +122,7 @@ def fit_prompts(
 
 def _uniforms(seed: int, i: int, n: int) -> torch.Tensor:
     """Prompt i's n uniforms, drawn on the CPU so a device or batch never changes them."""
-    # torch's CPU generator keeps only a seed's low 32 bits: hash (seed, i) into all of them.
+    # torch's CPU generator keeps only a seed's low 32 bits: hash (seed, i) so all bits count.
     key = hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest()
     g = torch.Generator().manual_seed(int.from_bytes(key, "little"))
     return torch.rand(n, generator=g)
