@@ -227,7 +227,9 @@ def test_chat_files_walks_directories_and_names_missing_paths(tmp_path):
     write_jsonl(tmp_path / "sub" / "b.jsonl", [])
     pq.write_table(pa.table({"messages": [[]]}), tmp_path / "a.parquet")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "state.json").write_text("{}")
     assert [p.name for p in chat_files([tmp_path])] == ["a.parquet", "b.jsonl"]
+    assert chat_files([tmp_path / "state.json"]) == [tmp_path / "state.json"]
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         chat_files([tmp_path / "nope.jsonl"])
 
@@ -237,3 +239,28 @@ def test_a_corrupt_file_is_one_named_rejection(tmp_path):
     f.write_bytes(b"PAR1" + b"\0" * 64)
     [r] = list(read_chat_file(f))
     assert isinstance(r, Rejected) and r.reason == "unreadable_file" and str(f) in r.error
+
+
+def test_llava_instruct_json_array(tmp_path):
+    (tmp_path / "a.png").write_bytes(png())
+    rows = [
+        {
+            "id": "000",
+            "image": "a.png",
+            "conversations": [
+                {"from": "human", "value": "What is this?\n<image>"},
+                {"from": "gpt", "value": "A red square."},
+            ],
+        },
+        "not a row",
+    ]
+    (tmp_path / "llava_instruct.json").write_text(json.dumps(rows))
+    got = list(read_chat_file(tmp_path / "llava_instruct.json"))
+    assert summary(got[0]) == [
+        ("user", ["What is this?", "<img>"]),
+        ("assistant", ["A red square."]),
+    ]
+    assert isinstance(got[1], Rejected) and got[1].reason == "bad_json"
+    (tmp_path / "obj.json").write_text("{}")
+    [r] = list(read_chat_file(tmp_path / "obj.json"))
+    assert r.reason == "unreadable_file" and "JSON array" in r.error

@@ -1,4 +1,5 @@
-"""Chat files (JSONL or Parquet) in the common layouts -> Conversations, every row accounted for.
+"""Chat files (JSONL, a JSON array, Parquet) in the common layouts -> Conversations, every row
+accounted for.
 
 Layouts (detected per file from its keys / columns, or given):
 - llava: `conversations: [{from: human|gpt|system, value}]` with `<image>` placeholders in the
@@ -37,7 +38,7 @@ from vloom.ingest.base import inside_root, read_regular_file
 from vloom.sequence import IMAGE
 
 LAYOUTS = ("llava", "cauldron", "openai")
-SUFFIXES = (".jsonl", ".parquet")
+SUFFIXES = (".jsonl", ".parquet")  # walked in directories; a .json file only when named
 MAX_IMAGE_BYTES = 64 << 20
 _LLAVA_ROLES = {
     "human": "user",
@@ -61,8 +62,9 @@ def detect_layout(keys: set[str] | list[str]) -> str | None:
 
 
 def chat_files(paths: list[str | Path]) -> list[Path]:
-    """The .jsonl / .parquet files of `paths` (directories walked, sorted); a path that does not
-    exist is an error naming it."""
+    """The files of `paths`, directories walked for .jsonl / .parquet (sorted; a directory's
+    .json files are often metadata, e.g. a save_to_disk's state.json); a path that does not exist
+    is an error naming it."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -84,7 +86,8 @@ def read_chat_file(
     """Every row of one file as a checked Conversation or a Rejected (see the module docstring)."""
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
-    rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
+    read = {".parquet": _parquet_rows, ".json": _json_rows}.get(path.suffix, _jsonl_rows)
+    rows = read(path)
     chosen = None if layout == "auto" else layout
     for i, row in enumerate(_guarded(rows, path)):
         if limit is not None and i >= limit:
@@ -135,6 +138,16 @@ def _jsonl_rows(path: Path) -> Iterator[dict[str, Any] | Rejected]:
                 yield Rejected("", "bad_json", f"not JSON ({e.msg} at column {e.colno})")
                 continue
             yield row if isinstance(row, dict) else Rejected("", "bad_json", "not a JSON object")
+
+
+def _json_rows(path: Path) -> Iterator[dict[str, Any] | Rejected]:
+    """A JSON array of rows (LLaVA-Instruct ships `llava_instruct_150k.json` so), read whole."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        data = json.load(f)
+    if not isinstance(data, list):
+        raise ValueError("a .json chat file holds a JSON array of rows (JSON Lines: .jsonl)")
+    for row in data:
+        yield row if isinstance(row, dict) else Rejected("", "bad_json", "not a JSON object")
 
 
 def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
