@@ -790,6 +790,9 @@ class RLConfig(_Strict):
     )
     seed: int | None = Field(None, description="prompt order and sampling; None = the run's")
     batch_size: int = Field(64, ge=1, description="rollouts decoded together")
+    use_cache: bool = Field(
+        True, description="rollouts decode with the KV cache (False: recompute each prefix)"
+    )
 
     @model_validator(mode="after")
     def _attempts_fit(self) -> RLConfig:

@@ -132,6 +132,7 @@ class RLStep:
                 seed=seed,
                 stop=STOP,
                 batch_size=rl.batch_size,
+                use_cache=rl.use_cache,
             )
         finally:
             self.vlm.train(was)
