@@ -5,6 +5,12 @@ With a `data:` section the chain is synth (when a source is the world) -> ingest
 source -> union (retag, held-out split: vloom.sources) -> curate -> pack; without one it is
 exactly the world's chain, byte for byte.
 
+With a `kind: sft` stage the chain also builds the SFT shards (ROOT/sft: the `sft` section's
+conversations packed with the training tokenizer, vloom.pack.sft). A run whose stages are all
+post-training (sft / rl) from `train.init_from` does not curate or pack: it trains on the
+checkpoint's own packed data (its tokenizer and row shape), found where the checkpoint names
+its tokenizer or, failing that, beside the checkpoint's run (RUN/packed).
+
 A stage counts as done only when its completion marker exists and parses (synth:
 manifest.json, curate: ledger.json, pack: stats.json, train: checkpoints/final + the summary,
 eval: results.json), so a marker torn by a kill means "rerun the stage", and rerunning the
@@ -33,6 +39,7 @@ from vloom.ondisk import (
     atomic_write_json,
     complete,
     read_json,
+    read_json_object,
     training_complete,
 )
 
@@ -49,6 +56,7 @@ class DataDirs:
 
     root: Path
     sources: bool = False  # built from a `data:` section
+    pretrained: Path | None = None  # packed data of train.init_from's run (post-training)
 
     @property
     def union(self) -> Path:
@@ -64,7 +72,11 @@ class DataDirs:
 
     @property
     def packed(self) -> Path:
-        return self.root / "packed"
+        return self.pretrained or self.root / "packed"
+
+    @property
+    def sft(self) -> Path:
+        return self.root / "sft"
 
     @property
     def eval(self) -> Path:
@@ -73,6 +85,53 @@ class DataDirs:
     @property
     def tokenizer(self) -> Path:
         return self.packed / TOKENIZER
+
+
+def post_training_only(cfg: ExperimentConfig) -> bool:
+    """Every stage is sft or rl and starts from train.init_from: nothing to pre-train on."""
+    kinds = {st.kind for st in cfg.train.stages}
+    return bool(cfg.train.init_from) and "pretrain" not in kinds
+
+
+def checkpoint_packed_dir(ckpt: str | Path) -> Path:
+    """The packed data a checkpoint was trained on (its tokenizer.json and stats.json): its
+    run's RUN/packed beside RUN/checkpoints (a run directory moved or copied keeps it), else
+    the directory of the tokenizer the checkpoint's config.json names."""
+    ckpt = Path(ckpt)
+    meta = read_json_object(ckpt / "config.json", "checkpoint config")
+    named = Path(meta["tokenizer"]).parent if meta.get("tokenizer") else None
+    for cand in (ckpt.resolve().parent.parent / "packed", named):
+        if cand is not None and complete(cand / STATS) and (cand / TOKENIZER).exists():
+            return cand
+    raise FileNotFoundError(
+        f"{ckpt / 'config.json'}: tokenizer {meta.get('tokenizer')!r} and "
+        f"{ckpt.resolve().parent.parent / 'packed'} hold no packed data (stats.json + "
+        "tokenizer.json): the checkpoint's tokenizer is needed to build its SFT data"
+    )
+
+
+def prepare_sft(cfg: ExperimentConfig, d: DataDirs, quiet: bool = False) -> None:
+    """The SFT shards (ROOT/sft) with the training tokenizer, unless complete."""
+    if complete(d.sft / STATS):
+        _log("sft data: complete, skipped", quiet)
+        return
+    from vloom.pack.sft import build_sft_data
+    from vloom.sequence import TokenLayout, load_tokenizer
+
+    _log(f"sft data -> {d.sft}", quiet)
+    stats = read_json_object(d.packed / STATS, "packed stats")
+    layout = TokenLayout.from_json(stats.get("token_layout"), f"{d.packed / STATS}: token_layout")
+    # rows and images shaped as the model was trained (the checkpoint's data when reused)
+    cfg = cfg.model_copy(deep=True)
+    cfg.pack.seq_len, cfg.pack.image_size = stats["seq_len"], stats["image_size"]
+    tok = load_tokenizer(str(d.tokenizer), layout)
+    synth = d.synth if complete(d.synth / MANIFEST) else None
+    st = build_sft_data(cfg, tok, layout, d.sft, synth, quiet=quiet)
+    _log(
+        f"sft data: {st['conversations']} conversations in {st['rows']} rows, "
+        f"{st['rejected']} rejected",
+        quiet,
+    )
 
 
 def prepare_data(
@@ -89,7 +148,8 @@ def prepare_data(
     from vloom.synth import generate
 
     check_model_dirs(cfg)  # pack tokenizes with model.lm.init's tokenizer
-    d = DataDirs(Path(root), sources=cfg.data is not None)
+    reuse = checkpoint_packed_dir(cfg.train.init_from) if post_training_only(cfg) else None
+    d = DataDirs(Path(root), sources=cfg.data is not None, pretrained=reuse)
     if cfg.data is not None:
         from vloom.sources import check_sources, present
 
@@ -115,7 +175,9 @@ def prepare_data(
         else:
             _log("union: complete, skipped", quiet)
         curate_in, curate_cfg = d.union, curate_config(cfg)
-    if not complete(d.curated / LEDGER):
+    if reuse is not None:
+        _log(f"curate, pack: not needed (train.init_from's packed data: {reuse})", quiet)
+    elif not complete(d.curated / LEDGER):
         _log(f"curate -> {d.curated}", quiet)
         led = run_curate(curate_in, d.curated, curate_cfg, quiet=quiet)
         _log(
@@ -125,11 +187,15 @@ def prepare_data(
         )
     else:
         _log("curate: complete, skipped", quiet)
-    if not complete(d.packed / STATS):
+    if reuse is not None:
+        pass
+    elif not complete(d.packed / STATS):
         _log(f"pack -> {d.packed}", quiet)
         run_pack(d.curated, d.packed, cfg, quiet=quiet)
     else:
         _log("pack: complete, skipped", quiet)
+    if any(st.kind == "sft" for st in cfg.train.stages):
+        prepare_sft(cfg, d, quiet)
     return d
 
 
@@ -139,16 +205,18 @@ def train_stage(
     run_dir: Path,
     quiet: bool = False,
     eval_dir: Path | None = None,
+    sft_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; a complete run is skipped and its summary returned.
-    `eval_dir`: the eval sets that `eval.during_training` reads (the final eval's)."""
+    `eval_dir`: the eval sets that `eval.during_training` reads (the final eval's); `sft_dir`:
+    the SFT shards of `kind: sft` stages."""
     if training_complete(run_dir):
         _log(f"train: complete, skipped ({run_dir})", quiet)
         return read_json(run_dir / TRAIN_SUMMARY)
     from vloom.train import train
 
     _log(f"train -> {run_dir}", quiet)
-    return train(cfg, packed, run_dir, quiet=quiet, eval_dir=eval_dir)
+    return train(cfg, packed, run_dir, quiet=quiet, eval_dir=eval_dir, sft_dir=sft_dir)
 
 
 def eval_stage(
@@ -182,7 +250,8 @@ def eval_stage(
 def train_and_eval(
     cfg: ExperimentConfig, run_dir: Path, data: DataDirs, quiet: bool = False
 ) -> dict[str, Any]:
-    summary = train_stage(cfg, data.packed, run_dir, quiet, eval_dir=data.eval)
+    sft = data.sft if any(st.kind == "sft" for st in cfg.train.stages) else None
+    summary = train_stage(cfg, data.packed, run_dir, quiet, eval_dir=data.eval, sft_dir=sft)
     return eval_stage(cfg, run_dir / CHECKPOINTS / FINAL, data, run_dir, summary, quiet)
 
 
