@@ -653,7 +653,9 @@ class SFTSourceConfig(_Strict):
     )
     max_turns: int = Field(4, ge=2, le=8, description="world multi_turn: questions per image, 2..")
     paths: list[str] = Field(
-        default_factory=list, description="chat: .jsonl / .parquet files or directories of them"
+        default_factory=list,
+        description="chat, documents: files or directories (chat: .jsonl, .parquet, or .json "
+        "holding an array of rows; a directory is walked for .jsonl and .parquet)",
     )
     format: Literal["auto", "llava", "cauldron", "openai"] = Field(
         "auto", description="chat: the layout (auto: detected per file from its columns / keys)"
