@@ -168,6 +168,7 @@ def test_self_correction_table_with_intervals(tmp_path, make_run, run_eval, row)
     assert cells[5].startswith("0.25 [") and cells[6].startswith("0.1 [")
     assert cells[7] == "0.35" and cells[8] == "20"  # 7 of 20 answers changed
     assert md.index("## Results") < md.index("### Self-correction") < md.index("## Training")
+    assert row(md, "self_correct")[1] == "accuracy (attempt 2)"  # the headline row
     # per question type: counts q0, q2, ... (4 r->r, 3 w->r, 1 r->w, 2 w->w)
     per_type = md.split("#### self_correct: per question type")[1]
     count = row(per_type, "demo")

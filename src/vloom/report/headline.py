@@ -32,6 +32,7 @@ class Headline:
     diff: float | None = None  # first run - second run, on the paired examples
     diff_ci: Interval | None = None
     n_pairs: int = 0
+    label: str | None = None  # the metric as the table names it, when that says more
 
 
 def paired_records(
@@ -83,6 +84,8 @@ def headlines(
         if metric is None:
             continue
         h = Headline(task, metric, {r: evals[r].get(task, {}).get(metric) for r in runs})
+        if metric == "accuracy" and any("accuracy_t2" in ev.get(task, {}) for ev in evals.values()):
+            h.label = "accuracy (attempt 2)"  # a self-correction task: the answer it settles on
         recs = {r: _scored(examples.get(r, {}).get(task)) for r in runs}
         for r in runs:
             if metric in ("accuracy", "exact_match") and recs[r]:
@@ -154,7 +157,7 @@ def headline_table(rows: list[Headline], runs: list[str]) -> str:
     header.append("examples")
     body = []
     for h in rows:
-        cells: list[Any] = [h.task, h.metric]
+        cells: list[Any] = [h.task, h.label or h.metric]
         cells += [_with_ci(h.values[r], h.ci.get(r)) for r in runs]
         if two:
             cells.append(_with_ci(h.diff, h.diff_ci, signed=True))
