@@ -18,8 +18,9 @@ the tools alternating (a loaded machine slows all alike), as generated tokens pe
   vloom.model.hf_export. The demo's vision side is vloom's own, which transformers cannot
   load (it exports as LlamaForCausalLM plus a separate vision file), so this comparison is
   text-only. A greedy run of both checks they are the same model (rows with equal tokens).
-- RL steps/s with and without the KV cache: the hook `rl_steps` below, through vloom.rl's
-  public step when there is one.
+- RL steps/s with and without the KV cache (`rl.use_cache`): `rl_steps` below runs
+  vloom.rl's RLStep (rollouts with RL's stop strings, rewards, advantages, reference and
+  policy log-probabilities, backward) on the run's synth world beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -136,10 +137,9 @@ def hf_rollout(hf, model: VLM, prompts: list[list[int]], new: int, temperature: 
 def rl_steps(model: VLM, tok: Tokenizer, device: torch.device, packed: Path, args) -> None:
     """HOOK (issue 17): RL steps/s with and without the KV cache, through vloom.rl's public
     step (RLStep.run: rollouts, rewards, group advantages, logprobs vs the reference,
-    backward; the loop's optimizer step is not included). Without the cache needs the
-    config knob `rl.use_cache`; absent, that half is reported as left."""
+    backward; the loop's optimizer step is not included), with rl.use_cache true and false."""
     try:
-        from vloom.config import RLConfig, config_from_dict
+        from vloom.config import config_from_dict
         from vloom.rl.step import RLStep
         from vloom.train.distributed import DistInfo
     except ImportError:
@@ -153,30 +153,28 @@ def rl_steps(model: VLM, tok: Tokenizer, device: torch.device, packed: Path, arg
         "temperature": args.temperature,
         "batch_size": args.prompts * args.group,
     }
-    modes = {"KV cache": True}
-    if "use_cache" in RLConfig.model_fields:
-        modes["no cache"] = False
-    rate = {}
-    for name, cache in modes.items():
-        raw = {"train": {"steps": 1, "stages": [{"name": "rl", "kind": "rl"}]}, "rl": rl}
-        if "use_cache" in RLConfig.model_fields:
-            raw["rl"] = rl | {"use_cache": cache}
-        step = RLStep(config_from_dict(raw), model, tok, device, DistInfo(), packed)
-        step.begin(0, None)
-        model.train()
-        times = []
-        for i in range(args.repeats + 1):  # the first is a warm-up
-            t0 = time.perf_counter()
+    steps = {}
+    for name, cache in {"KV cache": True, "no cache": False}.items():
+        stages = [{"name": "rl", "kind": "rl"}]
+        raw = {"train": {"steps": 1, "stages": stages}, "rl": rl | {"use_cache": cache}}
+        steps[name] = RLStep(config_from_dict(raw), model, tok, device, DistInfo(), packed)
+        steps[name].begin(0, None)
+
+    def one(step) -> Callable[[int], list[list[int]]]:
+        def run(i: int) -> list[list[int]]:
             step.run(i, model, contextlib.nullcontext, lambda: None)
-            times.append(time.perf_counter() - t0)
-            model.zero_grad(set_to_none=True)
-        model.eval()
-        rate[name] = 1 / statistics.median(times[1:])
-        print(f"  RL step ({name}): {statistics.median(times[1:]):.3f} s, {rate[name]:.2f} steps/s")
-    if len(rate) == 2:
-        print(f"ratio RL steps/s, KV cache / no cache: {rate['KV cache'] / rate['no cache']:.2f}x")
-    else:
-        print("RL steps/s without the KV cache: left (rl.use_cache is not a config field)")
+            model.zero_grad(set_to_none=True)  # no optimizer step: the same model each time
+            return []
+
+        return run
+
+    model.train()
+    res = timed({k: one(v) for k, v in steps.items()}, args.repeats)
+    model.eval()
+    rate = {k: 1 / sec for k, (sec, _) in res.items()}
+    for k, (sec, _) in res.items():
+        print(f"  RL step, {k:26s} {sec:7.3f} s  {rate[k]:9.2f} steps/s")
+    print(f"ratio RL steps/s, KV cache / no cache: {rate['KV cache'] / rate['no cache']:.2f}x")
 
 
 def timed(tools: dict[str, Callable[[int], list[list[int]]]], repeats: int):
