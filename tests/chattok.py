@@ -15,18 +15,20 @@ CHATML = (
 )
 
 
-def hf_dir(tmp: Path, template: str | None) -> Path:
-    """tmp/hf: tokenizer.json (ChatML specials), tokenizer_config.json (with `template` as its
-    chat_template when given) and a config.json with the vocab_size pack reads."""
+def hf_dir(tmp: Path, template: str | None, bos: str | None = None) -> Path:
+    """tmp/hf: tokenizer.json (ChatML specials, and `bos` when given), tokenizer_config.json
+    (with `template` as its chat_template when given) and a config.json with the vocab_size
+    pack reads."""
     d = tmp / "hf"
     d.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(CORPUS, 300, special_tokens=["<|im_start|>", "<|im_end|>", "<|pad|>"])
+    specials = ["<|im_start|>", "<|im_end|>", "<|pad|>"] + ([bos] if bos else [])
+    tok = train_tokenizer(CORPUS, 300, special_tokens=specials)
     tok.save(str(d / "tokenizer.json"))
     cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": "<|im_end|>",
         "pad_token": "<|pad|>",
-        "bos_token": None,
+        "bos_token": bos,
     }
     if template is not None:
         cfg["chat_template"] = template

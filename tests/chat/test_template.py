@@ -164,3 +164,18 @@ def test_template_closing_answers_with_plain_text_trains_on_that_text(tmp_path):
     tok, layout, _ = prepare_hf_tokenizer(d, tmp_path / "tok.json")
     e = encode(make_template("hf", layout, d).render(conv()), tok, layout, image_fn)
     assert masked_runs(e.ids, e.mask, tok) == ["The object is red.\n", "Yes it is.\n"]
+
+
+@pytest.mark.parametrize("in_template", [True, False])
+def test_bos_once_whether_or_not_the_template_writes_it(tmp_path, in_template):
+    template = ("{{ bos_token }}" if in_template else "") + CHATML
+    d = hf_dir(tmp_path, template, bos="<s>")
+    tok, layout, _ = prepare_hf_tokenizer(d, tmp_path / "tok.json")
+    assert layout.bos == tok.token_to_id("<s>")
+    e = encode(make_template("hf", layout, d).render(conv()), tok, layout, image_fn)
+    assert e.ids[0] == layout.bos and e.ids.count(layout.bos) == 1 and e.mask[0] == 0
+    assert masked_runs(e.ids, e.mask, tok) == [
+        "The object is red.<|im_end|>",
+        "Yes it is.<|im_end|>",
+    ]
+    assert e.cuts[-1] == len(e.ids) - 1  # the newline after the last <|im_end|> stays untrained
