@@ -75,7 +75,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes/prints
     if main_rank:
         atomic_write_json(out / RUN_CONFIG, dump_config(cfg))
-    summary = train(cfg, args.packed, out, quiet=args.quiet, eval_dir=args.eval_dir)
+    summary = train(
+        cfg, args.packed, out, quiet=args.quiet, eval_dir=args.eval_dir, sft_dir=args.sft_dir
+    )
     if main_rank:
         print(json.dumps(summary))
 
@@ -169,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-dir",
         help="evaluation directory for eval.during_training (the synth output's eval/)",
+    )
+    p.add_argument(
+        "--sft-dir", help="SFT shards for kind: sft stages (`vloom run` builds them in RUN/sft)"
     )
     p = add("eval", cmd_eval, "evaluate a checkpoint; writes results.json in --out")
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")

@@ -177,3 +177,20 @@ def test_bad_sft_shards_are_one_line_errors(tiny_data, tmp_path):
         StepReader(tiny_data["packed"], cfg, [], sft_dir=long, **args)
     with pytest.raises(ValueError, match="sft_dir"):
         StepReader(tiny_data["packed"], cfg, [], **args)
+
+
+def test_vloom_train_takes_the_sft_dir(tiny_data, tmp_path):
+    import yaml
+
+    from vloom.cli import main
+
+    stats = read_packed_stats(tiny_data["packed"])
+    sft = write_sft_dir(tmp_path / "sft", stats)
+    raw = tiny_raw(train__steps=2, train__stages=[{"name": "sft", "kind": "sft"}])
+    raw["sft"] = {}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    args = ["train", str(tiny_data["packed"]), "--out", str(out), "--quiet"]
+    assert main([*args, "--config", str(tmp_path / "c.yaml"), "--sft-dir", str(sft)]) in (0, None)
+    state = json.loads((out / "checkpoints" / "final" / "state.json").read_text())
+    assert state["data"]["sft"]["cursor"] == 2 * 4
