@@ -107,7 +107,7 @@ def test_score_recipes(tiny_data):
         rl.begin(stage, None)
         rl.rl.updates = stage + 1  # stage II: two updates on one batch (PPO-style clipping)
         before = {k: v.clone() for k, v in m.state_dict().items()}
-        loss, rec = rl.run(stage, m, contextlib.nullcontext, lambda: calls.append(stage))
+        loss, rec = rl.run(stage, m, contextlib.nullcontext, lambda s=stage: calls.append(s))
         assert rec["rl_recipe"] == (one.name if stage == 0 else two.name)
         for k in ("acc_t1", "acc_t2", "kl_t1", "kl_t2", "response_len_t2", "reward"):
             assert rec[k] is not None, k
@@ -147,3 +147,26 @@ def test_rl_stage_under_torchrun_two_ranks(tiny_data, tmp_path):
     assert all(abs(x["acc_t1"] * 12 - round(x["acc_t1"] * 12)) < 1e-3 for x in lines)
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["rl"]["b"]["steps"] == 2
+
+
+def test_vloom_run_pretrain_then_rl(tiny_data, tmp_path):
+    """`vloom run`'s chain with a pretrain stage then an rl stage: the rl stage reads the world
+    beside the packed data, its reference is the pretrained weights, results.json summarises it."""
+    from vloom.pipeline import run_experiment
+
+    raw = _rl_raw()
+    raw["train"]["stages"] = [
+        {"name": "pre", "kind": "pretrain", "steps": 2},
+        {"name": "rl", "kind": "rl", "steps": 2},
+    ]
+    raw["eval"].update(tasks=["vqa_open"], max_examples=4)
+    run = tmp_path / "run"
+    for part in ("synth", "curated", "packed"):  # the data stages are done: reuse them
+        shutil.copytree(tiny_data[part], run / part)
+    run_experiment(config_from_dict(raw), run, quiet=True)
+    res = json.loads((run / "results.json").read_text())
+    assert res["train"]["rl"]["rl"]["steps"] == 2 and "vqa_open" in res["eval"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [("reward" in x) for x in lines] == [False, False, True, True]
+    assert lines[2]["kl"] == 0.0  # the rl stage starts at its reference
+    assert (run / "checkpoints" / "stage-pre").is_dir()
