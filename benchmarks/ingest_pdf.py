@@ -11,7 +11,8 @@ PDF opened from its bytes inside the timed loop:
 - plain loop: per page `get_text("blocks")` and every image xref not seen before in the PDF
   extracted (`extract_image`), nothing checked;
 - text only: per page `get_text()`.
-Parquet writing is left out. `--profile` prints vloom's top functions (cProfile).
+Parquet writing is left out. `--repeat R` runs R rounds of the three, interleaved, and keeps
+each one's best; `--profile` then prints vloom's top functions (cProfile, one more run).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run_text(pdfs: list[Path]) -> tuple[int, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pdfs", nargs="*", default=[str(p) for p in DEFAULT])
-    ap.add_argument("--repeat", type=int, default=1, help="time each R times, keep the best")
+    ap.add_argument("--repeat", type=int, default=1, help="R interleaved rounds, the best of each")
     ap.add_argument("--profile", action="store_true", help="cProfile vloom's run")
     args = ap.parse_args()
     pdfs = [Path(p) for p in args.pdfs]
@@ -84,27 +85,36 @@ def main() -> None:
     print(f"{len(pdfs)} PDFs ({sum(p.stat().st_size for p in pdfs) / 1e6:.1f} MB)")
     run_plain(pdfs[-1:])  # warm MuPDF the same way for all
 
-    def best(fn) -> tuple[float, tuple]:
-        times, out = [], ()
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return min(times), out
-
-    rows = {}
-    for name, fn in (("vloom", run_vloom), ("plain loop", run_plain), ("text only", run_text)):
-        prof = cProfile.Profile() if args.profile and name == "vloom" else None
-        if prof:
-            prof.enable()
-        t, (pages, img, chars) = best(lambda fn=fn: fn(pdfs))
-        if prof:
-            prof.disable()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-        rows[name] = pages / t
-        print(f"{name:10}: {pages / t:8.1f} pages/s  ({pages} pages, {img} images, {chars} chars)")
+    runs = (("vloom", run_vloom), ("plain loop", run_plain), ("text only", run_text))
+    times: dict[str, list[float]] = {name: [] for name, _ in runs}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in runs}
+    outs: dict[str, tuple] = {}
+    # rounds interleave the three, so a load that comes and goes falls on each alike
+    for _ in range(args.repeat):
+        for name, fn in runs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            outs[name] = fn(pdfs)
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    rows, cpu_rows = {}, {}
+    for name, _ in runs:
+        pages, img, chars = outs[name]
+        rows[name], cpu_rows[name] = pages / min(times[name]), pages / min(cpu[name])
+        print(
+            f"{name:10}: {rows[name]:8.1f} pages/s, {cpu_rows[name]:8.1f} pages/CPU-s"
+            f"  ({pages} pages, {img} images, {chars} chars)"
+        )
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        run_vloom(pdfs)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     for peer in ("plain loop", "text only"):
-        print(f"ratio vloom / {peer}: {rows['vloom'] / rows[peer]:.2f}x")
+        print(
+            f"ratio vloom / {peer}: {rows['vloom'] / rows[peer]:.2f}x"
+            f" ({cpu_rows['vloom'] / cpu_rows[peer]:.2f}x in CPU time)"
+        )
 
 
 if __name__ == "__main__":

@@ -287,6 +287,33 @@ def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
     assert np.array_equal(np.asarray(img) == 0, np.unpackbits(bits, axis=1)[:, :50] == 0)
 
 
+def test_pdf_soft_masked_image_keeps_its_samples_and_mask(tmp_path):
+    """An image with a soft mask becomes RGBA with the stored colours and the mask as alpha,
+    exactly (not premultiplied: a nearly transparent pixel keeps its colour)."""
+    rng = np.random.RandomState(12)
+    rgb = (rng.rand(36, 40, 3) * 255).astype("uint8")
+    alpha = (rng.rand(36, 40) * 255).astype("uint8")
+    alpha[:, :5] = 1  # nearly transparent: premultiplying would lose these colours
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "A figure with a transparent background.", fontsize=11)
+    mask = _image_xobject(
+        pdf, "/Width 40/Height 36/BitsPerComponent 8/ColorSpace/DeviceGray", zlib.compress(alpha)
+    )
+    xref = _image_xobject(
+        pdf,
+        f"/Width 40/Height 36/BitsPerComponent 8/ColorSpace/DeviceRGB/SMask {mask} 0 R",
+        zlib.compress(rgb.tobytes()),
+    )
+    page.insert_image(pymupdf.Rect(72, 80, 172, 180), xref=xref)
+    pdf.save(tmp_path / "masked.pdf")
+    (doc,), _ = _run([tmp_path / "masked.pdf"])
+    (data,) = [im for im in doc.images if im is not None]
+    got = np.asarray(Image.open(io.BytesIO(data)))
+    assert got.shape == (36, 40, 4)
+    assert np.array_equal(got[..., :3], rgb) and np.array_equal(got[..., 3], alpha)
+
+
 def test_pdf_tiny_and_repeated_images_skipped_and_counted(tmp_path):
     pdf = pymupdf.open()
     page = pdf.new_page()

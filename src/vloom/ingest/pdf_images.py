@@ -172,23 +172,44 @@ def _pillow_bytes(im: dict[str, Any]) -> bytes:
     if ext in ("png", "jpeg") and im.get("colorspace") in (1, 3) and not mask:
         return data
     pix = pymupdf.Pixmap(data)
+    if mask:
+        return _with_alpha(pix, pymupdf.Pixmap(mask))
     if pix.colorspace is None or pix.colorspace.n not in (1, 3):
         pix = pymupdf.Pixmap(pymupdf.csRGB, pix)
-    if mask:
-        if pix.alpha:
-            pix = pymupdf.Pixmap(pix, 0)  # drop the old alpha; the soft mask replaces it
-        pix = pymupdf.Pixmap(pix, pymupdf.Pixmap(mask))
     return pix.tobytes("jpeg" if ext == "jpeg" and not pix.alpha else "png")
 
 
 def _masked(pdf: pymupdf.Document, xref: int, smask: int) -> bytes:
-    """An image with its soft mask as alpha, as PNG: both decoded once by MuPDF, one encoding."""
-    pix = pymupdf.Pixmap(pdf, xref)
+    """An image with its soft mask as alpha, as PNG: both decoded once by MuPDF."""
+    return _with_alpha(pymupdf.Pixmap(pdf, xref), pymupdf.Pixmap(pdf, smask))
+
+
+def _with_alpha(pix: pymupdf.Pixmap, mask: pymupdf.Pixmap) -> bytes:
+    """The image (as gray or RGB) with the soft mask as its alpha, as PNG; the samples are stacked
+    as they are (MuPDF's own compositing premultiplies them and its PNG divides again, which moves
+    the colour of partly transparent pixels by a level or two). Inline and xref images take this
+    one way, so the same image drawn both ways has the same bytes (and is kept once)."""
     if pix.colorspace is None or pix.colorspace.n not in (1, 3):
         pix = pymupdf.Pixmap(pymupdf.csRGB, pix)
     if pix.alpha:
         pix = pymupdf.Pixmap(pix, 0)  # drop the old alpha; the soft mask replaces it
-    return pymupdf.Pixmap(pix, pymupdf.Pixmap(pdf, smask)).tobytes("png")
+    if mask.n != 1 or mask.alpha or (mask.width, mask.height) != (pix.width, pix.height):
+        return pymupdf.Pixmap(pix, mask).tobytes("png")  # MuPDF fits or refuses the mask
+    w, h, n = pix.width, pix.height, pix.n
+    color = np.frombuffer(pix.samples, np.uint8).reshape(h, w, n)
+    alpha = np.frombuffer(mask.samples, np.uint8).reshape(h, w, 1)
+    return _png_8bit(np.concatenate([color, alpha], axis=2))
+
+
+def _png_8bit(pixels: np.ndarray) -> bytes:
+    """[h, w, 2 or 4] uint8 (gray or RGB, then alpha) as PNG, each row with the Sub filter."""
+    h, w, n = pixels.shape
+    rows = pixels.reshape(h, w * n)
+    out = np.empty((h, w * n + 1), np.uint8)
+    out[:, 0] = 1  # Sub: each byte minus the byte one pixel to its left
+    out[:, 1 : n + 1] = rows[:, :n]
+    np.subtract(rows[:, n:], rows[:, :-n], out=out[:, n + 1 :])
+    return _png(w, h, 8, 4 if n == 2 else 6, _zlib.compress(out.tobytes(), 6))
 
 
 _DEVICE = {"/DeviceGray": 1, "/DeviceRGB": 3}
@@ -266,12 +287,19 @@ def stored_png(pdf: pymupdf.Document, xref: int) -> bytes | None:
         idat = _zlib.compress(rows.tobytes(), 6)
     else:
         return None
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
-    chunks = [(b"IHDR", ihdr)] + ([(b"PLTE", palette)] if palette else []) + [(b"IDAT", idat)]
-    return _PNG_SIGNATURE + b"".join(_chunk(t, d) for t, d in chunks + [(b"IEND", b"")])
+    return _png(width, height, depth, ctype, idat, palette)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(
+    width: int, height: int, depth: int, ctype: int, idat: bytes, palette: bytes = b""
+) -> bytes:
+    """A PNG of one IDAT chunk (zlib data of filtered rows), not interlaced."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
+    chunks = [(b"IHDR", ihdr)] + ([(b"PLTE", palette)] if palette else []) + [(b"IDAT", idat)]
+    return _PNG_SIGNATURE + b"".join(_chunk(t, d) for t, d in chunks + [(b"IEND", b"")])
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
