@@ -287,6 +287,32 @@ def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
     assert np.array_equal(np.asarray(img) == 0, np.unpackbits(bits, axis=1)[:, :50] == 0)
 
 
+def test_pdf_flate_stream_only_mupdf_repairs_is_decoded_by_mupdf(tmp_path):
+    """A stream cut short, one without its zlib header and an indexed image whose palette is
+    short make no PNG of their stored data: MuPDF decodes them, as it always did."""
+    gray = (np.random.RandomState(13).rand(40, 50) * 255).astype("uint8")
+    full = zlib.compress(gray.tobytes())
+    co = zlib.compressobj(wbits=-15)
+    headless = co.compress(gray.tobytes()) + co.flush()
+    dims = "/Width 50/Height 40/BitsPerComponent 8"
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 60), "Damaged image streams follow.", fontsize=11)
+    streams = [
+        (dims + "/ColorSpace/DeviceGray", full[: len(full) // 2]),
+        (dims + "/ColorSpace/DeviceGray", headless),
+        (dims + "/ColorSpace[/Indexed/DeviceRGB 255 <0A0B0C>]", full),
+    ]
+    for i, (head, stream) in enumerate(streams):
+        xref = _image_xobject(pdf, head, stream)
+        page.insert_image(pymupdf.Rect(72, 80 + 130 * i, 172, 200 + 130 * i), xref=xref)
+    pdf.save(tmp_path / "damaged.pdf")
+    (doc,), ledger = _run([tmp_path / "damaged.pdf"])
+    images = [im for im in doc.images if im is not None]
+    assert ledger.extra["images"]["attached"] == 3
+    assert [check_image(im)[1:] for im in images] == [(50, 40)] * 3
+
+
 def test_pdf_soft_masked_image_keeps_its_samples_and_mask(tmp_path):
     """An image with a soft mask becomes RGBA with the stored colours and the mask as alpha,
     exactly (not premultiplied: a nearly transparent pixel keeps its colour)."""
