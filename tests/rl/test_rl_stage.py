@@ -82,6 +82,11 @@ def test_score_recipes(tiny_data):
     assert one.returns(1.0, 0.0) == 0.0 and one.returns(None, 1.0) == 1.0
     assert two.returns(0.0, 1.0) == 1.0 + 2.0 and two.returns(1.0, 0.0) == 1.0 - 2.0
     assert two.returns(1.0, None) is None
+    # stage II credits each attempt with its own reward: a wrong first answer never pays
+    assert two.credits(0.0, 1.0) == (0.0, 1.0 + 2.0) and two.credits(1.0, 1.0) == (1.0, 1.0)
+    assert one.credits(1.0, 0.0) == (0.0, 0.0)
+    traj = config_from_dict({**raw, "rl": {**raw["rl"], "score": {"credit": "trajectory"}}})
+    assert recipe_for(traj.rl, traj.train.stages, 1).credits(0.0, 1.0) == (11.0, 11.0)
     with pytest.raises(ValueError, match="two rl stages"):
         config_from_dict(
             {**raw, "train": {**raw["train"], "steps": 2, "stages": [{"name": "a", "kind": "rl"}]}}

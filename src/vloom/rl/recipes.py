@@ -6,7 +6,8 @@ gradient trains and how strongly each attempt is held to the reference.
   strong KL (beta2) keeps attempt 1 at the reference and a weak one (beta1) holds attempt 2.
 - score_stage2 (SCoRe stage II): reward r(y1) + r(y2) + alpha * (r(y2) - r(y1)), which pays for
   fixing a wrong first answer and charges for breaking a right one; both attempts trained,
-  weak KL on both.
+  weak KL on both. By default (rl.score.credit: attempt) attempt 1 learns from r(y1) and
+  attempt 2 from its shaped reward; crediting both with the sum teaches attempt 1 to fail.
 - score: the rl stages in order are stage I, then stage II.
 """
 
@@ -24,6 +25,7 @@ class Recipe:
     pg: tuple[bool, ...]  # per attempt: does the policy gradient train it
     kl: tuple[float, ...]  # per attempt: the KL coefficient
     alpha: float = 0.0  # stage II's shaping bonus
+    per_attempt: bool = False  # stage II: each attempt learns from its own (shaped) reward
 
     def returns(self, r1: float | None, r2: float | None) -> float | None:
         """The trajectory's reward from its attempts' rewards; None when one it needs failed."""
@@ -34,6 +36,15 @@ class Recipe:
                 return None
             return r1 + r2 + self.alpha * (r2 - r1)
         return r2
+
+    def credits(self, r1: float | None, r2: float | None) -> tuple[float | None, ...]:
+        """What each attempt's tokens learn from: the trajectory's reward for all of them, or
+        (stage II, per attempt) r(y1) for attempt 1 and the shaped r(y2) + alpha * (r(y2) -
+        r(y1)) for attempt 2 (a wrong first answer then costs attempt 1, not pays it)."""
+        if not self.per_attempt:
+            return (self.returns(r1, r2),) * self.attempts
+        shaped = None if r1 is None or r2 is None else r2 + self.alpha * (r2 - r1)
+        return r1, shaped
 
 
 def recipe_for(rl: RLConfig, stages: list[StageConfig], stage: int) -> Recipe:
@@ -46,5 +57,6 @@ def recipe_for(rl: RLConfig, stages: list[StageConfig], stage: int) -> Recipe:
     if name == "score_stage1":
         return Recipe(name, 2, (False, True), (sc.beta2, sc.beta1))
     if name == "score_stage2":
-        return Recipe(name, 2, (True, True), (sc.beta1, sc.beta1), sc.alpha)
+        per_attempt = sc.credit == "attempt"
+        return Recipe(name, 2, (True, True), (sc.beta1, sc.beta1), sc.alpha, per_attempt)
     return Recipe("grpo", rl.attempts, (True,) * rl.attempts, (rl.kl_coef,) * rl.attempts)

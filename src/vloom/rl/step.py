@@ -182,7 +182,15 @@ class RLStep:
         ret = [rec.returns(a, b) for a, b in zip(r1, r2, strict=True)]
         valid = torch.tensor([x is not None for x in ret])
         R = torch.tensor([x if x is not None else 0.0 for x in ret])
-        adv = group_advantages(R, valid, G)
+        credits = list(zip(*(rec.credits(a, b) for a, b in zip(r1, r2, strict=True)), strict=True))
+        advs = [
+            group_advantages(
+                torch.tensor([x if x is not None else 0.0 for x in c]),
+                torch.tensor([x is not None for x in c]),
+                G,
+            )
+            for c in credits
+        ]  # one per attempt
 
         # every attempt's rows in one batch: attempt k's rows carry its pg and KL weights
         prompts, responses, images, adv_rows, pg_w, kl_w, which = [], [], [], [], [], [], []
@@ -190,7 +198,7 @@ class RLStep:
             prompts += pk
             responses += [response_tokens(s, self.vlm.layout.eos, self.tok) for s in yk]
             images += pixels
-            adv_rows.append(adv)
+            adv_rows.append(advs[k])
             pg_w += [float(rec.pg[k])] * len(yk)
             kl_w += [rec.kl[k]] * len(yk)
             which += [k] * len(yk)
