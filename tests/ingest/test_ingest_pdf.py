@@ -247,7 +247,7 @@ def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
 
     pdf = pymupdf.open()
     page = pdf.new_page()
-    page.insert_text((72, 60), "Three stored images follow.", fontsize=11)
+    page.insert_text((72, 60), "Four stored images follow.", fontsize=11)
     xrefs = [
         _image_xobject(
             pdf,
@@ -267,13 +267,19 @@ def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
             "/DecodeParms<</Predictor 15/Columns 41/Colors 3>>",
             predicted(rgb),
         ),
+        _image_xobject(  # samples past the palette's end: MuPDF reads them as its last colour
+            pdf,
+            "/Width 48/Height 40/BitsPerComponent 8"
+            "/ColorSpace[/Indexed/DeviceRGB 2 <FF0000 00FF00 0000FF>]",
+            zlib.compress((np.arange(48 * 40) % 256).astype("uint8").tobytes()),
+        ),
     ]
     for i, xref in enumerate(xrefs):
         page.insert_image(pymupdf.Rect(72, 80 + 120 * i, 172, 180 + 120 * i), xref=xref)
     pdf.save(tmp_path / "stored.pdf")
     (doc,), ledger = _run([tmp_path / "stored.pdf"])
     images = [im for im in doc.images if im is not None]
-    assert ledger.extra["images"]["attached"] == 3
+    assert ledger.extra["images"]["attached"] == 4
     with pymupdf.open(tmp_path / "stored.pdf") as saved:
         for data, xref in zip(images, xrefs, strict=True):
             pix = pymupdf.Pixmap(saved, xref)  # MuPDF's decoding of the image
@@ -281,6 +287,7 @@ def test_pdf_flate_images_taken_from_their_stored_stream(tmp_path):
             got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB" if pix.n == 3 else "L"))
             assert np.array_equal(got.reshape(mupdf.shape), mupdf)
     assert predicted(gray) in images[1] and predicted(rgb) in images[2]  # the IDAT as stored
+    assert Image.open(io.BytesIO(images[3])).mode == "P"
     # the stored depth and palette are kept: 1 bit a pixel, two colours
     img = Image.open(io.BytesIO(images[0]))
     assert img.mode == "P" and img.getpalette()[:6] == [255, 128, 0, 0, 32, 255]

@@ -262,8 +262,8 @@ def stored_png(pdf: pymupdf.Document, xref: int) -> bytes | None:
             return None
         if n > 256 or n > 1 << depth or len(lut) < n * base:
             return None
-        lut = lut[: n * base]
-        palette = lut if base == 3 else bytes(v for v in lut for _ in range(3))
+        lut = lut[: n * base] + lut[(n - 1) * base : n * base] * ((1 << depth) - n)
+        palette = lut if base == 3 else bytes(v for v in lut for _ in range(3))  # MuPDF clamps
         colors, ctype = 1, 3
     row = (width * colors * depth + 7) // 8
     predictor = key("DecodeParms/Predictor")
