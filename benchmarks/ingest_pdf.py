@@ -6,12 +6,15 @@ Default PDFs: four LilyPond manuals (Debian package lilypond-doc-pdf: learning, 
 usage, essay; 432 pages). All run in this process, one after the other, single-threaded, each
 PDF opened from its bytes inside the timed loop:
 - vloom: the `pdf` source - text blocks in reading order (XY-cut, columns, reflow), running
-  headers and footers removed, every kept image extracted once, converted where Pillow needs it
-  and fully checked (vloom.media.check_image), interleaved with the text;
+  headers and footers removed, every kept image taken once (a Flate image as a PNG of its stored
+  stream, a soft-masked one decoded with its mask and encoded once, others through
+  `extract_image`), converted where Pillow needs it and checked (vloom.media.check_image),
+  interleaved with the text;
 - plain loop: per page `get_text("blocks")` and every image xref not seen before in the PDF
-  extracted (`extract_image`), nothing checked;
+  extracted (`extract_image`: MuPDF decodes a Flate image and encodes it as PNG), nothing
+  checked;
 - text only: per page `get_text()`.
-Parquet writing is left out. `--repeat R` runs R rounds of the three, interleaved, and keeps
+Pages/s by wall clock and by CPU time (the machine may be shared). Parquet writing is left out. `--repeat R` runs R rounds of the three, interleaved, and keeps
 each one's best; `--profile` then prints vloom's top functions (cProfile, one more run).
 """
 
