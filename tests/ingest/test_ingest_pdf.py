@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zlib
@@ -509,6 +510,30 @@ def test_pdf_real_manual(tmp_path):
     for im in doc.images:
         if im is not None:
             check_image(im)
+
+
+LILYPOND_ESSAY = Path("/usr/share/doc/lilypond/html/Documentation/essay.pdf")
+
+
+def test_pdf_real_images_have_mupdfs_pixels(tmp_path):
+    """On a real PDF of Flate images (1-bit indexed engraving scans without predictor, gray and
+    RGB with PNG predictors, a JPEG; Debian's lilypond-doc-pdf), every kept image decodes to the
+    pixels of one of the PDF's images as MuPDF's extract_image gives them (the benchmark's plain
+    loop)."""
+    if not LILYPOND_ESSAY.is_file():
+        pytest.skip("lilypond-doc-pdf not installed")
+
+    def pixels(data: bytes) -> bytes:
+        img = Image.open(io.BytesIO(data))
+        return hashlib.sha1(img.convert("RGB").tobytes() + repr(img.size).encode()).digest()
+
+    (doc,), ledger = _run([LILYPOND_ESSAY])
+    kept = [im for im in doc.images if im is not None]
+    assert len(kept) == ledger.extra["images"]["attached"] >= 10
+    with pymupdf.open(LILYPOND_ESSAY) as pdf:
+        xrefs = {x[0] for page in pdf for x in page.get_images(full=True)}
+        mupdf = {pixels(pdf.extract_image(x)["image"]) for x in xrefs}
+    assert {pixels(im) for im in kept} <= mupdf
 
 
 def test_pdf_cli_writes_shards_and_ledger(tmp_path, capsys):
