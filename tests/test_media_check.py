@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import random
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +68,12 @@ def _jpegs() -> list[bytes]:
     pixels[10:40, 5:60] = 90
     out = []
     for mode in ("L", "RGB", "CMYK"):
-        for kw in ({}, {"progressive": True}, {"quality": 95, "subsampling": 0}):
+        for kw in (
+            {},
+            {"progressive": True},
+            {"quality": 95, "subsampling": 0},
+            {"restart_marker_rows": 1},
+        ):
             buf = io.BytesIO()
             Image.fromarray(pixels).convert(mode).save(buf, "JPEG", **kw)
             out.append(buf.getvalue())
@@ -109,6 +116,78 @@ def test_png_check_decides_like_a_full_decode():
 
 def test_jpeg_check_decides_like_a_full_decode():
     assert _same_decisions(_jpegs(), 60) > 500
+
+
+def _marker_damaged(data: bytes, rng: random.Random, n: int) -> list[bytes]:
+    """Damage aimed at a JPEG's marker segments (tables, frame and scan headers), which the
+    check reads itself instead of decoding."""
+    marks = [i for i in range(len(data) - 1) if data[i] == 0xFF and 0xC0 <= data[i + 1] <= 0xDD]
+    out = []
+    for _ in range(n):
+        k = min(len(data) - 1, rng.choice(marks) + rng.randrange(0, 40))
+        b = bytearray(data)
+        c = rng.random()
+        if c < 0.5:
+            b[k] ^= 1 << rng.randrange(8)
+        elif c < 0.8:
+            b[k] = rng.randrange(256)
+        else:
+            del b[k : k + rng.randrange(1, 4)]
+        out.append(bytes(b))
+    return out
+
+
+def test_jpeg_marker_check_decides_like_a_full_decode():
+    """A well-formed JPEG is judged from its markers (no decode); damage to them decides as a
+    full decode does, whether the markers still pass (then libjpeg only warns) or not."""
+    from vloom.media import _jpeg_plain, _open
+
+    jpegs = _jpegs()
+    assert all(_jpeg_plain(d, _open(d)) for d in jpegs)  # baseline, progressive, restarts
+    assert not _jpeg_plain(jpegs[0][:-1], _open(jpegs[0]))  # cut: no EOI, decoded
+    rng = random.Random(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in jpegs:
+            for case in _marker_damaged(data, rng, 80):
+                assert _check(case) == _full(case), len(case)
+
+
+def _png_chunk(cid: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + cid + body + struct.pack(">I", zlib.crc32(cid + body))
+
+
+def test_png_text_after_the_image_data_decides_like_a_full_decode():
+    """Text chunks after IDAT (GIMP's screenshots have them) are read by Pillow's own code, not
+    by a full decode: cut, garbled or oversized ones decide the same."""
+    rng = random.Random(4)
+    tails = (
+        _png_chunk(b"tEXt", b"Comment\x00made by hand"),
+        _png_chunk(b"zTXt", b"Title\x00\x00" + zlib.compress(b"x" * 300)),
+        _png_chunk(b"zTXt", b"Big\x00\x00" + zlib.compress(b"x" * 2_000_000)),  # over Pillow's cap
+        _png_chunk(b"iTXt", b"Key\x00\x00\x00en\x00Key\x00value"),
+        _png_chunk(b"tEXt", b"A\x00b") + _png_chunk(b"prVt", b"private"),
+    )
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for png in _pngs()[:-1]:  # not the interlaced one (decoded in full anyway)
+            end = png.rindex(b"IEND") - 4
+            for tail in tails:
+                data = png[:end] + tail + png[end:]
+                cases = [data]
+                for _ in range(12):
+                    k = rng.randrange(end - 8, len(data))
+                    b = bytearray(data)
+                    if rng.random() < 0.4:
+                        cases.append(data[:k])
+                    else:
+                        b[k] ^= 1 << rng.randrange(8)
+                        cases.append(bytes(b))
+                for case in cases:
+                    assert _check(case) == _full(case), len(case)
+                    n += 1
+    assert n > 1000
 
 
 def test_png_check_returns_the_size_and_rejects_bombs():

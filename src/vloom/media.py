@@ -104,6 +104,9 @@ def check_image(data: bytes) -> tuple[str, int, int]:
         if ok is False:
             raise ImageError("undecodable_image", "image does not decode: PNG data is broken")
     elif fmt == "jpeg":
+        img = _open(data)
+        if _jpeg_plain(data, img):
+            return fmt, img.width, img.height
         return fmt, *_jpeg_size(data)
     img = decode_image(data)
     return fmt, img.width, img.height
@@ -125,6 +128,153 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             "undecodable_image", f"image does not decode: {type(e).__name__}: {e}"
         ) from None
     return size
+
+
+# JPEG markers a plain file holds: SOF0/SOF1 (sequential) or SOF2 (progressive), Huffman coded
+_SOF_KINDS = {0xC0: False, 0xC1: False, 0xC2: True}  # marker -> progressive
+_JPEG_MARK = re.compile(rb"\xff(?!\x00)")  # in entropy-coded data: a marker (FF 00 is a byte)
+
+
+def _jpeg_plain(data: bytes, img: Image.Image) -> bool:
+    """Whether a JPEG is one libjpeg decodes without error, from its markers alone (the
+    entropy-coded data is not decoded). Only a well-formed file is judged here: 8-bit Huffman
+    sequential (one scan of every component) or progressive (valid scan parameters, every
+    component scanned), every table it uses defined and valid, restart markers in order, and
+    EOI as the last two bytes - so a cut file (no EOI at the end), a stray marker or anything
+    unusual goes to the decode, as before. Damaged entropy-coded data that still ends in EOI
+    is what libjpeg itself only warns about (it fills what it cannot read and goes on), so it
+    passes either way; a full decode does the same."""
+    if img.format != "JPEG" or not data.endswith(b"\xff\xd9"):
+        return False
+    n = len(data) - 2
+    pos = 2
+    quant: set[int] = set()
+    huff: set[tuple[int, int]] = set()
+    comps: dict[int, tuple[int, int, int]] = {}  # component id -> (h, v, quant table)
+    progressive = None
+    scanned: set[int] = set()
+    restart = 0
+    scans = 0
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return False
+        mark = data[pos + 1]
+        seg = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        body = data[pos + 4 : pos + 2 + seg]
+        if seg < 2 or pos + 2 + seg > n:
+            return False
+        pos += 2 + seg
+        if 0xE0 <= mark <= 0xEF or mark == 0xFE:  # APPn, COM
+            continue
+        if mark == 0xDB:  # DQT
+            while body:
+                pq, tq = body[0] >> 4, body[0] & 15
+                size = 1 + 64 * (pq + 1)
+                if pq > 1 or tq > 3 or len(body) < size:
+                    return False
+                quant.add(tq)
+                body = body[size:]
+        elif mark == 0xC4:  # DHT
+            while body:
+                if len(body) < 17:
+                    return False
+                tc, th = body[0] >> 4, body[0] & 15
+                counts = body[1:17]
+                total = sum(counts)
+                if tc > 1 or th > 3 or total > 256 or len(body) < 17 + total:
+                    return False
+                if not _huffman_ok(counts, body[17 : 17 + total], tc == 0):
+                    return False
+                huff.add((tc, th))
+                body = body[17 + total :]
+        elif mark == 0xDD:  # DRI
+            if seg != 4:
+                return False
+            restart = struct.unpack(">H", body)[0]
+        elif mark in _SOF_KINDS:
+            if progressive is not None or len(body) < 6:
+                return False
+            progressive = _SOF_KINDS[mark]
+            prec, h, w, nc = struct.unpack(">BHHB", body[:6])
+            if prec != 8 or not h or not w or nc not in (1, 3, 4) or len(body) != 6 + 3 * nc:
+                return False
+            for k in range(nc):
+                cid, hv, tq = body[6 + 3 * k : 9 + 3 * k]
+                if cid in comps or not (1 <= hv >> 4 <= 4 and 1 <= hv & 15 <= 4) or tq > 3:
+                    return False
+                comps[cid] = (hv >> 4, hv & 15, tq)
+            hmax = max(c[0] for c in comps.values())
+            vmax = max(c[1] for c in comps.values())
+            if any(hmax % c[0] or vmax % c[1] for c in comps.values()):
+                return False
+        elif mark == 0xDA:  # SOS, then its entropy-coded data
+            if progressive is None or not body:
+                return False
+            ns = body[0]
+            if not 1 <= ns <= 4 or len(body) != 4 + 2 * ns:
+                return False
+            ss, se, a = body[1 + 2 * ns], body[2 + 2 * ns], body[3 + 2 * ns]
+            ah, al = a >> 4, a & 15
+            ids = [body[1 + 2 * k] for k in range(ns)]
+            tables = [body[2 + 2 * k] for k in range(ns)]
+            if len(set(ids)) != ns or any(c not in comps for c in ids):
+                return False
+            if ns > 1 and sum(comps[c][0] * comps[c][1] for c in ids) > 10:
+                return False
+            if progressive:
+                dc = ss == 0
+                if (dc and se != 0) or (not dc and (ss > se or se > 63 or ns != 1)):
+                    return False
+                if (ah and al != ah - 1) or al > 13:
+                    return False
+                need = [(0, t >> 4) for t in tables] if dc and not ah else []
+                need += [(1, t & 15) for t in tables] if not dc else []
+            else:
+                if scans or ns != len(comps) or (ss, se, a) != (0, 63, 0):
+                    return False
+                need = [(0, t >> 4) for t in tables] + [(1, t & 15) for t in tables]
+            if any(t not in huff for t in need):
+                return False
+            for c in ids:
+                if c not in scanned and comps[c][2] not in quant:
+                    return False  # its quantization table is taken at its first scan
+                scanned.add(c)
+            scans += 1
+            pos = _entropy_end(data, pos, n, restart)
+            if pos < 0:
+                return False
+        else:
+            return False  # EOI early, DNL, SOI again, arithmetic coding, ...
+    return pos == n and scans > 0 and scanned == set(comps)
+
+
+def _huffman_ok(counts: bytes, symbols: bytes, dc: bool) -> bool:
+    """libjpeg's checks of a Huffman table when it builds its decoder."""
+    if dc and any(s > 15 for s in symbols):
+        return False
+    code = 0
+    for length, count in enumerate(counts, 1):
+        code += count
+        if code > 1 << length:
+            return False
+        code <<= 1
+    return True
+
+
+def _entropy_end(data: bytes, pos: int, n: int, restart: int) -> int:
+    """Where the entropy-coded data from `pos` ends (the next marker other than RSTn), or -1
+    when it holds a restart marker out of order or restarts are not declared."""
+    expect = 0
+    for m in _JPEG_MARK.finditer(data, pos, n):
+        at = m.start()
+        kind = data[at + 1] if at + 1 < len(data) else -1
+        if 0xD0 <= kind <= 0xD7:
+            if not restart or kind != 0xD0 + expect:
+                return -1
+            expect = (expect + 1) % 8
+            continue
+        return at
+    return n
 
 
 def _open(data: bytes) -> Image.Image:
@@ -192,13 +342,23 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         return None
     if bad_filter:
         return False  # a row filter Pillow does not know
-    return _png_tail_ok(data, pos + length)
+    return _png_tail_ok(data, pos + length, img)
 
 
-def _png_tail_ok(data: bytes, end: int) -> bool | None:
-    """After the image data Pillow reads on to IEND, tolerating a cut or garbled header; any
-    other chunk there is left to a full decode."""
+def _png_tail_ok(data: bytes, end: int, img: Image.Image) -> bool | None:
+    """After the image data Pillow reads on to IEND, tolerating a cut or garbled header; other
+    chunks there (text after the pixels: a fifth of GIMP's screenshots) are read by Pillow's own
+    code for them (PngImageFile.load_end, from where the data ends), so a cut or oversized text
+    chunk fails as it does in a full decode."""
     head = data[end + 4 : end + 12]
     if len(head) < 8 or head[4:] == b"IEND" or not re.fullmatch(rb"\w{4}", head[4:]):
         return True
-    return None
+    if head[4:] in (b"IDAT", b"fcTL", b"fdAT") or not hasattr(img, "_PngImageFile__prepare_idat"):
+        return None  # more image data, or a Pillow whose PNG reader is not the one known here
+    try:
+        img.fp.seek(end)  # at the last IDAT's CRC, where load_end starts reading
+        img._PngImageFile__idat = 0
+        img.load_end()
+    except Exception:  # noqa: BLE001 - what a full decode's load raises: undecodable
+        return False
+    return True
