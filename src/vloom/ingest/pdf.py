@@ -1,8 +1,11 @@
 """PDF -> one Document per file: text blocks and embedded images, page by page, in reading order.
 
 Layout (reading order by XY-cut, reflow, running headers and footers) is `pdf_layout`; images
-(placements, taking each once, conversion for Pillow) are `pdf_images`. Consecutive text blocks,
-across pages too, are joined into one text item with blank lines; each image is its own item.
+(placements, taking each once, conversion for Pillow) are `pdf_images`; a kept image's caption
+block (`pdf_captions`) leaves the text for the image's metadata["images"][k]["caption"], as in
+HTML ingest (pack puts it back after the image; counted in ledger["pdf"]["captions"]).
+Consecutive text blocks, across pages too, are joined into one text item with blank lines; each
+image is its own item.
 
 Two passes over the pages, neither holding image bytes: the first reads each page's text blocks
 and where its images are drawn (MuPDF's image info; nothing decoded) and counts margin lines;
@@ -61,6 +64,7 @@ from vloom.ingest.base import (
     inside_root,
     read_regular_file,
 )
+from vloom.ingest.pdf_captions import find_captions
 from vloom.ingest.pdf_images import PdfImages, page_image_dicts, placements
 from vloom.ingest.pdf_layout import (
     SCANNED_COVERAGE,
@@ -216,6 +220,7 @@ def _read(
         limited[reason] = limited.get(reason, 0) + 1
     stats["scanned_pages"] += len(scanned)
     stats["running_lines_removed"] = stats.get("running_lines_removed", 0) + removed
+    stats["captions"] = stats.get("captions", 0) + sum(bool(m["caption"]) for m in images_meta)
     n_chars = sum(len(it) for it in items if isinstance(it, str))
     if n_chars == 0 and scanned:
         return "scanned_no_text"
@@ -414,13 +419,33 @@ def _place(
         return
     behind = behind_text(blocks, rect)
     inline = _InlineImages(pdf, p.pno)
-    for b in (blocks[i] for i in reading_order([b.bbox for b in blocks])):
-        if b.image is not None and id(b) in behind:
-            skip("behind_text")  # a page scan under its OCR layer, or a page background
+    ordered = [blocks[i] for i in reading_order([b.bbox for b in blocks])]
+    # images first (in reading order, as before: which of two equal images is kept does not
+    # change), so a caption goes to its image's field only when the image is kept
+    taken: dict[int, bytes] = {}
+    for b in ordered:
+        if b.image is None:
             continue
+        if id(b) in behind:
+            skip("behind_text")  # a page scan under its OCR layer, or a page background
+        elif (data := images.take(b, inline)) is not None:
+            taken[id(b)] = data
+    running_ids = {id(b) for b in blocks if running and is_running(b, rect, running)}
+    captions = (
+        find_captions(
+            [b for b in ordered if id(b) in taken],
+            [b for b in blocks if b.text is not None and id(b) not in running_ids],
+        )
+        if taken
+        else {}
+    )
+    caption_ids = {id(c) for c in captions.values()}
+    for b in ordered:
         if b.text is not None:
-            if running and is_running(b, rect, running):
+            if id(b) in running_ids:
                 out.removed += 1
+            elif id(b) in caption_ids:
+                continue  # in its image's caption field
             elif (
                 out.text_buf
                 and not (b.mono or out.last_mono)
@@ -431,14 +456,21 @@ def _place(
                 out.text_buf.append(b.text)
             out.last_mono = b.mono
             continue
-        data = images.take(b, inline)
+        data = taken.get(id(b))
         if data is None:
             continue
         if out.text_buf:
             out.items.append("\n\n".join(out.text_buf))
             out.text_buf = []
         out.items.append(data)
-        out.images_meta.append({"page": p.pno + 1, "bbox": [round(v, 1) for v in b.bbox]})
+        cap = captions.get(id(b))
+        out.images_meta.append(
+            {
+                "page": p.pno + 1,
+                "bbox": [round(v, 1) for v in b.bbox],
+                "caption": " ".join(cap.text.split()) if cap is not None and cap.text else "",
+            }
+        )
 
 
 class _InlineImages:

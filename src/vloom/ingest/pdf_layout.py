@@ -43,6 +43,7 @@ class Block:
     text: str | None = None
     image: dict[str, Any] | None = None  # an image placement (see pdf_images), no bytes
     mono: bool = False  # all monospaced: code or terminal output
+    size: float = 0.0  # font size of the block's first span with text (caption detection)
 
 
 def text_blocks(
@@ -61,12 +62,15 @@ def text_blocks(
             continue
         lines = []
         mono = True  # every span with text monospaced (a line with text has such a span)
+        size = 0.0
         for ln in b.get("lines", ()):
             spans = ln["spans"]
             text = "".join([s["text"] for s in spans]).strip()
             if not text:
                 continue
             lines.append((tuple(ln["bbox"]), text))
+            if not size:
+                size = next(s["size"] for s in spans if s["text"].strip())
             if mono:
                 mono = all(s["flags"] & _MONOSPACED or not s["text"].strip() for s in spans)
         mono = mono and bool(lines)
@@ -76,7 +80,7 @@ def text_blocks(
             x1 = max(bb[2] for bb, _ in part)
             y1 = max(bb[3] for bb, _ in part)
             text = _reflow([t for _, t in part], mono)
-            out.append(Block((x0, y0, x1, y1), text=text, mono=mono))
+            out.append(Block((x0, y0, x1, y1), text=text, mono=mono, size=size))
     return out
 
 
