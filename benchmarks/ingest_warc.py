@@ -2,21 +2,28 @@
 resiliparse text-only, on one .warc.gz of a real manual with its images.
 
     python benchmarks/ingest_warc.py [PAGES_DIR] [--warc PATH] [--repeat R] [--profile]
-        [--workers N] [--trafilatura]
+        [--workers N] [--trafilatura] [--baseline REV]
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). The WARC is written once
 with warcio (one gzip member per record: every page, then every other file of the manual as
 an image/png response) to --warc (default /tmp/vloom-bench/gimp.warc.gz) and reused. All three
 run in this process, one after the other, single-threaded, over the same file:
 - vloom (reader "fastwarc"): every record counted, pages extracted with interleaved images,
-  every <img> looked up in the WARC, read and fully decoded (vloom.media.check_image);
+  every <img> looked up in the WARC, read and checked as a full decode would judge it
+  (vloom.media.check_image: PNG data inflated and its row filters checked, JPEG markers read);
 - vloom (reader "warcio"): the same, through the warcio fallback;
 - FastWARC + resiliparse: HTML response records -> main text (`extract_plain_text`,
   main_content=True), no images;
 - warcio + trafilatura (`--trafilatura`, slow): HTML response records -> main text, no images.
-Parquet writing is left out of these. `--workers N` adds two rows that write it, as a user runs
-`vloom ingest warc`: one process, and N worker processes over ranges of records (spawned from
-this process; scan, parts and re-assembly included); their ratio is the speed-up of --workers.
+- the code as of git revision --baseline REV (`git archive REV src` into a scratch directory,
+  run in a child process on the same WARC; timed inside it, imports excluded): the same
+  `warc` source, images included, as the issue measured "today's" code (e40bb74, the last
+  commit before issue 15's work: 71 pages/s then).
+With --repeat R the rows are timed in rounds (every row once per round, best of R kept), so load
+drift on a shared machine hits all alike. Parquet writing is left out of these. `--workers N`
+adds two rows that write it, as a user runs `vloom ingest warc`: one process, and N worker
+processes over ranges of records (spawned from this process; scan, parts and re-assembly
+included); their ratio is the speed-up of --workers.
 `--profile` prints vloom's top functions (cProfile).
 """
 
@@ -114,6 +121,50 @@ def run_trafilatura(warc: Path) -> tuple[int, int]:
     return n, chars
 
 
+_BASELINE_RUN = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+from pathlib import Path
+from vloom.ingest.base import IngestOptions
+from vloom.ingest.warc import ingest_warc
+from vloom.ledger import Ledger
+t = time.perf_counter()
+opts = IngestOptions(out_dir=Path("/nonexistent-benchmark-out"))
+n = sum(1 for _ in ingest_warc([Path(sys.argv[1])], Ledger(), opts))
+print(n, time.perf_counter() - t)
+"""
+
+
+def export_baseline(rev: str) -> Path:
+    """`git archive REV src` of this repository into a scratch directory; its src path."""
+    import subprocess
+    import tempfile
+
+    repo = Path(__file__).resolve().parents[1]
+    out = Path(tempfile.mkdtemp(prefix="vloom-bench-baseline-"))
+    tar = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "src"], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(out)], input=tar.stdout, check=True)
+    return out / "src"
+
+
+def run_baseline(src: Path, warc: Path) -> tuple[int, float]:
+    """(documents, seconds) of the baseline revision's `warc` source in a child process."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(src))
+    out = subprocess.run(
+        [sys.executable, "-c", _BASELINE_RUN, str(warc)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return int(out[0]), float(out[1])
+
+
 def run_cli(warc: Path, workers: int) -> tuple[int, int, int]:
     """(documents, images, 0) through run_ingest, shards and ledger written to a scratch dir."""
     import shutil
@@ -138,6 +189,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["fastwarc", "warcio", "resiliparse"], default=None)
     ap.add_argument("--workers", type=int, default=0, help="also time the CLI path, 1 and N")
     ap.add_argument("--trafilatura", action="store_true", help="also time warcio + trafilatura")
+    ap.add_argument("--baseline", default=None, help="also time the code at this git revision")
     args = ap.parse_args()
 
     root, warc = Path(args.pages), Path(args.warc)
@@ -147,37 +199,67 @@ def main() -> None:
         build_warc(root, warc)
     print(f"{warc} ({warc.stat().st_size / 1e6:.1f} MB)")
 
-    def best(fn) -> tuple[float, tuple]:
-        times, out = [], ()
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return min(times), out
-
-    rows = {}
+    # every row once per round, best of --repeat rounds each (load drift hits all alike)
+    runs: dict[str, object] = {}
     for name in ("fastwarc", "warcio"):
         if args.only in (None, name):
+            runs[name] = lambda name=name: run_vloom(warc, name)
+    if args.only in (None, "resiliparse"):
+        runs["resiliparse"] = lambda: run_resiliparse(warc)
+    if args.trafilatura:
+        runs["trafilatura"] = lambda: run_trafilatura(warc)
+    if args.baseline:
+        base_src = export_baseline(args.baseline)
+    times: dict[str, float] = {}
+    outs: dict[str, tuple] = {}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
             prof = cProfile.Profile() if args.profile and name == "fastwarc" else None
             if prof:
                 prof.enable()
-            t, (n, img, chars) = best(lambda name=name: run_vloom(warc, name))
+            t0 = time.perf_counter()
+            outs[name] = fn()
+            t = time.perf_counter() - t0
             if prof:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            times[name] = min(times.get(name, t), t)
+        if args.baseline:
+            n, t = run_baseline(base_src, warc)
+            outs["baseline"] = (n,)
+            times["baseline"] = min(times.get("baseline", t), t)
+
+    rows = {}
+    for name in ("fastwarc", "warcio"):
+        if name in outs:
+            n, img, chars = outs[name]
+            t = times[name]
             rows[name] = n / t
             print(
                 f"vloom ({name:8}):  {n / t:8.1f} pages/s  ({n} documents, {img} images "
-                f"decoded and attached, {chars} chars, {t:.1f} s)"
+                f"checked and attached, {chars} chars, {t:.1f} s)"
             )
-    if args.only in (None, "resiliparse"):
-        t, (n, chars) = best(lambda: run_resiliparse(warc))
-        rows["resiliparse"] = n / t
-        print(f"FastWARC+resiliparse text-only: {n / t:8.1f} pages/s  ({n} pages, {chars} chars)")
-    if args.trafilatura:
-        t, (n, chars) = best(lambda: run_trafilatura(warc))
-        rows["trafilatura"] = n / t
-        print(f"warcio+trafilatura text-only:   {n / t:8.1f} pages/s  ({n} pages, {chars} chars)")
+    if "baseline" in outs:
+        n, t = outs["baseline"][0], times["baseline"]
+        rows["baseline"] = n / t
+        print(f"vloom at {args.baseline} (warcio):  {n / t:8.1f} pages/s  ({n} documents)")
+    if "resiliparse" in outs:
+        n, chars = outs["resiliparse"]
+        rows["resiliparse"] = n / times["resiliparse"]
+        print(f"FastWARC+resiliparse text-only: {rows['resiliparse']:8.1f} pages/s  ({n} pages)")
+    if "trafilatura" in outs:
+        n, chars = outs["trafilatura"]
+        rows["trafilatura"] = n / times["trafilatura"]
+        print(f"warcio+trafilatura text-only:   {rows['trafilatura']:8.1f} pages/s  ({n} pages)")
+
+    def best(fn) -> tuple[float, tuple]:
+        ts, out = [], ()
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts), out
+
     if args.workers:
         for w in (1, args.workers):
             t, (n, img, _) = best(lambda w=w: run_cli(warc, w))
@@ -186,7 +268,7 @@ def main() -> None:
         speedup = rows[f"workers={args.workers}"] / rows["workers=1"]
         print(f"--workers {args.workers} speed-up over one process: {speedup:.2f}x")
     if "fastwarc" in rows:
-        for peer in ("warcio", "resiliparse", "trafilatura"):
+        for peer in ("baseline", "warcio", "resiliparse", "trafilatura"):
             if peer in rows:
                 print(f"ratio vloom(fastwarc) / {peer}: {rows['fastwarc'] / rows[peer]:.2f}x")
 
