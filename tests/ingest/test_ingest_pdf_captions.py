@@ -189,3 +189,17 @@ def test_pdf_real_captions_on_the_lilypond_essay(tmp_path):
     assert ledger.extra["pdf"]["captions"] == len(caps)
     for cap in caps:
         assert cap not in doc.text
+
+
+OCTAVE_MANUAL = Path("/usr/share/doc/octave/octave.pdf")
+
+
+def test_pdf_real_labelled_caption_under_a_plot(tmp_path):
+    """Octave's manual (Debian's octave-doc): the raster plot of Figure 15.7 has its axis ticks
+    drawn against it and its labelled caption beyond them."""
+    if not OCTAVE_MANUAL.is_file():
+        pytest.skip("octave-doc not installed")
+    doc, _ = _run(OCTAVE_MANUAL)
+    caps = {m["page"]: m["caption"] for m in doc.metadata["images"] if m["caption"]}
+    assert caps[426].startswith("Figure 15.7: Example of inclusion of text")
+    assert "Figure 15.7: Example" not in doc.text
