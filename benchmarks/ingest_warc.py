@@ -20,10 +20,11 @@ run in this process, one after the other, single-threaded, over the same file:
   `warc` source, images included, as the issue measured "today's" code (e40bb74, the last
   commit before issue 15's work: 71 pages/s then).
 With --repeat R the rows are timed in rounds (every row once per round, best of R kept), so load
-drift on a shared machine hits all alike. Parquet writing is left out of these. `--workers N`
-adds two rows that write it, as a user runs `vloom ingest warc`: one process, and N worker
-processes over ranges of records (spawned from this process; scan, parts and re-assembly
-included); their ratio is the speed-up of --workers.
+drift on a shared machine hits all alike; the ratios also say how they compare in CPU time (best
+of R each), steadier than wall-clock on a loaded machine. Parquet writing is left out of these.
+`--workers N` adds two rows that write it, as a user runs `vloom ingest warc`: one process, and
+N worker processes over ranges of records (spawned from this process; scan, parts and
+re-assembly included); their ratio is the speed-up of --workers.
 `--profile` prints vloom's top functions (cProfile).
 """
 
@@ -128,10 +129,10 @@ from pathlib import Path
 from vloom.ingest.base import IngestOptions
 from vloom.ingest.warc import ingest_warc
 from vloom.ledger import Ledger
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 opts = IngestOptions(out_dir=Path("/nonexistent-benchmark-out"))
 n = sum(1 for _ in ingest_warc([Path(sys.argv[1])], Ledger(), opts))
-print(n, time.perf_counter() - t)
+print(n, time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -149,8 +150,8 @@ def export_baseline(rev: str) -> Path:
     return out / "src"
 
 
-def run_baseline(src: Path, warc: Path) -> tuple[int, float]:
-    """(documents, seconds) of the baseline revision's `warc` source in a child process."""
+def run_baseline(src: Path, warc: Path) -> tuple[int, float, float]:
+    """(documents, seconds, CPU seconds) of the baseline's `warc` source, in a child process."""
     import os
     import subprocess
 
@@ -162,7 +163,7 @@ def run_baseline(src: Path, warc: Path) -> tuple[int, float]:
         capture_output=True,
         text=True,
     ).stdout.split()
-    return int(out[0]), float(out[1])
+    return int(out[0]), float(out[1]), float(out[2])
 
 
 def run_cli(warc: Path, workers: int) -> tuple[int, int, int]:
@@ -211,21 +212,24 @@ def main() -> None:
     if args.baseline:
         base_src = export_baseline(args.baseline)
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # CPU seconds of this process (the baseline's: of its child)
     outs: dict[str, tuple] = {}
     for _ in range(args.repeat):
         for name, fn in runs.items():
             prof = cProfile.Profile() if args.profile and name == "fastwarc" else None
             if prof:
                 prof.enable()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outs[name] = fn()
             t = time.perf_counter() - t0
+            cpu[name] = min(cpu.get(name, 1e9), time.process_time() - c0)
             if prof:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             times[name] = min(times.get(name, t), t)
         if args.baseline:
-            n, t = run_baseline(base_src, warc)
+            n, t, c = run_baseline(base_src, warc)
+            cpu["baseline"] = min(cpu.get("baseline", 1e9), c)
             outs["baseline"] = (n,)
             times["baseline"] = min(times.get("baseline", t), t)
 
@@ -270,7 +274,10 @@ def main() -> None:
     if "fastwarc" in rows:
         for peer in ("baseline", "warcio", "resiliparse", "trafilatura"):
             if peer in rows:
-                print(f"ratio vloom(fastwarc) / {peer}: {rows['fastwarc'] / rows[peer]:.2f}x")
+                print(
+                    f"ratio vloom(fastwarc) / {peer}: {rows['fastwarc'] / rows[peer]:.2f}x "
+                    f"(CPU time: {cpu[peer] / cpu['fastwarc']:.2f}x)"
+                )
 
 
 if __name__ == "__main__":
