@@ -1,6 +1,6 @@
 """check_image's fast paths - PNG image data inflated and row filters checked (no pixels built),
-JPEG decoded at 1/8 scale - accept and reject exactly what a full decode does, on intact and
-damaged images of every plain mode, and return the full size."""
+a JPEG judged from its markers or decoded at 1/8 scale - accept and reject exactly what a full
+decode does, on intact and damaged images of every plain mode, and return the full size."""
 
 from __future__ import annotations
 

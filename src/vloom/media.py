@@ -91,7 +91,9 @@ def check_image(data: bytes) -> tuple[str, int, int]:
     not animated, IDAT then IEND) is checked without building pixels: its header is read by
     Pillow (bomb limits included) and its image data inflated and its row filters checked, as
     Pillow's decoder would; that is most of what a full decode costs, without unfiltering and
-    converting every pixel (PNG decoding is the largest cost of ingesting an image-rich site).
+    converting every pixel (PNG decoding is the largest cost of ingesting an image-rich site);
+    text chunks after the image data are read by Pillow's own code for them. A well-formed
+    JPEG is judged from its markers (`_jpeg_plain`), any other decoded at 1/8 scale.
     """
     fmt = sniff_image(data[:16])
     if fmt is None:
@@ -107,15 +109,15 @@ def check_image(data: bytes) -> tuple[str, int, int]:
         img = _open(data)
         if _jpeg_plain(data, img):
             return fmt, img.width, img.height
-        return fmt, *_jpeg_size(data)
+        return fmt, *_jpeg_size(img)
     img = decode_image(data)
     return fmt, img.width, img.height
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Decode a JPEG at 1/8 scale (libjpeg still reads every coefficient, so damage shows as it
-    would at full size; only the inverse DCT and the pixels shrink); return its full size."""
-    img = _open(data)
+def _jpeg_size(img: Image.Image) -> tuple[int, int]:
+    """Decode a JPEG (opened, not loaded) at 1/8 scale (libjpeg still reads every coefficient,
+    so damage shows as it would at full size; only the inverse DCT and the pixels shrink);
+    return its full size."""
     size = img.size
     try:
         with warnings.catch_warnings():
