@@ -4,7 +4,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from tinyexp import tiny_config
 
 from vloom.config import config_from_dict
 from vloom.model.io import build_model
@@ -21,8 +20,9 @@ def _load(name: str, ckpt: Path):
 
 def test_score_and_rl_configs(tmp_path):
     torch.manual_seed(0)
-    meta = {"model": tiny_config().model.model_dump(mode="json"), "vocab_size": 64,
-            "max_seq_len": 32, "image_size": 32}  # fmt: skip
+    # a checkpoint of the configs' own model section (init_from must match it)
+    model = yaml.safe_load((CONFIGS / "score.yaml").read_text())["model"]
+    meta = {"model": model, "vocab_size": 64, "max_seq_len": 32, "image_size": 32}
     m = build_model(meta)
     ckpt = save_checkpoint(tmp_path, "final", m, m.state_dict(), {}, {"step": 0})
     score = _load("score.yaml", ckpt)
