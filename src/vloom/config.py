@@ -15,6 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vloom.ondisk import RUN_CONFIG, read_json
 
 
+def _path_to_paths(raw: Any) -> Any:
+    """A source's `path: X` shorthand as `paths: [X]`."""
+    if isinstance(raw, dict) and "path" in raw:
+        raw = dict(raw)
+        if "paths" in raw:
+            raise ValueError("give path or paths, not both")
+        raw["paths"] = [raw.pop("path")]
+    return raw
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -565,12 +575,7 @@ class SourceConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_path(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "path" in raw:
-            raw = dict(raw)
-            if "paths" in raw:
-                raise ValueError("give path or paths, not both")
-            raw["paths"] = [raw.pop("path")]
-        return raw
+        return _path_to_paths(raw)
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SourceConfig:
@@ -672,12 +677,7 @@ class SFTSourceConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_path(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "path" in raw:
-            raw = dict(raw)
-            if "paths" in raw:
-                raise ValueError("give path or paths, not both")
-            raw["paths"] = [raw.pop("path")]
-        return raw
+        return _path_to_paths(raw)
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SFTSourceConfig:

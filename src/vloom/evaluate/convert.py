@@ -15,7 +15,6 @@ or as `module:attr` (a plug-in object, or a bare `fn(row, k, rng)` that vouches 
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from vloom.evaluate.metrics import normalize_answer
+from vloom.lazy import registered_or_plugin
 
 Row = dict[str, Any]
 Generator = Callable[[Row, int, random.Random], list[str]]
@@ -70,18 +70,7 @@ def registered_distractors(name: str) -> Distractors:
 
 def load_distractors(spec: str) -> Distractors:
     """A registered name, or `package.module:attr` naming a plug-in or a generator function."""
-    if spec in _REGISTRY:
-        return _REGISTRY[spec]
-    mod, sep, attr = spec.partition(":")
-    if not sep or not mod or not attr:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ValueError(
-            f"distractors {spec!r}: expected a registered name ({known}) or 'module:attr'"
-        )
-    try:
-        obj = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"distractors {spec!r} cannot be loaded: {e}") from None
+    obj = registered_or_plugin(spec, _REGISTRY, "distractors")
     if isinstance(obj, Distractors) and not isinstance(obj, type):
         return obj
     if callable(obj):

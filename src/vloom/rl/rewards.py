@@ -9,7 +9,6 @@ non-number (or NaN) is a named, counted skip (`score`), never a crash of the run
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any
 
 from vloom.evaluate.metrics import exact_match
 from vloom.evaluate.tasks.vqa_open import accepted
+from vloom.lazy import registered_or_plugin
 from vloom.synth.instructions import point_in_cell
 
 RewardFn = Callable[[dict[str, Any], str], float]
@@ -52,18 +52,7 @@ def exact_or_format(row: dict[str, Any], response: str) -> float:
 
 def load_reward(spec: str) -> RewardFn:
     """A registered name or a `module:function` plug-in; a one-line error naming `rl.reward`."""
-    if spec in REWARDS:
-        return REWARDS[spec]
-    mod, sep, attr = spec.partition(":")
-    if not sep or not mod or not attr:
-        known = ", ".join(sorted(REWARDS))
-        raise ValueError(
-            f"rl.reward {spec!r}: expected a registered name ({known}) or 'module:function'"
-        )
-    try:
-        fn = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"rl.reward {spec!r} cannot be loaded: {e}") from None
+    fn = registered_or_plugin(spec, REWARDS, "rl.reward")
     if not callable(fn):
         raise ValueError(f"rl.reward {spec!r} is not callable")
     return fn
