@@ -24,23 +24,28 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the machine is shared; BLAS in 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from vloom.evaluate.scoring import option_scores  # noqa: E402
 from vloom.model.io import build_model, load_model  # noqa: E402
 from vloom.model.vlm import VLM  # noqa: E402
+from vloom.sequence import encode_text, load_tokenizer  # noqa: E402
+from vloom.synth.language import make_qa, qa_prompt  # noqa: E402
 from vloom.synth.world import COLOURS, SHAPES, SIZES, render, sample_scene  # noqa: E402
 
 TARGETS = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
 
 
 def scenes_and_labels(n: int, seed: int, max_objects: int, size: int):
-    """n scenes -> pixels [n, H, W, 3] uint8 and per-object rows (scene, cell, label per target)."""
+    """n scenes -> the scenes, pixels [n, H, W, 3] uint8 and per-object rows (scene, cell,
+    label per target)."""
     rng = random.Random(seed)
-    pixels, objs = [], []
+    scenes, pixels, objs = [], [], []
     for i in range(n):
         s = sample_scene(rng, max_objects)
+        scenes.append(s)
         pixels.append(np.asarray(render(s, size), dtype=np.uint8))
         for o in s.objects:
             objs.append((i, o.cell, *(TARGETS[t].index(getattr(o, t)) for t in TARGETS)))
-    return np.stack(pixels), np.array(objs)
+    return scenes, np.stack(pixels), np.array(objs)
 
 
 def cell_pixels(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -110,6 +115,28 @@ def probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, mlp: bool = False) ->
     return float(clf.score(x[~train], y[~train]))
 
 
+@torch.no_grad()
+def answers(model: VLM, tok, scenes, pixels: np.ndarray, qtype: str, seed: int) -> dict:
+    """The model's 4-way accuracy on the eval's `qtype` question (vqa's prompt and scoring)
+    per (objects in the scene, size of the object asked about)."""
+    rng = random.Random(seed)
+    slots = model.layout.prefix + [model.layout.image] * model.tokens_per_image
+    prompts, options, images, keys, right = [], [], [], [], []
+    for s, px in zip(scenes, pixels, strict=True):
+        qa = make_qa(s, qtype, rng)
+        o = next((o for o in s.objects if o.colour in qa.question), s.objects[0])
+        prompts.append(slots + encode_text(tok, qa_prompt(qa.question)))
+        options.append([encode_text(tok, " " + qa.template.format(x)) for x in qa.options])
+        images.append(torch.from_numpy(px[None]))
+        keys.append((len(s.objects), o.size))
+        right.append(qa.answer_index)
+    scores = option_scores(model, prompts, options, images, torch.device("cpu"))
+    acc: dict = {}
+    for k, sc, r in zip(keys, scores, right, strict=True):
+        acc.setdefault(k, []).append(int(np.argmax(sc)) == r)
+    return {k: (float(np.mean(v)), len(v)) for k, v in sorted(acc.items())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
@@ -117,6 +144,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--max-objects", type=int, default=3)
     ap.add_argument("--train-share", type=float, default=0.7)
+    ap.add_argument(
+        "--tokenizer", help="tokenizer.json: also ask the eval's questions on the held-out scenes"
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -135,7 +165,7 @@ def main() -> None:
     side = trained.vision.grid // trained.cfg.vision.merge
     if trained.vision.dynamic or side != 2:
         raise SystemExit("needs a fixed-resolution model with a 2 x 2 token grid (one per cell)")
-    pixels, objs = scenes_and_labels(a.n, a.seed, a.max_objects, trained.vision.image_size)
+    scenes, pixels, objs = scenes_and_labels(a.n, a.seed, a.max_objects, trained.vision.image_size)
     scene, cell, labels = objs[:, 0], objs[:, 1], objs[:, 2:]
     train = scene < int(a.n * a.train_share)  # split by scene: no scene on both sides
     print(
@@ -163,6 +193,14 @@ def main() -> None:
             accs += [probe(x, labels[:, j], train) for j in range(len(TARGETS))]
             accs.append(probe(x, labels[:, 0], train, mlp=True))
         print(f"{name:<22}" + "".join(f"{v:>13.3f}" for v in accs), flush=True)
+    if a.tokenizer:
+        tok = load_tokenizer(a.tokenizer, trained.layout)
+        held = slice(int(a.n * a.train_share), a.n)
+        print("answers of the trained model on held-out scenes, by (objects, size asked about):")
+        for qtype in ("colour", "shape", "position"):
+            acc = answers(trained, tok, scenes[held], pixels[held], qtype, a.seed)
+            cells = "  ".join(f"{n}/{sz} {v:.2f} (n={c})" for (n, sz), (v, c) in acc.items())
+            print(f"  {qtype:<9}{cells}", flush=True)
     print(f"total {time.time() - t0:.0f} s")
 
 
