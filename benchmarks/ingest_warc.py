@@ -2,7 +2,7 @@
 resiliparse text-only, on one .warc.gz of a real manual with its images.
 
     python benchmarks/ingest_warc.py [PAGES_DIR] [--warc PATH] [--repeat R] [--profile]
-        [--workers N] [--trafilatura] [--baseline REV]
+        [--workers N] [--copies K] [--trafilatura] [--baseline REV]
 
 Default pages: the GIMP English manual (Debian package gimp-help-en). The WARC is written once
 with warcio (one gzip member per record: every page, then every other file of the manual as
@@ -22,9 +22,13 @@ run in this process, one after the other, single-threaded, over the same file:
 With --repeat R the rows are timed in rounds (every row once per round, best of R kept), so load
 drift on a shared machine hits all alike; the ratios also say how they compare in CPU time (best
 of R each), steadier than wall-clock on a loaded machine. Parquet writing is left out of these.
-`--workers N` adds two rows that write it, as a user runs `vloom ingest warc`: one process, and
+`--workers N` adds rows that write it, as a user runs `vloom ingest warc`: one process, and
 N worker processes over ranges of records (spawned from this process; scan, parts and
-re-assembly included); their ratio is the speed-up of --workers.
+re-assembly included), wall and CPU seconds (this process and its workers), their ratio (the
+speed-up of --workers) and whether both wrote the same bytes; first on the one WARC, then on
+--copies K (default 4; 0: none) copies of it written as K WARCs under distinct URLs
+(gimp-copy<i>.warc.gz beside --warc), where the work outweighs the workers' start-up as it does
+on a crawl's ~1 GB WARCs. `--only fastwarc --workers 2` times just vloom and these rows.
 `--profile` prints vloom's top functions (cProfile).
 """
 
@@ -45,7 +49,7 @@ GIMP = Path("/usr/share/gimp/2.0/help/en")
 SITE = "https://docs.gimp.org/2.10/en/"
 
 
-def build_warc(root: Path, path: Path) -> None:
+def build_warc(root: Path, path: Path, site: str = SITE) -> None:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -64,7 +68,7 @@ def build_warc(root: Path, path: Path) -> None:
                 [("Content-Type", ct), ("Content-Length", str(len(data)))],
                 protocol="HTTP/1.1",
             )
-            url = SITE + p.relative_to(root).as_posix().replace(" ", "%20")
+            url = site + p.relative_to(root).as_posix().replace(" ", "%20")
             import io
 
             w.write_record(
@@ -166,19 +170,70 @@ def run_baseline(src: Path, warc: Path) -> tuple[int, float, float]:
     return int(out[0]), float(out[1]), float(out[2])
 
 
-def run_cli(warc: Path, workers: int) -> tuple[int, int, int]:
-    """(documents, images, 0) through run_ingest, shards and ledger written to a scratch dir."""
+def copies(root: Path, warc: Path, k: int) -> list[Path]:
+    """k WARCs of the manual, each under its own URL prefix (record ids are random UUIDs): a
+    run over several files, as a crawl segment is, where the work outweighs start-up."""
+    out = []
+    for i in range(k):
+        path = warc.with_name(f"{warc.name.split('.')[0]}-copy{i}.warc.gz")
+        if not path.exists():
+            build_warc(root, path, SITE.replace("/2.10/", f"/copy{i}/2.10/"))
+        out.append(path)
+    return out
+
+
+def run_cli(warcs: list[Path], workers: int, out: Path) -> tuple[int, int, float, float]:
+    """(documents, images, seconds, CPU seconds of this process and its workers) through
+    run_ingest, shards and ledger written to `out`."""
+    import resource
     import shutil
-    import tempfile
 
     from vloom.ingest.run import run_ingest
 
-    out = Path(tempfile.mkdtemp(prefix="vloom-bench-warc-")) / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), time.process_time()
+    led = run_ingest("warc", warcs, out, quiet=True, workers=workers)
+    t, c = time.perf_counter() - t0, time.process_time() - c0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, joined by now
+    c += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return led.kept, led.extra["images"]["attached"], t, c
+
+
+def workers_rows(name: str, warcs: list[Path], workers: int, repeat: int) -> None:
+    """`vloom ingest warc` as a user runs it (shards and ledger written), one process against
+    --workers N, in interleaved rounds (best of `repeat` each); the outputs must be the same
+    bytes."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="vloom-bench-warc-"))
+    best: dict[int, tuple[float, float]] = {}
     try:
-        led = run_ingest("warc", [warc], out, quiet=True, workers=workers)
+        for _ in range(repeat):
+            for w in (1, workers):
+                n, img, t, c = run_cli(warcs, w, tmp / f"w{w}")
+                b = best.get(w, (1e9, 1e9))
+                best[w] = (min(b[0], t), min(b[1], c))
+        same = _same_bytes(tmp / "w1", tmp / f"w{workers}")
     finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-    return led.kept, led.extra["images"]["attached"], 0
+        shutil.rmtree(tmp, ignore_errors=True)
+    mb = sum(p.stat().st_size for p in warcs) / 1e6
+    print(f"{name}: {len(warcs)} WARC(s), {mb:.0f} MB, {n} documents, {img} images")
+    for w, (t, c) in best.items():
+        print(f"  --workers {w}: {n / t:8.1f} pages/s  ({t:.2f} s, {c:.2f} CPU-s)")
+    (t1, c1), (tn, cn) = best[1], best[workers]
+    print(
+        f"  --workers {workers} speed-up: {t1 / tn:.2f}x wall, CPU {cn / c1:.2f}x of one "
+        f"process; byte-identical: {same}"
+    )
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir())
+    if names != sorted(p.name for p in b.iterdir()):
+        return False
+    return all((a / f).read_bytes() == (b / f).read_bytes() for f in names)
 
 
 def main() -> None:
@@ -189,6 +244,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile vloom's FastWARC run")
     ap.add_argument("--only", choices=["fastwarc", "warcio", "resiliparse"], default=None)
     ap.add_argument("--workers", type=int, default=0, help="also time the CLI path, 1 and N")
+    ap.add_argument(
+        "--copies", type=int, default=4, help="with --workers, also over K copies of the WARC"
+    )
     ap.add_argument("--trafilatura", action="store_true", help="also time warcio + trafilatura")
     ap.add_argument("--baseline", default=None, help="also time the code at this git revision")
     args = ap.parse_args()
@@ -256,21 +314,13 @@ def main() -> None:
         rows["trafilatura"] = n / times["trafilatura"]
         print(f"warcio+trafilatura text-only:   {rows['trafilatura']:8.1f} pages/s  ({n} pages)")
 
-    def best(fn) -> tuple[float, tuple]:
-        ts, out = [], ()
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            out = fn()
-            ts.append(time.perf_counter() - t0)
-        return min(ts), out
-
     if args.workers:
-        for w in (1, args.workers):
-            t, (n, img, _) = best(lambda w=w: run_cli(warc, w))
-            rows[f"workers={w}"] = n / t
-            print(f"vloom ingest --workers {w} (shards written): {n / t:8.1f} pages/s ({t:.1f} s)")
-        speedup = rows[f"workers={args.workers}"] / rows["workers=1"]
-        print(f"--workers {args.workers} speed-up over one process: {speedup:.2f}x")
+        workers_rows("one WARC", [warc], args.workers, args.repeat)
+        if args.copies:
+            if not root.is_dir():
+                sys.exit(f"{root}: no such directory (needed to write the copies)")
+            many = copies(root, warc, args.copies)
+            workers_rows(f"{args.copies} copies", many, args.workers, args.repeat)
     if "fastwarc" in rows:
         for peer in ("baseline", "warcio", "resiliparse", "trafilatura"):
             if peer in rows:

@@ -289,3 +289,50 @@ def test_warc_rerun_redoes_only_unfinished_ranges(tmp_path, monkeypatch):
     run_ingest("warc", [d], out, IngestOptions(out_dir=out, extra=extra), True, 7, workers=2)
     assert ran == [("_part_task", [len(done) - 1])]  # no scan, no finished range again
     assert _bytes(out) == _bytes(ref)
+
+
+def test_warc_part_rereads_each_image_once_while_it_is_kept(tmp_path, monkeypatch):
+    """A parallel part has no pass 1: its images are re-read by offset, the recent ones kept."""
+    from ingestfix import site_records, write_warc
+
+    from vloom.ingest import warc as warc_mod
+
+    site = _site(tmp_path / "site", 12)  # every third page shows the same logo
+    pages, images = site_records(site)
+    write_warc(tmp_path / "a.warc.gz", pages + images)
+    opts = IngestOptions(out_dir=tmp_path / "x")
+    scan = warc_mod.scan_warc(tmp_path / "a.warc.gz", None, opts)
+    index = {url: (0, off) for url, off in scan["images"]}
+    store = warc_mod.WarcImageIndex([tmp_path / "a.warc.gz"], opts.max_image_bytes, index=index)
+    reads: list[int] = []
+    real = warc_mod.read_payload_at
+
+    def counting(fh, offset, max_bytes, reader=None):
+        reads.append(offset)
+        return real(fh, offset, max_bytes, reader)
+
+    monkeypatch.setattr(warc_mod, "read_payload_at", counting)
+    first = {url: store.get(url) for url in index}
+    again = {url: store.get(url) for url in index}
+    store.close()
+    assert all(isinstance(b, bytes) for b in first.values()) and again == first
+    assert sorted(reads) == sorted(off for _, off in scan["images"])  # each read once
+
+
+def test_warc_error_in_the_parts_stops_a_parallel_run(tmp_path):
+    """An IngestError where the parts run (their thread, the pool) reaches the caller; no output."""
+    from ingestfix import site_records, write_warc
+
+    from vloom.ingest.base import IngestError
+
+    pages, images = site_records(_site(tmp_path / "site", 6))
+    d = tmp_path / "warcs"
+    d.mkdir()
+    write_warc(d / "a.warc.gz", pages + images)
+    write_warc(d / "b.warc.gz", pages)
+    out = tmp_path / "o"
+    for inputs in ([d / "a.warc.gz"], [d]):  # one WARC scanned in the driver, two in the pool
+        opts = IngestOptions(out_dir=out, extra={"warc_reader": "nope"})
+        with pytest.raises(IngestError, match="warc_reader='nope'"):
+            run_ingest("warc", inputs, out, opts, True, 7, workers=2)
+        assert not out.exists()

@@ -12,7 +12,7 @@ Work directory, beside the output (`.ingest-<out name>/`, kept until the output 
     state.json                 source kind, options, and each part's input identity (name, size,
                                xxh3-128 of the bytes); a rerun with other inputs or options
                                starts over, a rerun with the same ones resumes
-    part-<k>/docs-*.parquet    part k's Documents;  part-<k>.ledger.json  its ledger
+    part-<k>/docs.pickle       part k's Documents (the driver's own, never a user's);  part-<k>.ledger.json  its ledger
     part-<k>.done              written last: part k is finished (never redone on a resume)
 A run killed at any point (SIGKILL included) and rerun redoes only unfinished parts.
 
@@ -31,10 +31,13 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import pickle
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ import xxhash
 from tqdm import tqdm
 
 from vloom import ondisk
-from vloom.doc import Document, list_shards, read_documents
+from vloom.doc import Document
 from vloom.ingest import base, hardstop
 from vloom.ingest.base import IngestError, IngestOptions, get_source, inside_root
 from vloom.ledger import Ledger
@@ -188,25 +191,91 @@ def _part(kind: str, inputs: list[str], opts: IngestOptions, state: Path, k: int
             ledger.kept += 1
             yield d
 
-    from vloom.doc import write_documents
-
     tmp = state / f".tmp-part-{k:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_documents(tmp, kept(), shard_size=1000, prefix="docs", shard_bytes=128 << 20)
+    write_part_docs(tmp / PART_DOCS, kept())
     ledger.check()
     os.replace(tmp, part_dir)
     ondisk.atomic_write_json(state / f"part-{k:06d}.ledger.json", ledger.to_dict(), indent=None)
     ondisk.atomic_write_bytes(state / f"part-{k:06d}.done", b"")
 
 
+# A part's Documents go to the driver, which writes the shards: a pickle stream (a work file
+# only this run writes and reads), not Parquet, which would compress and decode every image
+# once more on the way (a tenth of a one-process run's time on the GIMP WARC).
+PART_DOCS = "docs.pickle"
+
+
+def write_part_docs(path: Path, docs: Iterator[Document]) -> None:
+    """Each Document (checked as a shard's writer checks it) pickled in turn: memory stays one."""
+    with open(path, "wb", buffering=1 << 20) as f:
+        for d in docs:  # one pickle each (a Pickler's memo would grow with the whole part)
+            d.validate()
+            fields = (d.id, d.texts, d.images, d.source, d.url, d.language, d.metadata)
+            pickle.dump(fields, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_part_docs(path: Path) -> Iterator[Document]:
+    with open(path, "rb", buffering=1 << 20) as f:
+        while True:
+            try:
+                fields = pickle.load(f)
+            except EOFError:
+                return
+            yield Document(*fields)
+
+
 # ---- the driver ----
+
+
+# The run's worker processes: one pool serves every pass of a run (the WARC scans, the parts,
+# reruns of parts whose worker died), started before the driver's own work so the workers'
+# imports overlap it; `run_pool` holds it for run_parts, `local_map` uses it when one is held.
+_pool: ProcessPoolExecutor | None = None
+_pool_held = False
+
+
+def _warm(kind: str) -> None:
+    """A new worker's imports (its source, Parquet): done once, while the driver still works."""
+    get_source(kind)
+    import pyarrow.parquet  # noqa: F401 - the parts' writer
+
+
+def _noop() -> None:
+    pass
+
+
+def _new_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
+    ctx = mp.get_context("spawn")  # fork after pyarrow started its threads can deadlock
+    init = (_warm, (kind,)) if kind else (None, ())
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=init[0], initargs=init[1])
+    for _ in range(workers):  # workers are spawned as tasks arrive: start them all now
+        pool.submit(_noop)
+    return pool
+
+
+@contextmanager
+def run_pool(workers: int, kind: str, start: bool) -> Iterator[None]:
+    """Hold one pool of `workers` processes for the passes run inside (started now if `start`)."""
+    global _pool, _pool_held
+    _pool_held = True
+    try:
+        if start and workers > 1:
+            _pool = _new_pool(workers, kind)
+        yield
+    finally:
+        _pool_held = False
+        if _pool is not None:
+            _pool.shutdown()
+            _pool = None
 
 
 def local_map(
     fn: Callable[..., None], jobs: list[tuple], workers: int, desc: str, quiet: bool
 ) -> None:
     """Run jobs on `workers` spawned processes; a dead worker leaves its part unfinished."""
+    global _pool
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=quiet or not jobs, mininterval=1)
     try:
         if workers <= 1:  # with workers, even one job runs in a worker: a hard stop ends it
@@ -214,14 +283,20 @@ def local_map(
                 fn(*job)
                 bar.update()
             return
-        ctx = mp.get_context("spawn")  # fork after pyarrow started its threads can deadlock
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-            try:
-                for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
-                    fut.result()  # an IngestError in a part stops the run, as in one process
-                    bar.update()
-            except BrokenProcessPool:
-                return  # the driver sees the unfinished parts and runs them again
+        if _pool_held and _pool is None:
+            _pool = _new_pool(workers, None)
+        pool = _pool if _pool_held else _new_pool(min(workers, len(jobs)), None)
+        try:
+            for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
+                fut.result()  # an IngestError in a part stops the run, as in one process
+                bar.update()
+        except BrokenProcessPool:
+            if pool is _pool:  # the driver sees the unfinished parts and runs them again,
+                _pool = None  # on a new pool
+            return
+        finally:
+            if pool is not _pool:
+                pool.shutdown(cancel_futures=True)
     finally:
         bar.close()
 
@@ -257,12 +332,17 @@ def run_parts(
     map_fn: MapFn,
     quiet: bool,
     hard: bool = False,
+    overlap: bool = False,
 ) -> tuple[Iterator[Document], Callable[[], Ledger], Path]:
     """Run every unfinished part; returns (documents in input order, merged ledger, work dir).
 
     `hard`: parts run in worker processes, each unit under the watchdog (hardstop.py); a part
     whose worker ended is run again while passes make progress (a part finished, or a unit
     newly quarantined), at most MAX_PASSES times in a row without any.
+    `overlap`: the parts run on a thread while the caller reads the documents, each part as
+    soon as it is done (the shards are written while later parts still run); the parts'
+    error, if any, is raised by the documents or the ledger. Without it, every part is done
+    when this returns.
     """
     parts = split(kind, inputs)
     work = work_dir(out)
@@ -278,46 +358,90 @@ def run_parts(
     if not work.exists():
         work.mkdir(parents=True)
         ondisk.atomic_write_json(state, fp, indent=1)
-    if kind == "warc" and parts:
-        jobs = warc_jobs(parts, opts, work, workers, map_fn, quiet, hard)
-    elif parts is None:
-        jobs = [(kind, [str(p) for p in inputs], opts, str(work), 0, hard)]
-    else:
-        jobs = [
-            (
-                kind,
-                [str(f) for f in p.paths],
-                dataclasses.replace(opts, input_root=p.root, extra={**opts.extra, **dict(p.extra)}),
-                str(work),
-                k,
-                hard,
+
+    def make_jobs() -> list[tuple]:
+        if kind == "warc" and parts:
+            return warc_jobs(parts, opts, work, workers, map_fn, quiet, hard)
+        elif parts is None:
+            return [(kind, [str(p) for p in inputs], opts, str(work), 0, hard)]
+        else:
+            return [
+                (
+                    kind,
+                    [str(f) for f in p.paths],
+                    dataclasses.replace(
+                        opts, input_root=p.root, extra={**opts.extra, **dict(p.extra)}
+                    ),
+                    str(work),
+                    k,
+                    hard,
+                )
+                for k, p in enumerate(parts)
+            ]
+
+    def passes(jobs: list[tuple]) -> None:
+        stuck = 0
+        while stuck < MAX_PASSES:
+            todo = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
+            if not todo:
+                break
+            before = (len(todo), _n_quarantined(work))
+            map_fn(_part_task, todo, workers, f"ingest {kind}", quiet)
+            left = sum(not (work / f"part-{j[4]:06d}.done").exists() for j in jobs)
+            stuck = 0 if (left, _n_quarantined(work)) != before else stuck + 1
+        left = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
+        if left:
+            raise IngestError(
+                f"ingest {kind}: {len(left)} input file(s) never finished (first: {left[0][1][0]}); "
+                f"their workers ended {MAX_PASSES} times in a row without progress"
             )
-            for k, p in enumerate(parts)
-        ]
-    stuck = 0
-    while stuck < MAX_PASSES:
-        todo = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
-        if not todo:
-            break
-        before = (len(todo), _n_quarantined(work))
-        map_fn(_part_task, todo, workers, f"ingest {kind}", quiet)
-        left = sum(not (work / f"part-{j[4]:06d}.done").exists() for j in jobs)
-        stuck = 0 if (left, _n_quarantined(work)) != before else stuck + 1
-    left = [j for j in jobs if not (work / f"part-{j[4]:06d}.done").exists()]
-    if left:
-        raise IngestError(
-            f"ingest {kind}: {len(left)} input file(s) never finished (first: {left[0][1][0]}); "
-            f"their workers ended {MAX_PASSES} times in a row without progress"
-        )
+
+    start = map_fn is local_map
+    thread: threading.Thread | None = None
+    box: dict[str, Any] = {}
+    if not overlap:
+        with run_pool(workers, kind, start):
+            jobs = make_jobs()
+            passes(jobs)
+    else:  # the parts run on a thread of their own; the driver reads each as it is done
+        ready = threading.Event()
+
+        def drive() -> None:
+            try:
+                with run_pool(workers, kind, start):
+                    box["jobs"] = make_jobs()
+                    ready.set()
+                    passes(box["jobs"])
+            except BaseException as e:  # noqa: BLE001 - raised again in the driver
+                box["error"] = e
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=drive, name="ingest-parts")
+        thread.start()
+        ready.wait()
+        if "jobs" not in box:
+            thread.join()
+            raise box["error"]
+        jobs = box["jobs"]
     n = len(jobs)
+
+    def settled(k: int | None) -> None:
+        """Wait until part k is done (None: every part); the parts' error, if any, is raised."""
+        while thread is not None and thread.is_alive():
+            if k is not None and (work / f"part-{k:06d}.done").exists():
+                return
+            thread.join(0.02)
+        if "error" in box:
+            raise box["error"]
 
     def docs() -> Iterator[Document]:
         for k in range(n):
-            part = work / f"part-{k:06d}"
-            for shard in list_shards(part):
-                yield from read_documents(shard)
+            settled(k)
+            yield from read_part_docs(work / f"part-{k:06d}" / PART_DOCS)
 
     def ledger() -> Ledger:
+        settled(None)
         led = Ledger()
         for k in range(n):
             merge_ledger(led, Ledger.read(work / f"part-{k:06d}.ledger.json"))

@@ -182,7 +182,9 @@ def _run_parallel(
         with ray_map(workers, ray_address, quiet) as map_fn:
             docs, merged, work = run_parts(kind, paths, out, opts, workers, map_fn, quiet, True)
     else:
-        docs, merged, work = run_parts(kind, paths, out, opts, workers, local_map, quiet, True)
+        docs, merged, work = run_parts(
+            kind, paths, out, opts, workers, local_map, quiet, True, overlap=True
+        )
     with staged_dir(out, overwrite=True, inputs=paths) as tmp:
         n, shards = write_stream(docs, tmp, shard_size)
         ledger = merged()

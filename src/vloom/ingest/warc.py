@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -101,11 +102,14 @@ def _charset(ct: str) -> str | None:
 
 IMAGE_CACHE_BYTES = 64 * 1024 * 1024  # image payloads pass 1 keeps; the others are re-read
 PAGE_CACHE_BYTES = 64 * 1024 * 1024  # page payloads pass 1 keeps; past it a file is read again
+REREAD_CACHE_BYTES = 16 * 1024 * 1024  # re-read image payloads kept, least recently used out
 
 
 class WarcImageIndex:
     """URL -> (warc file, record offset) of image records. Pass 1 keeps the payloads of the
-    first IMAGE_CACHE_BYTES of them (it reads them anyway); any other is re-read on demand.
+    first IMAGE_CACHE_BYTES of them (it reads them anyway); any other is re-read on demand,
+    and the last REREAD_CACHE_BYTES of re-read ones are kept (pages of a site name the same
+    icons again and again; a parallel run's part has no pass 1 and re-reads every image).
 
     Pass 1 also keeps each file's records as pass 2 reads them (`replay`): pages whole (up to
     PAGE_CACHE_BYTES of them in all), every other record its first 512 bytes (all pass 2 looks
@@ -127,6 +131,8 @@ class WarcImageIndex:
         self.index: dict[str, tuple[int, int]] = {}
         self._kept: dict[tuple[int, int], bytes] = {}
         self._kept_bytes = 0
+        self._reread: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._reread_bytes = 0
         self._fh: dict[int, IO[bytes]] = {}
         self.replay: dict[int, list[Rec | Lost]] = {}
         self._page_bytes = 0
@@ -175,6 +181,7 @@ class WarcImageIndex:
 
     def close(self) -> None:
         self._kept.clear()
+        self._reread.clear()
         self.replay.clear()
         for fh in self._fh.values():
             fh.close()
@@ -188,6 +195,10 @@ class WarcImageIndex:
         if hit is None:
             return None
         kept = self._kept.get(hit)
+        if kept is None:
+            kept = self._reread.get(hit)
+            if kept is not None:
+                self._reread.move_to_end(hit)
         if kept is not None:
             return kept
         i, offset = hit
@@ -198,7 +209,18 @@ class WarcImageIndex:
             data = read_payload_at(fh, offset, self.max_bytes, self.reader)
         except Exception:  # noqa: BLE001 - a record that was readable in pass 1 but not now
             return "warc_reread_failed"
-        return "image_too_large" if len(data) > self.max_bytes else data
+        if len(data) > self.max_bytes:
+            return "image_too_large"
+        self._remember(hit, data)
+        return data
+
+    def _remember(self, hit: tuple[int, int], data: bytes) -> None:
+        if len(data) > REREAD_CACHE_BYTES // 4:
+            return  # a large image would push out many small ones
+        self._reread[hit] = data
+        self._reread_bytes += len(data)
+        while self._reread_bytes > REREAD_CACHE_BYTES:
+            self._reread_bytes -= len(self._reread.popitem(last=False)[1])
 
 
 def _as_pass2(rec: Rec | Lost) -> tuple[Rec | Lost, int]:
