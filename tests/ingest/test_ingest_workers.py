@@ -317,6 +317,14 @@ def test_warc_part_rereads_each_image_once_while_it_is_kept(tmp_path, monkeypatc
     store.close()
     assert all(isinstance(b, bytes) for b in first.values()) and again == first
     assert sorted(reads) == sorted(off for _, off in scan["images"])  # each read once
+    # a run's scan writes the payloads out: a part takes them from there, inflating nothing
+    reads.clear()
+    blob = tmp_path / "a.images"
+    scan = warc_mod.scan_warc(tmp_path / "a.warc.gz", None, opts, blob)
+    store = warc_mod.WarcImageIndex([tmp_path / "a.warc.gz"], opts.max_image_bytes, index=index)
+    store.blobs, store.in_blob = [blob], {(0, e[1]): (e[2], e[3]) for e in scan["images"]}
+    assert {url: store.get(url) for url in index} == first and not reads
+    store.close()
 
 
 def test_warc_error_in_the_parts_stops_a_parallel_run(tmp_path):

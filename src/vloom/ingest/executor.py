@@ -23,7 +23,8 @@ numbers run across a split's files, so one dataset is one part); warc per range 
 each WARC (about 1/16 of the run's pages each, 512 KiB of them at least), after every WARC was
 scanned for its image records (a page's images may come from any of the given WARCs;
 `warc_jobs`). Work directory, warc: also
-scan-<f>.json per WARC and warc-images.json, the merged image index.
+scan-<f>.json per WARC, scan-<f>.images (the payloads of its images, which parts read from there
+instead of inflating their records again) and warc-images.json, the merged image index.
 """
 
 from __future__ import annotations
@@ -451,9 +452,14 @@ def run_parts(
 
 
 def _scan_task(path: str, root: str | None, opts: IngestOptions, work: str, f: int) -> None:
+    """Scan one WARC: scan-<f>.json, and its images' payloads in scan-<f>.images (first)."""
     from vloom.ingest.warc import scan_warc
 
-    scan = scan_warc(Path(path), Path(root) if root else None, opts)
+    blob = Path(work) / f"scan-{f:06d}.images"
+    tmp = blob.with_name(f".{blob.name}.tmp")
+    scan = scan_warc(Path(path), Path(root) if root else None, opts, tmp)
+    if tmp.exists():
+        os.replace(tmp, blob)
     ondisk.atomic_write_json(Path(work) / f"scan-{f:06d}.json", scan, indent=None)
 
 
@@ -485,15 +491,18 @@ def warc_jobs(
             map_fn(_scan_task, todo, workers, "scan warc", quiet)
     scans = [ondisk.read_json(work / f"scan-{f:06d}.json") for f in range(len(parts))]
     paths: list[str] = []
-    images: dict[str, tuple[int, int]] = {}
-    for p, scan in zip(parts, scans, strict=True):
+    blobs: list[str | None] = []
+    images: dict[str, list[Any]] = {}
+    for f, (p, scan) in enumerate(zip(parts, scans, strict=True)):
         if scan["inside"]:
-            for url, off in scan["images"]:
-                images.setdefault(url, (len(paths), off))
+            for url, *at in scan["images"]:  # [offset] or [offset, position, length]
+                images.setdefault(url, [url, len(paths), *at])
             paths.append(str(p.paths[0]))
+            blob = work / f"scan-{f:06d}.images"
+            blobs.append(str(blob) if blob.exists() else None)
     index = work / "warc-images.json"
     if not index.exists():
-        merged = {"paths": paths, "images": [[u, i, off] for u, (i, off) in images.items()]}
+        merged = {"paths": paths, "blobs": blobs, "images": list(images.values())}
         ondisk.atomic_write_json(index, merged, indent=None)
     from vloom.ingest.warc import range_starts, range_weight
 

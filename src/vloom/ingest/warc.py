@@ -134,6 +134,11 @@ class WarcImageIndex:
         self._reread: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._reread_bytes = 0
         self._fh: dict[int, IO[bytes]] = {}
+        # a parallel run's scans wrote the payloads pass 1 would keep to a file per WARC:
+        # (file, record offset) -> (position, length) in blobs[file]
+        self.blobs: list[Path | None] = []
+        self.in_blob: dict[tuple[int, int], tuple[int, int]] = {}
+        self._blob_fh: dict[int, IO[bytes]] = {}
         self.replay: dict[int, list[Rec | Lost]] = {}
         self._page_bytes = 0
         if index is not None:  # a parallel run's part: the files were scanned before
@@ -183,9 +188,10 @@ class WarcImageIndex:
         self._kept.clear()
         self._reread.clear()
         self.replay.clear()
-        for fh in self._fh.values():
+        for fh in [*self._fh.values(), *self._blob_fh.values()]:
             fh.close()
         self._fh.clear()
+        self._blob_fh.clear()
 
     def get(self, url: str) -> bytes | str | None:
         key = normalize_url(url)
@@ -202,6 +208,12 @@ class WarcImageIndex:
         if kept is not None:
             return kept
         i, offset = hit
+        at = self.in_blob.get(hit)
+        if at is not None:
+            blob = self._blob_fh.get(i)
+            if blob is None:
+                blob = self._blob_fh[i] = open(self.blobs[i], "rb")  # type: ignore[arg-type]
+            return os.pread(blob.fileno(), at[1], at[0])
         fh = self._fh.get(i)
         try:
             if fh is None:
@@ -301,10 +313,15 @@ CUT_STEP = 64 << 10
 MIN_RANGE, RANGES = 512 << 10, 16  # ranges of at least 512 KiB of weight, about 16 in a run
 
 
-def scan_warc(path: Path, root: Path | None, opts: IngestOptions) -> dict[str, Any]:
+def scan_warc(
+    path: Path, root: Path | None, opts: IngestOptions, blob: Path | None = None
+) -> dict[str, Any]:
     """A parallel run's first look at one WARC, as pass 1 reads it: {"inside": False} for a
     file outside its input directory (never opened), else its image records ("images": [URL,
-    offset] for the first record of each URL), its "weight", and where ranges may start ("cuts":
+    offset] for the first record of each URL; with `blob`, [URL, offset, position, length] for
+    one whose payload pass 1 would keep, written there at that position, so that a part takes
+    it from there instead of inflating the record again), its "weight", and where ranges may
+    start ("cuts":
     [offset, weight before it] of records read whole right after a whole record, CUT_STEP of
     weight apart, or opts.extra["warc_range_bytes"]). A file whose reading fails keeps what was
     scanned before it (no cut lies past the failure: the range reading it counts it)."""
@@ -312,17 +329,19 @@ def scan_warc(path: Path, root: Path | None, opts: IngestOptions) -> dict[str, A
         return {"inside": False, "images": [], "cuts": [], "weight": 0}
     max_record, reader = _options(opts)
     step = min(CUT_STEP, int(opts.extra.get("warc_range_bytes", CUT_STEP)))
-    images: dict[str, int] = {}
+    images: dict[str, list[Any]] = {}
     cuts: list[list[int]] = []
     weight = last = 0
     prev: int | None = None  # offset of the previous record, if it weighs
     whole = True
+    keep = max(opts.max_image_bytes, MAX_PAGE_BYTES) if blob else 512  # as pass 1 reads
+    out = open(blob, "wb") if blob else None
     try:
         with open_regular_file(path) as fh:
             if not looks_like_warc(fh):
                 raise ValueError("not a WARC")  # one range: it counts why
             size = os.fstat(fh.fileno()).st_size
-            for rec in records(fh, size, max_record, 512, reader):
+            for rec in records(fh, size, max_record, keep, reader):
                 if prev is not None:
                     weight += rec.offset - prev
                 prev = None
@@ -334,14 +353,24 @@ def scan_warc(path: Path, root: Path | None, opts: IngestOptions) -> dict[str, A
                     last = weight
                 whole = True
                 if _is_image_record(rec):
-                    images.setdefault(normalize_url(rec.target), rec.offset)
+                    url = normalize_url(rec.target)
+                    if url in images:
+                        continue  # the first record of a URL serves it
+                    images[url] = [url, rec.offset]
+                    n = len(rec.payload)
+                    if out is not None and not rec.truncated and n <= opts.max_image_bytes:
+                        images[url] += [out.tell(), n]
+                        out.write(rec.payload)
                 elif _as_pass2(rec)[1]:  # a page
                     prev = rec.offset
             if prev is not None:
                 weight += size - prev
     except Exception:  # noqa: BLE001 - what was scanned stays; the range reading it counts it
         pass
-    return {"inside": True, "images": list(images.items()), "cuts": cuts, "weight": weight}
+    finally:
+        if out is not None:
+            out.close()
+    return {"inside": True, "images": list(images.values()), "cuts": cuts, "weight": weight}
 
 
 def range_weight(total: int, opts: IngestOptions) -> int:
@@ -382,8 +411,10 @@ def _ingest_range(part: dict[str, Any], ledger: Ledger, opts: IngestOptions) -> 
     max_record, reader = _options(opts)
     merged = read_json(Path(part["index"]))
     paths = [Path(p) for p in merged["paths"]]
-    index = {url: (i, off) for url, i, off in merged["images"]}
+    index = {url: (i, off) for url, i, off, *_ in merged["images"]}
     store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader, index=index)
+    store.blobs = [Path(b) if b else None for b in merged.get("blobs", [])]
+    store.in_blob = {(e[1], e[2]): (e[3], e[4]) for e in merged["images"] if len(e) == 5}
     checker = ImageChecker(opts.max_image_bytes)
     boundary = UnitBoundary(ledger, opts, "record")
     i, path = part["file"], paths[part["file"]]
