@@ -235,12 +235,12 @@ def read_part_docs(path: Path) -> Iterator[Document]:
 # imports overlap it; `run_pool` holds it for run_parts, `local_map` uses it when one is held.
 _pool: ProcessPoolExecutor | None = None
 _pool_held = False
+_pool_size = 0
 
 
 def _warm(kind: str) -> None:
-    """A new worker's imports (its source, Parquet): done once, while the driver still works."""
+    """A new worker's imports (its source's modules): done while the driver still works."""
     get_source(kind)
-    import pyarrow.parquet  # noqa: F401 - the parts' writer
 
 
 def _noop() -> None:
@@ -257,13 +257,14 @@ def _new_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
 
 
 @contextmanager
-def run_pool(workers: int, kind: str, start: bool) -> Iterator[None]:
-    """Hold one pool of `workers` processes for the passes run inside (started now if `start`)."""
-    global _pool, _pool_held
-    _pool_held = True
+def run_pool(size: int, kind: str, start: bool) -> Iterator[None]:
+    """Hold one pool of `size` processes for the passes run inside (started now if `start`,
+    else by the first local_map that needs it)."""
+    global _pool, _pool_held, _pool_size
+    _pool_held, _pool_size = True, size
     try:
-        if start and workers > 1:
-            _pool = _new_pool(workers, kind)
+        if start:
+            _pool = _new_pool(size, kind)
         yield
     finally:
         _pool_held = False
@@ -285,7 +286,7 @@ def local_map(
                 bar.update()
             return
         if _pool_held and _pool is None:
-            _pool = _new_pool(workers, None)
+            _pool = _new_pool(min(workers, _pool_size), None)
         pool = _pool if _pool_held else _new_pool(min(workers, len(jobs)), None)
         try:
             for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
@@ -397,11 +398,13 @@ def run_parts(
                 f"their workers ended {MAX_PASSES} times in a row without progress"
             )
 
-    start = map_fn is local_map
+    # started now unless the parts run elsewhere (Ray), no more processes than parts
+    start = map_fn is local_map and workers > 1
+    size = min(workers, len(parts) if parts and kind != "warc" else 1 if not parts else workers)
     thread: threading.Thread | None = None
     box: dict[str, Any] = {}
     if not overlap:
-        with run_pool(workers, kind, start):
+        with run_pool(size, kind, start):
             jobs = make_jobs()
             passes(jobs)
     else:  # the parts run on a thread of their own; the driver reads each as it is done
@@ -409,7 +412,7 @@ def run_parts(
 
         def drive() -> None:
             try:
-                with run_pool(workers, kind, start):
+                with run_pool(size, kind, start):
                     box["jobs"] = make_jobs()
                     ready.set()
                     passes(box["jobs"])
