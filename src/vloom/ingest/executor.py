@@ -54,6 +54,7 @@ from vloom.ledger import Ledger
 
 EXECUTORS = ("local", "ray")
 PART_FILES, PART_BYTES = 64, 8 << 20  # small files per part at most (see split)
+WORK_FORMAT = 2  # 2: parts as pickle streams, WARC image payloads beside the scans
 MAX_PASSES = 3  # a part whose worker died is retried this many times before the run stops
 # (task function, jobs as argument tuples, workers, progress label, quiet) -> None
 MapFn = Callable[[Callable[..., None], list[tuple], int, str, bool], None]
@@ -313,6 +314,7 @@ def _fingerprint(
     }
     units = parts if parts is not None else [Part(tuple(inputs), None)]
     return {
+        "work_format": WORK_FORMAT,  # an earlier version's parts are not read: redone
         "kind": kind,
         "options": o,
         "parts": [
