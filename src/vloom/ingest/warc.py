@@ -23,8 +23,9 @@ inside it ("outside_root") and be regular files.
 In a parallel run (--workers, executor.py) each WARC is scanned first (`scan_warc`: pass 1's
 image records and the offsets where its records can be split), the scans are merged into one
 image index, and each range of records is ingested as a part (`_ingest_range`), its images
-re-read by offset; the output is that of one process (no range starts past a point where the
-scan's reading failed, so such a failure ends the file there as it does in one process).
+read from the payloads the scans wrote out (else re-read by offset); the output is that of one
+process (no range starts past a point where the scan's reading failed, so such a failure ends
+the file there as it does in one process).
 
 Each record runs inside the failure boundary (ingest.base.UnitBoundary): a record whose handling
 raises or runs past opts.unit_timeout is rejected "record_error:<Type>" / "record_timeout" and
