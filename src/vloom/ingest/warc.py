@@ -402,6 +402,19 @@ def _is_image_record(rec: Rec) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _run_index(path: str, mtime_ns: int, size: int, max_image_bytes: int) -> tuple[Any, ...]:
+    """A run's merged image index (paths, blob paths, URL -> (file, offset), (file, offset) ->
+    blob position) and one ImageChecker, read once per worker for all the parts it runs of that
+    run (keyed by the index file's identity; a URL's image is the same in every part)."""
+    merged = read_json(Path(path))
+    paths = [Path(p) for p in merged["paths"]]
+    blobs = [Path(b) if b else None for b in merged.get("blobs", [])]
+    index = {url: (i, off) for url, i, off, *_ in merged["images"]}
+    in_blob = {(e[1], e[2]): (e[3], e[4]) for e in merged["images"] if len(e) == 5}
+    return paths, blobs, index, in_blob, ImageChecker(max_image_bytes)
+
+
 def _ingest_range(part: dict[str, Any], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
     """Records of one WARC from part["start"] up to part["end"] (None: its end), images looked
     up in the merged scan of every given WARC (part["index"]: {"paths", "images"})."""
@@ -410,13 +423,12 @@ def _ingest_range(part: dict[str, Any], ledger: Ledger, opts: IngestOptions) -> 
         ledger.reject("outside_root")
         return
     max_record, reader = _options(opts)
-    merged = read_json(Path(part["index"]))
-    paths = [Path(p) for p in merged["paths"]]
-    index = {url: (i, off) for url, i, off, *_ in merged["images"]}
+    st = os.stat(part["index"])
+    paths, blobs, index, in_blob, checker = _run_index(
+        part["index"], st.st_mtime_ns, st.st_size, opts.max_image_bytes
+    )
     store = WarcImageIndex(paths, opts.max_image_bytes, max_record, reader, index=index)
-    store.blobs = [Path(b) if b else None for b in merged.get("blobs", [])]
-    store.in_blob = {(e[1], e[2]): (e[3], e[4]) for e in merged["images"] if len(e) == 5}
-    checker = ImageChecker(opts.max_image_bytes)
+    store.blobs, store.in_blob = blobs, in_blob
     boundary = UnitBoundary(ledger, opts, "record")
     i, path = part["file"], paths[part["file"]]
     span = (part["start"], part["end"])
