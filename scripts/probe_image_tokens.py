@@ -30,6 +30,7 @@ from vloom.model.vlm import VLM  # noqa: E402
 from vloom.sequence import encode_text, load_tokenizer  # noqa: E402
 from vloom.synth.language import make_qa, qa_prompt  # noqa: E402
 from vloom.synth.world import COLOURS, SHAPES, SIZES, render, sample_scene  # noqa: E402
+from vloom.train.denormal import flush_denormals  # noqa: E402
 
 TARGETS = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
 
@@ -148,8 +149,16 @@ def main() -> None:
         "--tokenizer", help="tokenizer.json: also ask the eval's questions on the held-out scenes"
     )
     a = ap.parse_args()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    try:  # both restored after: tests call main() in-process
+        with flush_denormals(torch.device("cpu")):
+            _probe(a)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _probe(a: argparse.Namespace) -> None:
     t0 = time.time()
     trained = load_model(a.checkpoint).eval()
     torch.manual_seed(a.seed)
