@@ -288,19 +288,14 @@ def _skip_set(root: LexborNode) -> set[int]:
     tags.append("footer")
     skip = {n.mem_id for n in root.css(", ".join(tags + list(_SKIP_ATTRS)))}
     total = -1
-    named = root.css("form, [class], [id]")  # one walk for both loops below
-    for n in named:
-        if n.tag != "form":
-            continue
+    for n in root.css("form"):
         # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
         if total < 0:
             total = len((root.text(deep=True) or "").split())
         if total < 20 or len((n.text(deep=True) or "").split()) <= total // 2:
             skip.add(n.mem_id)
-    for n in named:
+    for n in root.css("[class], [id]"):
         a = n.attributes
-        if "class" not in a and "id" not in a:
-            continue  # a form found for the loop above
         if not _BOILER_CANDIDATE.search(f"{a.get('class') or ''} {a.get('id') or ''}".lower()):
             continue
         block = n.tag in _BLOCK_BOILER_TAGS
@@ -580,22 +575,12 @@ def _hidden(node: LexborNode) -> bool:
     return False
 
 
-# What extract_page looks up in the whole document, found in one walk of it (each query is a
-# walk of every element; the matches are few and sorted out with css_matches, in document order)
-_PAGE_SEL = 'base[href], link[rel="canonical" i][href], main, [role=main], article'
-
-
-def _first(found: list[LexborNode], sel: str) -> LexborNode | None:
-    """parser.css_first(sel), from the matches of _PAGE_SEL (sel one of its selectors)."""
-    return next((n for n in found if n.css_matches(sel)), None)
-
-
-def _main_root(parser: LexborHTMLParser, found: list[LexborNode]) -> LexborNode | None:
+def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
     """<main> or role=main unless it is a stub, else a lone visible <article>, else <body>."""
     body = parser.body
     total = -1
     for sel in ("main", "[role=main]"):
-        n = _first(found, sel)
+        n = parser.css_first(sel)
         if n is not None:
             # an empty or stub <main> (a theme's placeholder, the page's content beside it)
             # is no main content: fall back to the body
@@ -606,7 +591,7 @@ def _main_root(parser: LexborHTMLParser, found: list[LexborNode]) -> LexborNode 
             if len(n.text(deep=True) or "") >= _MIN_MAIN_SHARE * total:
                 return n
             break
-    arts = [n for n in found if n.css_matches("article")]
+    arts = parser.css("article")
     if len(arts) == 1 and not _hidden(arts[0]):
         return arts[0]
     return body
@@ -630,12 +615,11 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
     lang = ""
     if html_node is not None:
         lang = _attr(html_node, "lang") or _attr(html_node, "xml:lang")
-    found = parser.css(_PAGE_SEL)
-    base_node = _first(found, "base[href]")
+    base_node = parser.css_first("base[href]")
     base = _attr(base_node, "href") if base_node is not None else ""
-    canon_node = _first(found, 'link[rel="canonical" i][href]')
+    canon_node = parser.css_first('link[rel="canonical" i][href]')
     canonical = _attr(canon_node, "href") if canon_node is not None else ""
-    root = _main_root(parser, found)
+    root = _main_root(parser)
     if not lang:  # DocBook/publican put it on the content element, not on <html>
         for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
             n = parser.css_first(sel)
