@@ -53,6 +53,7 @@ def sample(
     stop: list[str] | tuple[str, ...] = (),
     batch_size: int = 32,
     use_cache: bool = True,
+    seeds: list[int] | None = None,
 ) -> list[Sample]:
     """Continue each prompt until eos, a stop string or max_new_tokens; one Sample per prompt.
 
@@ -67,7 +68,9 @@ def sample(
     temperature 0 is greedy. Otherwise prompt i draws its uniforms from its own generator
     seeded by (seed, i): its samples depend on seed, i, the prompt and the model, not on
     batch_size or on which prompts share its batch (up to float rounding of batched logits).
-    seed None takes a base seed from torch's global generator."""
+    seed None takes a base seed from torch's global generator. `seeds` (one per prompt) gives
+    each prompt its own seed instead: prompt i draws from (seeds[i], 0), so its samples do not
+    depend on its position either (the generator's per-request seeds, its cache keys)."""
     limit = model.lm.max_seq_len
     if not 0 < max_new_tokens < limit:
         raise ValueError(
@@ -79,6 +82,8 @@ def sample(
             f"temperature={temperature}, top_k={top_k}, top_p={top_p}, batch_size={batch_size}"
         )
     prompts = fit_prompts(model, prompts, images, max_new_tokens)
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     if temperature > 0 and seed is None:
         seed = int(torch.randint(2**62, (1,)).item())
     groups: dict[int, list[int]] = defaultdict(list)
@@ -90,7 +95,8 @@ def sample(
             chunk = idx[s : s + batch_size]
             u = None
             if temperature > 0:
-                u = torch.stack([_uniforms(seed, i, max_new_tokens) for i in chunk]).to(device)
+                rows = [(seeds[i], 0) if seeds is not None else (seed, i) for i in chunk]
+                u = torch.stack([_uniforms(a, b, max_new_tokens) for a, b in rows]).to(device)
             batch = _Batch(model, tokenizer, stop, temperature, top_k, top_p)
             got = batch.run(prompts, images, chunk, device, max_new_tokens, u, use_cache)
             for i, smp in zip(chunk, got, strict=True):
