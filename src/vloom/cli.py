@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "vloom.sweep.commands",
     "vloom.scaling.commands",
     "vloom.chat.commands",
+    "vloom.serve.commands",
 )
 
 

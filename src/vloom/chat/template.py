@@ -68,6 +68,11 @@ class VloomTemplate:
                 out.add("\n")
         return out.done()
 
+    def prompt(self, conv: Conversation) -> Rendered:
+        """What a model continues to answer `conv` (ending in a user turn): its render, which
+        ends with the answer cue ` Answer:` (serving; nothing in it is trained)."""
+        return self.render(conv)
+
     @staticmethod
     def _user(t: Turn, out: _Builder) -> None:
         pieces = _texts_and_images(t, "Question: ", "\n")
@@ -165,6 +170,20 @@ class HFTemplate:
             out.turn_ends.append(len(out.pieces))
             pos = end
         _split_images(full[pos:], images, out, train=False)
+        return self._finish(full, images, out)
+
+    def prompt(self, conv: Conversation) -> Rendered:
+        """What a model continues to answer `conv`: the template's render with its generation
+        prompt (add_generation_prompt), images where `<image>` stands (serving)."""
+        messages = [{"role": t.role, "content": _content(t)} for t in conv.turns]
+        text = self._apply(messages, True)
+        out = _Builder()
+        images = iter(conv.images)
+        _split_images(text, images, out, train=False)
+        return self._finish(text, images, out)
+
+    def _finish(self, full: str, images, out: _Builder) -> Rendered:
+        """Check every image was placed; prepend bos when the template does not write it."""
         if next(images, None) is not None:
             raise ChatError(
                 "chat_template_dropped_image", "the chat template's output lost an <image>"

@@ -1,0 +1,189 @@
+"""The model side of `vloom serve`: a checked request -> prompt ids and images (the chat
+template), and one worker thread that owns the model and runs `vloom.generate.sample`.
+
+Batching policy: handler threads tokenize and decode images themselves, then queue a job;
+the worker takes every job waiting when it is free (no added wait: requests that arrive
+while a batch runs form the next one) and runs jobs that can share a `sample` call together,
+up to `max_batch` prompts: greedy jobs with the same max_tokens and stop strings. A sampled
+job (temperature > 0) runs alone, so its draws depend on its seed and prompt only, never on
+which other requests were in flight (sample seeds prompt i of a call by (seed, i)). `sample`
+itself runs equal-length prompts together, so cross-request batching pays off when prompts
+match in length (the same template over similar texts, images of one size).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vloom.chat.conversation import ChatError
+from vloom.chat.prompt import chat_prompt
+from vloom.chat.template import make_template
+from vloom.evaluate.harness import load_checkpoint, resolve_device
+from vloom.evaluate.scoring import Images
+from vloom.generate import Sample, sample
+from vloom.media import ImageError
+from vloom.serve.protocol import ApiError, ChatRequest, bad
+
+
+@dataclass
+class Job:
+    """One request's prompt, made ready in the handler thread; the worker fills `future`."""
+
+    ids: list[int]
+    images: Images
+    max_new_tokens: int
+    req: ChatRequest
+    future: Future = field(default_factory=Future)
+
+    @property
+    def greedy(self) -> bool:
+        return self.req.temperature == 0 or self.req.top_k == 1
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys share one `sample` call; a sampled job's key is its own."""
+        if self.greedy:
+            return ("greedy", self.max_new_tokens, self.req.stop)
+        return ("sampled", id(self))
+
+
+class Engine:
+    """A checkpoint loaded as `vloom eval` loads it, served by one worker thread."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        name: str = "vloom",
+        tokenizer: str | Path | None = None,
+        device: str = "auto",
+        template: str = "auto",
+        max_batch: int = 32,
+        max_new_tokens: int = 512,
+        max_pending: int = 256,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model, self.tok = load_checkpoint(checkpoint, tokenizer, self.device)
+        lay = self.model.layout
+        self.template = make_template(template, lay, self.model.cfg.lm.tokenizer_dir)
+        self.name, self.max_batch = name, max_batch
+        self.max_new_tokens, self.max_pending = max_new_tokens, max_pending
+        self.context = self.model.lm.max_seq_len
+        self.stats: Counter[str] = Counter()  # requests, batches (sample calls), errors
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._loop, name="vloom-serve-model", daemon=True)
+        self._worker.start()
+
+    # -- handler side ---------------------------------------------------------------------
+    def prepare(self, req: ChatRequest) -> Job:
+        """Tokenize the conversation and decode its images; a 400 for a prompt the context
+        cannot hold with max_tokens new tokens (`context_length_exceeded`)."""
+        if req.model is not None and req.model != self.name:
+            raise ApiError(
+                404,
+                f"model: {req.model!r} is not served here (this server serves {self.name!r})",
+                "model",
+                "model_not_found",
+                "not_found_error",
+            )
+        try:
+            ids, images = chat_prompt(self.model, self.tok, self.template, req.turns)
+        except (ChatError, ImageError) as e:
+            raise bad("messages", str(e), e.reason) from None
+        n, room = len(ids), self.context - len(ids)
+        want = req.max_tokens
+        if room < 1 or (want is not None and want > room):
+            asked = f" + {want} max_tokens" if want is not None else ""
+            raise ApiError(
+                400,
+                f"messages: this model's maximum context length is {self.context} tokens; the "
+                f"messages take {n}{asked}",
+                "messages",
+                "context_length_exceeded",
+            )
+        new = min(want or self.max_new_tokens, room, self.context - 1)
+        return Job(ids, images, new, req)
+
+    def submit(self, job: Job) -> Future:
+        if self._queue.qsize() >= self.max_pending:
+            raise ApiError(
+                503,
+                f"server busy: {self.max_pending} requests waiting",
+                None,
+                "overloaded",
+                "server_error",
+                {"Retry-After": "1"},
+            )
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Stop the worker after the jobs already queued."""
+        self._queue.put(None)
+        self._worker.join(timeout=60)
+
+    # -- worker side ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        from vloom.train.denormal import flush_denormals  # as `vloom eval` runs on CPU
+
+        with flush_denormals(self.device):
+            while True:
+                jobs = [self._queue.get()]
+                while jobs[-1] is not None and sum(j.req.n for j in jobs) < self.max_batch:
+                    try:
+                        jobs.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = jobs[-1] is None
+                groups: dict[tuple, list[Job]] = {}
+                for j in jobs:
+                    if j is not None:
+                        groups.setdefault(j.key, []).append(j)
+                for group in groups.values():
+                    self._run(group)
+                if stop:
+                    return
+
+    def _run(self, group: list[Job]) -> None:
+        """One `sample` call for the group; each job's future gets its n Samples (or the
+        error: the worker goes on)."""
+        for j in group:
+            j.future.set_running_or_notify_cancel()
+        first = group[0].req
+        self.stats.update(batches=1, requests=len(group))
+        prompts = [j.ids for j in group for _ in range(j.req.n)]
+        images = [j.images for j in group for _ in range(j.req.n)]  # one object: shared prefill
+        try:
+            out = sample(
+                self.model,
+                self.tok,
+                prompts,
+                images,
+                self.device,
+                max_new_tokens=group[0].max_new_tokens,
+                temperature=first.temperature,
+                top_k=first.top_k,
+                top_p=first.top_p,
+                seed=first.seed,
+                stop=first.stop,
+                batch_size=self.max_batch,
+            )
+        except Exception as e:  # the model failed on this group: its requests get a 500
+            self.stats["errors"] += len(group)
+            for j in group:
+                j.future.set_exception(e)
+            return
+        at = 0
+        for j in group:
+            j.future.set_result(out[at : at + j.req.n])
+            at += j.req.n
+
+
+def usage(job: Job, samples: list[Sample]) -> tuple[int, int]:
+    """(prompt tokens, completion tokens) as OpenAI counts them (the prompt once)."""
+    return len(job.ids), sum(len(s.tokens) for s in samples)
