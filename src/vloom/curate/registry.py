@@ -32,6 +32,7 @@ def _load_builtins() -> None:
     import vloom.curate.classify  # noqa: F401
     import vloom.curate.dedup  # noqa: F401
     import vloom.curate.filters  # noqa: F401
+    import vloom.curate.generated  # noqa: F401
     import vloom.curate.mix  # noqa: F401
     import vloom.curate.refine  # noqa: F401
 
