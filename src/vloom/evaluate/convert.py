@@ -2,8 +2,9 @@
 
 Wrong options come from the eval set's answer plug-in (a `Distractors`: `propose(row, k, rng)`
 lists k or more candidates in order of preference, `also_right(row, option)` says whether a
-candidate is a right answer the row does not list) and from the answer space of the same
-question type in the set. An option is kept only if it is not a right answer: not equal,
+candidate is a right answer the row does not list; an optional `prepare(rows, k)` is called
+once with all rows first, so a plug-in that generates can batch) and from the answer space of
+the same question type in the set. An option is kept only if it is not a right answer: not equal,
 after normalisation, to any of the row's answers, nor vouched right by the plug-in. A question
 that cannot get enough distinct wrong options is dropped and counted, never padded.
 
@@ -100,6 +101,8 @@ def convert_open_to_mc(
     if num_options < 2:
         raise ValueError(f"num_options must be >= 2, got {num_options}")
     plugin = as_distractors(distractors)
+    if hasattr(plugin, "prepare"):  # a plug-in that generates: all rows in batched calls
+        plugin.prepare(rows, num_options - 1)  # type: ignore[union-attr]
     space: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         for a in r["answers"]:

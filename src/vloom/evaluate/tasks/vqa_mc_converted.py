@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import vloom.evaluate.model_distractors  # noqa: F401  (registers the "model" distractors)
 from vloom.evaluate.convert import (
     Distractors,
     convert_open_to_mc,
@@ -51,6 +52,21 @@ def pick_distractors(
     return None
 
 
+def answer_mc(ctx: EvalContext, rows: list[dict[str, Any]], where: Path) -> list[int]:
+    """The option the model picks for each converted row (image, `Question: q Answer:`, each
+    option scored as the row's answer template filled in)."""
+    m, tok = ctx.model, ctx.tokenizer
+    prompts, images = [], []
+    for r in rows:
+        slots, pixels = image_prompt(m, r["image"], f"{where}: row {r.get('id')}")
+        prompts.append(
+            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
+        )
+        images.append(pixels)
+    options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
+    return multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
+
+
 @register("vqa_mc_converted", modality="vision-language")
 def vqa_mc_converted(
     ctx: EvalContext, num_options: int = 4, distractors: str | None = "auto"
@@ -62,16 +78,7 @@ def vqa_mc_converted(
     plugin = pick_distractors(distractors, where, allrows)
     rows, stats = convert_open_to_mc(allrows, num_options, plugin, ctx.seed)
     rows = rows[: ctx.max_examples] if ctx.max_examples else rows
-    m, tok = ctx.model, ctx.tokenizer
-    prompts, images = [], []
-    for r in rows:
-        slots, pixels = image_prompt(m, r["image"], f"{where}: row {r.get('id')}")
-        prompts.append(
-            m.layout.prefix + slots + encode_text(tok, f"Question: {r['question']} Answer:")
-        )
-        images.append(pixels)
-    options = [[encode_text(tok, " " + answer_text(r, o)) for o in r["options"]] for r in rows]
-    picks = multiple_choice(m, prompts, options, images, ctx.device, ctx.batch_size)
+    picks = answer_mc(ctx, rows, where)
     out: dict[str, Any] = accuracy_by_type(
         picks, [int(r["answer"]) for r in rows], [r["qtype"] for r in rows]
     )
