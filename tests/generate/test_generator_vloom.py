@@ -124,7 +124,7 @@ def test_hf_backend_on_exported_weights_matches_the_vloom_backend(vloom_be, gen_
     reqs += [
         Request(prompt=q, max_new_tokens=8, temperature=0.8, top_p=0.9, seed=5) for q in QUESTIONS
     ]
-    assert hf.prompt(reqs[0]) == vloom_be.prompt(reqs[0])[0]
+    assert hf.prompt(reqs[0])[0] == vloom_be.prompt(reqs[0])[0]
     a = Generator(vloom_be).generate(reqs)
     b = Generator(hf).generate(reqs)
     assert [g.text for g in a] == [g.text for g in b]

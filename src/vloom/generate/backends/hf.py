@@ -16,8 +16,15 @@ rounding. The `<image>` and pad tokens are never chosen (as in vloom). Requests 
 equal sampling settings and, by default, equal prompt length (no padding, as vloom's sampler;
 `options: {pad: true}` left-pads mixed lengths into fuller batches, whose rounding may then
 differ from an unpadded run). A prompt that does not fit `max_position_embeddings` with its
-max_new_tokens is `context_overflow`. Images need a VLM; a text-only model answers
-`backend_error` for a request with images.
+max_new_tokens is `context_overflow`.
+
+A VLM directory (its config.json has a `vision_config`: LLaVA, and so a vloom checkpoint
+exported with the siglip/llava vision side) loads with AutoModelForImageTextToText and
+AutoProcessor: images are decoded as vloom decodes them (`media.decode_image`, RGB) and
+prepared by the processor, the prompt's image placeholders expanded by it; the rows' other
+inputs (pixel values) are concatenated along dim 0, as LLaVA-style models take them, and
+mixed lengths always left-pad. A text-only model answers `backend_error` for a request with
+images, as it does for an image that does not decode.
 """
 
 from __future__ import annotations
@@ -31,9 +38,16 @@ import torch
 
 from vloom.generate.backends import files_sha256
 from vloom.generate.generator import BackendError, GeneratorConfig, Request
+from vloom.sequence import IMAGE
 
 TEMPLATES = ("auto", "hf", "plain", "vloom")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
 
 
 class HFBackend:
@@ -48,42 +62,54 @@ class HFBackend:
         dtype: str = "float32",
         pad: bool = False,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import transformers
 
         from vloom.evaluate.harness import resolve_device
+        from vloom.ondisk import read_json_object
 
         hf_dir = Path(hf_dir)
-        if not (hf_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{hf_dir}: not a Hugging Face model directory (config.json)")
+        cfg_json = read_json_object(hf_dir / "config.json", "a Hugging Face model's config")
         if template not in TEMPLATES:
             raise ValueError(f"generator template {template!r}: expected one of {TEMPLATES}")
         self.device = resolve_device(device)
-        self.tok = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
-        has_chat = bool(getattr(self.tok, "chat_template", None))
-        if template == "hf" and not has_chat:
+        self.vlm = "vision_config" in cfg_json
+        where = {"local_files_only": True}
+        if self.vlm:  # the processor prepares images and expands image placeholders
+            self.proc = transformers.AutoProcessor.from_pretrained(str(hf_dir), **where)
+            self.tok = self.proc.tokenizer
+            auto = transformers.AutoModelForImageTextToText
+        else:
+            self.proc = None
+            self.tok = transformers.AutoTokenizer.from_pretrained(str(hf_dir), **where)
+            auto = transformers.AutoModelForCausalLM
+        chat = getattr(self.proc or self.tok, "chat_template", None) or None
+        if template == "hf" and not chat:
             raise ValueError(f"generator template hf: {hf_dir} has no chat_template")
-        self.template = ("hf" if has_chat else "plain") if template == "auto" else template
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(hf_dir), local_files_only=True, dtype=getattr(torch, dtype)
-        )
-        self.model = self.model.to(self.device).eval()
-        self.batch_size, self.pad = batch_size, pad
-        cfg = self.model.config
-        self.limit = int(getattr(cfg, "max_position_embeddings", 0) or 1 << 30)
-        self.eos = self.tok.eos_token_id if self.tok.eos_token_id is not None else cfg.eos_token_id
+        self.template = ("hf" if chat else "plain") if template == "auto" else template
+        model = auto.from_pretrained(str(hf_dir), dtype=getattr(torch, dtype), **where)
+        self.model = model.to(self.device).eval()
+        self.batch_size, self.pad = batch_size, pad or self.vlm
+        text_cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        self.limit = int(getattr(text_cfg, "max_position_embeddings", 0) or 1 << 30)
+        self.eos = self.tok.eos_token_id
+        if self.eos is None:
+            self.eos = text_cfg.eos_token_id
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos
-        image = self.tok.convert_tokens_to_ids("<image>") if "<image>" in self.tok.vocab else None
-        self.banned = [i for i in {image, self.tok.pad_token_id} - {None, self.eos}]
+        self.image = getattr(self.proc, "image_token", None) or IMAGE
+        image_id = (
+            self.tok.convert_tokens_to_ids(self.image) if self.image in self.tok.vocab else None
+        )
+        self.banned = [i for i in {image_id, self.tok.pad_token_id} - {None, self.eos}]
         weights = sorted(hf_dir.glob("*.safetensors")) or sorted(hf_dir.glob("*.bin"))
         tok_files = [hf_dir / f for f in TOKENIZER_FILES if (hf_dir / f).is_file()]
-        chat = self.tok.chat_template if self.template == "hf" else None
+        used = chat if self.template == "hf" else None
         self._identity = {
             "backend": "hf",
             "weights": files_sha256(weights),
             "config": files_sha256([hf_dir / "config.json"]),
             "tokenizer": files_sha256(tok_files),
             "template": self.template,
-            "chat_template": hashlib.sha256(str(chat).encode()).hexdigest() if chat else None,
+            "chat_template": hashlib.sha256(str(used).encode()).hexdigest() if used else None,
             "dtype": dtype,
         }
 
@@ -100,14 +126,25 @@ class HFBackend:
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
 
-    def prompt(self, req: Request) -> list[int]:
-        """The request's prompt ids under this backend's template."""
+    def prompt_text(self, req: Request) -> str:
+        """The request as the text the tokenizer (or processor) reads: images as the image
+        placeholder, where the template puts them."""
         if self.template == "hf":
-            msgs = [{"role": r, "content": t} for r, t in req.turns]
-            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            return self.tok(text, add_special_tokens=False)["input_ids"]
+            msgs: list[dict[str, Any]] = []
+            first_user = True
+            for role, text in req.turns:
+                if self.vlm:  # processors' templates take typed parts
+                    parts: list[dict[str, str]] = []
+                    if role == "user" and first_user:
+                        parts, first_user = [{"type": "image"}] * len(req.images), False
+                    msgs.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
+                else:
+                    msgs.append({"role": role, "content": text})
+            return (self.proc or self.tok).apply_chat_template(
+                msgs, tokenize=False, add_generation_prompt=True
+            )
         if self.template == "plain":
-            return self.tok("\n\n".join(t for _, t in req.turns if t))["input_ids"]
+            return self.image * len(req.images) + "\n\n".join(t for _, t in req.turns if t)
         from vloom.chat.conversation import Conversation
         from vloom.chat.template import VloomTemplate
         from vloom.generate.backends.vloom import request_turns
@@ -115,20 +152,41 @@ class HFBackend:
 
         layout = TokenLayout(pad=self.pad_id, bos=self.tok.bos_token_id, eos=self.eos, image=-1)
         pieces = VloomTemplate(layout).render(Conversation("", request_turns(req))).pieces
-        ids: list[int] = []
-        for p in pieces:
-            ids += [p] if isinstance(p, int) else self.tok(p, add_special_tokens=False)["input_ids"]
-        return ids
+        name = self.tok.convert_ids_to_tokens
+        return "".join(
+            name(p) if isinstance(p, int) else self.image if isinstance(p, bytes) else p
+            for p in pieces
+        )
+
+    def prompt(self, req: Request) -> tuple[list[int], dict[str, torch.Tensor]]:
+        """The request's prompt ids and the model's other inputs for it (pixel values)."""
+        text = self.prompt_text(req)
+        special = self.template == "plain"  # templates write their own bos
+        if not self.vlm:
+            if req.images:
+                raise BackendError("backend_error", "this HF model is text-only: no images")
+            return self.tok(text, add_special_tokens=special)["input_ids"], {}
+        from vloom.media import decode_image
+
+        images = [decode_image(b) for b in req.images] or None
+        enc = self.proc(text=[text], images=images, return_tensors="pt")
+        ids = enc.pop("input_ids")[0].tolist()
+        enc.pop("attention_mask", None)
+        return ids, dict(enc)
 
     def generate(self, requests: list[Request]) -> list[str | BackendError]:
         out: list[str | BackendError | None] = [None] * len(requests)
-        prompts: dict[int, list[int]] = {}
+        prompts: dict[int, tuple[list[int], dict[str, torch.Tensor]]] = {}
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
-            if r.images:
-                out[i] = BackendError("backend_error", "this HF model is text-only: no images")
+            try:
+                ids, extra = self.prompt(r)
+            except BackendError as e:
+                out[i] = e
                 continue
-            ids = self.prompt(r)
+            except ValueError as e:  # an image that does not decode, a template error
+                out[i] = BackendError("backend_error", str(e))
+                continue
             if not ids or len(ids) + r.max_new_tokens > self.limit:
                 out[i] = BackendError(
                     "context_overflow",
@@ -136,7 +194,7 @@ class HFBackend:
                     f"{self.limit}",
                 )
                 continue
-            prompts[i] = ids
+            prompts[i] = (ids, extra)
             key = (r.temperature, r.top_p, r.max_new_tokens, r.stop)
             groups[key if self.pad else (*key, len(ids))].append(i)
         for (temp, top_p, new, stop, *_), idx in groups.items():
@@ -153,7 +211,7 @@ class HFBackend:
     @torch.no_grad()
     def _run(
         self,
-        prompts: list[list[int]],
+        prompts: list[tuple[list[int], dict[str, torch.Tensor]]],
         seeds: list[int],
         temperature: float,
         top_p: float,
@@ -164,23 +222,29 @@ class HFBackend:
 
         from vloom.generate.sampling import cut_at_stop
 
-        width = max(len(p) for p in prompts)
+        width = max(len(p) for p, _ in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for r, p in enumerate(prompts):  # left padding: every row's next token is at the end
+        for r, (p, _) in enumerate(prompts):  # left padding: each row's next token at the end
             ids[r, width - len(p) :] = torch.tensor(p)
             mask[r, width - len(p) :] = 1
+        # the other inputs (pixel values, image sizes) of the rows, one after another
+        extra = {
+            k: torch.cat([e[k] for _, e in prompts if k in e]).to(self.device)
+            for k in {k for _, e in prompts for k in e}
+        }
         choose = _Choose(width, seeds, temperature, top_p, new, self.banned)
         gen = GenerationConfig(
             max_new_tokens=new, do_sample=False, eos_token_id=self.eos, pad_token_id=self.pad_id
         )
-        extra = {"stop_strings": list(stop), "tokenizer": self.tok} if stop else {}
+        stops = {"stop_strings": list(stop), "tokenizer": self.tok} if stop else {}
         seq = self.model.generate(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             generation_config=gen,
             logits_processor=LogitsProcessorList([choose]),
             **extra,
+            **stops,
         )
         texts = []
         for row in seq[:, width:].tolist():
