@@ -246,3 +246,16 @@ def test_extract_json():
     with pytest.raises(ValueError):
         extract_json("no braces")
     assert json.loads(GOOD) == extract_json(GOOD)
+
+
+def test_a_corrupt_cache_entry_is_a_miss_and_is_rewritten(tmp_path):
+    be = Scripted({"a": ["A"]})
+    req = Request(prompt="a")
+    g = Generator(be, cache_dir=tmp_path)
+    g.generate([req])
+    (entry,) = tmp_path.glob("??/*.json")
+    entry.write_text('{"text": ')  # a half-written file from some other tool
+    g2 = Generator(be, cache_dir=tmp_path)
+    assert g2.generate([req])[0].text == "A" and g2.counts == {"generated": 1}
+    assert json.loads(entry.read_text())["text"] == "A"
+    assert Generator(be, cache_dir=tmp_path).generate([req])[0].cached

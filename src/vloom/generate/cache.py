@@ -38,7 +38,13 @@ class GenerationCache:
         return rec if isinstance(rec, dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.path(key), record, indent=None, ensure_ascii=False)
+        try:
+            atomic_write_json(self.path(key), record, indent=None, ensure_ascii=False)
+        except FileNotFoundError:
+            # two threads of one process wrote this key at once (they share the temporary
+            # name); the other's rename won, and the entry is whole
+            if not self.path(key).exists():
+                raise
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json"))
