@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 from vloom.curate.generated.world_run import PIPELINES, markdown, run_on_world
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "generated"
@@ -30,6 +32,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=200, help="input documents")
     p.add_argument("--workers", type=int, help="curate worker processes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a generating step's parameter (YAML value), e.g. merge=prompt; repeatable",
+    )
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     a = p.parse_args(argv)
     gen = {
@@ -37,8 +46,16 @@ def main(argv: list[str] | None = None) -> dict:
         for k, v in (("path", a.checkpoint), ("tokenizer", a.tokenizer), ("device", a.device))
         if v is not None
     }
+    params = {}
+    for kv in a.param:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            p.error(f"--param {kv!r}: expected KEY=VALUE")
+        params[key] = yaml.safe_load(value)
     config = a.config or CONFIGS / f"{PIPELINES[a.pipeline]}.yaml"
-    table = run_on_world(a.pipeline, a.world, a.out, config, a.n, gen, a.workers, a.seed)
+    table = run_on_world(
+        a.pipeline, a.world, a.out, config, a.n, gen, a.workers, a.seed, params=params
+    )
     print(json.dumps(table) if a.json else markdown(a.pipeline, table))
     return table
 

@@ -15,7 +15,7 @@ from vloom.sequence import load_tokenizer
 
 @pytest.fixture(scope="session")
 def world_gen(tiny_data, tmp_path_factory) -> SimpleNamespace:
-    """.spec: a generator config for the checkpoint (context 128 tokens); .world: the tiny
+    """.spec: a generator config for the checkpoint (context 256 tokens, the demo's); .world: the tiny
     world (`vloom synth` output)."""
     cfg = tiny_config()
     tok_path = tiny_data["packed"] / "tokenizer.json"
@@ -23,7 +23,7 @@ def world_gen(tiny_data, tmp_path_factory) -> SimpleNamespace:
     meta = {
         "model": cfg.model.model_dump(mode="json"),
         "vocab_size": load_tokenizer(str(tok_path)).get_vocab_size(),
-        "max_seq_len": 128,
+        "max_seq_len": 256,
         "image_size": cfg.synth.image_size,
     }
     ckpt = tmp_path_factory.mktemp("p1gen") / "ckpt"

@@ -65,7 +65,13 @@ def test_bad_parameters_are_one_line_errors(world_gen):
 def test_kale_on_the_world_end_to_end(world_gen, tmp_path):
     """The config under configs/generated, the executor, the score table from the ledger."""
     table = run_on_world(
-        "kale", world_gen.world, tmp_path / "run", CONFIG, n=12, generator=world_gen.spec
+        "kale",
+        world_gen.world,
+        tmp_path / "run",
+        CONFIG,
+        n=12,
+        generator=world_gen.spec,
+        params={"max_new_tokens": 16},  # a random model never stops: keep its captions short
     )
     assert table["input"] == 12
     gen = table["generation"]["caption"]
@@ -94,8 +100,8 @@ def test_a_rerun_reuses_every_caption_and_failures_are_counted_by_reason(world_g
     second, _ = run_steps(docs, [again])
     assert again.tally["generation"]["caption"] == {"cache_hit": 6}
     assert [d.text for d in second] == [d.text for d in first]
-    # a prompt longer than the model's context (128 tokens): context_overflow, per pair
-    long = " ".join(["Describe every object in the picture."] * 40)
+    # a prompt longer than the model's context (256 tokens): context_overflow, per pair
+    long = " ".join(["Describe every object in the picture."] * 80)
     drop = KaleCaptions(world_gen.spec, caption_prompt=long)
     kept, led = run_steps(docs, [drop])
     assert kept == [] and led.dropped["kale"] == {"caption_context_overflow": 6}

@@ -9,6 +9,11 @@ process (`shared_generator`). `generate(stage, requests)` counts each request's 
 `step_stats.<step>.generation.<stage>`: "generated", "cache_hit" or the error reason
 ("invalid_json", "refused", "timeout", ...). Nested counts in `self.tally` are summed over
 shards into the ledger's step_stats.
+
+The curate guard charges a batch's generations to the batch's last document: a config that
+runs a generating step gives `doc_timeout` room for a whole batch (configs/generated: 1800 s;
+the default 120 s is less than 16 generations take on a loaded CPU). A batch that runs past
+it loses only that document: the generations already made are in the cache for the rerun.
 """
 
 from __future__ import annotations

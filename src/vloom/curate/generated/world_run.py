@@ -70,8 +70,10 @@ def run_on_world(
     workers: int | None = None,
     seed: int = 0,
     quiet: bool = True,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the input, curate it, score it; returns (and writes) the table."""
+    """Build the input, curate it, score it; returns (and writes) the table. `generator`
+    updates every step's generator section, `params` the generating steps' own parameters."""
     from vloom.curate import run_curate
 
     if pipeline not in PIPELINES:
@@ -80,8 +82,9 @@ def run_on_world(
     cfg = load_curate_config(config)
     for step in cfg.steps:
         extra = step.model_extra or {}
-        if "generator" in extra and generator:
-            extra["generator"] = {**extra["generator"], **generator}
+        if "generator" in extra:
+            extra["generator"] = {**extra["generator"], **(generator or {})}
+            extra.update(params or {})
     if workers is not None:
         cfg.workers = workers
     inp = out / "input"
