@@ -43,7 +43,12 @@ def world_requests(n: int, new: int, temperature: float, seed: int = 0) -> list[
     for i in range(n):
         qa = make_qa(sample_scene(rng), QTYPES[i % len(QTYPES)], rng)
         reqs.append(
-            Request(prompt=qa.question, max_new_tokens=new, temperature=temperature, seed=i)
+            Request(
+                prompt=f"Figure {i}. {qa.question}",  # distinct: none is answered twice
+                max_new_tokens=new,
+                temperature=temperature,
+                seed=i,
+            )
         )
     return reqs
 

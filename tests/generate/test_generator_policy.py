@@ -173,8 +173,8 @@ def test_cache_key_covers_sampling_settings_schema_and_images():
         for r in [
             base,
             Request(prompt="p", temperature=0.5),
-            Request(prompt="p", top_p=0.9),
-            Request(prompt="p", seed=1),
+            Request(prompt="p", temperature=0.5, top_p=0.9),
+            Request(prompt="p", temperature=0.5, seed=1),
             Request(prompt="p", max_new_tokens=7),
             Request(prompt="p", stop=("\n",)),
             Request(prompt="p", schema=Fact),
@@ -185,6 +185,11 @@ def test_cache_key_covers_sampling_settings_schema_and_images():
     assert len(keys) == 9
     assert request_key(ident, base) == request_key(ident, Request(messages=[("user", "p")]))
     assert request_key({"backend": "y"}, base) != request_key(ident, base)
+    # greedy: the seed and top_p decide nothing, so they do not split the key
+    greedy = {
+        request_key(ident, Request(prompt="p", seed=s, top_p=t)) for s, t in [(0, 1), (5, 0.5)]
+    }
+    assert greedy == {request_key(ident, base)}
 
 
 def test_request_and_config_errors_name_the_field():

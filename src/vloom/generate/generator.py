@@ -139,14 +139,17 @@ class Request:
         return self.messages or (("user", self.prompt),)
 
     def key_fields(self) -> dict[str, Any]:
-        """Everything that decides the output, JSON-able (images by content hash)."""
+        """Everything that decides the output, JSON-able (images by content hash). A greedy
+        request's seed and top_p decide nothing, so they are left out: greedy requests that
+        differ only there share one key (one generation, one cache entry)."""
+        greedy = self.temperature == 0
         return {
             "turns": [list(t) for t in self.turns],
             "images": [hashlib.sha256(b).hexdigest() for b in self.images],
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
-            "top_p": self.top_p,
-            "seed": self.seed,
+            "top_p": None if greedy else self.top_p,
+            "seed": None if greedy else self.seed,
             "stop": list(self.stop),
             "schema": self.schema.model_json_schema() if self.schema else None,
         }
