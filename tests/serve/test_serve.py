@@ -113,26 +113,30 @@ def test_seeded_sampling_n_choices_equal_sample_and_repeat(served, reference):
     assert len(set(answers(a))) > 1  # three draws, not one answer copied
 
 
-def test_concurrent_clients_get_what_they_get_alone(served):
-    qs = [f"Question number {i} about the {c} circle?" for i, c in enumerate(["red", "blue"] * 6)]
-    alone = {
-        q: answers(chat(served, [{"role": "user", "content": q}], temperature=0, max_tokens=6))
-        for q in qs
-    }
+def test_concurrent_clients_get_what_they_get_alone(served, reference):
+    """Greedy and seeded requests in flight together (batched as they arrive) answer as each
+    does alone; a seeded one-choice request equals sample(seed=s) on its prompt alone."""
+    _, tok = reference
+    qs = [f"Question number {i} about the {c} circle?" for i, c in enumerate(["red", "blue"] * 8)]
+    kws = [
+        {"temperature": 0} if i % 2 else {"temperature": 0.8, "seed": 100 + i} for i in range(16)
+    ]
+
+    def ask(i):
+        msgs = [{"role": "user", "content": qs[i]}]
+        return answers(chat(served, msgs, max_tokens=6, **kws[i]))
+
+    alone = [ask(i) for i in range(16)]
     before = served.engine.stats["batches"]
-    with ThreadPoolExecutor(12) as pool:
-        got = list(
-            pool.map(
-                lambda q: answers(
-                    chat(served, [{"role": "user", "content": q}], temperature=0, max_tokens=6)
-                ),
-                qs,
-            )
-        )
-    assert got == [alone[q] for q in qs]
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(ask, range(16)))
+    assert together == alone
     batches = served.engine.stats["batches"] - before
-    assert 1 <= batches <= len(qs)
-    print(f"12 concurrent requests ran in {batches} sampling calls")
+    print(f"16 concurrent requests ran in {batches} sampling calls")
+    for i in (0, 2):
+        ids = [BOS_ID] + encode_text(tok, f"Question: {qs[i]} Answer:")
+        want = ref(reference, ids, max_new_tokens=6, temperature=0.8, seed=100 + i)
+        assert alone[i] == [want[0][0]]
 
 
 def test_models_and_health(served):

@@ -3,17 +3,20 @@ template), and one worker thread that owns the model and runs `vloom.generate.sa
 
 Batching policy: handler threads tokenize and decode images themselves, then queue a job;
 the worker takes every job waiting when it is free (no added wait: requests that arrive
-while a batch runs form the next one) and runs jobs that can share a `sample` call together,
-up to `max_batch` prompts: greedy jobs with the same max_tokens and stop strings. A sampled
-job (temperature > 0) runs alone, so its draws depend on its seed and prompt only, never on
-which other requests were in flight (sample seeds prompt i of a call by (seed, i)). `sample`
-itself runs equal-length prompts together, so cross-request batching pays off when prompts
-match in length (the same template over similar texts, images of one size).
+while a batch runs form the next one), up to `max_batch` prompts, and runs jobs with the same
+max_tokens, stop strings and sampling settings in one `sample` call. A request's draws never
+depend on what else was in flight: choice j of a request with seed s draws its uniforms from
+(s, j), as `sample(seed=s)` gives prompt j; one-choice requests share a call through
+sample's per-prompt `seeds` (each (s, 0)), an n > 1 request runs alone. So a request with
+seed s and n = 1 gets what the vloom generator backend gives the same request. No seed:
+one drawn at random per request. `sample` runs equal-length prompts together, so batching
+across requests pays off when prompts match in length (one template over similar texts).
 """
 
 from __future__ import annotations
 
 import queue
+import random
 import threading
 from collections import Counter
 from concurrent.futures import Future
@@ -38,18 +41,18 @@ class Job:
     images: Images
     max_new_tokens: int
     req: ChatRequest
+    seed: int  # the request's, or one drawn for it
     future: Future = field(default_factory=Future)
 
     @property
-    def greedy(self) -> bool:
-        return self.req.temperature == 0 or self.req.top_k == 1
-
-    @property
     def key(self) -> tuple:
-        """Jobs with equal keys share one `sample` call; a sampled job's key is its own."""
-        if self.greedy:
-            return ("greedy", self.max_new_tokens, self.req.stop)
-        return ("sampled", id(self))
+        """Jobs with equal keys share one `sample` call (see the module docstring)."""
+        r = self.req
+        if r.temperature == 0 or r.top_k == 1:  # greedy: the sampling settings do not matter
+            return ("greedy", self.max_new_tokens, r.stop)
+        if r.n > 1:
+            return ("alone", id(self))
+        return ("sampled", self.max_new_tokens, r.stop, r.temperature, r.top_p, r.top_k)
 
 
 class Engine:
@@ -107,7 +110,8 @@ class Engine:
                 "context_length_exceeded",
             )
         new = min(want or self.max_new_tokens, room, self.context - 1)
-        return Job(ids, images, new, req)
+        seed = req.seed if req.seed is not None else random.getrandbits(62)
+        return Job(ids, images, new, req, seed)
 
     def submit(self, job: Job) -> Future:
         if self._queue.qsize() >= self.max_pending:
@@ -169,9 +173,10 @@ class Engine:
                 temperature=first.temperature,
                 top_k=first.top_k,
                 top_p=first.top_p,
-                seed=first.seed,
+                seed=group[0].seed,
                 stop=first.stop,
                 batch_size=self.max_batch,
+                seeds=[j.seed for j in group] if group[0].key[0] == "sampled" else None,
             )
         except Exception as e:  # the model failed on this group: its requests get a 500
             self.stats["errors"] += len(group)
