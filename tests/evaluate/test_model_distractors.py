@@ -138,3 +138,23 @@ def test_score_plugins_checks_truth_and_compares_on_common_rows(tiny_data):
     bad = {**convert_open_to_mc(rows, 4, WORLD)[0][0]}
     bad["options"] = [bad["answers"][0]] * 4  # every option right: not uniquely right
     assert not uniquely_right(bad, WORLD)
+
+
+def test_the_score_command_prints_every_plugin(rand_ckpt, tiny_data, tmp_path, capsys):
+    from vloom.evaluate.distractor_score import main
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(
+        f"generator: {{backend: vloom, path: {rand_ckpt}, device: cpu}}\n"
+        "reviewer: same\nn_samples: 2\nmax_new_tokens: 4\n"
+    )
+    out = tmp_path / "report.json"
+    main(
+        [str(rand_ckpt), str(tiny_data["eval"]), "--config", str(cfg), "--n", "10"]
+        + ["--out", str(out)]
+    )
+    report = json.loads(out.read_text())
+    assert list(report) == ["answer space only", "vocabulary (world)", "model", "model + review"]
+    assert report["vocabulary (world)"]["unique"] == 1.0
+    assert report["model"]["counts"]["candidates"] >= report["model + review"]["counts"]["offered"]
+    assert "| model + review |" in capsys.readouterr().out

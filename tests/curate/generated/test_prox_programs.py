@@ -124,3 +124,28 @@ def test_sft_pairs_read_as_chat_and_hold_valid_programs(docs, tmp_path):
     for conv in convs:
         assert [t.role for t in conv.turns] == ["user", "assistant"]
         Program.model_validate_json(conv.turns[1].text)
+
+
+def test_the_score_command_compares_rules_and_model_and_writes_sft_pairs(
+    ckpt, tiny_data, tmp_path, capsys
+):
+    from vloom.curate.generated.prox_score import main
+
+    model = tmp_path / "model.yaml"
+    model.write_text(
+        "steps:\n  - name: prox_program\n"
+        f"    generator: {{backend: vloom, path: {ckpt}, device: cpu}}\n"
+        "    schema_in_prompt: false\n    max_new_tokens: 8\n    max_lines: 4\n"
+    )
+    out, pairs = tmp_path / "report.json", tmp_path / "pairs.jsonl"
+    world = str(tiny_data["synth"] / "train")
+    main(
+        [world, "--rules", str(RULES), "--config", str(model), "--n", "12", "--sft-n", "5"]
+        + ["--sft-out", str(pairs), "--out", str(out)]
+    )
+    got = json.loads(out.read_text())
+    assert set(got["report"]) == {"none (input)", "rule programs", "model: model"}
+    assert got["report"]["rule programs"]["all"]["noise_removed"] > 0.5
+    assert sum(got["counts"]["model"]["programs"].values()) == 12
+    assert len(pairs.read_text().splitlines()) == 5
+    assert "| rule programs |" in capsys.readouterr().out
