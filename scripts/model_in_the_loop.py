@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="KEY=VALUE",
         help="a generating step's parameter (YAML value), e.g. merge=prompt; repeatable",
     )
+    p.add_argument("--cache", help="generation cache directory (default: OUT/generations)")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     a = p.parse_args(argv)
     gen = {
@@ -54,7 +55,16 @@ def main(argv: list[str] | None = None) -> dict:
         params[key] = yaml.safe_load(value)
     config = a.config or CONFIGS / f"{PIPELINES[a.pipeline]}.yaml"
     table = run_on_world(
-        a.pipeline, a.world, a.out, config, a.n, gen, a.workers, a.seed, params=params
+        a.pipeline,
+        a.world,
+        a.out,
+        config,
+        a.n,
+        gen,
+        a.workers,
+        a.seed,
+        params=params,
+        cache=a.cache,
     )
     print(json.dumps(table) if a.json else markdown(a.pipeline, table))
     return table

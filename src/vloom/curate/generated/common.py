@@ -2,8 +2,9 @@
 generator calls, every generation counted by outcome, and the world's truth about a document.
 
 A step subclasses `GeneratingStep`; its parameters `generator` (a GeneratorConfig as a dict:
-`{backend: vloom, path: CKPT}`), `cache_dir` (default: `generations/` beside the run's work
-dir, so a rerun reuses every valid generation) and `batch_size` (documents per generator
+`{backend: vloom, path: CKPT}`), `cache_dir` (default: `generations/` in the run's work dir
+OUT/.curate, so a rerun reuses every valid generation; name one outside to share it between
+runs, e.g. across configs) and `batch_size` (documents per generator
 call) are checked when the config is built; the model loads on the first batch, once per
 process (`shared_generator`). `generate(stage, requests)` counts each request's outcome under
 `step_stats.<step>.generation.<stage>`: "generated", "cache_hit" or the error reason
@@ -117,7 +118,7 @@ class GeneratingStep(Step):
     @classmethod
     def prepare(cls, params: dict[str, Any], work_dir: Path) -> dict[str, Any]:
         if params.get("cache_dir") is None:
-            params = dict(params, cache_dir=str(work_dir.parent / CACHE_DIRNAME))
+            params = dict(params, cache_dir=str(work_dir / CACHE_DIRNAME))
         return params
 
     @property

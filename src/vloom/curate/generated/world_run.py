@@ -6,7 +6,8 @@
 The input is written under OUT/input, curated into OUT/curated with the curate config (its
 steps' `generator` sections get the overrides given, e.g. the checkpoint path), and the
 table is read from the ledger's step_stats (summed over shards): OUT/scores.json. A rerun
-reuses the input and every cached generation (OUT/generations). Back-translation also
+reuses the input and every cached generation (OUT/generations unless `cache` names another:
+runs that differ only after a stage share that stage's generations). Back-translation also
 writes OUT/pairs.jsonl (OpenAI messages: what `vloom sft-data` reads as a chat source).
 Entry point: `python scripts/model_in_the_loop.py PIPELINE --world SYNTH --checkpoint CKPT`.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vloom.config import load_curate_config
+from vloom.curate.generated.common import CACHE_DIRNAME
 from vloom.doc import Document, read_documents, write_documents
 from vloom.ondisk import atomic_write_json
 
@@ -71,6 +73,7 @@ def run_on_world(
     seed: int = 0,
     quiet: bool = True,
     params: dict[str, Any] | None = None,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build the input, curate it, score it; returns (and writes) the table. `generator`
     updates every step's generator section, `params` the generating steps' own parameters."""
@@ -85,6 +88,7 @@ def run_on_world(
         if "generator" in extra:
             extra["generator"] = {**extra["generator"], **(generator or {})}
             extra.update(params or {})
+            extra.setdefault("cache_dir", str(cache or out / CACHE_DIRNAME))
     if workers is not None:
         cfg.workers = workers
     inp = out / "input"
