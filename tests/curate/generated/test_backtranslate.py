@@ -59,6 +59,7 @@ def test_a_response_that_contradicts_the_world_is_dropped(world_gen):
     assert step._judge(doc, "What shape is the red object?", "The red object is a circle.")
     assert not step._judge(doc, "What shape is the red object?", "The red object is a square.")
     assert step.tally["pairs"] == {"scored": 2, "contradicts_world": 1}
+    assert step.tally["instructions"] == {"shape": 2}
     assert step.tally["answers"] == {"right": 1, "wrong": 1}
 
 

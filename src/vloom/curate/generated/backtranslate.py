@@ -85,22 +85,38 @@ def _true_somewhere(f: Fact, scenes: list[Scene]) -> bool:
     return any(judge(f, s) == "true" for s in scenes)
 
 
-def answers(instruction: str, response: str, scenes: list[Scene]) -> str:
-    """right / wrong when the instruction is one of the world's questions, else other."""
+def question_kind(instruction: str) -> tuple[str, str | None]:
+    """(kind, colour): which of the world's questions an instruction is (count, shape,
+    position, colour, describe) and the colour naming its object; ("other", None) if none."""
     q = instruction.lower()
-    facts = parse_facts(response)
     colour = next((c for c in COLOURS if re.search(rf"\b{c}\b", q)), None)
     if "how many" in q:
+        return "count", None
+    if colour and "what shape" in q:
+        return "shape", colour
+    if colour and "where" in q:
+        return "position", colour
+    if "colour" in q or "color" in q:
+        return "colour", None
+    if "describe" in q:
+        return "describe", None
+    return "other", None
+
+
+def answers(instruction: str, response: str, scenes: list[Scene]) -> str:
+    """right / wrong when the instruction is one of the world's questions, else other."""
+    kind, colour = question_kind(instruction)
+    facts = parse_facts(response)
+    if kind == "count":
         got = [f for f in facts if isinstance(f, Count)]
-    elif colour and ("what shape" in q or "where" in q):
-        key = "shape" if "what shape" in q else "cell"
-        vocab = SHAPES if key == "shape" else CELLS
+    elif kind in ("shape", "position"):
+        key, vocab = ("shape", SHAPES) if kind == "shape" else ("cell", CELLS)
         got = [
             m
             for m in facts
             if isinstance(m, Mention) and m.colour == colour and getattr(m, key) in vocab
         ]
-    elif "colour" in q or "color" in q or "describe" in q:
+    elif kind in ("colour", "describe"):
         got = [m for m in facts if isinstance(m, Mention)]
     else:
         return "other"
@@ -215,6 +231,7 @@ class BackTranslate(GeneratingStep):
         facts = list(dict.fromkeys(parse_facts(response)))
         bad = [f for f in facts if not _true_somewhere(f, scenes)]
         bump(self.tally, ("pairs", "scored"))
+        bump(self.tally, ("instructions", question_kind(instruction)[0]))
         bump(self.tally, ("facts", "stated"), len(facts))
         bump(self.tally, ("facts", "true"), len(facts) - len(bad))
         if not facts:
@@ -266,4 +283,5 @@ def pairs_table(stats: dict[str, Any], dropped: dict[str, int]) -> dict[str, Any
         "world_questions": asked,
         "answered_right": round(a.get("right", 0) / max(asked, 1), 3),
         "other_instructions": a.get("other", 0),
+        "instruction_kinds": dict(sorted(stats.get("instructions", {}).items())),
     }

@@ -187,6 +187,7 @@ class KaleCaptions(GeneratingStep):
             "caption", [self.request(self.caption_prompt, (im,)) for _, im in pairs]
         )
         alts = [d.text for d, _ in pairs]
+        merged = {}
         if self.merge == "prompt":
             todo = [k for k, g in enumerate(caps) if g.ok]
             reqs = [
