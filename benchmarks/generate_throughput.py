@@ -19,6 +19,7 @@ slows all alike; ratios are to the vloom backend.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import statistics
@@ -54,12 +55,13 @@ def world_requests(n: int, new: int, temperature: float, seed: int = 0) -> list[
 
 
 def start_server(
-    ckpt: Path, tokenizer: Path, device: str, batch: int
+    ckpt: Path, tokenizer: Path, device: str, batch: int, threads: int
 ) -> tuple[subprocess.Popen, str]:
     """`vloom serve` on a free loopback port; returns the process and its /v1 URL."""
     cmd = [sys.executable, "-m", "vloom", "serve", str(ckpt), "--port", "0", "--quiet",
            "--tokenizer", str(tokenizer), "--device", device, "--max-batch", str(batch)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline() if proc.stdout else ""
     m = re.search(r" on (http://\S+/v1)", line)
     if not m:
@@ -90,6 +92,13 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, here and in the server (a loaded "
+        "2-core machine ran the vloom backend 13x slower with 2 than with 1)",
+    )
     ap.add_argument("--no-http", action="store_true", help="skip the vloom serve run")
     args = ap.parse_args()
 
@@ -97,7 +106,7 @@ def main() -> None:
 
     from vloom.model.hf_export import export_checkpoint
 
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)
     reqs = world_requests(args.n, args.new, args.temperature)
     common = {"device": args.device, "batch_size": args.batch}
     with tempfile.TemporaryDirectory(prefix="genbench-") as tmp:
@@ -121,15 +130,17 @@ def main() -> None:
             except ImportError:
                 print("http: skipped (vloom.generate.backends.http is not installed)")
             else:
-                proc, url = start_server(args.checkpoint, args.tokenizer, args.device, args.batch)
+                proc, url = start_server(
+                    args.checkpoint, args.tokenizer, args.device, args.batch, args.threads
+                )
                 gens["http (vloom serve)"] = make_generator(
                     {
                         "backend": "http",
                         "url": url,
                         "model": "vloom",
                         "batch_size": args.batch,
-                        "concurrency": args.batch,
-                    }  # fmt: skip
+                        "options": {"concurrency": args.batch},
+                    }
                 )
         cached = make_generator(vloom_spec | common, cache_dir=tmp / "cache")
         cached.generate(reqs)  # fill the cache once; every timed run is all hits
