@@ -239,6 +239,7 @@ class Echo:
         ("The circle is red. I cannot see more.", False),
         ("Sorrel grows here.", False),
         ("Icannot", False),
+        ("I cannotate the map.", False),
     ],
 )
 def test_refusal_detector(text, refused):

@@ -26,6 +26,7 @@ API (stable names; steps that use a model code against these):
         .generate(requests) -> list[Generation]   same order, never raises for one bad item
         .counts   Counter: "generated" (valid, from the backend), "cache_hit", and each final
                   error reason (one per request); "retry:<reason>" counts retried attempts
+        .close() (also `with Generator(...) as g:`) closes the backend's connections
     GeneratorConfig (pydantic, for YAML: `{backend: vloom|hf|http|module:attr, path, url,
                   model, ...}`) and make_generator(spec, cache_dir) -> Generator.
 
@@ -91,7 +92,7 @@ CACHE_VERSION = 1  # bump when a backend's output for the same key would change
 
 REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry,|i apologi[sz]e|i cannot|i can'?t|i can not|"
-    r"i won'?t|i will not|i'?m unable|i am unable|i'?m not able|i am not able|as an ai\b)",
+    r"i won'?t|i will not|i'?m unable|i am unable|i'?m not able|i am not able|as an ai)(?!\w)",
     re.IGNORECASE,
 )
 
@@ -328,6 +329,18 @@ class Generator:
                     self.counts["generated" if g.ok else g.error] += len(it.where)
         assert all(g is not None for g in out)
         return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Release the backend's resources (an http backend's connections), if it has any."""
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _cached(self, key: str, req: Request) -> Generation | None:
         if self.cache is None:
