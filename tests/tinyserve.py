@@ -22,6 +22,9 @@ from vloom.serve.engine import Engine
 from vloom.serve.protocol import Limits
 from vloom.serve.server import start_server, stop_server
 
+# small caps, so the hostile-input tests hit them with small bodies
+LIMITS = Limits(max_body_bytes=64 << 10, max_image_bytes=16 << 10, max_images=3, max_n=4)
+
 CORPUS = [
     "Question: What colour is the circle? Answer: The red object is a circle.",
     "The blue square is at the top left. A green triangle sits beside it.",

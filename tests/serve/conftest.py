@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tinyserve import Served, make_checkpoint
+from tinyserve import LIMITS, Served, make_checkpoint
 
 from vloom.evaluate.harness import load_checkpoint
-from vloom.serve.protocol import Limits
-
-# small caps, so the hostile-input tests can hit them with small bodies
-LIMITS = Limits(max_body_bytes=64 << 10, max_image_bytes=16 << 10, max_images=3, max_n=4)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,7 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import LIMITS
-from tinyserve import data_url, get, png, post
+from tinyserve import LIMITS, data_url, get, png, post
 
 USER = [{"role": "user", "content": "Hi"}]
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vloom.chat.conversation import ChatError
-from vloom.chat.prompt import chat_prompt
-from vloom.chat.template import make_template
+from vloom.chat.prompt import chat_prompt, model_template
 from vloom.evaluate.harness import load_checkpoint, resolve_device
 from vloom.evaluate.scoring import Images
 from vloom.generate import Sample, sample
@@ -72,8 +71,7 @@ class Engine:
     ) -> None:
         self.device = resolve_device(device)
         self.model, self.tok = load_checkpoint(checkpoint, tokenizer, self.device)
-        lay = self.model.layout
-        self.template = make_template(template, lay, self.model.cfg.lm.tokenizer_dir)
+        self.template = model_template(self.model, template)
         self.name, self.max_batch = name, max_batch
         self.max_new_tokens, self.max_pending = max_new_tokens, max_pending
         self.context = self.model.lm.max_seq_len

@@ -36,6 +36,7 @@ HEALTH = ("/health", "/v1/health")
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # open keep-alive connections do not hold shutdown up
+    request_queue_size = 128  # listen backlog: socketserver's 5 refuses a burst of clients
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
         if path in HEALTH:
-            self._send(200, {"status": "ok"})
+            self._send(200, {"status": "ok", **self.server.engine.stats})
         elif path in MODELS:
             eng = self.server.engine
             self._send(200, models_body(eng.name, eng.context))
