@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import socket
+import urllib.error
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
-from tinyserve import LIMITS, data_url, get, png, post
+from tinyserve import LIMITS, Served, data_url, get, png, post
 
 USER = [{"role": "user", "content": "Hi"}]
 
@@ -231,3 +234,17 @@ def test_keep_alive_connection_serves_requests_after_an_error(served):
     b64 = base64.b64encode(png()).decode()
     ok = image_msg(f"data:image/png;base64,{b64}")
     assert post(served.url + "/chat/completions", {"messages": ok, "max_tokens": 2})[0] == 200
+
+
+def test_a_full_queue_is_a_503_with_retry_after(tiny_ckpt):
+    s = Served(tiny_ckpt, max_pending=0)  # every request finds the queue full
+    try:
+        req = urllib.request.Request(
+            s.url + "/chat/completions", json.dumps({"messages": USER}).encode()
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 503 and e.value.headers["Retry-After"] == "1"
+        assert json.loads(e.value.read())["error"]["code"] == "overloaded"
+    finally:
+        s.close()
