@@ -15,6 +15,7 @@ from vloom.curate.generated.backtranslate import (
     answers,
     clean_instruction,
     clean_response,
+    fit,
     write_openai_jsonl,
 )
 from vloom.curate.generated.world_run import run_on_world
@@ -117,3 +118,10 @@ def test_backtranslate_on_the_world_end_to_end(world_gen, tmp_path):
     assert table["pairs"]["jsonl_rows"] == len(kept) == table["kept"]
     convs = list(read_chat_file(tmp_path / "run" / "pairs.jsonl"))
     assert all(isinstance(c, Conversation) for c in convs) and len(convs) == len(kept)
+
+
+def test_the_densest_run_of_paragraphs_that_fits_is_shown():
+    doc = "Intro of forty characters, more or less.\n\nScene 1. " + "x " * 100 + "\n\nEnd."
+    assert fit(doc, 220).startswith("Scene 1.")  # not the intro alone
+    assert fit("a b c d e f", 5) == "a b c"  # nothing fits: cut at a word
+    assert fit("One.\n\nTwo.", 100) == "One.\n\nTwo."

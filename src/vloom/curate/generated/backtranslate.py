@@ -1,16 +1,17 @@
 """Instruction back-and-forth translation: for each document, the instruction it answers,
 then the document rewritten into the response; the pairs curated, then trained on with SFT.
 
-Per document (its text cut to `max_chars` at a paragraph, else a word; its first image, if
-any, goes with both prompts and opens the user turn):
+Per document (the run of its paragraphs with the most text within `max_chars`, else its
+first cut at a word; its first image, if any, goes with both prompts and opens the user
+turn):
 1. `instruction_prompt` ({document}) -> the instruction: the first line, cut after its first
    "?" (a model may go on answering it); fewer than `min_words` words is `instruction_invalid`.
 2. `response_prompt` ({document}, {instruction}) -> the response (first line); empty is
    `response_invalid`.
 Curation drops a pair a generation failed for (`instruction_<reason>` / `response_<reason>`:
 invalid_json, refused, timeout, context_overflow, ...), an invalid one, and, for documents
-with the world's truth (`common.doc_scenes`), one whose response states a fact that is not
-true of any of the document's scenes (`response_contradicts_world`); a response that states
+with the world's truth (the scenes the shown text describes in full, else
+`common.doc_scenes`), one whose response states a fact that is not true of any of them (`response_contradicts_world`); a response that states
 no world fact is kept and counted (`no_facts`).
 
 The output document is the conversation: [image?] instruction, response, with
@@ -46,7 +47,7 @@ from vloom.curate.registry import register
 from vloom.doc import Document
 from vloom.media import sniff_image
 from vloom.ondisk import atomic_write_text
-from vloom.synth.factcheck import Count, Fact, Mention, judge, parse_facts
+from vloom.synth.factcheck import Count, Fact, Mention, judge, parse_facts, world_scenes
 from vloom.synth.world import CELLS, COLOURS, SHAPES, Scene
 
 INSTRUCTION_PROMPT = (
@@ -71,14 +72,19 @@ def clean_response(text: str) -> str:
 
 
 def fit(text: str, max_chars: int) -> str:
-    """Whole paragraphs while they fit (at least the first, cut at a word)."""
-    out = ""
-    for p in (p.strip() for p in text.split("\n\n") if p.strip()):
-        nxt = f"{out}\n\n{p}" if out else p
-        if len(nxt) > max_chars:
-            break
-        out = nxt
-    return out or clip(text.strip(), max_chars)
+    """The run of consecutive paragraphs with the most text that fits in max_chars (a world
+    text document's densest part is a scene, not its intro); one paragraph cut at a word when
+    none fits."""
+    paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+    best = ""
+    for i in range(len(paras)):
+        for j in range(i + 1, len(paras) + 1):
+            run = "\n\n".join(paras[i:j])
+            if len(run) > max_chars:
+                break
+            if len(run) > len(best):
+                best = run
+    return best or clip(text.strip(), max_chars)
 
 
 def _true_somewhere(f: Fact, scenes: list[Scene]) -> bool:
@@ -194,7 +200,7 @@ class BackTranslate(GeneratingStep):
             ],
         )
         for k, g in zip(todo, resp, strict=True):
-            d = batch[k]
+            d, text = batch[k], texts[k]
             if not g.ok:
                 self.drop(f"response_{g.error}")
                 continue
@@ -202,7 +208,7 @@ class BackTranslate(GeneratingStep):
             if not r:
                 self.drop("response_invalid")
                 continue
-            if not self._judge(d, instr[k], r):
+            if not self._judge(d, instr[k], r, text):
                 self.drop("response_contradicts_world")
                 continue
             bump(self.tally, ("pairs", "kept"))
@@ -222,9 +228,12 @@ class BackTranslate(GeneratingStep):
                 ),
             )
 
-    def _judge(self, d: Document, instruction: str, response: str) -> bool:
-        """Count the pair's scores; False when the response contradicts the world."""
-        scenes = list(doc_scenes(d).values()) if self.check_world else []
+    def _judge(self, d: Document, instruction: str, response: str, text: str = "") -> bool:
+        """Count the pair's scores; False when the response contradicts the world: the
+        scenes of the text the prompts showed (`text`) when it names them in full, else the
+        document's."""
+        truth = doc_scenes(d) if "scene" in d.metadata else world_scenes(text) or doc_scenes(d)
+        scenes = list(truth.values()) if self.check_world else []
         if not scenes:
             bump(self.tally, ("pairs", "no_truth"))
             return True
