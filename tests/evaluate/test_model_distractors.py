@@ -158,3 +158,15 @@ def test_the_score_command_prints_every_plugin(rand_ckpt, tiny_data, tmp_path, c
     assert report["vocabulary (world)"]["unique"] == 1.0
     assert report["model"]["counts"]["candidates"] >= report["model + review"]["counts"]["offered"]
     assert "| model + review |" in capsys.readouterr().out
+
+
+def test_rows_short_of_options_get_another_round(rand_ckpt, tiny_data):
+    rows = _rows(tiny_data, template=False)[:4]
+    gen = _gen(rand_ckpt)
+    plugin = ModelDistractors(gen, gen, Settings(n_samples=2, max_new_tokens=4, rounds=2))
+    plugin.prepare(rows, 3)
+    c = plugin.counts
+    assert c["rounds"] == 2  # the reviewer rejected everything: every row asked twice
+    assert gen.counts["generated"] == len(rows) * 2 * 2  # new seeds, no repeats
+    failed = sum(v for k, v in c.items() if k.startswith("review:"))
+    assert failed == c["candidates"] and c["offered"] == 0

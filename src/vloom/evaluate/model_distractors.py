@@ -19,7 +19,9 @@ answer space (the converter's fallback). `counts` holds every count.
 
 Generation is batched over all rows: `prepare(rows, k)` (the converter calls it when the
 plug-in has it) proposes and reviews for every row at once; `propose` for a row nobody
-prepared generates for that row alone.
+prepared generates for that row alone. With `rounds` > 1, rows left short of k options after
+review are proposed for again with new seeds (sampled proposals: temperature > 0), the loop
+of AutoConverter's agents; what was judged before is not asked again.
 
 Registered as `model` (`vqa_mc_converted:distractors=model`): its settings come from the YAML
 file `$VLOOM_DISTRACTOR_MODEL` names (`generator: {...}`, optional `reviewer`, `cache_dir` and
@@ -80,6 +82,7 @@ class Settings(BaseModel):
     propose_prompt: str = PROPOSE
     review_prompt: str = REVIEW
     review: bool = Field(True, description="run the reviewer pass")
+    rounds: int = Field(1, ge=1, description="propose again for rows still short of k options")
 
 
 def row_key(row: Row) -> str:
@@ -130,14 +133,24 @@ class ModelDistractors:
     # ---- batched generation ----
 
     def prepare(self, rows: list[Row], k: int) -> None:
-        """Propose and review options for every row not prepared yet, in batched calls."""
+        """Propose and review options for every row not prepared yet, in batched calls; a row
+        left with fewer than k after review is proposed for again (`rounds`, new seeds)."""
         todo = {row_key(r): r for r in rows if row_key(r) not in self._proposed}
-        if not todo:
-            return
-        cands = self._candidates(list(todo.values()), k)
-        if self.s.review and self.reviewer is not None:
-            self._review(todo, cands)
-        for key, opts in cands.items():
+        offered: dict[str, list[str]] = {key: [] for key in todo}
+        for rnd in range(self.s.rounds):
+            need = {key: r for key, r in todo.items() if len(offered[key]) < k}
+            if not need:
+                break
+            self.counts["rounds"] += 1
+            cands = self._candidates(list(need.values()), k, rnd)
+            for key, opts in cands.items():  # a later round repeats nothing judged before
+                seen = {normalize_answer(o) for o in offered[key]} | self._right.get(key, set())
+                cands[key] = [o for o in opts if normalize_answer(o) not in seen]
+            if self.s.review and self.reviewer is not None:
+                self._review(need, cands)
+            for key, opts in cands.items():
+                offered[key] += opts
+        for key, opts in offered.items():
             self._proposed[key] = opts
             self.counts["rows_without_proposals"] += not opts
             self.counts["offered"] += len(opts)
@@ -145,8 +158,9 @@ class ModelDistractors:
     def _images(self, row: Row) -> tuple[bytes, ...]:
         return (row["image"],) if self.s.with_image and row.get("image") else ()
 
-    def propose_requests(self, row: Row, k: int) -> list[Request]:
-        """What the generator is asked for one row: n_samples answers, or k options as JSON."""
+    def propose_requests(self, row: Row, k: int, rnd: int = 0) -> list[Request]:
+        """What the generator is asked for one row in round `rnd`: n_samples answers, or k
+        options as JSON."""
         s = self.s
         if s.mode == "sample":
             return [
@@ -155,7 +169,7 @@ class ModelDistractors:
                     images=self._images(row),
                     max_new_tokens=s.max_new_tokens,
                     temperature=s.temperature,
-                    seed=s.seed + j,
+                    seed=s.seed + rnd * s.n_samples + j,
                     stop=("\n", "Question:"),
                 )
                 for j in range(s.n_samples)
@@ -169,7 +183,7 @@ class ModelDistractors:
                 images=self._images(row),
                 max_new_tokens=s.max_new_tokens,
                 temperature=s.temperature,
-                seed=s.seed,
+                seed=s.seed + rnd,
                 schema=Proposals,
             )
         ]
@@ -189,10 +203,10 @@ class ModelDistractors:
             schema=Verdict,
         )
 
-    def _candidates(self, rows: list[Row], k: int) -> dict[str, list[str]]:
+    def _candidates(self, rows: list[Row], k: int, rnd: int = 0) -> dict[str, list[str]]:
         s = self.s
         per_row = s.n_samples if s.mode == "sample" else 1
-        reqs = [q for r in rows for q in self.propose_requests(r, k)]
+        reqs = [q for r in rows for q in self.propose_requests(r, k, rnd)]
         gens = self.generator.generate(reqs)
         out: dict[str, list[str]] = {}
         for i, r in enumerate(rows):
