@@ -80,6 +80,8 @@ def clip(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]
+    if text[max_chars].isspace():  # the cut falls between words already
+        return cut
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
