@@ -15,6 +15,7 @@ image that does not decode is `backend_error`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class VloomBackend:
         self._identity = {
             "backend": "vloom",
             "weights": files_sha256([ckpt_dir / WEIGHTS]),
-            "meta": hashlib.sha256(repr(sorted(meta.items())).encode()).hexdigest(),
+            "meta": hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest(),
             "tokenizer": files_sha256([tok_path]),
             "template": self.template.name,
             "chat_template": hashlib.sha256(chat.encode()).hexdigest() if chat else None,
