@@ -10,6 +10,7 @@ whether a budget can be enforced where the caller runs.
 
 from __future__ import annotations
 
+import _signal  # signal.signal less its enum wrapping (time_budget runs once per unit)
 import signal
 import threading
 from collections.abc import Iterator
@@ -49,10 +50,10 @@ def time_budget(seconds: float | None) -> Iterator[None]:
     if not seconds or seconds <= 0 or not usable():
         yield
         return
-    old = signal.signal(signal.SIGALRM, _raise_timeout)
+    old = _signal.signal(signal.SIGALRM, _raise_timeout)
     try:
         arm(seconds)
         yield
     finally:
         disarm()
-        signal.signal(signal.SIGALRM, old)
+        _signal.signal(signal.SIGALRM, old)

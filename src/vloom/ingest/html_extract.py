@@ -242,6 +242,22 @@ def _is_boiler_name(value: str, block: bool) -> bool:
     return False
 
 
+_CANDIDATES: dict[tuple[str | None, str | None], bool] = {}  # a site repeats its class names
+
+
+def _is_candidate(cls: str | None, ident: str | None) -> bool:
+    """Whether a class/id pair holds a boilerplate name's substring (remembered per pair)."""
+    key = (cls, ident)
+    hit = _CANDIDATES.get(key)
+    if hit is None:
+        if len(_CANDIDATES) >= 1 << 16:
+            _CANDIDATES.clear()
+        hit = _CANDIDATES[key] = bool(
+            _BOILER_CANDIDATE.search(f"{cls or ''} {ident or ''}".lower())
+        )
+    return hit
+
+
 def _is_comments(a) -> bool:
     return "comment" in f"{a.get('class') or ''} {a.get('id') or ''}".lower()
 
@@ -296,7 +312,7 @@ def _skip_set(root: LexborNode) -> set[int]:
             skip.add(n.mem_id)
     for n in root.css("[class], [id]"):
         a = n.attributes
-        if not _BOILER_CANDIDATE.search(f"{a.get('class') or ''} {a.get('id') or ''}".lower()):
+        if not _is_candidate(a.get("class"), a.get("id")):
             continue
         block = n.tag in _BLOCK_BOILER_TAGS
         if _is_boiler_name(a.get("class") or "", block) or _is_boiler_name(
@@ -474,8 +490,9 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
     ent = em.ent
     buf = em.buf
     boxes = ent.boxes
-    # per element we descended into: (block kind, first entry, links before it, is a box)
-    exits: list[tuple[int, int, int, bool]] = []
+    # per element we descended into: (block kind, first entry, links before it, is a box, the
+    # element, its tag) - climbing back takes these, not node.parent and its tag again
+    exits: list[tuple[int, int, int, bool, LexborNode, str]] = []
     n_links = 0
     in_link = 0  # depth of open <a> elements
     node = root.child
@@ -514,8 +531,11 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
                 em.boundary(_PARA)
             else:
                 kind = _BLOCK.get(tag, _NONE)
-                if kind:
-                    em.boundary(kind)
+                if kind:  # em.boundary(kind), inlined in this loop
+                    if buf:
+                        em._flush_buf()
+                    if kind > em.pending:
+                        em.pending = kind
                 if tag == "a":
                     n_links += 1
                 child = node.child
@@ -528,28 +548,32 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
                         if not em.in_head:
                             em.head_level = int(tag[1])
                         em.in_head += 1
-                    exits.append((kind, len(ent.items), n_links, tag in _BOX_TAGS))
+                    exits.append((kind, len(ent.items), n_links, tag in _BOX_TAGS, node, tag))
                     node = child
                     continue
                 if kind:
-                    em.boundary(kind)
+                    if buf:
+                        em._flush_buf()
+                    if kind > em.pending:
+                        em.pending = kind
         # next node: the sibling, else climb (closing blocks) until an ancestor has a sibling
         nxt = node.next
         while nxt is None:
             if not exits:
                 em.boundary(_NONE)
                 return ent
-            node = node.parent
-            kind, first, links0, is_box = exits.pop()
+            kind, first, links0, is_box, node, tag = exits.pop()  # the parent
             if kind:
-                em.boundary(kind)
-            tag = node.tag
+                if buf:
+                    em._flush_buf()
+                if kind > em.pending:
+                    em.pending = kind
             if tag == "a":
                 in_link -= 1
             elif tag in _HEADINGS:
                 em.in_head -= 1
             if is_box:
-                boxes.append((first, len(ent.items), n_links - links0, len(exits), node))
+                boxes.append((first, len(ent.items), n_links - links0, len(exits), node, tag))
             nxt = node.next
         node = nxt
     em.boundary(_NONE)
