@@ -22,6 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch,
         max_new_tokens=args.max_new_tokens,
         max_pending=args.max_pending,
+        batch_wait_s=args.batch_wait_ms / 1000,
     )
     limits = Limits(
         max_body_bytes=args.max_body_mb << 20,
@@ -64,6 +65,12 @@ def add_commands(add: Callable[..., Any]) -> None:
         type=int,
         default=512,
         help="new tokens when a request sets no max_tokens",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits for more requests to join it (0: only those waiting)",
     )
     p.add_argument("--max-pending", type=int, default=256, help="queued requests before a 503")
     p.add_argument("--max-body-mb", type=int, default=32, help="largest request body (MiB)")

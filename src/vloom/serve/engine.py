@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -68,12 +69,14 @@ class Engine:
         max_batch: int = 32,
         max_new_tokens: int = 512,
         max_pending: int = 256,
+        batch_wait_s: float = 0.0,
     ) -> None:
         self.device = resolve_device(device)
         self.model, self.tok = load_checkpoint(checkpoint, tokenizer, self.device)
         self.template = model_template(self.model, template)
         self.name, self.max_batch = name, max_batch
         self.max_new_tokens, self.max_pending = max_new_tokens, max_pending
+        self.batch_wait_s = batch_wait_s
         self.context = self.model.lm.max_seq_len
         self.stats: Counter[str] = Counter()  # requests, batches (sample calls), errors
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -136,9 +139,10 @@ class Engine:
         with flush_denormals(self.device):
             while True:
                 jobs = [self._queue.get()]
+                until = time.monotonic() + self.batch_wait_s
                 while jobs[-1] is not None and sum(j.req.n for j in jobs) < self.max_batch:
                     try:
-                        jobs.append(self._queue.get_nowait())
+                        jobs.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
                     except queue.Empty:
                         break
                 stop = jobs[-1] is None
