@@ -9,7 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from tinyserve import data_url, get, png, post
+from tinyserve import Served, data_url, get, png, post
 
 from vloom.evaluate.tasks.data import image_input
 from vloom.generate import sample
@@ -192,3 +192,24 @@ def test_cli_serves_on_a_free_port(tiny_ckpt):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_requests_arriving_together_share_one_sampling_call(tiny_ckpt):
+    """With a batch window (generous here: the batch closes as soon as max_batch prompts are
+    in), four concurrent greedy requests run as one `sample` call and answer as alone."""
+    s = Served(tiny_ckpt, max_batch=4, batch_wait_s=5.0)
+    try:
+        qs = [f"Where is the {c} one?" for c in ("red", "blue", "green", "white")]
+
+        def ask(q):
+            msgs = [{"role": "user", "content": q}]
+            return answers(chat(s, msgs, temperature=0, max_tokens=5))
+
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(ask, qs))
+        assert s.engine.stats["batches"] == 1 and s.engine.stats["requests"] == 4
+        s.engine.batch_wait_s = 0.0
+        assert [ask(q) for q in qs] == together
+        assert s.engine.stats["batches"] == 5
+    finally:
+        s.close()
