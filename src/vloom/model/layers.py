@@ -14,6 +14,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # torch's composite of the formula below, run in C++ (no Python between its ops):
+            # the same numbers bit for bit, forward and backward (test_layers_equivalence.py)
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return xf.type_as(x) * self.weight
@@ -31,14 +35,22 @@ def rope_cache(
     return freqs.cos(), freqs.sin()
 
 
+def rope_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half tables [..., Dh/2] (`rope_cache`) -> full-width (cos, signed sin) [..., Dh] for
+    `apply_rope`: [cos, cos] and [-sin, sin]."""
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: [B, H, T, Dh]; rotate the two halves (HF Llama's rotate_half convention).
-    # cos/sin: [T, Dh/2] (positions 0..T-1 of every row) or [B, T, Dh/2] (per-row positions)
-    d = x.shape[-1] // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    lead = (slice(None), None) if cos.dim() == 3 else (None, None)
-    cos, sin = cos[lead].to(x.dtype), sin[lead].to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    """Rotate x [B, T, H, Dh] (heads after positions) by its positions' angles, half-split
+    (HF Llama's rotate_half convention). cos/sin: full-width tables from `rope_tables`, [T, Dh]
+    (positions 0..T-1 of every row) or [B, T, Dh] (per-row positions).
+
+    x * [cos, cos] + [x2, x1] * [-sin, sin] is [x1 cos - x2 sin, x2 cos + x1 sin] bit for bit
+    (negating a product is exact): two multiplies and an add over contiguous rows, where the
+    slices-and-cat form made four multiplies over strided halves and a cat."""
+    cos, sin = cos[..., None, :].to(x.dtype), sin[..., None, :].to(x.dtype)  # over heads
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 def document_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,17 +153,22 @@ class Attention(nn.Module):
         batch); a position attends only within its own segment. cache: (KVCache, layer
         index) for incremental decoding; x then holds the positions after the cached ones.
         doc_mask [B, 1, T, T] (`document_mask`): documents packed into each row; rope then
-        holds each position's own cos/sin [B, T, Dh/2]."""
+        holds each position's own cos/sin [B, T, Dh/2 or Dh]. rope: half tables (`rope_cache`)
+        or full-width ones (`rope_tables`, what the LM keeps: built once, not per layer)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
-        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)  # [B, T, H, Dh]
+        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim)
         p0 = cache[0].pos if cache is not None else 0
         if rope is not None:
             cos, sin = (
                 rope if doc_mask is not None else (rope[0][p0 : p0 + T], rope[1][p0 : p0 + T])
             )
+            if cos.shape[-1] != self.head_dim:  # half tables (the vision tower's 2-D rope)
+                cos, sin = rope_tables(cos, sin)
+            # rotated while contiguous, before the head transpose: SDPA reads the strided view
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, Dh]
         if cache is not None:
             k, v = cache[0].update(cache[1], k, v)
         if self.n_kv != self.n_heads:

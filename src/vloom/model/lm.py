@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vloom.config import ModelConfig
-from vloom.model.layers import Block, KVCache, RMSNorm, document_mask, rope_cache
+from vloom.model.layers import Block, KVCache, RMSNorm, document_mask, rope_cache, rope_tables
 
 
 class LanguageModel(nn.Module):
@@ -30,7 +30,8 @@ class LanguageModel(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        cos, sin = rope_cache(max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        # full-width tables [T, Dh] (`rope_tables`), built once for every layer and step
+        cos, sin = rope_tables(*rope_cache(max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta))
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -58,7 +59,7 @@ class LanguageModel(nn.Module):
             if segments.shape != x.shape[:2]:
                 raise ValueError(f"segments {tuple(segments.shape)} != tokens {tuple(x.shape[:2])}")
             mask, pos = document_mask(segments)
-            rope = (self.rope_cos[pos], self.rope_sin[pos])  # [B, T, Dh/2] per position
+            rope = (self.rope_cos[pos], self.rope_sin[pos])  # [B, T, Dh] per position
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, None, (cache, i) if cache is not None else None, mask)
         if cache is not None:
