@@ -14,11 +14,14 @@ embeddings, SDPA attention), train in fp32 on CPU with the same AdamW, lr and ra
 batches, through the same plain loop: forward, cross-entropy, backward, clip, step, zero_grad.
 vloom's model is initialised as vloom trains it (the VLM's init: normal std 0.02, residual
 projections scaled by depth), transformers' as LlamaForCausalLM initialises itself (std 0.02).
-The two are timed in alternating blocks and the median block is reported, so a noisy shared
-machine slows both alike. Each repeat's rate is printed; a model whose later half of the
-repeats runs under 0.85x its earlier half (medians) is flagged DECAY (a slowdown that grows
-with training, e.g. denormal floats), and so is the vloom/transformers ratio. On CPU denormals are flushed to zero, as
-vloom's training loop does (vloom.train.denormal); --keep-denormals measures without it.
+The two take turns step by step (which goes first alternates), each repeat sums each model's
+steps, and the median repeat is reported, so a noisy shared machine slows both alike; the
+ratio line is each repeat's own vloom/transformers ratio (the same stretch of time for both),
+and the last line also gives their median. Each repeat's rate is printed; a model whose later
+half of the repeats runs under 0.85x its earlier half (medians) is flagged DECAY (a slowdown
+that grows with training, e.g. denormal floats), and so is the vloom/transformers ratio. On
+CPU denormals are flushed to zero, as vloom's training loop does (vloom.train.denormal);
+--keep-denormals measures without it.
 On a machine whose cores are already busy (e.g. a training job), pass --threads 1 (torch's
 default of one thread per core then oversubscribes the CPU and a step can run several times
 slower, for both models) and --clock cpu (the process's CPU time instead of the wall clock).
@@ -126,20 +129,28 @@ def time_repeats(
     models: dict, opts: dict, batches: list[torch.Tensor], args: argparse.Namespace, bf16: bool
 ) -> dict[str, list[float]]:
     """Warm up each model, then time `repeats` blocks of `steps` steps each; tokens/s per block.
+    Within a block the models take turns step by step (the first alternating), so a change in
+    the machine's load lands on both alike, within seconds, not on one model's whole block.
     The same models and optimizers train on through all blocks, so a slowdown that grows with
     training shows as a decay across them."""
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for name, (m, fwd) in models.items():
         train_steps(fwd, m, opts[name], batches, args.warmup, bf16)
-    tokens = args.steps * args.batch * args.seq_len
+    tokens = args.batch * args.seq_len  # per step
     rates: dict[str, list[float]] = {name: [] for name in models}
     names = list(models)
-    for r in range(args.repeats):
-        # Alternate which model goes first so drift in machine load does not favour one.
-        for name in names if r % 2 == 0 else names[::-1]:
-            m, fwd = models[name]
-            wall = train_steps(fwd, m, opts[name], batches, args.steps, bf16, clock)
-            rates[name].append(tokens / wall)
+    step = 0
+    for _ in range(args.repeats):
+        spent = dict.fromkeys(names, 0.0)
+        for _ in range(args.steps):
+            for name in names if step % 2 == 0 else names[::-1]:
+                m, fwd = models[name]
+                # each model cycles through the same batches in the same order
+                batch = [batches[step % len(batches)]]
+                spent[name] += train_steps(fwd, m, opts[name], batch, 1, bf16, clock)
+            step += 1
+        for name in names:
+            rates[name].append(tokens * args.steps / spent[name])
     return rates
 
 
@@ -273,7 +284,8 @@ def main() -> None:
     peer = med["transformers-llama"]
     print(
         f"train_throughput: vloom {med['vloom']:.0f} tok/s, transformers-llama {peer:.0f} tok/s, "
-        f"ratio {med['vloom'] / peer:.2f}"
+        f"ratio {med['vloom'] / peer:.2f} "
+        f"(median of the repeats' ratios {statistics.median(ratio):.2f})"
     )
 
 
