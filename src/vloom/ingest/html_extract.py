@@ -285,24 +285,35 @@ def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
     return link_words < 0.25 * words
 
 
-def _inside(node: LexborNode, skip: set[int], root: LexborNode) -> bool:
-    """An ancestor of `node` (below `root`) is in `skip`."""
+def _inside(node: LexborNode, skip: set[int], tags: frozenset[str], root: LexborNode) -> bool:
+    """An ancestor of `node` (below `root`) is skipped: in `skip`, or one of `tags`."""
     top = root.mem_id
     p = node.parent
     while p is not None and p.mem_id != top:
-        if p.mem_id in skip:
+        if p.mem_id in skip or p.tag in tags:
             return True
         p = p.parent
     return False
 
 
-def _skip_set(root: LexborNode) -> set[int]:
-    """mem_ids of boilerplate elements under `root` (the walk skips them with their subtree)."""
-    tags = list(_SKIP_TAGS)
-    if root.tag == "body":  # inside <main>/<article> a <header> holds the title: keep it there
-        tags.append("header")
-    tags.append("footer")
-    skip = {n.mem_id for n in root.css(", ".join(tags + list(_SKIP_ATTRS)))}
+# inside <main>/<article> a <header> holds the title: keep it there
+_SKIP_TAGSETS = {
+    True: frozenset([*_SKIP_TAGS, "header", "footer"]),  # under <body>
+    False: frozenset([*_SKIP_TAGS, "footer"]),
+}
+_SKIP_ATTRS_SEL = ", ".join(_SKIP_ATTRS)
+
+
+def _skip_tags(root: LexborNode) -> frozenset[str]:
+    """Tags the walk skips with their subtree (by name as it meets them: cheaper than adding
+    these type selectors to the lexbor query of `_skip_set`; the same elements)."""
+    return _SKIP_TAGSETS[root.tag == "body"]
+
+
+def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
+    """mem_ids of boilerplate elements under `root` besides those named by `tags` (the walk
+    skips both with their subtree)."""
+    skip = {n.mem_id for n in root.css(_SKIP_ATTRS_SEL)}
     total = -1
     for n in root.css("form"):
         # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
@@ -318,7 +329,7 @@ def _skip_set(root: LexborNode) -> set[int]:
         if _is_boiler_name(a.get("class") or "", block) or _is_boiler_name(
             a.get("id") or "", block
         ):
-            if _inside(n, skip, root):
+            if _inside(n, skip, tags, root):
                 continue  # goes with the boilerplate around it: no need to weigh it
             if total < 0:
                 total = len((root.text(deep=True) or "").split())
@@ -484,8 +495,9 @@ _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
 
 
-def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
-    """Iterative depth-first walk of `root`'s subtree in document order (no recursion)."""
+def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int, str]) -> Entries:
+    """Iterative depth-first walk of `root`'s subtree in document order (no recursion); elements
+    in `skip` or named in `tags` are passed over with their subtree."""
     em = _Emitter()
     ent = em.ent
     buf = em.buf
@@ -506,7 +518,7 @@ def _walk(root: LexborNode, skip: set[int], caps: dict[int, str]) -> Entries:
                 buf.append(t)
                 if in_link:
                     em.buf_links += len(t.strip())
-        elif tag is not None and tag[0] != "-" and node.mem_id not in skip:
+        elif tag is not None and tag[0] != "-" and tag not in tags and node.mem_id not in skip:
             # (no tag: a processing instruction such as <?php ... ?>, which holds no text)
             if tag == "img":
                 a = node.attributes
@@ -652,6 +664,7 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
                 break
     if root is None:
         return Page(title, lang, [], base, canonical)
-    skip = _skip_set(root)
-    ent = _walk(root, skip, _captions(root, skip))
+    tags = _skip_tags(root)
+    skip = _skip_set(root, tags)
+    ent = _walk(root, skip, tags, _captions(root, skip))
     return Page(title, lang, _join(ent, select(ent, _name_of, title)), base, canonical)
