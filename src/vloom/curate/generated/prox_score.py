@@ -254,18 +254,18 @@ def main(argv: list[str] | None = None) -> None:
     docs = labelled_docs(clean[0::2], args.n, random.Random(args.seed))
     rules = build_step(load_curate_config(args.rules).steps[0])
     assert isinstance(rules, Refine), f"{args.rules}: the first step must be refine"
-    report = {
-        "none (input)": score_refined(docs, {d.id: d for d in docs}),
-        "rule programs": score_refined(docs, run_step(rules, docs)),
-    }
-    counts = {}
-    for path in args.config:
-        step = build_step(load_curate_config(path).steps[0])
-        report[f"model: {Path(path).stem}"] = score_refined(docs, run_step(step, docs))
-        counts[Path(path).stem] = step.stats()
-    print(table(report))
-    for name, c in counts.items():
-        print(f"{name}: {json.dumps(c)}")
+    report: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
+    if docs:  # --n 0: only the SFT pairs
+        report["none (input)"] = score_refined(docs, {d.id: d for d in docs})
+        report["rule programs"] = score_refined(docs, run_step(rules, docs))
+        for path in args.config:
+            step = build_step(load_curate_config(path).steps[0])
+            report[f"model: {Path(path).stem}"] = score_refined(docs, run_step(step, docs))
+            counts[Path(path).stem] = step.stats()
+        print(table(report))
+        for name, c in counts.items():
+            print(f"{name}: {json.dumps(c)}")
     if args.sft_out:
         train = labelled_docs(clean[1::2], args.sft_n, random.Random(args.seed + 1))
         kw = {}
