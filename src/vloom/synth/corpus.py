@@ -108,12 +108,14 @@ def pair_doc(i: int, scene: Scene, cfg: SynthConfig, rng: random.Random) -> Docu
     )
 
 
-def text_doc(i: int, scenes: Callable[[], Scene], rng: random.Random) -> Document:
+def text_doc(
+    i: int, scenes: Callable[[], Scene], rng: random.Random, qas: int = 2
+) -> Document:
     paras = [rng.choice(_INTROS).replace("figures", "scenes").replace("pictures", "scenes")]
     for k in range(rng.randint(2, 4)):
         s = scenes()
         lines = [f"Scene {k + 1}. " + description(s, rng)]
-        for qt in rng.sample(QTYPES, 2):
+        for qt in rng.sample(QTYPES, qas):
             lines.append(qa_text(make_qa(s, qt, rng)))
         paras.append(" ".join(lines))
     return Document.from_items(
