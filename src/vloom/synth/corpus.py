@@ -108,9 +108,7 @@ def pair_doc(i: int, scene: Scene, cfg: SynthConfig, rng: random.Random) -> Docu
     )
 
 
-def text_doc(
-    i: int, scenes: Callable[[], Scene], rng: random.Random, qas: int = 2
-) -> Document:
+def text_doc(i: int, scenes: Callable[[], Scene], rng: random.Random, qas: int = 2) -> Document:
     paras = [rng.choice(_INTROS).replace("figures", "scenes").replace("pictures", "scenes")]
     for k in range(rng.randint(2, 4)):
         s = scenes()
