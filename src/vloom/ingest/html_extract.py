@@ -349,34 +349,54 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
     return skip
 
 
-def _caption_nodes(img: LexborNode) -> list[LexborNode]:
+def _caption_nodes(img: LexborNode, seen: dict) -> list[LexborNode]:
     """The elements that caption `img`: <figure>'s <figcaption>, the captions/title/legend of a
     wrapper named for a figure (DocBook's div.figure, WordPress's div.wp-caption, a CMS's
     div.media with a description and a credit line), or a caption-named element right after the
-    image's wrapper (a lightbox's div.legend), a few levels up. None that holds an image."""
+    image's wrapper (a lightbox's div.legend), a few levels up. None that holds an image.
+    `seen`: the page's answers per (ancestor, level) so far (images in one paragraph or list
+    share their ancestors: each is looked at once)."""
     node = img.parent
     for level in range(6):
-        if node is None or node.tag in ("body", "html"):
+        if node is None:
             return []
-        if node.tag == "figure":
-            return [c for c in node.css("figcaption") if c.css_first("img") is None]
-        cls = (node.attributes.get("class") or "").lower()
-        if any(c in _FIGURE_CLASSES for c in cls.split()) or "caption" in cls:
-            caps = [c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id]
-            if caps:
-                return [c for c in caps if c.css_first("img") is None]
-        if level < 2:  # the image's own wrapper: its caption-named children
-            caps = [c for c in node.iter() if _caption_named(c)]
-            if caps:
-                return caps
-        if level < 3:
-            sib = node.next
-            while sib is not None and sib.tag in ("-text", "-comment"):
-                sib = sib.next
-            if sib is not None and _caption_named(sib):
-                return [sib]
+        key = (node.mem_id, level)
+        found = seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = seen[key] = _caption_step(node, level)
+        if found is not None:
+            return found
         node = node.parent
     return []
+
+
+_UNSEEN = object()
+
+
+def _caption_step(node: LexborNode, level: int) -> list[LexborNode] | None:
+    """_caption_nodes at the ancestor `level` levels above the image: the captions (a list, may
+    be empty: look no further), or None: look at the next ancestor."""
+    tag = node.tag
+    if tag in ("body", "html"):
+        return []
+    if tag == "figure":
+        return [c for c in node.css("figcaption") if c.css_first("img") is None]
+    cls = (node.attributes.get("class") or "").lower()
+    if any(c in _FIGURE_CLASSES for c in cls.split()) or "caption" in cls:
+        caps = [c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id]
+        if caps:
+            return [c for c in caps if c.css_first("img") is None]
+    if level < 2:  # the image's own wrapper: its caption-named children
+        caps = [c for c in node.iter() if _caption_named(c)]
+        if caps:
+            return caps
+    if level < 3:
+        sib = node.next
+        while sib is not None and sib.tag in ("-text", "-comment"):
+            sib = sib.next
+        if sib is not None and _caption_named(sib):
+            return [sib]
+    return None
 
 
 def _caption_named(node: LexborNode) -> bool:
@@ -393,8 +413,9 @@ def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
     caps: dict[int, str] = {}
     if root.css_first(_ANY_CAPTION_SEL) is None:  # most pages: nothing to look for per image
         return caps
+    seen: dict = {}
     for img in root.css("img"):
-        nodes = _caption_nodes(img)
+        nodes = _caption_nodes(img, seen)
         if nodes:
             # once each, and not again inside another (a grouped selector can match twice)
             ids = {c.mem_id for c in nodes}
@@ -448,7 +469,7 @@ class _Emitter:
         ent.items.append(text)
         ent.seps.append(self.pending or _LINE)
         n = len(text)
-        if len(text.encode("utf-8", "surrogatepass")) > 2.5 * n:
+        if not text.isascii() and len(text.encode("utf-8", "surrogatepass")) > 2.5 * n:
             # Chinese/Japanese/Korean: a character says about as much as a Latin word's third,
             # so weigh it as three when telling prose from labels (UTF-8 spends 3 bytes on it)
             n *= 3

@@ -35,7 +35,6 @@ the next record is read; a reading failure outside any record ends that file as
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections import OrderedDict
@@ -250,7 +249,10 @@ def _as_pass2(rec: Rec | Lost) -> tuple[Rec | Lost, int]:
         and _is_html(rec.content_type, body[:512])
     )
     body = body[:MAX_PAGE_BYTES] if page else body[:512]
-    return dataclasses.replace(rec, payload=body, truncated=truncated), len(body) if page else 0
+    if body is rec.payload and truncated == rec.truncated:
+        return rec, len(body) if page else 0  # read whole as pass 2 would: the same record
+    out = Rec(rec.rec_type, rec.target, rec.status, rec.content_type, rec.offset, body, truncated)
+    return out, len(body) if page else 0
 
 
 def _is_html(ct: str, head: bytes) -> bool:

@@ -111,12 +111,14 @@ def _fast(fh: IO[bytes], max_record_bytes: int, keep: int, start: int = 0) -> It
     try:
         for rec in FastIterator(fh, parse_http=True):
             start = rec.stream_pos
-            declared = rec.headers.get("Content-Length")
-            if not rec.headers.get("WARC-Type") or not declared or not declared.isdigit():
+            headers = rec.headers
+            declared = headers.get("Content-Length")
+            wtype = headers.get("WARC-Type")
+            if not wtype or not declared or not declared.isdigit():
                 break  # a header cut short or garbled
             if int(declared) > max_record_bytes:
                 break
-            out = _fast_rec(rec, fh, keep)
+            out = _fast_rec(rec, fh, keep, wtype)
             if out is None:
                 break
             if held is not None:
@@ -127,8 +129,9 @@ def _fast(fh: IO[bytes], max_record_bytes: int, keep: int, start: int = 0) -> It
     raise _Handoff(held.offset if held is not None else start)
 
 
-def _fast_rec(rec: Any, fh: IO[bytes], keep: int) -> Rec | None:
-    """The record, read to its end; None when it holds less than it declares."""
+def _fast_rec(rec: Any, fh: IO[bytes], keep: int, wtype: str) -> Rec | None:
+    """The record (of WARC-Type `wtype`), read to its end; None when it holds less than it
+    declares."""
     http = rec.http_headers if rec.is_http else None
     want = rec.content_length
     head = rec.reader.read(min(want, keep + 1))
@@ -151,7 +154,7 @@ def _fast_rec(rec: Any, fh: IO[bytes], keep: int) -> Rec | None:
             head = _decoded(fh, rec.stream_pos, keep)  # warcio undoes them (rare in crawls)
     ct = ct or rec.headers.get("Content-Type") or ""
     return Rec(
-        rec.headers.get("WARC-Type") or "",
+        wtype,
         (rec.headers.get("WARC-Target-URI") or "").strip().strip("<>"),
         status,
         ct,
