@@ -109,3 +109,16 @@ def test_a_rerun_reuses_every_caption_and_failures_are_counted_by_reason(world_g
     kept, led = run_steps(docs, [keep])
     assert [d.text for d in kept] == [d.text for d in docs]
     assert keep.tally["kept_original"] == {"caption_context_overflow": 6}
+
+
+def test_merge_takes_only_the_trusted_fields_of_the_caption():
+    alt = parse_facts("There are two objects. There is a red circle.")
+    dense = parse_facts(
+        "There are three objects. The red object is a square. "
+        "At the bottom right there is a blue triangle."
+    )
+    merged = merge_facts(alt, dense, trust=("colour",))
+    assert merged == [Count(2), Mention(colour="red", shape="circle"), Mention(colour="blue")]
+    # without the alt-text's count, the caption's is taken only when trusted
+    assert Count(3) not in merge_facts(alt[1:], dense, trust=("colour",))
+    assert Count(3) in merge_facts(alt[1:], dense, trust=("colour", "count"))
