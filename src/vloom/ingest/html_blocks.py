@@ -81,11 +81,18 @@ _CTA = re.compile(
 _NETWORKS = re.compile(
     r"telegram|whatsapp|instagram|facebook|twitter|youtube|tiktok|linkedin|pinterest", re.I
 )
-# The same two without re.I, for ASCII text lowered first: the same matches at the same places
-# (their letters are lower-case; an ASCII letter has no other case-insensitive twin among them),
-# several times faster than re.I, which cannot skip ahead by the alternatives' first letters
+# The same two without re.I, on text lowered first: the same matches at the same places (their
+# letters are lower-case), several times faster than re.I, which cannot skip ahead by the
+# alternatives' first letters. Exact unless the text holds a character that re.I matches to an
+# ASCII letter but str.lower() does not lower to it alone (dotted and dotless i, long s, Kelvin
+# sign; the first is also the one character whose lower-case is two): such text takes re.I.
 _CTA_LOWER = re.compile(_CTA.pattern)
 _NETWORKS_LOWER = re.compile(_NETWORKS.pattern)
+_CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
+
+
+def _lowers_exactly(text: str) -> bool:
+    return text.isascii() or _CASE_TWINS.search(text) is None
 _NETWORK_LINE = 80
 _SHARE_LINE = 50
 # readability's sibling rule reaches prose this many enclosing containers (that add entries)
@@ -358,13 +365,13 @@ def _drop_calls_to_action(keep: list[bool], ent: Entries) -> None:
 
 
 def _names_network(text: str) -> bool:
-    if text.isascii():
+    if _lowers_exactly(text):
         return _NETWORKS_LOWER.search(text.lower()) is not None
     return _NETWORKS.search(text) is not None
 
 
 def _is_call_to_action(text: str) -> bool:
-    if text.isascii():
+    if _lowers_exactly(text):
         low = text.lower()
         if _CTA_LOWER.search(low):
             return True

@@ -43,21 +43,27 @@ _SKIP_ATTRS = (
     # names of the common CSS frameworks and CMSs. (A plain "hidden" class is often content a
     # script reveals, so it stays.)
     ".sr-only, .screen-reader-text, .visually-hidden, .visuallyhidden, .element-invisible",
-    "[aria-hidden=true]",
-    '[style*="display:none"]',
-    '[style*="display: none"]',
-    '[style*="visibility:hidden"]',
-    '[style*="visibility: hidden"]',
-    "[role=navigation]",
-    "[role=banner]",
-    "[role=contentinfo]",
-    "[role=complementary]",
-    "[role=search]",
-    "[role=menu]",
-    "[role=menubar]",
-    "[role=dialog]",
-    "[role=alertdialog]",
 )
+# ... and aria-hidden="true", an inline style that hides, the landmark roles of page furniture.
+# lexbor finds the elements that have these attributes at all (_VALUED_SEL) and their values
+# are compared here, as lexbor's [aria-hidden=true], [style*="display:none"], [role=navigation]
+# would (case-sensitive; equal, or holding the text): three presence tests are cheaper than
+# fourteen value tests on every element of a page.
+_HIDING_STYLES = ("display:none", "display: none", "visibility:hidden", "visibility: hidden")
+_SKIP_ROLES = frozenset(
+    "navigation banner contentinfo complementary search menu menubar dialog alertdialog".split()
+)
+_VALUED_SEL = "[aria-hidden], [style], [role]"
+
+
+def _skipped_by_value(node: LexborNode) -> bool:
+    a = node.attributes
+    if a.get("aria-hidden") == "true" or a.get("role") in _SKIP_ROLES:
+        return True
+    style = a.get("style")
+    return bool(style) and any(s in style for s in _HIDING_STYLES)
+
+
 # Parts of class/id names (split on whitespace, '-' and '_') that mark boilerplate. Matched as
 # whole parts, so DocBook's inline "guimenu" / "menuchoice" spans are not "menu".
 _BOILER_PARTS = frozenset(
@@ -314,6 +320,7 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
     """mem_ids of boilerplate elements under `root` besides those named by `tags` (the walk
     skips both with their subtree)."""
     skip = {n.mem_id for n in root.css(_SKIP_ATTRS_SEL)}
+    skip.update(n.mem_id for n in root.css(_VALUED_SEL) if _skipped_by_value(n))
     total = -1
     for n in root.css("form"):
         # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
@@ -322,9 +329,9 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
         if total < 20 or len((n.text(deep=True) or "").split()) <= total // 2:
             skip.add(n.mem_id)
     for n in root.css("[class], [id]"):
-        a = n.attributes
-        if not _is_candidate(a.get("class"), a.get("id")):
+        if not _is_candidate(n.attrs.get("class"), n.id):  # (no dict of every attribute)
             continue
+        a = n.attributes
         block = n.tag in _BLOCK_BOILER_TAGS
         if _is_boiler_name(a.get("class") or "", block) or _is_boiler_name(
             a.get("id") or "", block
