@@ -88,8 +88,10 @@ def test_kale_on_the_world_end_to_end(world_gen, tmp_path):
     assert len(out) == table["kept"]
     for d in out:
         assert d.n_images == 1 and d.metadata["kale"]["merge"] == "facts"
-        alt, dense = d.metadata["kale"]["alt_text"], d.metadata["kale"]["dense"]
-        assert parse_facts(d.text) == merge_facts(parse_facts(alt), parse_facts(dense))
+        k = d.metadata["kale"]
+        assert k["trust"] == ["colour", "count"]  # the config's
+        want = merge_facts(parse_facts(k["alt_text"]), parse_facts(k["dense"]), k["trust"])
+        assert parse_facts(d.text) == want
 
 
 def test_a_rerun_reuses_every_caption_and_failures_are_counted_by_reason(world_gen, tmp_path):
