@@ -639,12 +639,45 @@ def _hidden(node: LexborNode) -> bool:
     return False
 
 
-def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
+# What extract_page looks up in the whole document, in one lexbor query (each query walks every
+# element). lexbor lists the matches in document order, an element once per selector it matches
+# (twice: <article role=main>); _page_nodes sorts them out as each selector alone would find them.
+_PAGE_SEL = 'base[href], link[rel="canonical" i][href], main, [role=main], article'
+
+
+def _page_nodes(parser: LexborHTMLParser) -> dict[str, list[LexborNode]]:
+    """{"base", "canonical", "main", "role_main", "article"}: what parser.css(<its selector>)
+    returns, in document order."""
+    out: dict[str, list[LexborNode]] = {
+        k: [] for k in ("base", "canonical", "main", "role_main", "article")
+    }
+    seen: set[int] = set()
+    for n in parser.css(_PAGE_SEL):
+        if n.mem_id in seen:
+            continue
+        seen.add(n.mem_id)
+        tag, a = n.tag, n.attributes
+        if tag == "base" and "href" in a:
+            out["base"].append(n)
+        # [rel="canonical" i]: ASCII case-insensitive; lower() maps no other character to one
+        # of these letters without also changing the length
+        if tag == "link" and "href" in a and (a.get("rel") or "").lower() == "canonical":
+            out["canonical"].append(n)
+        if tag == "main":
+            out["main"].append(n)
+        if a.get("role") == "main":  # lexbor's [role=main]: case-sensitive equality
+            out["role_main"].append(n)
+        if tag == "article":
+            out["article"].append(n)
+    return out
+
+
+def _main_root(parser: LexborHTMLParser, found: dict[str, list[LexborNode]]) -> LexborNode | None:
     """<main> or role=main unless it is a stub, else a lone visible <article>, else <body>."""
     body = parser.body
     total = -1
-    for sel in ("main", "[role=main]"):
-        n = parser.css_first(sel)
+    for key in ("main", "role_main"):
+        n = found[key][0] if found[key] else None
         if n is not None:
             # an empty or stub <main> (a theme's placeholder, the page's content beside it)
             # is no main content: fall back to the body
@@ -655,7 +688,7 @@ def _main_root(parser: LexborHTMLParser) -> LexborNode | None:
             if len(n.text(deep=True) or "") >= _MIN_MAIN_SHARE * total:
                 return n
             break
-    arts = parser.css("article")
+    arts = found["article"]
     if len(arts) == 1 and not _hidden(arts[0]):
         return arts[0]
     return body
@@ -679,11 +712,10 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
     lang = ""
     if html_node is not None:
         lang = _attr(html_node, "lang") or _attr(html_node, "xml:lang")
-    base_node = parser.css_first("base[href]")
-    base = _attr(base_node, "href") if base_node is not None else ""
-    canon_node = parser.css_first('link[rel="canonical" i][href]')
-    canonical = _attr(canon_node, "href") if canon_node is not None else ""
-    root = _main_root(parser)
+    found = _page_nodes(parser)
+    base = _attr(found["base"][0], "href") if found["base"] else ""
+    canonical = _attr(found["canonical"][0], "href") if found["canonical"] else ""
+    root = _main_root(parser, found)
     if not lang:  # DocBook/publican put it on the content element, not on <html>
         for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
             n = parser.css_first(sel)
