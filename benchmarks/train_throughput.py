@@ -4,14 +4,14 @@
     python benchmarks/train_throughput.py --size 125m --device cuda   # GPU: bf16, MFU printed
 
 `--size 125m` is a GPT-2-small-sized Llama (d 768, 12 layers, 12 heads, vocab 32000,
-sequence 1024, batch 8; 110M parameters, the embedding tied); on CUDA the
-default dtype is bf16 autocast and AdamW is fused, and MFU is printed from the FLOPs per
-token vloom's training loop logs (vloom.train.flops) and the GPU's peak (a table by name,
-or --peak-flops).
+sequence 1024, batch 8; 110M parameters, the embedding tied); on CUDA the default dtype is
+bf16 autocast, and MFU is printed from the FLOPs per token vloom's training loop logs
+(vloom.train.flops) and the GPU's peak (a table by name, or --peak-flops).
 
 Both models have the same shape (width, depth, heads, vocab, SwiGLU hidden size, tied
-embeddings, SDPA attention), train in fp32 on CPU with the same AdamW, lr and random token
-batches, through the same plain loop: forward, cross-entropy, backward, clip, step, zero_grad.
+embeddings, SDPA attention), train in fp32 on CPU with the same AdamW (fused, as vloom's loop
+makes it), lr and random token batches, through the same plain loop: forward, cross-entropy,
+backward, clip, step, zero_grad; the same number of threads and warm-up steps.
 vloom's model is initialised as vloom trains it (the VLM's init: normal std 0.02, residual
 projections scaled by depth), transformers' as LlamaForCausalLM initialises itself (std 0.02).
 The two take turns step by step (which goes first alternates), each repeat sums each model's
@@ -246,9 +246,11 @@ def main() -> None:
         torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), generator=gen).to(device)
         for _ in range(max(1, min(args.steps, 4)))
     ]
-    # vloom's training loop's choice for both: fused AdamW on GPU, foreach on CPU
-    kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opts = {name: torch.optim.AdamW(m.parameters(), lr=LR, **kw) for name, (m, _) in models.items()}
+    # vloom's training loop's choice for both: fused AdamW (vloom.train.loop.make_optimizer)
+    opts = {
+        name: torch.optim.AdamW(m.parameters(), lr=LR, fused=True)
+        for name, (m, _) in models.items()
+    }
     print(
         f"d_model={args.d_model} n_layers={args.n_layers} n_heads={args.n_heads} "
         f"ffn_hidden={hidden} vocab={args.vocab} seq_len={args.seq_len} batch={args.batch} "

@@ -88,8 +88,10 @@ def make_optimizer(
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # fused kernels on GPU; foreach (one kernel per op over all tensors) on CPU.
-    kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    # Fused kernels on GPU and on CPU (one pass over each tensor: a step of the d 128, 1M
+    # parameter LM's AdamW took 1.5 ms against 6.6 ms foreach, one thread); the numbers are
+    # foreach's to float rounding (1.8e-7 apart after 60 steps). Other devices: foreach.
+    kw: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.betas), **kw)
 
 
