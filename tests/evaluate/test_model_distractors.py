@@ -70,9 +70,10 @@ def test_a_reviewer_that_cannot_judge_rejects_every_candidate(rand_ckpt, tiny_da
     assert c["candidates"] > 0 and failed == c["candidates"] and c["offered"] == 0
     assert stats["distractors_from_generator"] == 0
     assert all(_one_right(r) for r in mc)  # the set's own answers filled in
-    cand = next(o for k, opts in plugin._right.items() for o in opts)
-    row = next(r for r in rows if cand in plugin._right.get(r["id"], ()))
-    assert plugin.also_right(row, cand)
+    # not offered, but not vouched right either: the set's own answers may still use it
+    row = next(r for r in rows if plugin._unjudged.get(r["id"]))
+    cand = next(iter(plugin._unjudged[row["id"]]))
+    assert cand not in plugin.propose(row, 3, None) and not plugin.also_right(row, cand)
 
 
 def test_reviewer_verdicts_decide(rand_ckpt, tiny_data, tmp_path):

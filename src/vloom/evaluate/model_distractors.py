@@ -11,10 +11,11 @@ duplicates) runs on what is left. Two ways to propose:
   answer; an answer off the template is counted `off_template`.
 - `json` (an instruction model): one request per question asks for `k` wrong options as
   `{"options": [...]}` (`Proposals`, the structured-output schema).
-The reviewer (`reviewer`: another generator, or the same one with `review: same`) is asked per
-candidate whether it is also a right answer (`Verdict`); a yes rejects it (`review_right`),
-and so does a review that fails (`review:<reason>`): a candidate nobody vouched wrong is not
-offered. Failed proposals are counted `propose:<reason>` and leave the row to the set's own
+The reviewer (`reviewer`: another generator, or the same one with `reviewer: same`) is asked per
+candidate whether it is also a right answer (`Verdict`); a yes rejects it (`review_right`) and
+`also_right` then vouches for it, so the converter's answer-space fallback cannot offer it
+either; a review that fails (`review:<reason>`) also keeps the candidate out of this plug-in's
+proposals (a candidate nobody vouched wrong is not offered) but vouches nothing. Failed proposals are counted `propose:<reason>` and leave the row to the set's own
 answer space (the converter's fallback). `counts` holds every count.
 
 Generation is batched over all rows: `prepare(rows, k)` (the converter calls it when the
@@ -118,7 +119,8 @@ class ModelDistractors:
         self.s = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
         self.counts: Counter[str] = Counter()
         self._proposed: dict[str, list[str]] = {}
-        self._right: dict[str, set[str]] = {}
+        self._right: dict[str, set[str]] = {}  # judged right by the reviewer
+        self._unjudged: dict[str, set[str]] = {}  # the reviewer failed on them
 
     # ---- the Distractors protocol ----
 
@@ -144,7 +146,8 @@ class ModelDistractors:
             self.counts["rounds"] += 1
             cands = self._candidates(list(need.values()), k, rnd)
             for key, opts in cands.items():  # a later round repeats nothing judged before
-                seen = {normalize_answer(o) for o in offered[key]} | self._right.get(key, set())
+                seen = {normalize_answer(o) for o in offered[key]}
+                seen |= self._right.get(key, set()) | self._unjudged.get(key, set())
                 cands[key] = [o for o in opts if normalize_answer(o) not in seen]
             if self.s.review and self.reviewer is not None:
                 self._review(need, cands)
@@ -246,11 +249,15 @@ class ModelDistractors:
             if g.ok and isinstance(g.value, Verdict) and not g.value.right:
                 self.counts["review_wrong"] += 1
                 continue
-            self.counts["review_right" if g.ok else f"review:{g.error}"] += 1
             rejected.setdefault(key, set()).add(opt)
+            if g.ok:  # judged right: no plug-in or answer space may offer it as wrong
+                self.counts["review_right"] += 1
+                self._right.setdefault(key, set()).add(normalize_answer(opt))
+            else:  # not judged: this plug-in does not offer it, and vouches nothing
+                self.counts[f"review:{g.error}"] += 1
+                self._unjudged.setdefault(key, set()).add(normalize_answer(opt))
         for key, bad in rejected.items():
             cands[key] = [o for o in cands[key] if o not in bad]
-            self._right.setdefault(key, set()).update(normalize_answer(o) for o in bad)
 
 
 def from_config(cfg: dict[str, Any]) -> ModelDistractors:
