@@ -17,6 +17,16 @@ COUNT_OPTIONS = COUNT_WORDS[1:5]
 # Questions about one object name it by its colour; `asked_colour` reads them back.
 SHAPE_QUESTION = "What shape is the {} object?"
 POSITION_QUESTION = "Where is the {} object?"
+# What each shape looks like, said of the objects in the world's prose. Without it no word of
+# the world's text depends on which shape was named (they only stand in each other's place),
+# so a small LM trained on it learns one embedding for all four (mean cosine 0.95-0.97 in the
+# demo's checkpoints), every shape word stays at ln 4 loss, and no lookup can copy one.
+SHAPE_FACTS = {
+    "circle": "is round and smooth",
+    "square": "has straight sides and right angles",
+    "triangle": "has a sharp point on top",
+    "diamond": "stands on its tip",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +86,7 @@ def caption(scene: Scene, rng: random.Random) -> str:
     lead = rng.choice(
         ["In this picture, ", "In the image, ", "Looking at the picture, ", "In this image, "]
     )
-    return f"{summary(scene, rng)} {lead}{body}. {count_sentence(scene)}"
+    return f"{summary(scene, rng)} {lead}{body}. {shape_facts(scene, rng)} {count_sentence(scene)}"
 
 
 def description(scene: Scene, rng: random.Random) -> str:
@@ -86,6 +96,7 @@ def description(scene: Scene, rng: random.Random) -> str:
     out = [
         summary(scene, rng),
         first + _join([phrase(o) for o in objs]) + ".",
+        shape_facts(scene, rng),
         count_sentence(scene),
     ]
     if scene.count > 1 and rng.random() < 0.5:
@@ -98,6 +109,13 @@ def description(scene: Scene, rng: random.Random) -> str:
             rel = "above" if ra < rb else "below"
         out.append(f"The {a.colour} {a.shape} is {rel} the {b.colour} {b.shape}.")
     return " ".join(out)
+
+
+def shape_facts(scene: Scene, rng: random.Random) -> str:
+    """What each object's shape looks like, one sentence an object, in random order."""
+    objs = list(scene.objects)
+    rng.shuffle(objs)
+    return " ".join(f"The {o.colour} {o.shape} {SHAPE_FACTS[o.shape]}." for o in objs)
 
 
 def _options(answer: str, pool: tuple[str, ...] | list[str], rng: random.Random) -> tuple[str, ...]:
