@@ -69,15 +69,15 @@ def test_kale_on_the_world_end_to_end(world_gen, tmp_path):
         world_gen.world,
         tmp_path / "run",
         CONFIG,
-        n=12,
+        n=6,
         generator=world_gen.spec,
-        params={"max_new_tokens": 16},  # a random model never stops: keep its captions short
+        params={"max_new_tokens": 8},  # a random model never stops: keep its captions short
     )
-    assert table["input"] == 12
+    assert table["input"] == 6
     gen = table["generation"]["caption"]
-    assert sum(gen.values()) == 12  # every pair's caption counted once, by outcome
+    assert sum(gen.values()) == 6  # every pair's caption counted once, by outcome
     dropped = sum(table["dropped"].values())
-    assert table["kept"] + dropped == 12
+    assert table["kept"] + dropped == 6
     assert all(k.startswith("caption_") for k in table["dropped"])
     rows = {r["text"]: r for r in table["facts"]}
     assert set(rows) == {"alt_text", "dense", "augmented"}
