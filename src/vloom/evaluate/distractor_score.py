@@ -101,6 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", required=True, help="model distractors YAML (generator: ...)")
     ap.add_argument("--tokenizer", help="tokenizer.json, when the checkpoint's has moved")
     ap.add_argument("--n", type=int, default=300, help="open questions converted")
+    ap.add_argument(
+        "--options",
+        type=int,
+        default=4,
+        help="options per question (a world "
+        "with 4 shapes and 4 cells leaves no choice of distractor at 4)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the report as JSON here")
     args = ap.parse_args(argv)
@@ -118,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if cfg.get("reviewer"):
         plugins["model + review"] = from_config(cfg)
-    report = score_plugins(rows, plugins, lambda mc: answer_mc(ctx, mc, path), WORLD, 4, args.seed)
+    answer = lambda mc: answer_mc(ctx, mc, path)  # noqa: E731
+    report = score_plugins(rows, plugins, answer, WORLD, args.options, args.seed)
     print(table(report))
     for name, r in report.items():
         print(f"{name}: counts {json.dumps(r['counts'])}")
