@@ -46,9 +46,14 @@ class Program(BaseModel):
     ops: list[Op] = Field(default_factory=list, description="operations, applied in order")
 
 
+def text_lines(doc: Document) -> list[str]:
+    """All text lines in reading order: the line indexing of `refine`'s remove_lines."""
+    return [line for t in doc.texts if t is not None for line in t.split("\n")]
+
+
 def numbered_lines(doc: Document, max_lines: int = 64, max_line_chars: int = 200) -> str:
     """The text lines as `remove_lines` indexes them, each prefixed with its number."""
-    lines = [line for t in doc.texts if t is not None for line in t.split("\n")]
+    lines = text_lines(doc)
     shown = [f"{i}: {line[:max_line_chars]}" for i, line in enumerate(lines[:max_lines])]
     if len(lines) > max_lines:
         shown.append(f"({len(lines) - max_lines} more lines)")

@@ -25,18 +25,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from vloom.curate.base import Step
-from vloom.curate.generated.prox_programs import program_prompt, program_text
+from vloom.curate.generated.prox_programs import program_prompt, program_text, text_lines
 from vloom.curate.refine import Op, Refine, apply_program, parse_program
 from vloom.doc import Document
 from vloom.synth.noise import foreign_text, spam_text
 
 FUZZY = 0.8
 KINDS = ("clean", "framed", "spam", "foreign")
-
-
-def text_lines(doc: Document) -> list[str]:
-    """All text lines in reading order: the line indexing of `refine`'s remove_lines."""
-    return [line for t in doc.texts if t is not None for line in t.split("\n")]
 
 
 def _framed(text: str, rng: random.Random) -> tuple[list[str], list[int]]:
