@@ -274,6 +274,10 @@ def main() -> None:
             + " ".join(f"{x:8.2f}" for x in ratio)
             + f"       {decay_flag(ratio)}"
         )
+        flagged = [name for name, v in rates.items() if decay_flag(v)]
+        if flagged and not decay_flag(ratio) and not decay_flag([1 / x for x in ratio]):
+            # the models ran in turns: a slowdown both share is the machine's, not training's
+            print(f"  ({', '.join(flagged)}: DECAY with a steady ratio, i.e. the machine's load)")
 
     peak = peak_flops(device, bf16, args.peak_flops)
     if peak:
