@@ -93,6 +93,8 @@ _CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
 
 def _lowers_exactly(text: str) -> bool:
     return text.isascii() or _CASE_TWINS.search(text) is None
+
+
 _NETWORK_LINE = 80
 _SHARE_LINE = 50
 # readability's sibling rule reaches prose this many enclosing containers (that add entries)
