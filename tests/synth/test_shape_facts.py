@@ -1,5 +1,6 @@
-"""The world's prose says what each object's shape looks like (issue 16: without it no word
-depends on which shape was named, and a small LM learns one embedding for all four)."""
+"""The world's prose says what each object's shape and colour look like (issue 16: without it
+no word depends on which shape or colour was named, and a small LM learns one embedding for
+all four shapes)."""
 
 import random
 import re
@@ -9,8 +10,8 @@ import pyarrow.parquet as pq
 from vloom.config import SynthConfig
 from vloom.doc import read_documents
 from vloom.synth import generate
-from vloom.synth.language import SHAPE_FACTS, caption, description
-from vloom.synth.world import SHAPES, sample_scene
+from vloom.synth.language import COLOUR_FACTS, SHAPE_FACTS, caption, description
+from vloom.synth.world import COLOURS, SHAPES, sample_scene
 
 
 def test_every_shape_has_a_fact_whose_words_no_other_shape_shares():
@@ -19,6 +20,8 @@ def test_every_shape_has_a_fact_whose_words_no_other_shape_shares():
         others = {w for s, f in SHAPE_FACTS.items() if s != shape for w in f.split()}
         assert set(fact.split()) - others, shape  # its own words tell which shape was named
         assert not set(fact.split()) & set(SHAPES), shape  # a fact never names a shape
+    assert set(COLOUR_FACTS) == set(COLOURS)
+    assert len({f.split()[-1] for f in COLOUR_FACTS.values()}) == len(COLOURS)
 
 
 def test_descriptions_and_captions_state_each_objects_own_shape_fact_and_no_other():
@@ -30,6 +33,8 @@ def test_descriptions_and_captions_state_each_objects_own_shape_fact_and_no_othe
             assert sorted(said) == sorted(
                 (o.colour, o.shape, SHAPE_FACTS[o.shape]) for o in s.objects
             ), text
+            for o in s.objects:
+                assert f"The {o.shape} is {o.colour} like {COLOUR_FACTS[o.colour]}." in text
 
 
 def test_the_training_corpus_and_text_qa_contexts_carry_the_facts(tmp_path):

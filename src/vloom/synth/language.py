@@ -27,6 +27,16 @@ SHAPE_FACTS = {
     "triangle": "has a sharp point on top",
     "diamond": "stands on its tip",
 }
+# The same for colours: the demo's colour words, as interchangeable in the world's text, stayed
+# one embedding (cosine 0.87-0.94) until step 500-750, and colour reading waited for them.
+COLOUR_FACTS = {
+    "red": "a tomato",
+    "green": "grass",
+    "blue": "the sky",
+    "yellow": "a lemon",
+    "purple": "a plum",
+    "white": "snow",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +122,14 @@ def description(scene: Scene, rng: random.Random) -> str:
 
 
 def shape_facts(scene: Scene, rng: random.Random) -> str:
-    """What each object's shape looks like, one sentence an object, in random order."""
+    """What each object's shape and colour look like, two sentences an object, in random order."""
     objs = list(scene.objects)
     rng.shuffle(objs)
-    return " ".join(f"The {o.colour} {o.shape} {SHAPE_FACTS[o.shape]}." for o in objs)
+    return " ".join(
+        f"The {o.colour} {o.shape} {SHAPE_FACTS[o.shape]}. "
+        f"The {o.shape} is {o.colour} like {COLOUR_FACTS[o.colour]}."
+        for o in objs
+    )
 
 
 def _options(answer: str, pool: tuple[str, ...] | list[str], rng: random.Random) -> tuple[str, ...]:
