@@ -24,7 +24,7 @@ def rand_ckpt(tiny_data, tmp_path_factory) -> Path:
     meta = {
         "model": cfg.model.model_dump(mode="json"),
         "vocab_size": tok.get_vocab_size(),
-        "max_seq_len": 256,
+        "max_seq_len": 384,  # the longest multi_image document of the tiny world, with room
         "image_size": cfg.synth.image_size,
     }
     out = tmp_path_factory.mktemp("randckpt")

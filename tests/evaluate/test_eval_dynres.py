@@ -107,7 +107,7 @@ def dyn_ctx(tiny_data, dyn_eval, tmp_path_factory) -> EvalContext:
     meta = {
         "model": cfg.model.model_dump(mode="json"),
         "vocab_size": tok.get_vocab_size(),
-        "max_seq_len": 256,
+        "max_seq_len": 384,  # the longest multi_image document of the tiny world, with room
         "image_size": cfg.synth.image_size,
     }
     out = tmp_path_factory.mktemp("dynckpt")
