@@ -322,11 +322,16 @@ class Refine(Step):
                 self.applied["docs_changed"] += 1
             yield new
         if self.log_programs:
-            self._write_log(log, rank)
+            write_program_log(self.log_dir, self.logged, log, rank)
 
-    def _write_log(self, log: list[dict[str, Any]], rank: int) -> None:
-        if self.log_dir is None:
-            self.logged.extend(log)
-            return
-        path = Path(self.log_dir) / f"programs-{rank:05d}.jsonl"
-        ondisk.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
+
+def write_program_log(
+    log_dir: str | None, logged: list[dict[str, Any]], log: list[dict[str, Any]], rank: int
+) -> None:
+    """A worker's programs as `programs-<rank>.jsonl` in log_dir, or kept in `logged` (in
+    memory, run_steps) when there is no log_dir."""
+    if log_dir is None:
+        logged.extend(log)
+        return
+    path = Path(log_dir) / f"programs-{rank:05d}.jsonl"
+    ondisk.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in log))

@@ -23,10 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vloom import ondisk
 from vloom.curate.base import CurateError
 from vloom.curate.generated.common import GeneratingStep, batched, bump
-from vloom.curate.refine import Op, apply_program
+from vloom.curate.refine import Op, apply_program, write_program_log
 from vloom.curate.registry import register
 from vloom.doc import Document
 from vloom.generate.generator import Request, schema_prompt
@@ -153,11 +152,4 @@ class ProxProgram(GeneratingStep):
                     bump(self.tally, ("ops", "docs_changed"))
                 yield new
         if self.log_programs:
-            self._write_log(log, rank)
-
-    def _write_log(self, log: list[dict[str, Any]], rank: int) -> None:
-        if self.log_dir is None:
-            self.logged.extend(log)
-            return
-        path = Path(self.log_dir) / f"programs-{rank:05d}.jsonl"
-        ondisk.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
+            write_program_log(self.log_dir, self.logged, log, rank)
