@@ -106,7 +106,7 @@ def test_adapter_methods_match_vloom_scoring(lm, rand_ctx):
         whole = encode_text(tok, ctx + cont)
         want = continuation_logprobs(m, [[BOS_ID] + c_ids], [whole[len(c_ids) :]], [None], cpu)[0]
         assert lp == pytest.approx(want, abs=1e-4) and isinstance(greedy, bool)
-    text = "In the scene, at the top left there is a small red circle. " * 12  # > one window
+    text = "In the scene, at the top left there is a small red circle. " * 24  # > one window
     ids = [BOS_ID] + encode_text(tok, text)
     w = m.lm.max_seq_len
     assert len(ids) > w

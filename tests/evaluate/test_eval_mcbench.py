@@ -346,7 +346,7 @@ def test_mmbench_parquet_with_two_and_three_options(tmp_path, rand_ctx):
                 ("Look closely.", "blue", None, "B", "green"),
                 (None, None, None, "A", "red"),
                 (None, None, "grey", "A", "red"),  # D without C: a missing option
-                ("long " * 100, None, None, "A", "red"),  # longer than the model's context
+                ("long " * 500, None, None, "A", "red"),  # longer than the model's context
             ]
         )
     ]
