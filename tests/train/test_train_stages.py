@@ -105,7 +105,7 @@ def test_rows_carry_their_source_and_a_mixture_draws_only_its_sources(tiny_data)
 def test_recipe_stages_freeze_parts_and_save_a_checkpoint_at_each_stage_end(tiny_data, tmp_path):
     cfg = tiny_config(
         train__steps=6,
-        train__log_every=1,
+        train__batch_size=16,  # pairs longer than a row leave caption-only rows: enough rows a step
         train__image_start_fraction=0.0,
         train__stages=[
             {"name": "text", "fraction": 0.5, "trainable": ["lm"], "image_text_ratio": 0.0},
@@ -125,10 +125,8 @@ def test_recipe_stages_freeze_parts_and_save_a_checkpoint_at_each_stage_end(tiny
     assert {p.name for p in ck.iterdir()} >= {"stage-text", "stage-align", "final"}
     assert json.loads((ck / "stage-text" / "state.json").read_text())["step"] == 3
     recs = _metrics(run)
-    assert [r["stage"] for r in recs] == ["text"] * 3 + ["align"] * 3
-    # a pair longer than a row leaves rows of caption only: some align step, not each, has images
-    assert all(r["image_frac"] == 0 for r in recs[:3])
-    assert any(r["image_frac"] > 0 for r in recs[3:])
+    assert [r["stage"] for r in recs] == ["text", "align", "align"]
+    assert recs[0]["image_frac"] == 0 and recs[-1]["image_frac"] > 0
     text_end, final = _weights(ck / "stage-text"), _weights(ck / "final")
     for k in final:
         moved = not torch.equal(final[k], text_end[k])
