@@ -199,6 +199,12 @@ class GeneratorConfig(BaseModel):
     tokenizer: str | None = Field(None, description="vloom: tokenizer.json (default: ckpt's)")
     template: str = Field("auto", description="chat template: auto, vloom or hf")
     device: str = Field("auto", description="vloom/hf: auto, cpu, cuda, cuda:N")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="vloom/hf on the CPU: torch threads while generating (0: torch's own "
+        "setting); one decodes a small model fastest on a shared machine",
+    )
     url: str | None = Field(None, description="http: the endpoint's base URL (.../v1)")
     model: str | None = Field(None, description="http: the model name the endpoint serves")
     timeout_s: float = Field(120.0, gt=0, description="http: seconds per request")

@@ -61,6 +61,7 @@ class HFBackend:
         batch_size: int = 16,
         dtype: str = "float32",
         pad: bool = False,
+        threads: int = 1,
     ) -> None:
         import transformers
 
@@ -89,6 +90,7 @@ class HFBackend:
         model = auto.from_pretrained(str(hf_dir), dtype=getattr(torch, dtype), **where)
         self.model = model.to(self.device).eval()
         self.batch_size, self.pad = batch_size, pad or self.vlm
+        self.threads = threads  # torch threads while generating on the CPU (torch_threads)
         text_cfg = getattr(self.model.config, "text_config", None) or self.model.config
         self.limit = int(getattr(text_cfg, "max_position_embeddings", 0) or 1 << 30)
         self.eos = self.tok.eos_token_id
@@ -121,7 +123,7 @@ class HFBackend:
         unknown = set(opts) - {"dtype", "pad"}
         if unknown:
             raise ValueError(f"generator.options: unknown for hf: {sorted(unknown)}")
-        return cls(cfg.path, cfg.template, cfg.device, cfg.batch_size, **opts)
+        return cls(cfg.path, cfg.template, cfg.device, cfg.batch_size, threads=cfg.threads, **opts)
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -175,6 +177,12 @@ class HFBackend:
         return ids, dict(enc)
 
     def generate(self, requests: list[Request]) -> list[str | BackendError]:
+        from vloom.generate.backends import torch_threads
+
+        with torch_threads(self.threads, self.device):
+            return self._generate(requests)
+
+    def _generate(self, requests: list[Request]) -> list[str | BackendError]:
         out: list[str | BackendError | None] = [None] * len(requests)
         prompts: dict[int, tuple[list[int], dict[str, torch.Tensor]]] = {}
         groups: dict[tuple, list[int]] = defaultdict(list)

@@ -7,7 +7,8 @@ tokenizer's HF chat template when `template` is hf, or auto and that tokenizer h
 becomes ids and images as `vloom serve` makes them (`chat.prompt.chat_prompt`: images
 prepared as evaluation prepares them). Requests run through `vloom.generate.sample` with the
 KV cache, those of equal sampling settings together, each with its own seed (its text
-depends on its request alone). A prompt that leaves no room for max_new_tokens in the
+depends on its request alone), on `threads` torch threads when on the CPU (default one:
+`backends.torch_threads`). A prompt that leaves no room for max_new_tokens in the
 model's context is `context_overflow` (never cut: a cut prompt asks another question); an
 image that does not decode is `backend_error`.
 """
@@ -20,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vloom.generate.backends import files_sha256
+from vloom.generate.backends import files_sha256, torch_threads
 from vloom.generate.generator import BackendError, GeneratorConfig, Request
 from vloom.ondisk import RUN_CONFIG, WEIGHTS, read_json
 
@@ -35,6 +36,7 @@ class VloomBackend:
         template: str = "auto",
         device: str = "auto",
         batch_size: int = 16,
+        threads: int = 1,
     ) -> None:
         from vloom.chat.template import make_template
         from vloom.evaluate.harness import load_checkpoint, resolve_device
@@ -52,7 +54,7 @@ class VloomBackend:
                 raise FileNotFoundError(f"{tok_dir}: the checkpoint's HF tokenizer dir is gone")
             tok_dir = None  # auto: an HF dir moved away leaves vloom's template
         self.template = make_template(template, self.model.layout, tok_dir)
-        self.batch_size = batch_size
+        self.batch_size, self.threads = batch_size, threads
         chat = getattr(getattr(self.template, "tok", None), "chat_template", None) or ""
         meta.pop("tokenizer", None)  # a path: where the file lies does not change the model
         self._identity = {
@@ -68,7 +70,7 @@ class VloomBackend:
     def from_config(cls, cfg: GeneratorConfig) -> VloomBackend:
         if not cfg.path:
             raise ValueError("generator.path: the vloom backend needs a checkpoint directory")
-        return cls(cfg.path, cfg.tokenizer, cfg.template, cfg.device, cfg.batch_size)
+        return cls(cfg.path, cfg.tokenizer, cfg.template, cfg.device, cfg.batch_size, cfg.threads)
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -102,7 +104,8 @@ class VloomBackend:
                 continue
             prompts[i] = (ids, pics)
             groups[(r.temperature, r.top_p, r.max_new_tokens, r.stop)].append(i)
-        with flush_denormals(self.device):  # as evaluation does: denormals slow CPU ops
+        # as evaluation does: denormals slow CPU ops
+        with flush_denormals(self.device), torch_threads(self.threads, self.device):
             for (temp, top_p, new, stop), idx in groups.items():
                 got = sample(
                     self.model,
