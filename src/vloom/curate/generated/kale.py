@@ -23,7 +23,9 @@ Scoring (documents that carry the world's truth, `common.doc_scenes`): the alt-t
 dense caption and the augmented caption are each scored against the scene (share true,
 false, hallucinated; coverage of the scene's facts) under `step_stats.kale.facts`.
 `alt_text_pairs` builds such pairs from a world: its training scenes' images, an alt-text
-that names a few true facts, the scene's JSON in `metadata.scene`.
+that names a few true facts, the scene's JSON in `metadata.scene`. `world_alt_text_pairs`
+does the same for the world's own training pairs (their images and ids, the caption
+replaced): what scripts/kale_pretrain.py pre-trains on against the KALE captions.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from vloom.curate.generated.common import (
     bump,
     doc_scenes,
     first_image,
+    world_documents,
 )
 from vloom.curate.registry import register
 from vloom.doc import Document
@@ -156,6 +159,32 @@ def alt_text_pairs(synth_dir: str | Path, n: int, seed: int = 0) -> list[Documen
         )
         for i, k in enumerate(picked)
     ]
+
+
+def world_alt_text_pairs(
+    synth_dir: str | Path, seed: int = 0, n: int | None = None
+) -> list[Document]:
+    """The world's clean training pairs (the first n; all by default), each with its image,
+    id, source and url, its caption replaced by an alt-text of its scene (`alt_text`) and the
+    scene's JSON in `metadata.scene`. Pair i's scene is the world's training scene
+    n_interleaved * images_per_doc + i (synth/corpus.py draws the interleaved documents'
+    scenes first, then one per pair)."""
+    scenes, cfg = training_scenes(synth_dir)
+    first = cfg["n_interleaved"] * cfg["images_per_doc"]
+    rng = random.Random(f"world-alt-text-{seed}")
+    out = []
+    for d in world_documents(synth_dir, "pair-", cfg["n_pairs"] if n is None else n):
+        scene = scenes[first + int(d.id.removeprefix("pair-"))]
+        out.append(
+            Document.from_items(
+                d.id,
+                [first_image(d), alt_text(scene, rng)],
+                source=d.source,
+                url=d.url,
+                metadata={"scene": scene_json(scene)},
+            )
+        )
+    return out
 
 
 @register("kale")
