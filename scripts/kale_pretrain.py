@@ -271,6 +271,24 @@ def run_all(
     return runs
 
 
+def finished_runs(out: Path, arms: tuple[str, ...], seeds: list[int]) -> list[dict[str, Any]]:
+    """The run records of the seeds every arm has finished (their results.json)."""
+    from vloom.ondisk import complete, read_json
+
+    runs = []
+    for seed in seeds:
+        dirs = {arm: out / "runs" / f"{arm}-s{seed}" for arm in arms}
+        if all(complete(d / "results.json") for d in dirs.values()):
+            for arm, d in dirs.items():
+                ev = read_json(d / "results.json")["eval"]
+                runs.append(
+                    {"settings": {"captions": arm, "seed": seed}, "eval": ev, "dir": str(d)}
+                )
+    if not runs:
+        raise SystemExit(f"{out}/runs: no seed has finished in every arm yet")
+    return runs
+
+
 def _brief(ev: dict[str, Any]) -> str:
     return json.dumps(
         {
@@ -413,6 +431,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--world-seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
+    p.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="train nothing: the table of the --seeds whose runs have finished in every arm",
+    )
     a = p.parse_args(argv)
     if "alt" not in a.arms:
         p.error("--arms: alt (the original captions) is the baseline every arm is paired with")
@@ -442,7 +465,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     corpora = build_corpora(synth, alt, kale, out, arms)
     packed = pack_arms(cfg, corpora, out)
     print(f"[kale_pretrain] packed {list(packed)} ({time.perf_counter() - t0:.0f}s)", flush=True)
-    runs = run_all(cfg, packed, synth, out, a.seeds, a.jobs)
+    if a.summarize_only:
+        runs = finished_runs(out, tuple(packed), a.seeds)
+    else:
+        runs = run_all(cfg, packed, synth, out, a.seeds, a.jobs)
     summary = summarize(runs)
     summary["facts"] = table.get("facts")
     summary["setup"] = {
