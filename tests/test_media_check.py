@@ -225,3 +225,80 @@ def test_a_library_that_loads_truncated_images_does_not_change_the_decisions(mon
         with pytest.raises(ImageError):
             decode_image(data)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # pinned by the check itself
+
+
+def _image_data(png: bytes) -> tuple[int, int, bytes]:
+    """(where the first IDAT starts, where the last one ends, their data joined)."""
+    first = png.index(b"IDAT") - 4
+    stream, pos = b"", first
+    while png[pos + 4 : pos + 8] == b"IDAT":  # every IDAT's data (there may be several)
+        n = struct.unpack(">I", png[pos : pos + 4])[0]
+        stream += png[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+    return first, pos, stream
+
+
+def _split_idat(png: bytes, rng: random.Random) -> bytes:
+    """The PNG with its image data cut into IDAT chunks of random sizes, some empty, sometimes
+    with bytes after the end of the stream or an IDAT after the one where it ends."""
+    first, end, stream = _image_data(png)
+    c = rng.random()
+    if c < 0.15:
+        stream += bytes(rng.randrange(1, 9))  # after the end of the stream, same IDAT
+    chunks, i = [], 0
+    while i < len(stream):
+        n = rng.choice((0, 1, 2, 7, 64, 1000, len(stream)))
+        chunks.append(stream[i : i + n])
+        i += n
+    if c > 0.85:
+        chunks.append(rng.choice((b"", b"\x00\x01")))  # an IDAT after the one the stream ends in
+    body = b"".join(_png_chunk(b"IDAT", ch) for ch in chunks)
+    return png[:first] + body + png[end:]
+
+
+def _bad_filter(png: bytes, rng: random.Random) -> bytes:
+    """The PNG with one row's filter byte set to one Pillow does not know (the stream intact)."""
+    width, height, depth, ctype = struct.unpack(">IIBB", png[16:26])
+    row = 1 + (width * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth + 7) // 8
+    first, end, stream = _image_data(png)
+    raw = bytearray(zlib.decompress(stream))
+    raw[row * rng.randrange(height)] = rng.randrange(5, 256)
+    return png[:first] + _png_chunk(b"IDAT", zlib.compress(bytes(raw))) + png[end:]
+
+
+def test_png_data_inflated_in_one_buffer_decides_like_chunk_by_chunk(monkeypatch):
+    """The image data inflated in one call into one buffer (vloom.media._png_idat_ok) decides as
+    feeding its IDAT chunks one by one does, and as a full decode does, on intact and damaged
+    PNGs cut into many IDAT chunks (empty ones, bytes after the stream, an IDAT after it)."""
+    from vloom import media
+
+    if media._Decompressor is None:
+        pytest.skip("zlib-ng without _ZlibDecompressor: the chunk-by-chunk path runs anyway")
+    rng = random.Random(5)
+    pngs = _pngs()[:-1]  # not the interlaced one (decoded in full anyway)
+    if GIMP_IMAGES.is_dir():
+        pngs += [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.png"))[::150]]
+    pngs += [_bad_filter(png, rng) for png in pngs]
+    cases = []
+    for png in pngs:
+        for _ in range(4):
+            split = _split_idat(png, rng)
+            cases += _damaged(split, rng, 12)
+    verdicts = {None: 0, True: 0, False: 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for case in cases:
+            try:
+                img = media._open(case)
+            except ImageError:
+                continue
+            one = media._png_data_ok(case, img)
+            monkeypatch.setattr(media, "_Decompressor", None)
+            try:
+                by_chunk = media._png_data_ok(case, media._open(case))
+            finally:
+                monkeypatch.undo()
+            assert one is by_chunk, len(case)
+            assert _check(case) == _full(case), len(case)
+            verdicts[one] += 1
+    assert min(verdicts.values()) > 20, verdicts  # every kind of verdict was reached

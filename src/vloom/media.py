@@ -16,6 +16,9 @@ except ImportError:
 import numpy as np
 from PIL import Image, ImageFile
 
+# inflates into one buffer of the size asked for (zlib's decompressobj grows its own)
+_Decompressor = getattr(_inflate, "_ZlibDecompressor", None)
+
 # Pillow's own default (~89M pixels) warns; above 2x it raises. Make both an error so a
 # decompression bomb is rejected with a reason rather than exhausting memory.
 MAX_IMAGE_PIXELS = 89_478_485
@@ -314,11 +317,13 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         return None
     row = 1 + (width * _PNG_CHANNELS[ctype] * depth + 7) // 8  # filter byte + samples
     need = row * height
+    pos = img.tile[0][2]  # the first IDAT's data, where Pillow found it
+    length = struct.unpack(">I", data[pos - 8 : pos - 4])[0]
+    if _Decompressor is not None:
+        return _png_idat_ok(data, img, pos, length, row, need)
     z = _inflate.decompressobj()
     got = 0
     bad_filter = False  # a row filter byte Pillow does not know (> 4), read as the data comes
-    pos = img.tile[0][2]  # the first IDAT's data, where Pillow found it
-    length = struct.unpack(">I", data[pos - 8 : pos - 4])[0]
     # Accepted here only when the stream ends (checksum read) with exactly the image's rows and
     # known row filters; broken, short, long or cut data is left to a full decode, so every
     # such verdict stays Pillow's own (where it stops in a damaged stream depends on its zlib).
@@ -344,6 +349,46 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         return None
     if bad_filter:
         return False  # a row filter Pillow does not know
+    return _png_tail_ok(data, pos + length, img)
+
+
+def _png_idat_ok(
+    data: bytes, img: Image.Image, pos: int, length: int, row: int, need: int
+) -> bool | None:
+    """_png_data_ok's decision with the image data inflated in one call into one buffer of the
+    image's size (feeding IDAT chunks one by one, zlib's output buffer grows by doubling and
+    copying: as many instructions as the inflate itself). The same verdict as feeding them in
+    turn: the chunks are the ones that loop would reach (consecutive IDATs, up to a cut one or
+    the first other chunk), at most need + 1 bytes come out, and the stream must end inside
+    the last of them, else the loop would have met another IDAT after it (None)."""
+    spans = [(pos, length)]
+    while True:
+        head = data[pos + length + 4 : pos + length + 12]
+        if pos + length > len(data) or len(head) < 8 or head[4:] != b"IDAT":
+            break
+        pos, length = pos + length + 12, struct.unpack(">I", head[:4])[0]
+        spans.append((pos, length))
+    view = memoryview(data)
+    stream = (
+        view[pos : pos + length]
+        if len(spans) == 1
+        else b"".join([view[p : p + n] for p, n in spans])
+    )
+    z = _Decompressor()
+    try:
+        out = z.decompress(stream, need + 1)
+    except _inflate.error:
+        return None  # broken data: whether Pillow reaches it first, a full decode says
+    if not z.eof or len(out) != need:
+        return None  # cut, short or long data: a full decode says what Pillow makes of it
+    if out and max(out[::row]) > 4:
+        return False  # a row filter Pillow does not know
+    # where the stream ended: the feeding loop stops in that chunk and looks at the next one
+    ended = len(stream) - len(z.unused_data)
+    for p, n in spans[:-1]:
+        ended -= min(n, len(data) - p)
+        if ended <= 0:
+            return None  # another IDAT follows the end of the stream: a full decode says
     return _png_tail_ok(data, pos + length, img)
 
 
