@@ -10,9 +10,14 @@ the accuracy per question type, plus the loss on the answer word in the eval's o
 
 --variant text: the world's text documents (vloom.synth.corpus.text_doc, with the world's
 current templates) with --qa-per-scene questions after each scene; quiz: each scene followed by
-the shape and the place of every one of its objects asked. It also prints the mean cosine
-between the shape words' (and the colours') embeddings: near 1, the model cannot tell them
-apart (what the world's text did before its shape facts: issue 16).
+the shape and the place of every one of its objects asked; bind: the world's description plus
+one colour-first sentence an object ("The red triangle is at the top left.", random order);
+colourfirst / colourfirst_any: the object list itself said colour first, in reading / random
+order. Eval scenes hold 2-3 objects (as text_qa's), and per scene size it prints the accuracy and
+what the wrong picks were: another object's shape/place (in_scene; chance 1/3 with 2 objects,
+2/3 with 3) or the first object's in reading order (first; chance 0.17 / 0.22). It also
+prints the mean cosine between the shape words' (and the colours') embeddings: near 1, the
+model cannot tell them apart (what the world's text did before its shape facts: issue 16).
 """
 
 from __future__ import annotations
@@ -30,11 +35,61 @@ from vloom.evaluate.scoring import accuracy_by_type, continuation_logprobs
 from vloom.model.vlm import VLM
 from vloom.pack.tokenizer import train_tokenizer
 from vloom.sequence import encode_text
-from vloom.synth import corpus
-from vloom.synth.language import QTYPES, description, make_qa, qa_prompt, qa_text
-from vloom.synth.world import COLOURS, SHAPES, Scene
+from vloom.synth import corpus, language
+from vloom.synth.language import QTYPES, make_qa, qa_prompt, qa_text
+from vloom.synth.world import CELLS, COLOURS, SHAPES, Obj, Scene
 from vloom.train.denormal import flush_denormals
 from vloom.train.schedule import schedule_lr
+
+
+def _bound(o: Obj) -> str:
+    return f"The {o.colour} {o.shape} is at the {CELLS[o.cell]}."
+
+
+def bind_description(scene: Scene, rng: random.Random) -> str:
+    """The world's description, then one colour-first sentence an object ('The red triangle is
+    at the top left.'), the objects in random order: the place follows the colour, as in the
+    answer, so an in-context copy keyed by the colour finds it."""
+    objs = list(scene.objects)
+    rng.shuffle(objs)
+    return language.description(scene, rng) + " " + " ".join(_bound(o) for o in objs)
+
+
+def colourfirst_description(scene: Scene, rng: random.Random, shuffle: bool = False) -> str:
+    """The world's description with its object list said colour first ('the small red triangle
+    is at the top left'), in reading order (or random order with shuffle)."""
+    objs = sorted(scene.objects, key=lambda o: o.cell)
+    if shuffle:
+        rng.shuffle(objs)
+    text = language.description(scene, rng)
+    old = language._join([language.phrase(o) for o in sorted(scene.objects, key=lambda o: o.cell)])
+    new = language._join(
+        [f"the {o.size} {o.colour} {o.shape} is at the {CELLS[o.cell]}" for o in objs]
+    )
+    assert old in text
+    return text.replace(old, new)
+
+
+# How a scene is said in words, per --variant (quiz: the world's description, more questions).
+DESCRIBE = {
+    "text": language.description,
+    "quiz": language.description,
+    "bind": bind_description,
+    "colourfirst": colourfirst_description,
+    "colourfirst_any": lambda s, rng: colourfirst_description(s, rng, shuffle=True),
+}
+
+
+def text_doc(scenes, rng: random.Random, qas: int, describe) -> str:
+    """corpus.text_doc with the scene said by `describe`."""
+    paras = [rng.choice(corpus._INTROS).replace("figures", "scenes").replace("pictures", "scenes")]
+    for k in range(rng.randint(2, 4)):
+        s = scenes()
+        lines = [f"Scene {k + 1}. " + describe(s, rng)]
+        for qt in rng.sample(QTYPES, qas):
+            lines.append(qa_text(make_qa(s, qt, rng)))
+        paras.append(" ".join(lines))
+    return "\n\n".join(paras)
 
 
 def quiz_doc(scenes, rng: random.Random) -> str:
@@ -44,7 +99,7 @@ def quiz_doc(scenes, rng: random.Random) -> str:
         s = scenes()
         qs = [("shape", o) for o in s.objects] + [("position", o) for o in s.objects]
         rng.shuffle(qs)
-        lines = [f"Scene {k + 1}. " + description(s, rng)]
+        lines = [f"Scene {k + 1}. " + language.description(s, rng)]
         for qt, o in qs:
             q = make_qa(Scene((o,)), qt, rng)  # the question about o, asked of the whole scene
             lines.append(qa_text(q))
@@ -57,17 +112,21 @@ def build_texts(n: int, qa_per_scene: int, seed: int, variant: str) -> list[str]
     rng = random.Random(f"vloom-synth-{seed}")
     if variant == "quiz":
         return [quiz_doc(scenes, rng) for _ in range(n)]
-    return [corpus.text_doc(i, scenes, rng, qa_per_scene).texts[0] for i in range(n)]
+    if variant == "text":  # the world's own text documents
+        return [corpus.text_doc(i, scenes, rng, qa_per_scene).texts[0] for i in range(n)]
+    return [text_doc(scenes, rng, qa_per_scene, DESCRIBE[variant]) for _ in range(n)]
 
 
-def eval_rows(n: int, seed: int) -> list[dict]:
+def eval_rows(n: int, seed: int, variant: str = "text") -> list[dict]:
     held = corpus._SceneSource(random.Random(f"eval-scenes-{seed}"), 3)
     rng = random.Random(f"eval-{seed}")
     rows = []
     for i in range(n):
         s = held()
+        while s.count < 2:  # as text_qa: every one-object scene is seen in training
+            s = held()
         qa = make_qa(s, QTYPES[i % len(QTYPES)], rng)
-        rows.append({"context": description(s, rng), "qa": qa})
+        rows.append({"context": DESCRIBE[variant](s, rng), "qa": qa, "scene": s})
     return rows
 
 
@@ -100,8 +159,36 @@ def evaluate(model: VLM, tok, rows: list[dict], bos: int) -> dict[str, float]:
         lse = torch.logsumexp(torch.tensor(s), 0).item()
         nll[r["qa"].qtype].append(lse - s[r["qa"].answer_index])
     out = accuracy_by_type(picks, answers, qtypes)
+    out.update(binding_errors(rows, picks))
     out.update({f"nll_{q}": sum(v) / len(v) for q, v in nll.items()})
     model.train()
+    return out
+
+
+def binding_errors(rows: list[dict], picks: list[int]) -> dict[str, float]:
+    """Per shape/position question and scene size: accuracy, and of the wrong picks the share
+    that is another object's attribute (in_scene; chance 1/3 with 2 objects, 2/3 with 3) and the
+    share that is the first object's in reading order (first; wrong picks with 2+ objects)."""
+    out: dict[str, float] = {}
+    for qt in ("shape", "position"):
+        for n in (2, 3):
+            sel = [
+                (r, p)
+                for r, p in zip(rows, picks, strict=True)
+                if r["qa"].qtype == qt and r["scene"].count == n
+            ]
+            if not sel:
+                continue
+            attr = (lambda o: o.shape) if qt == "shape" else (lambda o: CELLS[o.cell])
+            wrong = [(r, r["qa"].options[p]) for r, p in sel if p != r["qa"].answer_index]
+            out[f"acc_{qt}_{n}"] = 1 - len(wrong) / len(sel)
+            if wrong:
+                inscene = [w for r, w in wrong if w in {attr(o) for o in r["scene"].objects}]
+                first = [
+                    w for r, w in wrong if w == attr(min(r["scene"].objects, key=lambda o: o.cell))
+                ]
+                out[f"in_scene_{qt}_{n}"] = len(inscene) / len(wrong)
+                out[f"first_{qt}_{n}"] = len(first) / len(wrong)
     return out
 
 
@@ -130,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="")
-    ap.add_argument("--variant", default="text", choices=["text", "quiz"])
+    ap.add_argument("--variant", default="text", choices=sorted(DESCRIBE))
     a = ap.parse_args(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(a.threads)
@@ -151,7 +238,7 @@ def _run(a: argparse.Namespace) -> dict:
     for t in texts:
         stream += [bos] + encode_text(tok, t) + [eos]
     data = torch.tensor(stream)
-    rows = eval_rows(a.eval_n, a.seed)
+    rows = eval_rows(a.eval_n, a.seed, a.variant)
     cfg = ModelConfig(d_model=a.d_model, n_layers=a.n_layers, n_heads=a.n_heads)
     model = VLM(cfg, tok.get_vocab_size(), a.seq + 64, 32, pretrained=False)
     params = list(model.lm.parameters())
@@ -181,7 +268,11 @@ def _run(a: argparse.Namespace) -> dict:
             nll = " ".join(f"{q} {res[f'nll_{q}']:.2f}" for q in QTYPES)
             res["cos_shape"] = word_cosine(model, tok, SHAPES)
             res["cos_colour"] = word_cosine(model, tok, COLOURS)
+            per_n = " ".join(
+                f"{k} {v:.2f}" for k, v in res.items() if k.split("_")[0] in ("acc", "in", "first")
+            )
             print(
+                f"  by scene size: {per_n}\n"
                 f"step {done} loss {loss.item():.3f} | acc {acc} | option-nll {nll} "
                 f"| cos shape {res['cos_shape']:.2f} colour {res['cos_colour']:.2f}"
                 f"| {time.time() - t1:.0f} s",
