@@ -32,6 +32,14 @@ try:
     from fastwarc.warc import ArchiveIterator as FastIterator
 except ImportError:  # warcio reads everything
     FastIterator = None
+try:  # FastWARC's own header keys: found without encoding and case-folding a str each time
+    from fastwarc.warc import WarcHeader
+
+    _CONTENT_LENGTH, _CONTENT_TYPE = WarcHeader.CONTENT_LENGTH, WarcHeader.CONTENT_TYPE
+    _WARC_TYPE, _TARGET_URI = WarcHeader.WARC_TYPE, WarcHeader.WARC_TARGET_URI
+except ImportError:  # an older FastWARC: the same look-ups by name (case-insensitive too)
+    _CONTENT_LENGTH, _CONTENT_TYPE = "Content-Length", "Content-Type"
+    _WARC_TYPE, _TARGET_URI = "WARC-Type", "WARC-Target-URI"
 
 MAX_RECORD_BYTES = 1024**3  # declared Content-Length above this: rejected unread
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -112,8 +120,8 @@ def _fast(fh: IO[bytes], max_record_bytes: int, keep: int, start: int = 0) -> It
         for rec in FastIterator(fh, parse_http=True):
             start = rec.stream_pos
             headers = rec.headers
-            declared = headers.get("Content-Length")
-            wtype = headers.get("WARC-Type")
+            declared = headers.get(_CONTENT_LENGTH)
+            wtype = headers.get(_WARC_TYPE)
             if not wtype or not declared or not declared.isdigit():
                 break  # a header cut short or garbled
             if int(declared) > max_record_bytes:
@@ -147,15 +155,15 @@ def _fast_rec(rec: Any, fh: IO[bytes], keep: int, wtype: str) -> Rec | None:
     status = 200
     if http is not None:
         status = http.status_code or 0
-        ct = http.get("Content-Type") or ""
+        ct = http.get(_CONTENT_TYPE) or ""
         enc = (http.get("Content-Encoding") or "").strip().lower()
         te = (http.get("Transfer-Encoding") or "").strip().lower()
         if enc not in _IDENTITY or te not in _IDENTITY:
             head = _decoded(fh, rec.stream_pos, keep)  # warcio undoes them (rare in crawls)
-    ct = ct or rec.headers.get("Content-Type") or ""
+    ct = ct or rec.headers.get(_CONTENT_TYPE) or ""
     return Rec(
         wtype,
-        (rec.headers.get("WARC-Target-URI") or "").strip().strip("<>"),
+        (rec.headers.get(_TARGET_URI) or "").strip().strip("<>"),
         status,
         ct,
         rec.stream_pos,
