@@ -36,19 +36,25 @@ def _codec(label: str | bytes | None) -> str | None:
 def decode_html(data: bytes, declared: str | None = None) -> str:
     """Bytes -> text: BOM, then the transport's charset, then valid UTF-8, then <meta charset>
     in the first 1024 bytes, then windows-1252 (what browsers fall back to). Never raises."""
+    return decode_html_utf8(data, declared)[0]
+
+
+def decode_html_utf8(data: bytes, declared: str | None = None) -> tuple[str, bool]:
+    """(decode_html's text, whether it is `data` decoded as UTF-8 whole - so that the text
+    encoded as UTF-8 is `data` itself, which a parser can take as it is)."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            return data[len(bom) :].decode(enc, "replace")
+            return data[len(bom) :].decode(enc, "replace"), False
     enc = _codec(declared)
     if enc:
         try:
-            return data.decode(enc)
+            return data.decode(enc), enc == "utf-8"
         except UnicodeDecodeError:
             pass
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), True
     except UnicodeDecodeError:
         pass
     m = _CHARSET.search(data[:1024])
     enc = _codec(m.group(1)) if m else None
-    return data.decode(enc or "cp1252", "replace")
+    return data.decode(enc or "cp1252", "replace"), False

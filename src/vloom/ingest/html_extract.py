@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from vloom.ingest.html_blocks import Entries, select
-from vloom.ingest.html_decode import decode_html
+from vloom.ingest.html_decode import decode_html_utf8
 
 # Chrome's parser stops nesting at 512 levels; real pages stay far below this. Deeper pages are
 # rejected ("html_too_deep") rather than walked: they are adversarial or broken.
@@ -700,12 +700,18 @@ def text_chars(items: list[str | ImageRef]) -> int:
 
 def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page:
     """Parse one page into text items and image references; raises PageError(reason)."""
-    text = decode_html(html, declared_charset) if isinstance(html, bytes) else html
+    utf8 = False  # the text is the bytes decoded as UTF-8 whole
+    if isinstance(html, bytes):
+        text, utf8 = decode_html_utf8(html, declared_charset)
+    else:
+        text = html
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
+        utf8 = False
     if text.count("<") > _PRESCAN_TAGS and _too_deep(text, MAX_DEPTH):
         raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH} levels")
-    parser = LexborHTMLParser(text)
+    # lexbor parses UTF-8 bytes; the text would be encoded back to the page's own bytes
+    parser = LexborHTMLParser(html if utf8 else text)
     title_node = parser.css_first("title")
     title = " ".join(title_node.text().split()) if title_node is not None else ""
     html_node = parser.css_first("html")
