@@ -17,7 +17,11 @@ from vloom.sweep import load_study, run_sweep
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
-    study = load_study(write_study(tmp))
+    # every fine-tuning row from the image sources: a pair longer than a 64-token row leaves
+    # caption-only rows, and the two logged steps of 4 rows at 0.8 could hold no image
+    study = load_study(
+        write_study(tmp, finetune={"steps": 4, "warmup_steps": 1, "image_text_ratio": 1.0})
+    )
     out = run_sweep(study, quiet=True)
     return study, out
 

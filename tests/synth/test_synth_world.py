@@ -102,3 +102,25 @@ def test_eval_scenes_are_never_training_scenes(tmp_path):
     seen = {train().key() for _ in range(500)}
     held = _SceneSource(random.Random(1), 3, avoid=train.keys)
     assert all(held().key() not in seen for _ in range(200))
+
+
+def test_descriptions_and_captions_say_each_objects_place_after_its_colour():
+    # issue 16: "at the top left there is a red triangle" puts the place before the colour a
+    # question names; each object also gets "The red triangle is at the top left." (random order)
+    from vloom.synth.language import caption, description
+
+    rng = random.Random(0)
+    orders = set()
+    for _ in range(200):
+        s = sample_scene(rng)
+        for text in (description(s, rng), caption(s, rng)):
+            said = [
+                (o.colour, o.shape, o.cell)
+                for o in s.objects
+                if text.count(f"The {o.colour} {o.shape} is at the {CELLS[o.cell]}.") == 1
+            ]
+            assert len(said) == s.count, text
+            if s.count == 3:
+                at = [text.index(f"The {o.colour} {o.shape} is at the") for o in s.objects]
+                orders.add(tuple(sorted(range(3), key=at.__getitem__)))
+    assert len(orders) > 1  # not reading order every time

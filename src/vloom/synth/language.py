@@ -65,6 +65,17 @@ def phrase(o: Obj, article: str = "a") -> str:
     return f"at the {CELLS[o.cell]} there is {article} {o.size} {o.colour} {o.shape}"
 
 
+def where_sentences(scene: Scene, rng: random.Random) -> str:
+    """One sentence an object saying where it is, colour first ('The red triangle is at the top
+    left.'), the objects in random order. The object list says the place before the colour
+    ("at the top left there is a small red triangle"), so answering "Where is the red object?"
+    from it takes a lookup backwards from the colour, while an in-context copy copies what
+    follows a match; here the place follows the colour, as in the answer (issue 16)."""
+    objs = list(scene.objects)
+    rng.shuffle(objs)
+    return " ".join(f"The {o.colour} {o.shape} is at the {CELLS[o.cell]}." for o in objs)
+
+
 def _join(parts: list[str]) -> str:
     if len(parts) == 1:
         return parts[0]
@@ -96,7 +107,10 @@ def caption(scene: Scene, rng: random.Random) -> str:
     lead = rng.choice(
         ["In this picture, ", "In the image, ", "Looking at the picture, ", "In this image, "]
     )
-    return f"{summary(scene, rng)} {lead}{body}. {shape_facts(scene, rng)} {count_sentence(scene)}"
+    return (
+        f"{summary(scene, rng)} {lead}{body}. {shape_facts(scene, rng)} {count_sentence(scene)} "
+        f"{where_sentences(scene, rng)}"
+    )
 
 
 def description(scene: Scene, rng: random.Random) -> str:
@@ -118,6 +132,7 @@ def description(scene: Scene, rng: random.Random) -> str:
         else:
             rel = "above" if ra < rb else "below"
         out.append(f"The {a.colour} {a.shape} is {rel} the {b.colour} {b.shape}.")
+    out.append(where_sentences(scene, rng))
     return " ".join(out)
 
 

@@ -148,10 +148,10 @@ def spam_text(rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-def foreign_text(rng: random.Random, lang: str) -> str:
+def foreign_text(rng: random.Random, lang: str, min_sentences: int = 4) -> str:
     bank = _PHRASES[lang]
     sents = []
-    for _ in range(rng.randint(4, 8)):
+    for _ in range(rng.randint(min_sentences, 8)):
         sents.append(
             rng.choice(bank["templates"]).format(
                 colour=rng.choice(bank["colour"]),
@@ -210,7 +210,11 @@ def inject_noise(docs: list[Document], cfg: NoiseConfig, rng: random.Random) -> 
             elif kind == "foreign_language":
                 new = _copy(src, kind, k)
                 lang = rng.choice(sorted(_PHRASES))
-                new.texts = [foreign_text(rng, lang) if t is not None else None for t in new.texts]
+                # >= 5 sentences (C4's page minimum): only its language tells the defect apart,
+                # so the language step is what catches it, not a sentence count by chance
+                new.texts = [
+                    foreign_text(rng, lang, 5) if t is not None else None for t in new.texts
+                ]
                 new.metadata["true_language"] = lang  # `language` stays mislabeled, as on the web
             else:
                 new = _copy(src, kind, k)
