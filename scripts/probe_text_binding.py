@@ -80,18 +80,6 @@ DESCRIBE = {
 }
 
 
-def text_doc(scenes, rng: random.Random, qas: int, describe) -> str:
-    """corpus.text_doc with the scene said by `describe`."""
-    paras = [rng.choice(corpus._INTROS).replace("figures", "scenes").replace("pictures", "scenes")]
-    for k in range(rng.randint(2, 4)):
-        s = scenes()
-        lines = [f"Scene {k + 1}. " + describe(s, rng)]
-        for qt in rng.sample(QTYPES, qas):
-            lines.append(qa_text(make_qa(s, qt, rng)))
-        paras.append(" ".join(lines))
-    return "\n\n".join(paras)
-
-
 def quiz_doc(scenes, rng: random.Random) -> str:
     """Each scene, then its shape and position asked about every object (shuffled)."""
     paras = []
@@ -114,7 +102,9 @@ def build_texts(n: int, qa_per_scene: int, seed: int, variant: str) -> list[str]
         return [quiz_doc(scenes, rng) for _ in range(n)]
     if variant == "text":  # the world's own text documents
         return [corpus.text_doc(i, scenes, rng, qa_per_scene).texts[0] for i in range(n)]
-    return [text_doc(scenes, rng, qa_per_scene, DESCRIBE[variant]) for _ in range(n)]
+    return [
+        corpus.text_doc(i, scenes, rng, qa_per_scene, DESCRIBE[variant]).texts[0] for i in range(n)
+    ]
 
 
 def eval_rows(n: int, seed: int, variant: str = "text") -> list[dict]:

@@ -108,11 +108,19 @@ def pair_doc(i: int, scene: Scene, cfg: SynthConfig, rng: random.Random) -> Docu
     )
 
 
-def text_doc(i: int, scenes: Callable[[], Scene], rng: random.Random, qas: int = 2) -> Document:
+def text_doc(
+    i: int,
+    scenes: Callable[[], Scene],
+    rng: random.Random,
+    qas: int = 2,
+    describe: Callable[[Scene, random.Random], str] = description,
+) -> Document:
+    """Scenes said in words (`describe`: the world's description; probes pass other wordings),
+    each followed by `qas` of its questions and answers."""
     paras = [rng.choice(_INTROS).replace("figures", "scenes").replace("pictures", "scenes")]
     for k in range(rng.randint(2, 4)):
         s = scenes()
-        lines = [f"Scene {k + 1}. " + description(s, rng)]
+        lines = [f"Scene {k + 1}. " + describe(s, rng)]
         for qt in rng.sample(QTYPES, qas):
             lines.append(qa_text(make_qa(s, qt, rng)))
         paras.append(" ".join(lines))
