@@ -5,7 +5,6 @@ on this machine is left out; the whole `make real` run end to end (slow)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import random
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 from realdata import png, write_html_dir
+from scriptmod import load_script
 from tinyexp import tiny_config
 
 from vloom.config import ConfigError, check_model_dirs, load_config
@@ -30,12 +30,7 @@ CONFIG = ROOT / "configs" / "real.yaml"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "make_real_assets", ROOT / "scripts/make_real_assets.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/make_real_assets.py")
 
 
 def _config_with(tmp_path: Path, **paths) -> Path:

@@ -1,17 +1,15 @@
 """scripts/probe_image_tokens.py: each object is read from the image token over its own cell."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from scriptmod import load_script
 
 from vloom.config import ModelConfig
 from vloom.model import VLM, save_model
 from vloom.synth.world import BACKGROUND, COLOURS, Obj, Scene, render
 
-ROOT = Path(__file__).resolve().parents[2]
 CFG = ModelConfig(
     d_model=32,
     n_layers=2,
@@ -21,12 +19,7 @@ CFG = ModelConfig(
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "probe_image_tokens", ROOT / "scripts/probe_image_tokens.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/probe_image_tokens.py")
 
 
 def _model():

@@ -3,22 +3,17 @@ each repeat's rate and ratio are printed (no timing is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+from scriptmod import load_script
 
 
 def test_benchmark_prints_each_repeat_and_the_ratio(monkeypatch, capsys):
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/train_throughput.py")
     args = "--d-model 32 --n-layers 1 --n-heads 2 --vocab 64 --seq-len 16 --batch 2"
     args += " --steps 2 --repeats 4 --warmup 1 --threads 1"
     monkeypatch.setattr(sys, "argv", ["train_throughput.py", *args.split()])

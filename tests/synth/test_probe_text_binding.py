@@ -1,20 +1,11 @@
 """scripts/probe_text_binding.py: trains a tiny LM on the world's text and scores text_qa."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
+from scriptmod import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "probe_text_binding", ROOT / "scripts/probe_text_binding.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/probe_text_binding.py")
 
 
 def test_quiz_documents_ask_every_objects_shape_and_place_after_its_scene():

@@ -3,12 +3,10 @@ every thread it computes on (a denormal in a matmul's input slows it several-fol
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
+from scriptmod import load_script
 from tinyexp import tiny_config
 
 from vloom.config import ModelConfig
@@ -16,7 +14,6 @@ from vloom.train import train
 from vloom.train.denormal import flush_denormals, flushing
 
 TINY = torch.finfo(torch.float32).tiny
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
 def n_denormal(t: torch.Tensor) -> int:
@@ -40,10 +37,7 @@ def one_thread():
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/train_throughput.py")
 
 
 def test_benchmark_lm_trains_without_denormals(one_thread):

@@ -5,8 +5,7 @@ tokenizer."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from scriptmod import load_script
 
 from vloom.curate.generated.common import doc_scenes, world_documents
 from vloom.curate.generated.kale import world_alt_text_pairs
@@ -14,16 +13,9 @@ from vloom.doc import list_shards, read_documents, read_shard
 from vloom.ondisk import LEDGER, read_json
 from vloom.synth.factcheck import score
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "kale_pretrain", ROOT / "scripts/kale_pretrain.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/kale_pretrain.py")
 
 
 def test_world_alt_text_pairs_are_the_worlds_pairs_with_true_partial_captions(world_gen):
