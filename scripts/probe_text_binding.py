@@ -13,7 +13,8 @@ current templates) with --qa-per-scene questions after each scene; quiz: each sc
 the shape and the place of every one of its objects asked; bind: the world's description plus
 one colour-first sentence an object ("The red triangle is at the top left.", random order);
 colourfirst / colourfirst_any: the object list itself said colour first, in reading / random
-order. Eval scenes hold 2-3 objects (as text_qa's), and per scene size it prints the accuracy and
+order; legend: the description plus each object's place right after its colour ("By colour:
+red top left, blue bottom right."). Eval scenes hold 2-3 objects (as text_qa's), and per scene size it prints the accuracy and
 what the wrong picks were: another object's shape/place (in_scene; chance 1/3 with 2 objects,
 2/3 with 3) or the first object's in reading order (first; chance 0.17 / 0.22). It also
 prints the mean cosine between the shape words' (and the colours') embeddings: near 1, the
@@ -70,11 +71,22 @@ def colourfirst_description(scene: Scene, rng: random.Random, shuffle: bool = Fa
     return text.replace(old, new)
 
 
+def legend_description(scene: Scene, rng: random.Random) -> str:
+    """The world's description, then each object's place right after its colour ('By colour:
+    red top left, blue bottom right.'): the place is the token after the colour, as the shape
+    is in 'The red triangle', so the copy that answers shape questions answers place ones."""
+    objs = list(scene.objects)
+    rng.shuffle(objs)
+    where = language._join([f"{o.colour} {CELLS[o.cell]}" for o in objs])
+    return language.description(scene, rng) + f" By colour: {where}."
+
+
 # How a scene is said in words, per --variant (quiz: the world's description, more questions).
 DESCRIBE = {
     "text": language.description,
     "quiz": language.description,
     "bind": bind_description,
+    "legend": legend_description,
     "colourfirst": colourfirst_description,
     "colourfirst_any": lambda s, rng: colourfirst_description(s, rng, shuffle=True),
 }

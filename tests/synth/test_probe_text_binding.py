@@ -58,3 +58,12 @@ def test_variants_say_each_objects_place_after_its_colour_and_eval_scenes_bind()
     rows = probe.eval_rows(40, seed=0, variant="bind")
     out = probe.binding_errors(rows, [r["qa"].answer_index for r in rows])
     assert out and all(v == 1.0 for k, v in out.items() if k.startswith("acc_"))
+
+
+def test_legend_puts_each_objects_place_right_after_its_colour():
+    probe = _script()
+    for r in probe.eval_rows(12, seed=0, variant="legend"):
+        legend = r["context"].split("By colour: ")[1].split(".")[0]
+        for o in r["scene"].objects:
+            assert f"{o.colour} {probe.CELLS[o.cell]}" in legend
+        assert legend.count(" ") >= 2 * r["scene"].count - 1  # every object, none twice
