@@ -133,21 +133,16 @@ def kale_pairs(
     generator at `checkpoint` (OUT/pairs/kale; generations cached in OUT/generations)."""
     from vloom.config import load_curate_config
     from vloom.curate import run_curate
-    from vloom.curate.generated.world_run import score_table
+    from vloom.curate.generated.world_run import point_generators, score_table
     from vloom.doc import read_documents
     from vloom.ondisk import LEDGER, complete, read_json
 
     alt_dir, kale_dir = out / "pairs" / "alt", out / "pairs" / "kale"
     alt_pairs(synth, out, seed)
     if not complete(kale_dir / LEDGER):
-        cfg = load_curate_config(config)
         gen = {"path": str(checkpoint)} | ({"tokenizer": str(tokenizer)} if tokenizer else {})
-        for step in cfg.steps:
-            extra = step.model_extra or {}
-            if "generator" in extra:
-                extra["generator"] = {**extra["generator"], **gen}
-                extra.update({"on_error": "keep", **(params or {})})
-                extra["cache_dir"] = str(out / "generations")
+        keep = {"on_error": "keep", **(params or {})}
+        cfg = point_generators(load_curate_config(config), gen, keep, out / "generations")
         run_curate(alt_dir, kale_dir, cfg, quiet=True)
     table = score_table("kale", read_json(kale_dir / LEDGER))
     return list(read_documents(alt_dir)), list(read_documents(kale_dir)), table

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vloom.config import load_curate_config
+from vloom.config import CurateConfig, load_curate_config
 from vloom.curate.generated.common import CACHE_DIRNAME
 from vloom.doc import Document, read_documents, write_documents
 from vloom.ondisk import atomic_write_json
@@ -62,6 +62,23 @@ def score_table(pipeline: str, ledger: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def point_generators(
+    cfg: CurateConfig,
+    generator: dict[str, Any] | None,
+    params: dict[str, Any] | None,
+    cache: str | Path,
+) -> CurateConfig:
+    """`cfg` (a CurateConfig) with `generator` merged into every step's generator section,
+    `params` into those steps, and their generation cache at `cache` unless a step sets one."""
+    for step in cfg.steps:
+        extra = step.model_extra or {}
+        if "generator" in extra:
+            extra["generator"] = {**extra["generator"], **(generator or {})}
+            extra.update(params or {})
+            extra.setdefault("cache_dir", str(cache))
+    return cfg
+
+
 def run_on_world(
     pipeline: str,
     world: str | Path,
@@ -82,13 +99,9 @@ def run_on_world(
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
     out = Path(out)
-    cfg = load_curate_config(config)
-    for step in cfg.steps:
-        extra = step.model_extra or {}
-        if "generator" in extra:
-            extra["generator"] = {**extra["generator"], **(generator or {})}
-            extra.update(params or {})
-            extra.setdefault("cache_dir", str(cache or out / CACHE_DIRNAME))
+    cfg = point_generators(
+        load_curate_config(config), generator, params, cache or out / CACHE_DIRNAME
+    )
     if workers is not None:
         cfg.workers = workers
     inp = out / "input"
