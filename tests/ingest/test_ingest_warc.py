@@ -396,3 +396,33 @@ def test_records_past_the_kept_budget_are_re_read_from_the_warc(tmp_path, monkey
     assert [(d.texts, d.images) for d in reread] == [(d.texts, d.images) for d in kept]
     assert led.to_dict() == led0.to_dict()
     assert led.extra["images"]["attached"] >= 4 and led.rejected["warc_record_corrupt"] >= 1
+
+
+@pytest.mark.parametrize("into_next", [1, 2, 3, 10])
+def test_a_warc_cut_just_inside_a_gzip_member_keeps_the_whole_record_before_it(tmp_path, into_next):
+    # a cut one or two bytes into the next member's magic left the record before it whole but
+    # read as corrupt (1 in ~300 random cuts of the test above)
+    import zlib
+
+    pages = [
+        (f"{SITE}p{i}.html", f"<p>page {i} {'x' * 3000}</p>".encode(), "text/html")
+        for i in range(4)
+    ]
+    write_warc(tmp_path / "full.warc.gz", pages)
+    data = (tmp_path / "full.warc.gz").read_bytes()
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+    src = tmp_path / "crawl"
+    src.mkdir()
+    # one gzip member a page: cut into the fourth, after three whole pages
+    cut_at = starts[3] + into_next
+    (src / "a.warc.gz").write_bytes(data[:cut_at])
+    led, docs = _ingest("warc", [src], tmp_path / "out")
+    kept = [d.texts[0].split()[1] for d in docs]
+    assert kept == [str(i) for i in range(len(kept))] and len(kept) == 3, kept
+    assert led.rejected == {"warc_truncated": 1}
+    assert led.input == led.kept + 1

@@ -294,7 +294,9 @@ def record_whole(rec: Any, it: ArchiveIterator, fh: IO[bytes], gz: bool) -> bool
     fh.seek(end)
     nxt = fh.read(len(_GZIP_MAGIC))
     fh.seek(here)
-    return nxt in (b"", _GZIP_MAGIC)
+    # the file may end a byte or two into the next member's magic: this record is whole, the
+    # next one is cut (counted as warc_truncated where it starts)
+    return _GZIP_MAGIC.startswith(nxt)
 
 
 def looks_like_warc(fh: IO[bytes]) -> bool:
