@@ -302,3 +302,106 @@ def test_png_data_inflated_in_one_buffer_decides_like_chunk_by_chunk(monkeypatch
             assert _check(case) == _full(case), len(case)
             verdicts[one] += 1
     assert min(verdicts.values()) > 20, verdicts  # every kind of verdict was reached
+
+
+def _header_chunks(mode: str) -> list[bytes]:
+    """Chunks to put before IDAT, each with a valid CRC, so that Pillow's handler for it (not
+    its checksum test) decides: good ones, and the ones each handler rejects."""
+    big = zlib.compress(b"x" * 2_000_000)  # inflates past Pillow's MAX_TEXT_CHUNK
+    out = [
+        _png_chunk(b"tEXt", b"Comment\x00made by hand"),
+        _png_chunk(b"tEXt", b"no separator"),
+        _png_chunk(b"tEXt", b"\x00empty key"),
+        _png_chunk(b"tEXt", b"exif\x00\x01\x02"),
+        _png_chunk(b"zTXt", b"Title\x00\x00" + zlib.compress(b"y" * 300)),
+        _png_chunk(b"zTXt", b"Title\x00\x01" + zlib.compress(b"y" * 300)),  # unknown method
+        _png_chunk(b"zTXt", b"Title\x00\x00not zlib"),
+        _png_chunk(b"zTXt", b"Title\x00\x00" + big),
+        _png_chunk(b"zTXt", b"Title"),
+        _png_chunk(b"zTXt", b"\x00\x00" + big),  # no key: inflated (and too large) all the same
+        _png_chunk(b"iTXt", b"Key\x00\x00\x00en\x00Key\x00value"),
+        _png_chunk(b"iTXt", b"Key\x00\x01\x00en\x00Key\x00" + zlib.compress(b"v" * 50)),
+        _png_chunk(b"iTXt", b"Key\x00\x01\x00en\x00Key\x00" + big),
+        _png_chunk(b"iTXt", b"Key\x00\x01\x00en\x00Key\x00not zlib"),
+        _png_chunk(b"iTXt", b"Key\x00\x01\x01en\x00Key\x00" + big),  # unknown method: skipped
+        _png_chunk(b"iTXt", b"Key\x00\x00\x00en\x00Key\x00\xff\xfe"),  # not UTF-8
+        _png_chunk(b"iTXt", b"Key\x00\x00"),
+        _png_chunk(b"iTXt", b"Key\x00\x00\x00en"),
+        _png_chunk(b"iCCP", b"profile\x00\x00" + zlib.compress(b"p" * 3000)),
+        _png_chunk(b"iCCP", b"profile\x00\x01" + zlib.compress(b"p" * 3000)),
+        _png_chunk(b"iCCP", b"profile\x00\x00not zlib"),
+        _png_chunk(b"iCCP", b"profile\x00\x00" + big),
+        _png_chunk(b"iCCP", b"profile"),
+        _png_chunk(b"iCCP", b"profile\x00"),
+        _png_chunk(b"iCCP", b""),
+        _png_chunk(b"gAMA", struct.pack(">I", 45455)),
+        _png_chunk(b"gAMA", b"\x00\x01"),
+        _png_chunk(b"cHRM", bytes(32)),
+        _png_chunk(b"cHRM", bytes(31)),
+        _png_chunk(b"sRGB", b"\x00"),
+        _png_chunk(b"sRGB", b""),
+        _png_chunk(b"pHYs", bytes(9)),
+        _png_chunk(b"pHYs", bytes(8)),
+        _png_chunk(b"tIME", bytes(7)),
+        _png_chunk(b"bKGD", bytes(6)),
+        _png_chunk(b"eXIf", b"MM\x00*"),
+        _png_chunk(b"PLTE", b""),
+        _png_chunk(b"prVt", b"private"),
+        _png_chunk(b"ab_d", b"odd but a chunk name"),
+        _png_chunk(b"ab!d", b"not a chunk name"),
+        _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 5, 8, 0, 0, 0, 0)),
+        _png_chunk(b"IEND", b""),
+        _png_chunk(b"acTL", struct.pack(">II", 1, 0)),
+        _png_chunk(b"acTL", b"\x00"),
+        _png_chunk(b"fcTL", bytes(26)),
+        struct.pack(">I", 1 << 30) + b"tEXt" + b"cut",  # longer than the file
+    ]
+    out += [_png_chunk(b"tRNS", bytes(n)) for n in (0, 1, 2, 5, 6, 256)]
+    out += [_png_chunk(b"tRNS", b"\xff\xff\x00\xff")]
+    return out
+
+
+def test_png_header_read_without_pillow_is_pillows():
+    """A PNG's header is read without Pillow (vloom.media._png_head) only where Pillow would
+    read it without error to the same size and image-data position; then check_image decides
+    as a full decode does. Every chunk a header may hold, good and bad (valid CRCs, so that
+    Pillow's handler for it decides), and damage anywhere before the image data."""
+    from PIL import PngImagePlugin
+
+    from vloom import media
+
+    rng = random.Random(6)
+    pngs = _pngs()[:-1]
+    if GIMP_IMAGES.is_dir():  # iCCP, bKGD, pHYs, tIME, tEXt, iTXt before the image data
+        pngs += [p.read_bytes() for p in sorted(GIMP_IMAGES.rglob("*.png"))[::100]]
+    read_here = 0
+    cases = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for png in pngs:
+            mode = Image.open(io.BytesIO(png)).mode
+            idat = png.index(b"IDAT") - 4
+            variants = [png]
+            for chunk in _header_chunks(mode):
+                variants.append(png[:33] + chunk + png[33:])
+                variants.append(png[:idat] + chunk + png[idat:])
+            for _ in range(30):  # damage in the header itself (a CRC breaks, or a length)
+                b = bytearray(png)
+                k = rng.randrange(8, idat + 8)
+                if rng.random() < 0.5:
+                    b[k] ^= 1 << rng.randrange(8)
+                    variants.append(bytes(b))
+                else:
+                    variants.append(png[:k])
+            for case in variants:
+                head = media._png_head(case)
+                if head is not None:
+                    read_here += 1
+                    img = Image.open(io.BytesIO(case))  # no error, or the test fails here
+                    assert isinstance(img, PngImagePlugin.PngImageFile)
+                    assert (*img.size, img.tile[0][2]) == head
+                    assert img.mode in media._PNG_PLAIN_MODES and len(img.tile) == 1
+                    assert not img.info.get("interlace") and not img.is_animated
+                assert _check(case) == _full(case), (len(png), len(case))
+                cases += 1
+    assert read_here > cases // 3 and cases > 2000

@@ -7,6 +7,7 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 
 try:  # the same inflate, about 3x faster (PNG data is inflated to check it)
     from zlib_ng import zlib_ng as _inflate
@@ -14,7 +15,12 @@ except ImportError:
     _inflate = zlib
 
 import numpy as np
+import PIL
 from PIL import Image, ImageFile
+from PIL.PngImagePlugin import _MODES as _PNG_MODES
+from PIL.PngImagePlugin import MAX_TEXT_CHUNK as _PNG_TEXT_CHUNK
+from PIL.PngImagePlugin import PngStream as _PngStream
+from PIL.PngImagePlugin import is_cid as _png_is_cid
 
 # inflates into one buffer of the size asked for (zlib's decompressobj grows its own)
 _Decompressor = getattr(_inflate, "_ZlibDecompressor", None)
@@ -91,8 +97,9 @@ def check_image(data: bytes) -> tuple[str, int, int]:
     """Sniff and decode `data`; return (format, width, height) or raise ImageError.
 
     Accepts and rejects exactly what a full `decode_image` would. A plain PNG (not interlaced,
-    not animated, IDAT then IEND) is checked without building pixels: its header is read by
-    Pillow (bomb limits included) and its image data inflated and its row filters checked, as
+    not animated, IDAT then IEND) is checked without building pixels: its header is read as
+    Pillow reads it (`_png_head`; by Pillow itself where that is not certain, bomb limits
+    included) and its image data inflated and its row filters checked, as
     Pillow's decoder would; that is most of what a full decode costs, without unfiltering and
     converting every pixel (PNG decoding is the largest cost of ingesting an image-rich site);
     text chunks after the image data are read by Pillow's own code for them. A well-formed
@@ -102,10 +109,17 @@ def check_image(data: bytes) -> tuple[str, int, int]:
     if fmt is None:
         raise ImageError("not_an_image", "bytes do not start like any supported image format")
     if fmt == "png":
-        img = _open(data)
-        ok = _png_data_ok(data, img)
+        head = _png_head(data) if PIL.__version__.startswith(_PNG_HEAD_PILLOW) else None
+        if head is not None:
+            w, h, pos = head
+            ok = _png_rows_ok(data, (w, h), pos, lambda: _open(data))
+            size = (w, h)
+        else:
+            img = _open(data)
+            ok = _png_data_ok(data, img)
+            size = img.size
         if ok is True:
-            return fmt, img.width, img.height
+            return fmt, *size
         if ok is False:
             raise ImageError("undecodable_image", "image does not decode: PNG data is broken")
     elif fmt == "jpeg":
@@ -298,6 +312,126 @@ def _open(data: bytes) -> Image.Image:
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_PNG_PLAIN_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+# Pillow versions whose PNG header reader (PngImageFile._open and its chunk handlers) _png_head
+# was written against; with any other, every PNG header is read by Pillow itself.
+_PNG_HEAD_PILLOW = ("13.",)
+# ancillary chunks whose Pillow handler fails when shorter than this (with LOAD_TRUNCATED_IMAGES
+# off); tRNS by mode. Chunks not named here or below are read and skipped, as Pillow does.
+_PNG_MIN_LEN = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"PLTE": 0, b"eXIf": 0}
+_PNG_TRNS_MIN = {"1": 2, "L": 2, "RGB": 6}
+_PNG_TEXT_BUDGET = 1 << 20  # text read before the image data; past it Pillow's own checks run
+
+
+def _png_head(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, position of the first IDAT's data) for a plain PNG whose header Pillow
+    reads without error, read as PngImageFile._open does but without building an image (that
+    costs more than checking the header). None whenever Pillow's verdict is not certain from
+    here: a bad or cut chunk or CRC, IHDR not first, an interlaced, animated or odd-mode image,
+    a chunk whose handler could raise, a decompression bomb... Pillow then reads the header
+    itself, so a None costs time, never a different verdict."""
+    n = len(data)
+    if n < 33 or data[12:16] != b"IHDR" or data[8:12] != b"\x00\x00\x00\r":
+        return None
+    if zlib.crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        return None
+    width, height, depth, ctype, _, filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    mode = _PNG_MODES.get((depth, ctype), ("",))[0]
+    if (
+        mode not in _PNG_PLAIN_MODES
+        or filt
+        or interlace
+        or not width
+        or not height
+        or width * height > MAX_IMAGE_PIXELS
+    ):
+        return None
+    pos = 33
+    text = 0
+    while pos + 8 <= n:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        cid = data[pos + 4 : pos + 8]
+        start = pos + 8
+        if cid == b"IDAT":
+            return width, height, start
+        end = start + length
+        if not _png_is_cid(cid) or end + 4 > n:
+            return None
+        body = data[start:end]
+        if zlib.crc32(body, zlib.crc32(cid)) != int.from_bytes(data[end : end + 4], "big"):
+            return None
+        need = _PNG_MIN_LEN.get(cid)
+        if need is not None:
+            if length < need:
+                return None
+        elif cid == b"tRNS":
+            if length < _PNG_TRNS_MIN.get(mode, 0):
+                return None
+        elif cid in (b"tEXt", b"zTXt", b"iTXt", b"iCCP"):
+            got = _png_text_len(cid, body)
+            if got is None:
+                return None
+            text += got
+            if text > _PNG_TEXT_BUDGET:
+                return None
+        elif cid in (b"IHDR", b"IEND", b"acTL", b"fcTL", b"fdAT") or hasattr(
+            _PngStream, "chunk_" + cid.decode("ascii")
+        ):
+            return None  # a second header, no image data, animation, a handler not known here
+        pos = end + 4
+    return None
+
+
+def _png_text_len(cid: bytes, body: bytes) -> int | None:
+    """What Pillow's handler for a text or ICC chunk adds to its text memory, or None when it
+    would raise (an unknown compression method, text that inflates past MAX_TEXT_CHUNK)."""
+    if cid == b"tEXt":
+        k, _, v = body.partition(b"\x00")
+        return len(v) if k else 0
+    if cid == b"iCCP":
+        i = body.find(b"\x00")
+        if i + 1 >= len(body) or body[i + 1] != 0:
+            return None
+        return 0 if _png_inflate(body[i + 2 :]) is not None else None
+    if cid == b"zTXt":
+        k, _, v = body.partition(b"\x00")
+        if v and v[0] != 0:
+            return None
+        out = _png_inflate(v[1:])
+        return None if out is None else (len(out) if k else 0)
+    k, sep, r = body.partition(b"\x00")  # iTXt
+    if not sep or len(r) < 2:
+        return 0
+    cf, cm, r = r[0], r[1], r[2:]
+    parts = r.split(b"\x00", 2)
+    if len(parts) < 3:
+        return 0
+    v = parts[2]
+    if cf:
+        if cm:
+            return 0
+        out = _png_inflate(v)
+        if out is None:
+            return None
+        v = out
+    try:
+        k.decode("latin-1")
+        parts[0].decode("utf-8")
+        parts[1].decode("utf-8")
+        return len(v.decode("utf-8"))
+    except UnicodeError:
+        return 0
+
+
+def _png_inflate(data: bytes) -> bytes | None:
+    """PngImagePlugin._safe_zlib_decompress as its callers take it: None where it raises
+    ValueError (more than MAX_TEXT_CHUNK), b"" where zlib fails (Pillow reads that as empty)."""
+    z = zlib.decompressobj()
+    try:
+        out = z.decompress(data, _PNG_TEXT_CHUNK)
+    except zlib.error:
+        return b""
+    return None if z.unconsumed_tail else out
 
 
 def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
@@ -307,20 +441,28 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         img.format != "PNG"
         or img.info.get("interlace")
         or getattr(img, "is_animated", False)
-        or img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA")
+        or img.mode not in _PNG_PLAIN_MODES
         or len(img.tile) != 1
         or img.tile[0][0] != "zip"
+        or tuple(img.tile[0][1]) != (0, 0, *img.size)  # an fcTL's frame box: not the image's
     ):
         return None
+    return _png_rows_ok(data, img.size, img.tile[0][2], lambda: img)
+
+
+def _png_rows_ok(
+    data: bytes, size: tuple[int, int], pos: int, image: Callable[[], Image.Image]
+) -> bool | None:
+    """_png_data_ok's decision from the first IDAT's data position `pos`; `image()` gives the
+    image as Pillow opened it (only text chunks after the data need it)."""
     width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if interlace or ctype not in _PNG_CHANNELS or (width, height) != img.size:
+    if interlace or ctype not in _PNG_CHANNELS or (width, height) != size:
         return None
     row = 1 + (width * _PNG_CHANNELS[ctype] * depth + 7) // 8  # filter byte + samples
     need = row * height
-    pos = img.tile[0][2]  # the first IDAT's data, where Pillow found it
     length = struct.unpack(">I", data[pos - 8 : pos - 4])[0]
     if _Decompressor is not None:
-        return _png_idat_ok(data, img, pos, length, row, need)
+        return _png_idat_ok(data, image, pos, length, row, need)
     z = _inflate.decompressobj()
     got = 0
     bad_filter = False  # a row filter byte Pillow does not know (> 4), read as the data comes
@@ -349,11 +491,11 @@ def _png_data_ok(data: bytes, img: Image.Image) -> bool | None:
         return None
     if bad_filter:
         return False  # a row filter Pillow does not know
-    return _png_tail_ok(data, pos + length, img)
+    return _png_tail_ok(data, pos + length, image)
 
 
 def _png_idat_ok(
-    data: bytes, img: Image.Image, pos: int, length: int, row: int, need: int
+    data: bytes, image: Callable[[], Image.Image], pos: int, length: int, row: int, need: int
 ) -> bool | None:
     """_png_data_ok's decision with the image data inflated in one call into one buffer of the
     image's size (feeding IDAT chunks one by one, zlib's output buffer grows by doubling and
@@ -389,10 +531,10 @@ def _png_idat_ok(
         ended -= min(n, len(data) - p)
         if ended <= 0:
             return None  # another IDAT follows the end of the stream: a full decode says
-    return _png_tail_ok(data, pos + length, img)
+    return _png_tail_ok(data, pos + length, image)
 
 
-def _png_tail_ok(data: bytes, end: int, img: Image.Image) -> bool | None:
+def _png_tail_ok(data: bytes, end: int, image: Callable[[], Image.Image]) -> bool | None:
     """After the image data Pillow reads on to IEND, tolerating a cut or garbled header; other
     chunks there (text after the pixels: a fifth of GIMP's screenshots) are read by Pillow's own
     code for them (PngImageFile.load_end, from where the data ends), so a cut or oversized text
@@ -400,8 +542,11 @@ def _png_tail_ok(data: bytes, end: int, img: Image.Image) -> bool | None:
     head = data[end + 4 : end + 12]
     if len(head) < 8 or head[4:] == b"IEND" or not re.fullmatch(rb"\w{4}", head[4:]):
         return True
-    if head[4:] in (b"IDAT", b"fcTL", b"fdAT") or not hasattr(img, "_PngImageFile__prepare_idat"):
-        return None  # more image data, or a Pillow whose PNG reader is not the one known here
+    if head[4:] in (b"IDAT", b"fcTL", b"fdAT"):
+        return None  # more image data
+    img = image()
+    if not hasattr(img, "_PngImageFile__prepare_idat"):
+        return None  # a Pillow whose PNG reader is not the one known here  # more image data, or a Pillow whose PNG reader is not the one known here
     try:
         img.fp.seek(end)  # at the last IDAT's CRC, where load_end starts reading
         img._PngImageFile__idat = 0
