@@ -374,3 +374,20 @@ def test_extraction_dev_meets_issue_15_bound():
     p, r = tp / (tp + fp), tp / (tp + fn)
     f1 = 2 * p * r / (p + r)
     assert p >= 0.90 and f1 >= 0.93, (p, r, f1)
+
+
+def test_caption_class_names_count_in_any_case():
+    # class names are matched case-insensitively wherever the climb from an image looks: a
+    # figure wrapper's children, the element after the image's wrapper, above <article>
+    fig = (
+        '<div class="MediaObject"><img src="d.jpg"><div class="Caption">The dam at dusk</div>'
+        '</div><div class="Box"><img src="e.jpg"></div><span class="PhotoLEGEND">Evening</span>'
+    )
+    body = ARTICLE.replace("<p>Residents", f"{fig}<p>Residents")
+    items = extract_page(page("t", f"<article>{body}</article>")).items
+    assert [(i.src, i.caption) for i in items if isinstance(i, ImageRef)] == [
+        ("d.jpg", "The dam at dusk"),
+        ("e.jpg", "Evening"),
+    ]
+    text = "\n\n".join(i for i in items if isinstance(i, str))
+    assert "dusk" not in text and "Evening" not in text and "Residents" in text

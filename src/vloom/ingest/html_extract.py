@@ -356,7 +356,7 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
     return skip
 
 
-def _caption_nodes(img: LexborNode, seen: dict) -> list[LexborNode]:
+def _caption_nodes(img: LexborNode, seen: dict, marks: _Marks) -> list[LexborNode]:
     """The elements that caption `img`: <figure>'s <figcaption>, the captions/title/legend of a
     wrapper named for a figure (DocBook's div.figure, WordPress's div.wp-caption, a CMS's
     div.media with a description and a credit line), or a caption-named element right after the
@@ -370,7 +370,7 @@ def _caption_nodes(img: LexborNode, seen: dict) -> list[LexborNode]:
         key = (node.mem_id, level)
         found = seen.get(key, _UNSEEN)
         if found is _UNSEEN:
-            found = seen[key] = _caption_step(node, level)
+            found = seen[key] = _caption_step(node, level, marks)
         if found is not None:
             return found
         node = node.parent
@@ -378,9 +378,45 @@ def _caption_nodes(img: LexborNode, seen: dict) -> list[LexborNode]:
 
 
 _UNSEEN = object()
+# every element whose class could make it a figure wrapper or a caption: lexbor's ASCII
+# case-insensitive substrings find all that str.lower() would (no other character lowers to
+# one of these letters alone), and _caption_step weighs them as before
+_MARK_SEL = "[class*=caption i], [class*=legend i], [class*=figure i], [class*=mediaobject i]"
 
 
-def _caption_step(node: LexborNode, level: int) -> list[LexborNode] | None:
+@dataclass(slots=True)
+class _Marks:
+    """The page's caption-related elements by mem_id, found in one lexbor query, so the climb
+    from each image reads no attributes of elements that have none of these names."""
+
+    figure: set[int]  # a class that may name a figure wrapper (or hold "caption")
+    named: set[int]  # caption-named elements (_caption_named, less the image test)
+    parents: set[int]  # the parents of those
+    before: set[int]  # the element before each (text and comments between)
+
+
+def _caption_marks(body: LexborNode) -> _Marks:
+    marks = _Marks(set(), set(), set(), set())
+    for n in body.css(_MARK_SEL):
+        nid = n.mem_id
+        if nid in marks.figure:
+            continue  # (listed once per selector it matches)
+        marks.figure.add(nid)
+        name = (n.attributes.get("class") or "").lower()
+        if "caption" in name or "legend" in name:
+            marks.named.add(nid)
+            p = n.parent
+            if p is not None:
+                marks.parents.add(p.mem_id)
+            p = n.prev
+            while p is not None and p.tag in ("-text", "-comment"):
+                p = p.prev
+            if p is not None:
+                marks.before.add(p.mem_id)
+    return marks
+
+
+def _caption_step(node: LexborNode, level: int, marks: _Marks) -> list[LexborNode] | None:
     """_caption_nodes at the ancestor `level` levels above the image: the captions (a list, may
     be empty: look no further), or None: look at the next ancestor."""
     tag = node.tag
@@ -388,41 +424,43 @@ def _caption_step(node: LexborNode, level: int) -> list[LexborNode] | None:
         return []
     if tag == "figure":
         return [c for c in node.css("figcaption") if c.css_first("img") is None]
-    cls = (node.attributes.get("class") or "").lower()
-    if any(c in _FIGURE_CLASSES for c in cls.split()) or "caption" in cls:
-        caps = [c for c in node.css(_CAPTION_SEL) if c.mem_id != node.mem_id]
-        if caps:
-            return [c for c in caps if c.css_first("img") is None]
-    if level < 2:  # the image's own wrapper: its caption-named children
-        caps = [c for c in node.iter() if _caption_named(c)]
+    nid = node.mem_id
+    if nid in marks.figure:
+        cls = (node.attributes.get("class") or "").lower()
+        if any(c in _FIGURE_CLASSES for c in cls.split()) or "caption" in cls:
+            caps = [c for c in node.css(_CAPTION_SEL) if c.mem_id != nid]
+            if caps:
+                return [c for c in caps if c.css_first("img") is None]
+    if level < 2 and nid in marks.parents:  # the image's own wrapper: its caption-named children
+        caps = [c for c in node.iter() if _caption_named(c, marks)]
         if caps:
             return caps
-    if level < 3:
+    if level < 3 and nid in marks.before:
         sib = node.next
         while sib is not None and sib.tag in ("-text", "-comment"):
             sib = sib.next
-        if sib is not None and _caption_named(sib):
+        if sib is not None and _caption_named(sib, marks):
             return [sib]
     return None
 
 
-def _caption_named(node: LexborNode) -> bool:
+def _caption_named(node: LexborNode, marks: _Marks) -> bool:
     """An element whose class names a caption or legend and that holds no image."""
-    name = (node.attributes.get("class") or "").lower()
-    return ("caption" in name or "legend" in name) and node.css_first("img") is None
+    return node.mem_id in marks.named and node.css_first("img") is None
 
 
-def _captions(root: LexborNode, skip: set[int]) -> dict[int, str]:
+def _captions(root: LexborNode, skip: set[int], body: LexborNode | None = None) -> dict[int, str]:
     """Caption text per image (by mem_id). The caption leaves the page's text for its image:
     a VLM corpus keeps it as the image's own field, a picture credit ("Foto: dpa") is not prose,
     and a caption whose image goes (a teaser thumbnail) goes with it. Caption elements join
-    `skip`."""
+    `skip`. `body`: the page's <body>, where the climb from an image can reach (default: root)."""
     caps: dict[int, str] = {}
     if root.css_first(_ANY_CAPTION_SEL) is None:  # most pages: nothing to look for per image
         return caps
     seen: dict = {}
+    marks = _caption_marks(body if body is not None else root)
     for img in root.css("img"):
-        nodes = _caption_nodes(img, seen)
+        nodes = _caption_nodes(img, seen, marks)
         if nodes:
             # once each, and not again inside another (a grouped selector can match twice)
             ids = {c.mem_id for c in nodes}
@@ -732,5 +770,5 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
         return Page(title, lang, [], base, canonical)
     tags = _skip_tags(root)
     skip = _skip_set(root, tags)
-    ent = _walk(root, skip, tags, _captions(root, skip))
+    ent = _walk(root, skip, tags, _captions(root, skip, parser.body))
     return Page(title, lang, _join(ent, select(ent, _name_of, title)), base, canonical)
