@@ -561,6 +561,13 @@ _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
 
 
+# lexbor's tag id -> name (`tag_id` is about half the cost of `tag`, which decodes the name each
+# time). Ids of the tags lexbor knows are small constants; an unknown tag's id is the address of
+# its name in that document's heap, so those are never remembered.
+_TAG_NAMES: dict[int, str] = {}
+_STATIC_TAG_IDS = 1 << 16
+
+
 def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int, str]) -> Entries:
     """Iterative depth-first walk of `root`'s subtree in document order (no recursion); elements
     in `skip` or named in `tags` are passed over with their subtree."""
@@ -573,9 +580,14 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
     exits: list[tuple[int, int, int, bool, LexborNode, str]] = []
     n_links = 0
     in_link = 0  # depth of open <a> elements
-    node = root.child
+    node = root.first_child
     while node is not None:
-        tag = node.tag
+        tid = node.tag_id
+        tag = _TAG_NAMES.get(tid)
+        if tag is None:
+            tag = node.tag
+            if 0 < tid < _STATIC_TAG_IDS and tag is not None:
+                _TAG_NAMES[tid] = tag
         if tag == "-text":
             t = node.text_content
             # whitespace before any text adds nothing (spaces collapse); most text nodes of
@@ -616,7 +628,7 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
                         em.pending = kind
                 if tag == "a":
                     n_links += 1
-                child = node.child
+                child = node.first_child
                 if child is not None:
                     if len(exits) >= MAX_DEPTH:
                         raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH}")
