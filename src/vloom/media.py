@@ -109,7 +109,7 @@ def check_image(data: bytes) -> tuple[str, int, int]:
     if fmt is None:
         raise ImageError("not_an_image", "bytes do not start like any supported image format")
     if fmt == "png":
-        head = _png_head(data) if PIL.__version__.startswith(_PNG_HEAD_PILLOW) else None
+        head = _png_head(data) if _PNG_HEAD_ON else None
         if head is not None:
             w, h, pos = head
             ok = _png_rows_ok(data, (w, h), pos, lambda: _open(data))
@@ -316,6 +316,7 @@ _PNG_PLAIN_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
 # Pillow versions whose PNG header reader (PngImageFile._open and its chunk handlers) _png_head
 # was written against; with any other, every PNG header is read by Pillow itself.
 _PNG_HEAD_PILLOW = ("13.",)
+_PNG_HEAD_ON = PIL.__version__.startswith(_PNG_HEAD_PILLOW)
 # ancillary chunks whose Pillow handler fails when shorter than this (with LOAD_TRUNCATED_IMAGES
 # off); tRNS by mode. Chunks not named here or below are read and skipped, as Pillow does.
 _PNG_MIN_LEN = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"PLTE": 0, b"eXIf": 0}
