@@ -14,7 +14,8 @@ the shape and the place of every one of its objects asked; bind: the world's des
 one colour-first sentence an object ("The red triangle is at the top left.", random order);
 colourfirst / colourfirst_any: the object list itself said colour first, in reading / random
 order; legend: the description plus each object's place right after its colour ("By colour:
-red top left, blue bottom right."). Eval scenes hold 2-3 objects (as text_qa's), and per scene size it prints the accuracy and
+red top left, blue bottom right."); named: the description plus each object's place in the
+answer's own sentence ("The red object is at the top left."). Eval scenes hold 2-3 objects (as text_qa's), and per scene size it prints the accuracy and
 what the wrong picks were: another object's shape/place (in_scene; chance 1/3 with 2 objects,
 2/3 with 3) or the first object's in reading order (first; chance 0.17 / 0.22). It also
 prints the mean cosine between the shape words' (and the colours') embeddings: near 1, the
@@ -81,12 +82,23 @@ def legend_description(scene: Scene, rng: random.Random) -> str:
     return language.description(scene, rng) + f" By colour: {where}."
 
 
+def named_description(scene: Scene, rng: random.Random) -> str:
+    """The world's description, then each object's place in the answer's own sentence ('The
+    red object is at the top left.', random order): the words before the place are the
+    answer's, so a copy keyed on the whole prefix finds the place, not the shape."""
+    objs = list(scene.objects)
+    rng.shuffle(objs)
+    named = " ".join(f"The {o.colour} object is at the {CELLS[o.cell]}." for o in objs)
+    return language.description(scene, rng) + " " + named
+
+
 # How a scene is said in words, per --variant (quiz: the world's description, more questions).
 DESCRIBE = {
     "text": language.description,
     "quiz": language.description,
     "bind": bind_description,
     "legend": legend_description,
+    "named": named_description,
     "colourfirst": colourfirst_description,
     "colourfirst_any": lambda s, rng: colourfirst_description(s, rng, shuffle=True),
 }
