@@ -67,3 +67,13 @@ def test_legend_puts_each_objects_place_right_after_its_colour():
         for o in r["scene"].objects:
             assert f"{o.colour} {probe.CELLS[o.cell]}" in legend
         assert legend.count(" ") >= 2 * r["scene"].count - 1  # every object, none twice
+
+
+def test_named_variant_says_each_place_in_the_answers_own_sentence():
+    probe = _script()
+    for r in probe.eval_rows(12, seed=0, variant="named"):
+        for o in r["scene"].objects:
+            said = f"The {o.colour} object is at the {probe.CELLS[o.cell]}."
+            assert r["context"].count(said) == 1
+        if r["qa"].qtype == "position":  # the scored answer is one of those sentences
+            assert r["qa"].answer_text() in r["context"]
