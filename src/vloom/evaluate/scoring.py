@@ -90,20 +90,83 @@ def option_scores(
     device: torch.device,
     batch_size: int = 32,
 ) -> list[list[float]]:
-    """Summed log-prob of each option of each question (options[q][j] -> scores[q][j])."""
-    flat_p, flat_c, flat_i = [], [], []
-    for p, opts, im in zip(prompts, options, images, strict=True):
-        for o in opts:
-            flat_p.append(p)
+    """Summed log-prob of each option of each question (options[q][j] -> scores[q][j]).
+
+    Each prompt (its images included) runs once into a KV cache that all its options then
+    continue: a question's options share the whole prompt, so this costs about one prompt
+    plus the options instead of one prompt per option (3-4x less on text_qa's scene
+    descriptions). Prompts of one length form a batch; one that must be cut to fit the model
+    keeps the one-sequence-per-option path (its cut depends on the option's length)."""
+    out: list[list[float]] = [[] for _ in options]
+    limit = model.lm.max_seq_len
+    shared: dict[int, list[int]] = {}  # prompt length -> questions
+    plain: list[int] = []
+    for q, (p, opts) in enumerate(zip(prompts, options, strict=True)):
+        if not opts:
+            continue
+        fits = p and len(p) + max(len(o) for o in opts) <= limit and all(opts)
+        (shared.setdefault(len(p), []) if fits else plain).append(q)
+    per = max(1, batch_size // 4)  # questions a batch: about batch_size sequences of options
+    for _, qs in sorted(shared.items()):
+        for s in range(0, len(qs), per):
+            chunk = qs[s : s + per]
+            scores = _shared_prompt_scores(
+                model,
+                [prompts[q] for q in chunk],
+                [options[q] for q in chunk],
+                [images[q] for q in chunk],
+                device,
+            )
+            for q, sc in zip(chunk, scores, strict=True):
+                out[q] = sc
+    flat_q, flat_p, flat_c, flat_i = [], [], [], []
+    for q in plain:
+        for o in options[q]:
+            flat_q.append(q)
+            flat_p.append(prompts[q])
             flat_c.append(o)
-            flat_i.append(im)
-    flat: list[float] = []
+            flat_i.append(images[q])
     for s in range(0, len(flat_p), batch_size):
         sl = slice(s, s + batch_size)
-        flat += continuation_logprobs(model, flat_p[sl], flat_c[sl], flat_i[sl], device)
+        lp = continuation_logprobs(model, flat_p[sl], flat_c[sl], flat_i[sl], device)
+        for q, v in zip(flat_q[sl], lp, strict=True):
+            out[q].append(v)
+    return out
+
+
+@torch.no_grad()
+def _shared_prompt_scores(
+    model: VLM,
+    prompts: list[list[int]],
+    options: list[list[list[int]]],
+    images: list[Images],
+    device: torch.device,
+) -> list[list[float]]:
+    """option_scores for prompts of one length: the prompts once into a cache, then every
+    option of every prompt as one batch continuing its prompt's cache rows."""
+    cache = model.lm.new_cache()
+    tokens = torch.tensor(prompts, dtype=torch.long, device=device)
+    image_batch = batch_images(model, list(images))
+    image_batch = image_batch.to(device) if image_batch is not None else None
+    last = model(tokens, image_batch, cache=cache)[0][:, -1].float().log_softmax(-1)  # [B, V]
+    rows = torch.tensor([q for q, opts in enumerate(options) for _ in opts], device=device)
+    flat = [o for opts in options for o in opts]
+    for i in range(len(cache.k)):  # each option continues its own prompt's keys and values
+        cache.k[i] = cache.k[i].index_select(0, rows)  # type: ignore[union-attr]
+        cache.v[i] = cache.v[i].index_select(0, rows)  # type: ignore[union-attr]
+    T = max(len(o) for o in flat)
+    opt = torch.full((len(flat), T), model.layout.pad, dtype=torch.long)
+    for j, o in enumerate(flat):
+        opt[j, : len(o)] = torch.tensor(o)
+    logp = model(opt.to(device), None, cache=cache)[0].float().log_softmax(-1)  # [N, T, V]
+    scores: list[float] = []
+    for j, o in enumerate(flat):
+        first = last[rows[j], o[0]]  # the first option token, from the prompt's last position
+        rest = logp[j, torch.arange(len(o) - 1), torch.tensor(o[1:])].sum() if len(o) > 1 else 0
+        scores.append(float(first + rest))
     out, k = [], 0
     for opts in options:
-        out.append(flat[k : k + len(opts)])
+        out.append(scores[k : k + len(opts)])
         k += len(opts)
     return out
 
