@@ -4,8 +4,8 @@ Renders training-like scenes (`sample_scene` + `render` at the checkpoint's imag
 the checkpoint's vision encoder, connector and LM on `<bos> <image> x tokens_per_image`, and
 for each object takes the image token covering its grid cell (fixed resolution: one token per
 cell when the token grid is the world's 2 x 2). Linear probes (logistic regression, fitted on
-a train split of scenes, scored on held-out scenes) read the object's shape, colour and size
-from each stage: raw pixels of the cell, the vision encoder's input (patch embedding +
+a train split of scenes, scored on held-out scenes) read the object's shape, colour, size and
+cell (which token of the grid it is: "where is the red object?" needs it in the token) from each stage: raw pixels of the cell, the vision encoder's input (patch embedding +
 positions) and each of its blocks, the connector's hidden layer and output (what the LM sees),
 and the LM's residual stream after each block. The same model freshly initialised is the
 baseline. If a stage reads shape and the next does not, that stage dropped it.
@@ -29,10 +29,17 @@ from vloom.model.io import build_model, load_model  # noqa: E402
 from vloom.model.vlm import VLM  # noqa: E402
 from vloom.sequence import encode_text, load_tokenizer  # noqa: E402
 from vloom.synth.language import make_qa, qa_prompt  # noqa: E402
-from vloom.synth.world import COLOURS, SHAPES, SIZES, render, sample_scene  # noqa: E402
+from vloom.synth.world import CELLS, COLOURS, SHAPES, SIZES, render, sample_scene  # noqa: E402
 from vloom.train.denormal import flush_denormals  # noqa: E402
 
-TARGETS = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
+# cell: which grid cell the token covers; a token must carry it for "where is the red object?"
+# to be read by attention (RoPE turns keys, not values)
+TARGETS = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "size": SIZES,
+    "cell": tuple(range(len(CELLS))),
+}
 
 
 def scenes_and_labels(n: int, seed: int, max_objects: int, size: int):
