@@ -304,3 +304,59 @@ def test_processing_instruction_in_the_body_does_not_crash():
     # lexbor gives <?php ... ?> a node without a tag (2 of the 400 extraction-dev pages)
     html = page("PI", "<div><p>Before.</p><?php if (x) { y(); } ?><p>After.</p></div>")
     assert extract_page(html).items == ["Before.\n\nAfter."]
+
+
+def test_meta_refresh_redirects_are_dropped_and_self_reloads_kept(tmp_path):
+    """A page whose <meta http-equiv=refresh> sends the reader elsewhere within 5 s is a
+    redirect (rustdoc leaves one per moved item), counted, not a document; a page that reloads
+    itself (a news front page every 10 minutes) or moves on only after a minute is content."""
+    site = tmp_path / "site"
+    site.mkdir()
+    body = "<p>Breaking: the council voted on the new bridge late last night.</p>"
+    pages = {
+        "a_rustdoc.html": '<head><meta http-equiv="refresh" content="0;URL=../../../alloc/'
+        'btree_map/struct.BTreeMap.html"></head><body><p>Redirecting to <a href="x.html">'
+        "../../../alloc/btree_map/struct.BTreeMap.html</a>...</p></body>",
+        "b_quoted.html": "<META HTTP-EQUIV=Refresh CONTENT=\"2; url='https://example.org/new'\">"
+        + body,
+        "c_reload.html": '<meta http-equiv="refresh" content="600">' + body,
+        "d_slow.html": '<meta http-equiv="refresh" content="60; url=/elsewhere">' + body,
+        "e_no_time.html": '<meta http-equiv="refresh" content="url=/elsewhere">' + body,
+        "f_plain.html": page("t", body + '<img src="pic.png" alt="x">'),
+        "g_redirect_with_image.html": '<meta http-equiv="refresh" content="0; url=f_plain.html">'
+        + body
+        + '<img src="pic.png" alt="x">',
+    }
+    for name, html in pages.items():
+        (site / name).write_text(html)
+    (site / "pic.png").write_bytes(png(1))
+    led, docs = _ingest([site], tmp_path / "out")
+    assert led.dropped == {"html": {"redirect": 3}}
+    assert [d.url for d in docs] == [
+        "c_reload.html",
+        "d_slow.html",
+        "e_no_time.html",
+        "f_plain.html",
+    ]
+    assert led.to_dict()["images"]["missing"] == {"page_dropped": 1}
+    led.check()
+
+
+@pytest.mark.parametrize(
+    "content, url",
+    [
+        ("0;URL=../a.html", "../a.html"),
+        ("0; url = 'http://x.org/a b' trailing", "http://x.org/a b"),
+        ('5,"/q"', "/q"),
+        (".5 ; URL=/h", "/h"),
+        ("5.9; url=/late", ""),
+        ("300", ""),
+        ("0", ""),
+        ("url=/x", ""),
+        ("", ""),
+    ],
+)
+def test_meta_redirect_reads_refresh_content_as_browsers_do(content, url):
+    from vloom.ingest.html_extract import meta_redirect
+
+    assert meta_redirect(content) == url

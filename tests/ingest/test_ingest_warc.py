@@ -426,3 +426,25 @@ def test_a_warc_cut_just_inside_a_gzip_member_keeps_the_whole_record_before_it(t
     assert kept == [str(i) for i in range(len(kept))] and len(kept) == 3, kept
     assert led.rejected == {"warc_truncated": 1}
     assert led.input == led.kept + 1
+
+
+def test_meta_refresh_redirect_pages_are_dropped_in_a_warc(tmp_path):
+    """A crawl keeps the redirect stubs sites leave behind: dropped as "redirect", as in html."""
+    text = "<p>The bridge opens to traffic on Monday after three years of work.</p>"
+    records = [
+        (
+            SITE + "old.html",
+            b'<meta http-equiv="refresh" content="0; url=new.html">' + text.encode(),
+            "text/html",
+        ),
+        (
+            SITE + "new.html",
+            b'<meta http-equiv="refresh" content="900">' + text.encode(),
+            "text/html",
+        ),
+    ]
+    write_warc(tmp_path / "a.warc.gz", records)
+    led, docs = _ingest("warc", [tmp_path / "a.warc.gz"], tmp_path / "out")
+    led.check()
+    assert [d.url for d in docs] == [SITE + "new.html"]
+    assert dict(led.dropped["warc"]) == {"redirect": 1}

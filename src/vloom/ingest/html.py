@@ -68,9 +68,13 @@ def page_document(
     store: ImageStore | None = None,
     extra_meta: dict | None = None,
 ) -> Document | None:
-    """The page as a Document, or None after counting it dropped (too little text)."""
-    if text_chars(page.items) < max(opts.min_text_chars, 1):
-        ledger.drop(kind, "no_content")
+    """The page as a Document, or None after counting it dropped (a redirect, too little
+    text)."""
+    why = "redirect" if page.redirect else ""
+    if not why and text_chars(page.items) < max(opts.min_text_chars, 1):
+        why = "no_content"
+    if why:
+        ledger.drop(kind, why)
         for item in page.items:  # its images are not attached: say so
             if isinstance(item, ImageRef):
                 record_image(ledger, "page", "page_dropped")

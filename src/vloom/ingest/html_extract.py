@@ -193,6 +193,7 @@ class Page:
     items: list[str | ImageRef]  # text items (blocks joined) and image references, in order
     base: str = ""  # <base href>, if the page declares one
     canonical: str = ""  # <link rel="canonical" href>, if any
+    redirect: str = ""  # where a <meta http-equiv=refresh> sends the reader at once, if it does
 
 
 class PageError(ValueError):
@@ -692,14 +693,17 @@ def _hidden(node: LexborNode) -> bool:
 # What extract_page looks up in the whole document, in one lexbor query (each query walks every
 # element). lexbor lists the matches in document order, an element once per selector it matches
 # (twice: <article role=main>); _page_nodes sorts them out as each selector alone would find them.
-_PAGE_SEL = 'base[href], link[rel="canonical" i][href], main, [role=main], article'
+_PAGE_SEL = (
+    'base[href], link[rel="canonical" i][href], main, [role=main], article, '
+    'meta[http-equiv="refresh" i][content]'
+)
 
 
 def _page_nodes(parser: LexborHTMLParser) -> dict[str, list[LexborNode]]:
-    """{"base", "canonical", "main", "role_main", "article"}: what parser.css(<its selector>)
-    returns, in document order."""
+    """{"base", "canonical", "main", "role_main", "article", "refresh"}: what
+    parser.css(<its selector>) returns, in document order."""
     out: dict[str, list[LexborNode]] = {
-        k: [] for k in ("base", "canonical", "main", "role_main", "article")
+        k: [] for k in ("base", "canonical", "main", "role_main", "article", "refresh")
     }
     seen: set[int] = set()
     for n in parser.css(_PAGE_SEL):
@@ -719,7 +723,32 @@ def _page_nodes(parser: LexborHTMLParser) -> dict[str, list[LexborNode]]:
             out["role_main"].append(n)
         if tag == "article":
             out["article"].append(n)
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "refresh":
+            out["refresh"].append(n)
     return out
+
+
+# A page that sends the browser elsewhere within this many seconds is a redirect, not content
+# (rustdoc leaves one per moved item: a third of its pages; crawls keep many). A refresh with
+# no URL (a news front page reloading itself every few minutes) is not one.
+MAX_REDIRECT_SECONDS = 5.0
+# the HTML standard's "shared declarative refresh steps": a time, then [;,] and url=, the URL
+# possibly quoted
+_REFRESH = re.compile(r"\s*(\d*\.?\d*)[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?(.*)", re.I | re.S)
+
+
+def meta_redirect(content: str) -> str:
+    """The URL of a refresh `content` ("0; url=/new") that moves on within
+    MAX_REDIRECT_SECONDS, else ""."""
+    m = _REFRESH.match(content)
+    if m is None or m[1] in ("", "."):
+        return ""  # no time: browsers ignore it
+    url = m[2].strip()
+    if url[:1] in ("'", '"'):
+        url = url[1:].split(url[0], 1)[0].strip()
+    if not url or float(m[1]) > MAX_REDIRECT_SECONDS:
+        return ""
+    return url
 
 
 def _main_root(parser: LexborHTMLParser, found: dict[str, list[LexborNode]]) -> LexborNode | None:
@@ -771,6 +800,7 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
     found = _page_nodes(parser)
     base = _attr(found["base"][0], "href") if found["base"] else ""
     canonical = _attr(found["canonical"][0], "href") if found["canonical"] else ""
+    redirect = meta_redirect(_attr(found["refresh"][0], "content")) if found["refresh"] else ""
     root = _main_root(parser, found)
     if not lang:  # DocBook/publican put it on the content element, not on <html>
         for sel in ("body [lang]", 'meta[http-equiv="content-language" i]'):
@@ -779,8 +809,9 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
                 lang = _attr(n, "lang") or _attr(n, "content")
                 break
     if root is None:
-        return Page(title, lang, [], base, canonical)
+        return Page(title, lang, [], base, canonical, redirect)
     tags = _skip_tags(root)
     skip = _skip_set(root, tags)
     ent = _walk(root, skip, tags, _captions(root, skip, parser.body))
-    return Page(title, lang, _join(ent, select(ent, _name_of, title)), base, canonical)
+    items = _join(ent, select(ent, _name_of, title))
+    return Page(title, lang, items, base, canonical, redirect)
