@@ -360,3 +360,27 @@ def test_meta_redirect_reads_refresh_content_as_browsers_do(content, url):
     from vloom.ingest.html_extract import meta_redirect
 
     assert meta_redirect(content) == url
+
+
+def test_code_blocks_lose_their_copy_button_and_headings_their_permalink():
+    """Documentation themes put a "copy" button inside <pre> and a permalink mark in each
+    heading (Sphinx's ¶, rustdoc's §, Node's #): page furniture, not text."""
+    html = (
+        '<body><h2 id="use"><a class="doc-anchor" href="#use">§</a>Usage</h2>'
+        "<p>Import the module before you call it from your own code.</p>"
+        '<h3 id="ex">Example<a class="headerlink" href="#ex" title="Permalink">¶</a></h3>'
+        "<pre><code>import fs from 'node:fs';\n  fs.unlinkSync(path);</code>"
+        '<button class="copy-button">copy</button><script>hl()</script></pre>'
+        "<pre>plain   block\n  kept as written</pre>"
+        '<p>See <a href="#use">Usage</a> and footnote <a href="#fn1">1</a>.</p>'
+        '<p><a href="#top">↑</a></p></body>'
+    )
+    text = "\n\n".join(i for i in extract_page(html).items if isinstance(i, str))
+    assert text.split("\n\n") == [
+        "Usage",
+        "Import the module before you call it from your own code.",
+        "Example",
+        "import fs from 'node:fs';\n  fs.unlinkSync(path);",
+        "plain   block\n  kept as written",
+        "See Usage and footnote 1.",
+    ]

@@ -309,6 +309,7 @@ _SKIP_TAGSETS = {
     False: frozenset([*_SKIP_TAGS, "footer"]),
 }
 _SKIP_ATTRS_SEL = ", ".join(_SKIP_ATTRS)
+_ANCHOR_MARKS = frozenset(["#", "¶", "§", "🔗", "↑", "⇧", "^"])
 
 
 def _skip_tags(root: LexborNode) -> frozenset[str]:
@@ -322,6 +323,10 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
     skips both with their subtree)."""
     skip = {n.mem_id for n in root.css(_SKIP_ATTRS_SEL)}
     skip.update(n.mem_id for n in root.css(_VALUED_SEL) if _skipped_by_value(n))
+    # a heading's permalink ("Examples§", "Usage¶", "Promise example#") or a back-to-top arrow
+    skip.update(
+        n.mem_id for n in root.css('a[href^="#"]') if (n.text() or "").strip() in _ANCHOR_MARKS
+    )
     total = -1
     for n in root.css("form"):
         # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
@@ -616,7 +621,7 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
                 buf.append(_BR)
             elif tag == "pre" or tag == "listing" or tag == "xmp":
                 em.boundary(_PARA)
-                text = (node.text(deep=True) or "").strip("\n").rstrip()
+                text = _pre_text(node, tags).strip("\n").rstrip()
                 if text.strip():
                     em.add_block(text)
                 em.boundary(_PARA)
@@ -669,6 +674,32 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
         node = nxt
     em.boundary(_NONE)
     return ent
+
+
+_TAG_SELS: dict[frozenset[str], str] = {}
+
+
+def _pre_text(node: LexborNode, tags: frozenset[str]) -> str:
+    """A <pre>'s text as written, without what the walk skips inside it: a code block's "copy"
+    button (Node's docs, most documentation themes), a script."""
+    sel = _TAG_SELS.get(tags)
+    if sel is None:
+        sel = _TAG_SELS[tags] = ", ".join(sorted(tags))
+    if node.css_first(sel) is None:
+        return node.text(deep=True) or ""
+    out: list[str] = []
+    stack = [node.first_child]
+    while stack:
+        n = stack.pop()
+        if n is None:
+            continue
+        stack.append(n.next)
+        tag = n.tag
+        if tag == "-text":
+            out.append(n.text_content)
+        elif tag is not None and tag[0] != "-" and tag not in tags:
+            stack.append(n.first_child)
+    return "".join(out)
 
 
 def _name_of(node: LexborNode) -> str:
