@@ -53,7 +53,9 @@ _HIDING_STYLES = ("display:none", "display: none", "visibility:hidden", "visibil
 _SKIP_ROLES = frozenset(
     "navigation banner contentinfo complementary search menu menubar dialog alertdialog".split()
 )
-_VALUED_SEL = "[aria-hidden], [style], [role]"
+_VALUED_SEL = '[aria-hidden], [style], [role], a[href^="#"]'
+# a heading's permalink ("Examples§", "Usage¶", "Promise example#") or a back-to-top arrow
+_ANCHOR_MARKS = frozenset(["#", "¶", "§", "🔗", "↑", "⇧", "^"])
 
 
 def _skipped_by_value(node: LexborNode) -> bool:
@@ -61,7 +63,15 @@ def _skipped_by_value(node: LexborNode) -> bool:
     if a.get("aria-hidden") == "true" or a.get("role") in _SKIP_ROLES:
         return True
     style = a.get("style")
-    return bool(style) and any(s in style for s in _HIDING_STYLES)
+    if style and any(s in style for s in _HIDING_STYLES):
+        return True
+    href = a.get("href")
+    return (
+        href is not None
+        and href.startswith("#")
+        and node.tag == "a"
+        and (node.text() or "").strip() in _ANCHOR_MARKS
+    )
 
 
 # Parts of class/id names (split on whitespace, '-' and '_') that mark boilerplate. Matched as
@@ -309,7 +319,6 @@ _SKIP_TAGSETS = {
     False: frozenset([*_SKIP_TAGS, "footer"]),
 }
 _SKIP_ATTRS_SEL = ", ".join(_SKIP_ATTRS)
-_ANCHOR_MARKS = frozenset(["#", "¶", "§", "🔗", "↑", "⇧", "^"])
 
 
 def _skip_tags(root: LexborNode) -> frozenset[str]:
@@ -323,10 +332,6 @@ def _skip_set(root: LexborNode, tags: frozenset[str]) -> set[int]:
     skips both with their subtree)."""
     skip = {n.mem_id for n in root.css(_SKIP_ATTRS_SEL)}
     skip.update(n.mem_id for n in root.css(_VALUED_SEL) if _skipped_by_value(n))
-    # a heading's permalink ("Examples§", "Usage¶", "Promise example#") or a back-to-top arrow
-    skip.update(
-        n.mem_id for n in root.css('a[href^="#"]') if (n.text() or "").strip() in _ANCHOR_MARKS
-    )
     total = -1
     for n in root.css("form"):
         # a form is a search box or a login, unless it wraps the page (ASP.NET's aspnetForm)
