@@ -235,6 +235,19 @@ class WarcImageIndex:
             self._reread_bytes -= len(self._reread.popitem(last=False)[1])
 
 
+def _no_page(rec: Rec) -> str:
+    """Why a record is no page (its drop reason), or "" for a page."""
+    if rec.rec_type not in ("response", "resource"):
+        return f"{rec.rec_type}_record"
+    if rec.status // 100 != 2:
+        return f"http_{rec.status // 100}xx" if rec.status else "bad_http_status"
+    if sniff_image(rec.payload[:16]) is not None:
+        return "image_record"  # its bytes serve pages' <img> via the index
+    if not _is_html(rec.content_type, rec.payload[:512]):
+        return "not_html"
+    return ""
+
+
 def _as_pass2(rec: Rec | Lost) -> tuple[Rec | Lost, int]:
     """(the record as pass 2 reads it - payload up to MAX_PAGE_BYTES - from one read with a
     larger cap, page bytes kept): a page whole, any other record its first 512 bytes."""
@@ -242,12 +255,7 @@ def _as_pass2(rec: Rec | Lost) -> tuple[Rec | Lost, int]:
         return rec, 0
     body = rec.payload
     truncated = rec.truncated or len(body) > MAX_PAGE_BYTES
-    page = (
-        rec.rec_type in ("response", "resource")
-        and rec.status // 100 == 2
-        and sniff_image(body[:16]) is None
-        and _is_html(rec.content_type, body[:512])
-    )
+    page = not _no_page(rec)
     body = body[:MAX_PAGE_BYTES] if page else body[:512]
     if body is rec.payload and truncated == rec.truncated:
         return rec, len(body) if page else 0  # read whole as pass 2 would: the same record
@@ -483,6 +491,10 @@ def _one_warc(
                 ledger.reject(reject)
                 continue
             seen += 1
+            why = _no_page(rec)
+            if why:  # settled from typed fields alone: no unit boundary needed (most records)
+                ledger.drop(STEP, why)
+                continue
             label = f"{path}:{rec.offset} {rec.target}"
             doc = boundary.call(label, _record, rec, path, store, checker, ledger, opts)
             if doc is not None:
@@ -497,20 +509,9 @@ def _record(
     ledger: Ledger,
     opts: IngestOptions,
 ) -> Document | None:
-    """Count one whole record; return its Document if it is a page with content."""
-    if rec.rec_type not in ("response", "resource"):
-        ledger.drop(STEP, f"{rec.rec_type}_record")
-        return None
-    if rec.status // 100 != 2:
-        ledger.drop(STEP, f"http_{rec.status // 100}xx" if rec.status else "bad_http_status")
-        return None
+    """Count one page's record (`_no_page` said it is one); return its Document if it has
+    content."""
     body = rec.payload
-    if sniff_image(body[:16]) is not None:
-        ledger.drop(STEP, "image_record")  # its bytes serve pages' <img> via the index
-        return None
-    if not _is_html(rec.content_type, body[:512]):
-        ledger.drop(STEP, "not_html")
-        return None
     if rec.truncated:
         ledger.reject("page_too_large")
         return None
