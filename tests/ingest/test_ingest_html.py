@@ -349,7 +349,8 @@ def test_meta_refresh_redirects_are_dropped_and_self_reloads_kept(tmp_path):
         ("0; url = 'http://x.org/a b' trailing", "http://x.org/a b"),
         ('5,"/q"', "/q"),
         (".5 ; URL=/h", "/h"),
-        ("5.9; url=/late", ""),
+        ("5.9; url=/late", "/late"),  # whole seconds: 5
+        ("6; url=/late", ""),
         ("300", ""),
         ("0", ""),
         ("url=/x", ""),

@@ -768,21 +768,21 @@ def _page_nodes(parser: LexborHTMLParser) -> dict[str, list[LexborNode]]:
 # (rustdoc leaves one per moved item: a third of its pages; crawls keep many). A refresh with
 # no URL (a news front page reloading itself every few minutes) is not one.
 MAX_REDIRECT_SECONDS = 5.0
-# the HTML standard's "shared declarative refresh steps": a time, then [;,] and url=, the URL
-# possibly quoted
-_REFRESH = re.compile(r"\s*(\d*\.?\d*)[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?(.*)", re.I | re.S)
+# the HTML standard's "shared declarative refresh steps": whole seconds (what follows a dot is
+# skipped), then [;,] and url=, the URL possibly quoted
+_REFRESH = re.compile(r"\s*(\d*)([\d.]*)\s*[;,]?\s*(?:url\s*=\s*)?(.*)", re.I | re.S)
 
 
 def meta_redirect(content: str) -> str:
     """The URL of a refresh `content` ("0; url=/new") that moves on within
     MAX_REDIRECT_SECONDS, else ""."""
     m = _REFRESH.match(content)
-    if m is None or m[1] in ("", "."):
+    if m is None or not (m[1] or m[2].startswith(".")):
         return ""  # no time: browsers ignore it
-    url = m[2].strip()
+    url = m[3].strip()
     if url[:1] in ("'", '"'):
         url = url[1:].split(url[0], 1)[0].strip()
-    if not url or float(m[1]) > MAX_REDIRECT_SECONDS:
+    if not url or int(m[1] or 0) > MAX_REDIRECT_SECONDS:
         return ""
     return url
 

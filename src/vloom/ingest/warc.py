@@ -404,12 +404,7 @@ def range_starts(scan: dict[str, Any], per_range: int) -> list[int]:
 
 def _is_image_record(rec: Rec) -> bool:
     """A record whose payload serves pages' <img> (what pass 1 indexes)."""
-    return (
-        rec.rec_type in ("response", "resource")
-        and rec.status // 100 == 2
-        and bool(rec.target)
-        and sniff_image(rec.payload[:16]) is not None
-    )
+    return bool(rec.target) and _no_page(rec) == "image_record"
 
 
 @functools.lru_cache(maxsize=2)
