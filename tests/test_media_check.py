@@ -267,9 +267,10 @@ def _bad_filter(png: bytes, rng: random.Random) -> bytes:
 
 
 def test_png_data_inflated_in_one_buffer_decides_like_chunk_by_chunk(monkeypatch):
-    """The image data inflated in one call into one buffer (vloom.media._png_idat_ok) decides as
-    feeding its IDAT chunks one by one does, and as a full decode does, on intact and damaged
-    PNGs cut into many IDAT chunks (empty ones, bytes after the stream, an IDAT after it)."""
+    """The image data inflated in one call into one buffer (vloom.media._png_idat_ok, by
+    libdeflate or by zlib-ng) decides as feeding its IDAT chunks one by one does, and as a full
+    decode does, on intact and damaged PNGs cut into many IDAT chunks (empty ones, bytes after
+    the stream, an IDAT after it)."""
     from vloom import media
 
     if media._Decompressor is None:
@@ -285,23 +286,40 @@ def test_png_data_inflated_in_one_buffer_decides_like_chunk_by_chunk(monkeypatch
             split = _split_idat(png, rng)
             cases += _damaged(split, rng, 12)
     verdicts = {None: 0, True: 0, False: 0}
+    lib = _CountingInflate(media._libdeflate) if media._libdeflate is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for case in cases:
+            monkeypatch.setattr(media, "_libdeflate", lib)
             try:
                 img = media._open(case)
             except ImageError:
                 continue
-            one = media._png_data_ok(case, img)
-            monkeypatch.setattr(media, "_Decompressor", None)
+            one = media._png_data_ok(case, img)  # libdeflate first, where it is installed
+            monkeypatch.setattr(media, "_libdeflate", None)
             try:
+                one_ng = media._png_data_ok(case, media._open(case))
+                monkeypatch.setattr(media, "_Decompressor", None)
                 by_chunk = media._png_data_ok(case, media._open(case))
             finally:
                 monkeypatch.undo()
-            assert one is by_chunk, len(case)
+            assert one is one_ng is by_chunk, len(case)
             assert _check(case) == _full(case), len(case)
             verdicts[one] += 1
     assert min(verdicts.values()) > 20, verdicts  # every kind of verdict was reached
+    assert lib is None or lib.inflated > 100, lib.inflated  # libdeflate's path was taken
+
+
+class _CountingInflate:
+    """The `deflate` module (libdeflate), counting the streams it inflated."""
+
+    def __init__(self, lib) -> None:
+        self.lib, self.DeflateError, self.inflated = lib, lib.DeflateError, 0
+
+    def zlib_decompress(self, data, size: int) -> bytes:
+        out = self.lib.zlib_decompress(data, size)
+        self.inflated += 1
+        return out
 
 
 def _header_chunks(mode: str) -> list[bytes]:
