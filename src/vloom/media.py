@@ -521,36 +521,37 @@ def _png_idat_ok(
         if len(spans) == 1
         else b"".join([view[p : p + n] for p, n in spans])
     )
-    if _libdeflate is not None and len(stream) > sum(min(n, len(data) - p) for p, n in spans[:-1]):
-        # libdeflate says whether the stream inflates to exactly `need` bytes and its checksum
-        # matches, not where the stream ended; when that checksum is the data's last 4 bytes,
-        # it ended at the end of the last IDAT, as the loop's verdict needs. Anything else (a
-        # broken, short, long stream, or bytes after its end) goes to zlib-ng below, which
-        # says where and how.
+    out = _whole_stream(stream, need) if min(length, len(data) - pos) > 0 else None
+    in_last = out is not None  # (libdeflate's stream ended with the last IDAT's bytes)
+    if out is None:
+        z = _Decompressor()
         try:
-            out = _libdeflate.zlib_decompress(stream, need)
-        except _libdeflate.DeflateError:
-            out = None
-        if out is not None and stream[-4:] == _inflate.adler32(out).to_bytes(4, "big"):
-            if out and max(out[::row]) > 4:
-                return False  # a row filter Pillow does not know
-            return _png_tail_ok(data, pos + length, image)
-    z = _Decompressor()
-    try:
-        out = z.decompress(stream, need + 1)
-    except _inflate.error:
-        return None  # broken data: whether Pillow reaches it first, a full decode says
-    if not z.eof or len(out) != need:
-        return None  # cut, short or long data: a full decode says what Pillow makes of it
+            out = z.decompress(stream, need + 1)
+        except _inflate.error:
+            return None  # broken data: whether Pillow reaches it first, a full decode says
+        if not z.eof or len(out) != need:
+            return None  # cut, short or long data: a full decode says what Pillow makes of it
+        # where the stream ended: the feeding loop stops in that chunk and looks at the next
+        ended = len(stream) - len(z.unused_data)
+        in_last = ended > sum(min(n, len(data) - p) for p, n in spans[:-1])
     if out and max(out[::row]) > 4:
         return False  # a row filter Pillow does not know
-    # where the stream ended: the feeding loop stops in that chunk and looks at the next one
-    ended = len(stream) - len(z.unused_data)
-    for p, n in spans[:-1]:
-        ended -= min(n, len(data) - p)
-        if ended <= 0:
-            return None  # another IDAT follows the end of the stream: a full decode says
+    if not in_last:
+        return None  # another IDAT follows the end of the stream: a full decode says
     return _png_tail_ok(data, pos + length, image)
+
+
+def _whole_stream(stream: bytes | memoryview, need: int) -> bytes | None:
+    """The zlib stream's `need` bytes by libdeflate, when it inflates to exactly that many, its
+    checksum matches and that checksum is the data's last 4 bytes (the stream ends where the
+    data does); else None, for zlib-ng to say where and how it ends (libdeflate does not)."""
+    if _libdeflate is None:
+        return None
+    try:
+        out = _libdeflate.zlib_decompress(stream, need)
+    except _libdeflate.DeflateError:
+        return None
+    return out if stream[-4:] == _inflate.adler32(out).to_bytes(4, "big") else None
 
 
 def _png_tail_ok(data: bytes, end: int, image: Callable[[], Image.Image]) -> bool | None:
