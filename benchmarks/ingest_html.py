@@ -124,9 +124,7 @@ def run_dev(dev: Path, repeat: int) -> None:
     except ImportError:
         print("resiliparse not installed (pip install -e '.[bench]')")
 
-    print(
-        f"{len(raw)} pages from {dev} (score.py metric; halves: even = tuned on, odd = held out)"
-    )
+    print(f"{len(raw)} pages from {dev} (score.py metric; halves: even = tuned on, odd = held out)")
     for fn in tools.values():
         for p in list(raw)[:5]:
             fn(p)  # warm imports and caches
@@ -179,8 +177,19 @@ def _newspaper_data(where: Path) -> Path:
         found = sorted(where.glob("newspaper4k-*.tar.gz"))
         if not found:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", NEWSPAPER, "--no-binary", ":all:",
-                 "--no-deps", "-q", "-d", str(where)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    NEWSPAPER,
+                    "--no-binary",
+                    ":all:",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    str(where),
+                ],
                 check=True,
             )
             found = sorted(where.glob("newspaper4k-*.tar.gz"))
@@ -209,11 +218,7 @@ def run_second(where: Path) -> None:
         for h in sorted((data / "html").glob("*.html"))
         if (data / "txt" / f"{h.stem}.txt").is_file()
     ]
-    tools = {
-        "vloom": lambda b: "\n\n".join(
-            i for i in extract_page(b).items if isinstance(i, str)
-        )
-    }
+    tools = {"vloom": lambda b: "\n\n".join(i for i in extract_page(b).items if isinstance(i, str))}
     try:
         import trafilatura
 
