@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scriptmod import load_script
 
 from vloom.config import load_config
-from vloom.evaluate.harness import evaluate
+from vloom.evaluate.harness import evaluate, write_results
 from vloom.pipeline import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,10 +74,6 @@ def test_demo_binds_attributes_to_objects(demo):
     assert _pooled(ctl_vqa, PICTURE_ONLY) <= 0.35, ctl_vqa
 
 
-def _correct(records: list[dict]) -> np.ndarray:
-    return np.array([r["correct"] for r in sorted(records, key=lambda r: r["id"])], float)
-
-
 @pytest.mark.slow
 def test_sft_raises_free_answer_vqa_over_the_demo_checkpoint(demo, tmp_path):
     """Issue 17: SFT on the world's instruction sets (configs/sft.yaml as it is) raises
@@ -84,7 +81,9 @@ def test_sft_raises_free_answer_vqa_over_the_demo_checkpoint(demo, tmp_path):
     (a paired bootstrap over the held-out questions, the seeds averaged)."""
     run, _, _ = demo
     ckpt = run / "checkpoints" / "final"
-    base = _correct(evaluate(ckpt, run / "synth" / "eval", ["vqa_open"]).examples["vqa_open"])
+    sft_seeds = load_script("scripts/sft_seeds.py")  # the README table's reader of the runs
+    write_results(tmp_path / "base", evaluate(ckpt, run / "synth" / "eval", ["vqa_open"]), {}, None)
+    base, qtypes = sft_seeds.load(tmp_path / "base", "vqa_open")
     seeds = []
     for seed in (0, 1, 2):
         out = tmp_path / f"sft{seed}"
@@ -95,8 +94,9 @@ def test_sft_raises_free_answer_vqa_over_the_demo_checkpoint(demo, tmp_path):
             {"train.init_from": str(ckpt), "seed": seed, "train.threads": 2, "out_dir": str(out)},
         )
         run_experiment(cfg, out, quiet=True)
-        lines = (out / "examples" / "vqa_open.jsonl").read_text().splitlines()
-        seeds.append(_correct([json.loads(x) for x in lines]))
+        correct, asked = sft_seeds.load(out, "vqa_open")
+        assert (asked == qtypes).all()  # the same questions, in the same order
+        seeds.append(correct)
     acc = np.stack(seeds)  # [3, n], the same questions in the same order as `base`
     assert acc.shape[1] == len(base) >= 1112  # an accuracy's standard error <= 0.015
     assert (acc.mean(1) > base.mean()).all(), (acc.mean(1), base.mean())
