@@ -1,0 +1,101 @@
+"""Which lookups from the picture has a VLM learned? (issue 16's binding question).
+
+On held-out scenes of 2-3 objects (`sample_scene` + `render`, a seed no training stream uses),
+the checkpoint continues the world's own sentences after `<bos> <image>...` and ranks the
+scene's own objects' values (so chance is 1/objects, and colour presence, which the model
+does read, cannot help):
+
+- colour -> place:  "The red object is at the" -> top left / ...   (vqa's position answer)
+- colour -> shape:  "The red object is a"       -> circle / ...     (vqa's shape answer)
+- place -> colour:  "... at the top left there is a small" -> red / ... (a caption's list)
+- place -> shape:   "... at the top left there is a small red" -> circle / ...
+
+A lookup scores above chance only when the model attends from the key word to that object's
+image token and reads the attribute there: what each world's text demands from the picture
+before it can be copied from words.
+
+    python scripts/probe_lookups.py --checkpoint RUN/checkpoints/final \
+        --tokenizer RUN/packed/tokenizer.json [--n 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from vloom.evaluate.scoring import option_scores  # noqa: E402
+from vloom.model.io import load_model  # noqa: E402
+from vloom.sequence import encode_text, load_tokenizer  # noqa: E402
+from vloom.synth.world import CELLS, Obj, Scene, render, sample_scene  # noqa: E402
+
+LOOKUPS = ("colour -> place", "colour -> shape", "place -> colour", "place -> shape")
+
+
+def prompt(kind: str, o: Obj) -> tuple[str, str]:
+    """(text after the image, the attribute that continues it) for lookup `kind` of object o."""
+    place = CELLS[o.cell]
+    if kind == "colour -> place":
+        return f"The {o.colour} object is at the", place
+    if kind == "colour -> shape":
+        return f"The {o.colour} object is a", o.shape
+    if kind == "place -> colour":
+        return f"In this picture, at the {place} there is a {o.size}", o.colour
+    if kind == "place -> shape":
+        return f"In this picture, at the {place} there is a {o.size} {o.colour}", o.shape
+    raise ValueError(f"unknown lookup {kind!r}; known: {', '.join(LOOKUPS)}")
+
+
+def values(kind: str, s: Scene) -> list[str]:
+    """The scene's own values of the attribute `kind` looks up: the options."""
+    attr = kind.split(" -> ")[1]
+    return [CELLS[o.cell] if attr == "place" else getattr(o, attr) for o in s.objects]
+
+
+@torch.no_grad()
+def lookups(model, tok, n: int, seed: int, max_objects: int = 3) -> dict[tuple[str, int], list]:
+    """(lookup, objects in the scene) -> [accuracy, questions] over n scenes of >= 2 objects."""
+    rng = random.Random(f"probe-lookups-{seed}")
+    slots = model.layout.prefix + [model.layout.image] * model.tokens_per_image
+    prompts, options, images, keys, right = [], [], [], [], []
+    while len(keys) < n * len(LOOKUPS):
+        s = sample_scene(rng, max_objects)
+        if s.count < 2:
+            continue
+        o = rng.choice(s.objects)
+        px = torch.from_numpy(np.array(render(s, model.vision.image_size), dtype=np.uint8)[None])
+        for kind in LOOKUPS:
+            text, answer = prompt(kind, o)
+            opts = values(kind, s)
+            prompts.append(slots + encode_text(tok, text))
+            options.append([encode_text(tok, " " + v) for v in opts])
+            images.append(px)
+            keys.append((kind, s.count))
+            right.append(opts.index(answer))
+    scores = option_scores(model, prompts, options, images, torch.device("cpu"))
+    acc: dict[tuple[str, int], list[int]] = {}
+    for k, sc, r in zip(keys, scores, right, strict=True):
+        acc.setdefault(k, []).append(int(np.argmax(sc)) == r)
+    return {k: [float(np.mean(v)), len(v)] for k, v in sorted(acc.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--tokenizer", required=True, help="the run's packed/tokenizer.json")
+    ap.add_argument("--n", type=int, default=1500, help="scenes (2-3 objects)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    model = load_model(a.checkpoint).eval()
+    got = lookups(model, load_tokenizer(a.tokenizer), a.n, a.seed)
+    print(f"{'lookup':16s} {'objects':>7s} {'accuracy':>8s} {'chance':>6s} {'n':>5s}")
+    for (kind, count), (acc, k) in got.items():
+        print(f"{kind:16s} {count:7d} {acc:8.3f} {1 / count:6.3f} {k:5d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""scripts/probe_lookups.py: each lookup asks the world's sentence and ranks the scene's own
+values, the right one among them."""
+
+import sys
+
+import torch
+from scriptmod import load_script
+from tinyexp import tiny_config
+
+from vloom.model import VLM, save_model
+from vloom.sequence import load_tokenizer
+from vloom.synth.world import Obj, Scene
+
+
+def _script():
+    return load_script("scripts/probe_lookups.py")
+
+
+def test_each_lookup_names_its_key_and_continues_with_its_attribute():
+    probe = _script()
+    red = Obj("red", "circle", "small", 0, 0, 0)
+    blue = Obj("blue", "square", "large", 3, 0, 0)
+    s = Scene((red, blue))
+    want = {
+        "colour -> place": (
+            "The blue object is at the",
+            "bottom right",
+            ["top left", "bottom right"],
+        ),
+        "colour -> shape": ("The blue object is a", "square", ["circle", "square"]),
+        "place -> colour": (
+            "In this picture, at the bottom right there is a large",
+            "blue",
+            ["red", "blue"],
+        ),
+        "place -> shape": (
+            "In this picture, at the bottom right there is a large blue",
+            "square",
+            ["circle", "square"],
+        ),
+    }
+    assert set(want) == set(probe.LOOKUPS)
+    for kind, (text, answer, opts) in want.items():
+        assert probe.prompt(kind, blue) == (text, answer)
+        assert probe.values(kind, s) == opts
+
+
+def test_main_prints_every_lookup_for_two_and_three_objects(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    cfg = tiny_config()
+    tok_path = tiny_data["packed"] / "tokenizer.json"
+    torch.manual_seed(0)
+    m = VLM(
+        cfg.model,
+        vocab_size=load_tokenizer(tok_path).get_vocab_size(),
+        max_seq_len=cfg.pack.seq_len,
+        image_size=cfg.pack.image_size,
+    ).eval()
+    save_model(m, tmp_path / "ck")
+    argv = ["probe", "--checkpoint", str(tmp_path / "ck"), "--tokenizer", str(tok_path)]
+    monkeypatch.setattr(sys, "argv", argv + ["--n", "30"])
+    _script().main()
+    rows = [ln.split(" ") for ln in capsys.readouterr().out.splitlines()[1:]]
+    rows = [[w for w in r if w] for r in rows]
+    got = {(" ".join(r[:3]), int(r[3])): (float(r[4]), float(r[5]), int(r[6])) for r in rows}
+    probe = _script()
+    assert {k for k, _ in got} == set(probe.LOOKUPS)
+    assert {c for _, c in got} == {2, 3}
+    for kind in probe.LOOKUPS:
+        assert got[(kind, 2)][2] + got[(kind, 3)][2] == 30  # every scene asked every lookup
+    for acc, chance, _ in got.values():
+        assert 0.0 <= acc <= 1.0 and chance in (0.5, 0.333)
