@@ -58,7 +58,9 @@ def test_demo_vlm_reads_colour_and_count_and_the_control_does_not(demo):
     "1.00 / count 1.00 / position 0.27 / shape 1.00; control picture-only 0.23 on the previous "
     "world). Twice the steps (2,000, about 40 minutes with the control on an AVX2 2-core "
     "machine, over the 15-minute bound) bind shape in the picture (0.97) but not position "
-    "(0.35); three times (3,000, 2026-12-03): shape 0.987, position 0.30, text_qa position 0.39",
+    "(0.35); three times (3,000, 2026-12-03): shape 0.987, position 0.30, text_qa position 0.39 "
+    "in seed 0, shape 0.27 and position 0.40 in seed 1; worlds that demand the place by colour "
+    "from the picture bind position (0.71-0.72) at 3,000 steps and lose shape (README)",
 )
 def test_demo_binds_attributes_to_objects(demo):
     _, res, ctl = demo
