@@ -1,7 +1,8 @@
 """Which lookups from the picture has a VLM learned? (issue 16's binding question).
 
-On held-out scenes of 2-3 objects (`sample_scene` + `render`, a seed no training stream uses),
-the checkpoint continues the world's own sentences after `<bos> <image>...` and ranks the
+On held-out scenes of 2-3 objects (`sample_scene` + `render`, redrawn while a scene's key is
+one the run's training corpus drew: `synth.instructions.training_scenes`), the checkpoint
+continues the world's own sentences after `<bos> <image>...` and ranks the
 scene's own objects' values (so chance is 1/objects, and colour presence, which the model
 does read, cannot help):
 
@@ -15,7 +16,7 @@ image token and reads the attribute there: what each world's text demands from t
 before it can be copied from words.
 
     python scripts/probe_lookups.py --checkpoint RUN/checkpoints/final \
-        --tokenizer RUN/packed/tokenizer.json [--n 1500]
+        --tokenizer RUN/packed/tokenizer.json --synth RUN/synth [--n 1500]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch  # noqa: E402
 from vloom.evaluate.scoring import option_scores  # noqa: E402
 from vloom.model.io import load_model  # noqa: E402
 from vloom.sequence import encode_text, load_tokenizer  # noqa: E402
+from vloom.synth.instructions import training_scenes  # noqa: E402
 from vloom.synth.world import CELLS, Obj, Scene, render, sample_scene  # noqa: E402
 
 LOOKUPS = ("colour -> place", "colour -> shape", "place -> colour", "place -> shape")
@@ -56,17 +58,23 @@ def values(kind: str, s: Scene) -> list[str]:
     return [CELLS[o.cell] if attr == "place" else getattr(o, attr) for o in s.objects]
 
 
-@torch.no_grad()
-def lookups(model, tok, n: int, seed: int, max_objects: int = 3) -> dict[tuple[str, int], list]:
-    """(lookup, objects in the scene) -> [accuracy, questions] over n scenes of >= 2 objects."""
+def scenes(n: int, seed: int, seen: set, max_objects: int = 3) -> list[tuple[Scene, Obj]]:
+    """n (scene of >= 2 objects whose key is not in `seen`, the object asked about)."""
     rng = random.Random(f"probe-lookups-{seed}")
+    out = []
+    while len(out) < n:
+        s = sample_scene(rng, max_objects)
+        if s.count >= 2 and s.key() not in seen:
+            out.append((s, rng.choice(s.objects)))
+    return out
+
+
+@torch.no_grad()
+def lookups(model, tok, n: int, seed: int, seen: set) -> dict[tuple[str, int], list]:
+    """(lookup, objects in the scene) -> [accuracy, questions] over `scenes(n, seed, seen)`."""
     slots = model.layout.prefix + [model.layout.image] * model.tokens_per_image
     prompts, options, images, keys, right = [], [], [], [], []
-    while len(keys) < n * len(LOOKUPS):
-        s = sample_scene(rng, max_objects)
-        if s.count < 2:
-            continue
-        o = rng.choice(s.objects)
+    for s, o in scenes(n, seed, seen):
         px = torch.from_numpy(np.array(render(s, model.vision.image_size), dtype=np.uint8)[None])
         for kind in LOOKUPS:
             text, answer = prompt(kind, o)
@@ -87,11 +95,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--tokenizer", required=True, help="the run's packed/tokenizer.json")
+    ap.add_argument("--synth", required=True, help="the run's synth/ (its scenes are left out)")
     ap.add_argument("--n", type=int, default=1500, help="scenes (2-3 objects)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     model = load_model(a.checkpoint).eval()
-    got = lookups(model, load_tokenizer(a.tokenizer), a.n, a.seed)
+    seen = {s.key() for s in training_scenes(a.synth)[0]}
+    got = lookups(model, load_tokenizer(a.tokenizer), a.n, a.seed, seen)
     print(f"{'lookup':16s} {'objects':>7s} {'accuracy':>8s} {'chance':>6s} {'n':>5s}")
     for (kind, count), (acc, k) in got.items():
         print(f"{kind:16s} {count:7d} {acc:8.3f} {1 / count:6.3f} {k:5d}")

@@ -45,6 +45,16 @@ def test_each_lookup_names_its_key_and_continues_with_its_attribute():
         assert probe.values(kind, s) == opts
 
 
+def test_scenes_have_two_objects_or_more_and_leave_out_the_seen_ones():
+    probe = _script()
+    first = probe.scenes(40, 0, set())
+    assert all(s.count >= 2 and o in s.objects for s, o in first)
+    seen = {s.key() for s, _ in first[:20]}
+    again = probe.scenes(40, 0, seen)
+    assert not {s.key() for s, _ in again} & seen
+    assert [s.key() for s, _ in again][:5] != [s.key() for s, _ in first][:5]
+
+
 def test_main_prints_every_lookup_for_two_and_three_objects(
     tiny_data, tmp_path, monkeypatch, capsys
 ):
@@ -59,6 +69,7 @@ def test_main_prints_every_lookup_for_two_and_three_objects(
     ).eval()
     save_model(m, tmp_path / "ck")
     argv = ["probe", "--checkpoint", str(tmp_path / "ck"), "--tokenizer", str(tok_path)]
+    argv += ["--synth", str(tiny_data["synth"])]
     monkeypatch.setattr(sys, "argv", argv + ["--n", "30"])
     _script().main()
     rows = [ln.split(" ") for ln in capsys.readouterr().out.splitlines()[1:]]
