@@ -18,19 +18,22 @@ eval with records on), every arm on the base's questions.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from vloom.evaluate.records import read_examples
 
 TASK = "self_correct"
 
 
 def load(run: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(question ids, correct at attempt 1 [n], at attempt 2 [n]) in id order."""
-    lines = (run / "examples" / f"{TASK}.jsonl").read_text().splitlines()
-    rows = sorted((json.loads(x) for x in lines), key=lambda r: r["id"])
+    recs = read_examples(run, TASK)
+    if recs is None:
+        raise SystemExit(f"{run}: no {TASK} examples (run its eval with records on)")
+    rows = sorted(recs, key=lambda r: r["id"])
     t1 = np.array([r["correct_t1"] for r in rows], float)
     t2 = np.array([r["correct_t2"] for r in rows], float)
     return [r["id"] for r in rows], t1, t2

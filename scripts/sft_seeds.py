@@ -14,11 +14,12 @@ resampled questions for the base and every seed). Reads RUN/examples/<task>.json
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from vloom.evaluate.records import read_examples
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 TASKS = ("vqa_open", "vqa")
@@ -26,8 +27,10 @@ TASKS = ("vqa_open", "vqa")
 
 def load(run: Path, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(correct [n], qtype [n]) in question-id order."""
-    lines = (run / "examples" / f"{task}.jsonl").read_text().splitlines()
-    rows = sorted((json.loads(x) for x in lines), key=lambda r: r["id"])
+    recs = read_examples(run, task)
+    if recs is None:
+        raise SystemExit(f"{run}: no {task} examples (run its eval with records on)")
+    rows = sorted(recs, key=lambda r: r["id"])
     return np.array([r["correct"] for r in rows], float), np.array([r["qtype"] for r in rows])
 
 
