@@ -116,3 +116,26 @@ def test_only_training_scenes_never_held_out(world):
 def test_unknown_kind_is_an_error(world):
     with pytest.raises(ValueError, match="unknown instruction kind 'essay'"):
         list(world_instructions(world, {"essay": 1}))
+
+
+def test_reading_asks_about_the_scene_in_words_with_no_image(world):
+    convs = list(world_instructions(world, {"reading": 40}, seed=2))
+    assert len(convs) == 40
+    assert {c.meta["checks"][0]["qtype"] for c in convs} == {"colour", "shape", "count", "position"}
+    for c in convs:
+        assert [t.role for t in c.turns] == ["system", "user", "assistant"]
+        assert not any(t.images for t in c.turns)
+        (obj,) = scene_of(c)  # the fixture's one-object scenes
+        said = c.turns[0].text
+        assert f"there is a {obj['size']} {obj['colour']} {obj['shape']}" in said
+        assert f"The {obj['colour']} {obj['shape']} is at the {obj['cell']}." in said
+        chk = c.meta["checks"][0]
+        assert exact_match(c.turns[2].text, accepted(chk))
+    # the description comes first, on its own line, as text_qa gives its context
+    from vloom.chat.template import VloomTemplate
+    from vloom.sequence import DEFAULT_LAYOUT
+
+    r = VloomTemplate(DEFAULT_LAYOUT).render(convs[0])
+    text = "".join(p for p in r.pieces if isinstance(p, str))
+    assert text.startswith(convs[0].turns[0].text + "\nQuestion: ")
+    assert text.endswith(f"Answer: {convs[0].turns[2].text}")

@@ -237,3 +237,27 @@ def test_a_checkpoint_that_fails_mid_write_never_looks_complete(tiny_data, tmp_p
     assert latest_checkpoint(root) is None and not list(root.glob(".tmp-*"))
     save_checkpoint(root, "stage-a", vlm, weights, {}, {"step": 3})
     assert latest_checkpoint(root) == root / "stage-a"
+
+
+def test_lr_mult_scales_a_parts_learning_rate(tiny_data, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_config(train__steps=2), tiny_data["packed"], first, quiet=True)
+    src = first / "checkpoints" / "final"
+    # the connector's rate x 0: it keeps the checkpoint's weights while the rest trains
+    cfg = tiny_config(
+        train__steps=3,
+        train__batch_size=16,  # enough image rows a step (see the recipe test above)
+        train__image_start_fraction=0.0,
+        train__init_from=str(src),
+        train__lr_mult={"connector": 0.0, "vision": 3.0},
+    )
+    train(cfg, tiny_data["packed"], tmp_path / "run", quiet=True)
+    a, b = _weights(src), _weights(tmp_path / "run" / "checkpoints" / "final")
+    conn = [k for k in a if k.startswith("connector.")]
+    assert conn and all(torch.equal(a[k], b[k]) for k in conn)
+    assert not torch.equal(a["lm.embed_tokens.weight"], b["lm.embed_tokens.weight"])
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("vision."))
+    with pytest.raises(ConfigError, match="lr_mult.lm must be >= 0"):
+        config_from_dict({"train": {"lr_mult": {"lm": -1}}})
+    with pytest.raises(ConfigError, match="lr_mult"):
+        config_from_dict({"train": {"lr_mult": {"tower": 2}}})  # not a part

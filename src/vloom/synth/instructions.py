@@ -9,6 +9,9 @@ Kinds (each answer a sentence in the world's own words, so it is checkable):
 - captions: "Describe every object in the picture." -> the count sentence, then every object
   with its cell, size, colour and shape in reading order.
 - multi_turn: 2..max_turns of the questions above (distinct types) about one image.
+- reading: no image; the scene described in the world's prose (a system turn, as `text_qa`
+  gives its context) and one question about it (the four types in turn): binding an object's
+  attributes in words, which the image kinds alone let the LM forget.
 
 Scenes: only the world's training scenes. Training and held-out scenes come from separate
 random streams (synth/corpus.py); the training stream is replayed here from the world's seed
@@ -26,13 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vloom.chat.conversation import Conversation, Turn
+from vloom.chat.conversation import Conversation, Turn, text_turn
 from vloom.ondisk import MANIFEST, read_json_object
 from vloom.synth.evalsets import scene_json, true_answers
-from vloom.synth.language import QTYPES, _join, count_sentence, make_qa, phrase
+from vloom.synth.language import QTYPES, _join, count_sentence, description, make_qa, phrase
 from vloom.synth.world import CELLS, Scene, png_bytes, render, sample_scene
 
-KINDS = ("vqa", "pointing", "captions", "multi_turn")
+KINDS = ("vqa", "pointing", "captions", "multi_turn", "reading")
 POINT_QUESTION = "Point to the {} object."
 CAPTION_QUESTION = "Describe every object in the picture."
 _POINT = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)")
@@ -97,8 +100,14 @@ def dense_caption(scene: Scene) -> str:
 def _conversation(
     i: int, kind: str, scene: Scene, size: int, rng: random.Random, max_turns: int, source: str
 ) -> Conversation:
-    image = png_bytes(render(scene, size))
     meta: dict[str, Any] = {"kind": kind, "scene": scene_json(scene)}
+    if kind == "reading":
+        q, a, check = _question(scene, QTYPES[i % len(QTYPES)], rng)
+        turns = [text_turn("system", description(scene, rng)), Turn("user", (q,))]
+        meta["checks"] = [check]
+        turns.append(Turn("assistant", (a,)))
+        return Conversation(f"{source}/{kind}-{i:06d}", turns, source=f"{source}/{kind}", meta=meta)
+    image = png_bytes(render(scene, size))
     if kind == "captions":
         qs = [(CAPTION_QUESTION, dense_caption(scene), {"qtype": "caption"})]
     elif kind == "vqa":
