@@ -70,15 +70,28 @@ def test_main_prints_every_lookup_for_two_and_three_objects(
     save_model(m, tmp_path / "ck")
     argv = ["probe", "--checkpoint", str(tmp_path / "ck"), "--tokenizer", str(tok_path)]
     argv += ["--synth", str(tiny_data["synth"])]
-    monkeypatch.setattr(sys, "argv", argv + ["--n", "30"])
+    monkeypatch.setattr(sys, "argv", argv + ["--n", "30", "--one", "12"])
     _script().main()
     rows = [ln.split(" ") for ln in capsys.readouterr().out.splitlines()[1:]]
     rows = [[w for w in r if w] for r in rows]
     got = {(" ".join(r[:3]), int(r[3])): (float(r[4]), float(r[5]), int(r[6])) for r in rows}
     probe = _script()
     assert {k for k, _ in got} == set(probe.LOOKUPS)
-    assert {c for _, c in got} == {2, 3}
+    assert {c for _, c in got} == {1, 2, 3}
     for kind in probe.LOOKUPS:
         assert got[(kind, 2)][2] + got[(kind, 3)][2] == 30  # every scene asked every lookup
+    # one-object scenes: the colour-keyed lookups only, among all four places or shapes
+    assert {k for k, c in got if c == 1} == set(probe.LOOKUPS[:2])
+    assert all(got[(k, 1)][1:] == (0.25, 12) for k in probe.LOOKUPS[:2])
     for acc, chance, _ in got.values():
-        assert 0.0 <= acc <= 1.0 and chance in (0.5, 0.333)
+        assert 0.0 <= acc <= 1.0 and chance in (0.25, 0.5, 0.333)
+
+
+def test_one_object_scenes_rank_every_place_and_shape():
+    probe = _script()
+    got = probe.one_object_scenes(20, 0)
+    assert len(got) == 20 and all(s.count == 1 and s.objects == (o,) for s, o in got)
+    s, o = got[0]
+    assert probe.values("colour -> place", s) == list(probe.CELLS)
+    assert probe.values("colour -> shape", s) == list(probe.SHAPES)
+    assert o.shape in probe.values("colour -> shape", s)
