@@ -1,4 +1,5 @@
-"""configs/score.yaml and configs/rl.yaml load: SCoRe's two rl stages, the GRPO baseline."""
+"""configs/score.yaml, score_stage1.yaml and rl.yaml load: SCoRe's two rl stages, its stage I
+alone with the strong KL on attempt 1, the GRPO baseline."""
 
 from pathlib import Path
 
@@ -14,7 +15,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _load(name: str, ckpt: Path):
-    text = (CONFIGS / name).read_text().replace("runs/demo/checkpoints/final", str(ckpt))
+    text = (CONFIGS / name).read_text()
+    for base in ("runs/demo/checkpoints/final", "runs/sft_reading/checkpoints/final"):
+        text = text.replace(base, str(ckpt))
     return config_from_dict(yaml.safe_load(text), source=name)
 
 
@@ -40,3 +43,8 @@ def test_score_and_rl_configs(tmp_path):
         rl.rl.group_size,
     )
     assert score.rl.score.beta1 == rl.rl.kl_coef and rl.rl.reference == str(ckpt)
+    one = _load("score_stage1.yaml", ckpt)
+    assert [recipe_for(one.rl, one.train.stages, 0).name] == ["score_stage1"]
+    assert len(one.train.stages) == 1 and one.train.steps == 320
+    assert recipe_for(one.rl, one.train.stages, 0).kl == (1.0, one.rl.score.beta1)
+    assert one.train.lr == score.train.lr and one.model == score.model
