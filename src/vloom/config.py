@@ -7,10 +7,10 @@ file is an error that names the key instead of a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vloom.ondisk import RUN_CONFIG, read_json
 
@@ -376,20 +376,11 @@ class TrainConfig(_Strict):
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.1, ge=0)
-    lr_mult: dict[Part, float] = Field(
+    lr_mult: dict[Part, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="a part's learning rate as a multiple of the schedule's (e.g. {connector: "
         "10}, nanoVLM's faster projector); parts not named: 1",
     )
-
-    @field_validator("lr_mult")
-    @classmethod
-    def _mult_not_negative(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, m in v.items() if m < 0]
-        if bad:
-            raise ValueError(f"lr_mult.{bad[0]} must be >= 0, got {v[bad[0]]}")
-        return v
-
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
     schedule: Literal["cosine", "wsd"] = "cosine"

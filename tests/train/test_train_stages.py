@@ -257,7 +257,7 @@ def test_lr_mult_scales_a_parts_learning_rate(tiny_data, tmp_path):
     assert conn and all(torch.equal(a[k], b[k]) for k in conn)
     assert not torch.equal(a["lm.embed_tokens.weight"], b["lm.embed_tokens.weight"])
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("vision."))
-    with pytest.raises(ConfigError, match="lr_mult.lm must be >= 0"):
+    with pytest.raises(ConfigError, match="lr_mult.lm: Input should be greater than or equal to 0"):
         config_from_dict({"train": {"lr_mult": {"lm": -1}}})
     with pytest.raises(ConfigError, match="lr_mult"):
         config_from_dict({"train": {"lr_mult": {"tower": 2}}})  # not a part

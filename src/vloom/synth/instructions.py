@@ -103,9 +103,9 @@ def _conversation(
     meta: dict[str, Any] = {"kind": kind, "scene": scene_json(scene)}
     if kind == "reading":
         q, a, check = _question(scene, QTYPES[i % len(QTYPES)], rng)
-        turns = [text_turn("system", description(scene, rng)), Turn("user", (q,))]
+        said = text_turn("system", description(scene, rng))
+        turns = [said, Turn("user", (q,)), Turn("assistant", (a,))]
         meta["checks"] = [check]
-        turns.append(Turn("assistant", (a,)))
         return Conversation(f"{source}/{kind}-{i:06d}", turns, source=f"{source}/{kind}", meta=meta)
     image = png_bytes(render(scene, size))
     if kind == "captions":

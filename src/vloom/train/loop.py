@@ -450,10 +450,14 @@ class _Run:
         D.barrier(self.info)
         self.meter.t_log += time.perf_counter() - t
 
-    def _update(self, batch: StepBatch, lr: float, autocast: bool) -> tuple[float, int]:
-        """One optimizer step at learning rate `lr`; returns (loss, global image rows)."""
+    def _set_lr(self, lr: float) -> None:
+        """The schedule's `lr` in every group, times the group's part multiple (lr_mult)."""
         for g in self.opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
+
+    def _update(self, batch: StepBatch, lr: float, autocast: bool) -> tuple[float, int]:
+        """One optimizer step at learning rate `lr`; returns (loss, global image rows)."""
+        self._set_lr(lr)
         loss, n_images = self.step(batch, autocast)
         self._optimizer_step()
         return loss, n_images
@@ -487,8 +491,7 @@ class _Run:
     def _rl_update(self, step: int, lr: float, autocast: bool) -> tuple[float, dict[str, Any]]:
         """One rl optimizer step (vloom.rl.step) at learning rate `lr`; (loss, its figures)."""
         assert self.rl is not None
-        for g in self.opt.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)
+        self._set_lr(lr)
 
         def ctx() -> contextlib.AbstractContextManager:
             if autocast:
