@@ -70,11 +70,8 @@ def values(kind: str, s: Scene) -> list[str]:
 def one_object_scenes(n: int, seed: int) -> list[tuple[Scene, Obj]]:
     """n one-object scenes (not redrawn: see the module docstring) and their object."""
     rng = random.Random(f"probe-one-{seed}")
-    out = []
-    while len(out) < n:
-        s = sample_scene(rng, 1)
-        out.append((s, s.objects[0]))
-    return out
+    drawn = [sample_scene(rng, 1) for _ in range(n)]
+    return [(s, s.objects[0]) for s in drawn]
 
 
 def scenes(n: int, seed: int, seen: set, max_objects: int = 3) -> list[tuple[Scene, Obj]]:

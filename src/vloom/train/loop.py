@@ -84,7 +84,7 @@ def make_optimizer(
         if id(p) in seen:
             continue
         seen.add(id(p))
-        part = name.removeprefix("_orig_mod.").split(".", 1)[0]  # vision, connector or lm
+        part = name.split(".", 1)[0]  # vision, connector or lm (the unwrapped VLM's names)
         groups.setdefault((p.dim() >= 2, mult.get(part, 1.0)), []).append(p)
     # `lr_mult` rides in each group: the loop sets lr = schedule x lr_mult every step
     param_groups = [
