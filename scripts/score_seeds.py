@@ -11,8 +11,9 @@ questions.
 
 Each arm's line: accuracy at attempts 1 and 2, delta by seed, the wrong->right and
 right->wrong shares (seed means), and the pooled delta: the seeds' per-question deltas
-averaged, with a bootstrap 95% interval over the questions; then the arm minus the base, paired
-on the same resampled questions. Reads DIR/examples/self_correct.jsonl (written by any run or
+averaged, with a bootstrap 95% interval over the questions and a Student t interval over the
+seeds' deltas (the variation between runs, which the questions' interval leaves out; none for
+one seed); then the arm minus the base, paired on the same resampled questions. Reads DIR/examples/self_correct.jsonl (written by any run or
 eval with records on), every arm on the base's questions.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vloom.evaluate.records import read_examples
+from vloom.report.stats import t_interval
 
 TASK = "self_correct"
 
@@ -70,10 +72,14 @@ def table(base_dir: Path, arms: dict[str, list[Path]], n_boot: int = 4000) -> li
         glo, ghi = _interval(d - bd, idx)
         w2r = ((a1 == 0) & (a2 == 1)).mean()
         r2w = ((a1 == 1) & (a2 == 0)).mean()
-        by_seed = " / ".join(f"{x:+.4f}" for x in (a2 - a1).mean(1))
+        seeds = (a2 - a1).mean(1)
+        by_seed = " / ".join(f"{x:+.4f}" for x in seeds)
+        slo, shi = t_interval(seeds)
+        over_seeds = f" seeds [{slo:+.4f}, {shi:+.4f}]" if len(seeds) > 1 else ""
         out.append(
             f"{name:6s} acc@t1 {a1.mean():.4f} acc@t2 {a2.mean():.4f}  delta by seed {by_seed}  "
-            f"pooled {d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]  w->r {w2r:.4f} r->w {r2w:.4f}  "
+            f"pooled {d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]{over_seeds}  "
+            f"w->r {w2r:.4f} r->w {r2w:.4f}  "
             f"minus base {d.mean() - bd.mean():+.4f} [{glo:+.4f}, {ghi:+.4f}]"
         )
     return out

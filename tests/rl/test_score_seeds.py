@@ -29,6 +29,9 @@ def test_pooled_delta_is_the_seed_mean_and_minus_base_is_paired(tmp_path):
     line = out[2]
     assert line.startswith("score ") and "delta by seed +0.2500 / +0.5000" in line
     assert "pooled +0.3750" in line and "minus base +0.6250" in line
+    # the seeds' own interval: mean 0.375, sd 0.1768, t(0.975, 1) 12.706 -> +/- 1.5883
+    assert "seeds [-1.2133, +1.9633]" in line
+    assert "seeds [" not in s.table(base, {"one": [a]}, n_boot=200)[2]
     assert "w->r 0.3750 r->w 0.0000" in line
 
 
