@@ -7,7 +7,9 @@ gradient trains and how strongly each attempt is held to the reference.
 - score_stage2 (SCoRe stage II): reward r(y1) + r(y2) + alpha * (r(y2) - r(y1)), which pays for
   fixing a wrong first answer and charges for breaking a right one; both attempts trained,
   weak KL on both. By default (rl.score.credit: attempt) attempt 1 learns from r(y1) and
-  attempt 2 from its shaped reward; crediting both with the sum teaches attempt 1 to fail.
+  attempt 2 from its shaped reward; crediting both with the sum (trajectory) pays attempt 1
+  (1 - alpha) * r(y1) + (1 + alpha) * r(y2): alpha 1 pays it for the answer it leads to, and
+  alpha > 1 teaches it to fail.
 - score: the rl stages in order are stage I, then stage II.
 """
 
