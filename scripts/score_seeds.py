@@ -13,8 +13,9 @@ Each arm's line: accuracy at attempts 1 and 2, delta by seed, the wrong->right a
 right->wrong shares (seed means), and the pooled delta: the seeds' per-question deltas
 averaged, with a bootstrap 95% interval over the questions and a Student t interval over the
 seeds' deltas (the variation between runs, which the questions' interval leaves out; none for
-one seed); then the arm minus the base, paired on the same resampled questions. Reads DIR/examples/self_correct.jsonl (written by any run or
-eval with records on), every arm on the base's questions.
+one seed); then the arm minus the base, paired on the same resampled questions. Reads
+DIR/examples/self_correct.jsonl (written by any run or eval with records on), every arm on the
+base's questions.
 """
 
 from __future__ import annotations

@@ -29,11 +29,10 @@ def test_score_and_rl_configs(tmp_path):
     m = build_model(meta)
     ckpt = save_checkpoint(tmp_path, "final", m, m.state_dict(), {}, {"step": 0})
     score = _load("score.yaml", ckpt)
-    names = [recipe_for(score.rl, score.train.stages, i).name for i in (0, 1)]
-    assert names == ["score_stage1", "score_stage2"]
+    one_, two_ = (recipe_for(score.rl, score.train.stages, i) for i in (0, 1))
+    assert [one_.name, two_.name] == ["score_stage1", "score_stage2"]
     # stage I holds attempt 1 with the strong KL; stage II pays both attempts the episode's
     # return, which with alpha 1 is 2 r(y2): attempt 1 earns nothing for its own answer
-    one_, two_ = (recipe_for(score.rl, score.train.stages, i) for i in (0, 1))
     assert one_.kl == (1.0, score.rl.score.beta1) and one_.pg == (False, True)
     assert two_.credits(1.0, 0.0) == (0.0, 0.0) and two_.credits(0.0, 1.0) == (2.0, 2.0)
     assert score.rl.attempts == 2 and score.rl.reference == str(ckpt)
