@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from vloom.evaluate.records import read_examples
+from vloom.report.stats import t_interval
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 TASKS = ("vqa_open", "vqa")
 
 
@@ -49,7 +49,8 @@ def table(base_dir: Path, runs: list[Path], task: str, n_boot: int = 2000) -> li
     for name, mask in [("all", np.ones(n, bool))] + [(t, qt == t) for t in sorted(set(qt))]:
         per = acc[:, mask].mean(1)
         mean = per.mean()
-        half = T975.get(k - 1, 2.0) * per.std(ddof=1) / np.sqrt(k) if k > 1 else float("nan")
+        lo, hi = t_interval(per)  # nan for one seed
+        half = (hi - lo) / 2
         w = mask[idx]  # resampled questions of this type
         denom = np.maximum(w.sum(1), 1)
         b = (base[idx] * w).sum(1) / denom
