@@ -764,6 +764,13 @@ class ScoreConfig(_Strict):
         "it leads to (configs/score.yaml); with alpha > 1 it learns to answer wrong first "
         "(measured on the demo at alpha 10: acc@t1 0.67 -> 0.003)",
     )
+    stage2_t1_kl: float | None = Field(
+        None,
+        ge=0,
+        description="stage II's KL on attempt 1; None: beta1, the paper's weak KL on both "
+        "attempts. beta2 keeps holding attempt 1 at the base in stage II, so attempt 2 has a "
+        "first answer to improve on",
+    )
 
 
 class RLConfig(_Strict):

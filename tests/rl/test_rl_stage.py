@@ -87,6 +87,11 @@ def test_score_recipes(tiny_data):
     assert one.credits(1.0, 0.0) == (0.0, 0.0)
     traj = config_from_dict({**raw, "rl": {**raw["rl"], "score": {"credit": "trajectory"}}})
     assert recipe_for(traj.rl, traj.train.stages, 1).credits(0.0, 1.0) == (11.0, 11.0)
+    # stage II can keep holding attempt 1 (stage2_t1_kl); stage I is unchanged by it
+    held = {**raw["rl"], "score": {**raw["rl"]["score"], "stage2_t1_kl": 0.5}}
+    held = config_from_dict({**raw, "rl": held})
+    held1, held2 = (recipe_for(held.rl, held.train.stages, i) for i in (0, 1))
+    assert held1 == one and held2.kl == (0.5, 0.0) and held2.pg == (True, True)
     with pytest.raises(ValueError, match="two rl stages"):
         config_from_dict(
             {**raw, "train": {**raw["train"], "steps": 2, "stages": [{"name": "a", "kind": "rl"}]}}

@@ -6,10 +6,10 @@ gradient trains and how strongly each attempt is held to the reference.
   strong KL (beta2) keeps attempt 1 at the reference and a weak one (beta1) holds attempt 2.
 - score_stage2 (SCoRe stage II): reward r(y1) + r(y2) + alpha * (r(y2) - r(y1)), which pays for
   fixing a wrong first answer and charges for breaking a right one; both attempts trained,
-  weak KL on both. By default (rl.score.credit: attempt) attempt 1 learns from r(y1) and
-  attempt 2 from its shaped reward; crediting both with the sum (trajectory) pays attempt 1
-  (1 - alpha) * r(y1) + (1 + alpha) * r(y2): alpha 1 pays it for the answer it leads to, and
-  alpha > 1 teaches it to fail.
+  weak KL on both (rl.score.stage2_t1_kl can keep attempt 1's strong). By default
+  (rl.score.credit: attempt) attempt 1 learns from r(y1) and attempt 2 from its shaped reward;
+  crediting both with the sum (trajectory) pays attempt 1 (1 - alpha) * r(y1) + (1 + alpha) *
+  r(y2): alpha 1 pays it for the answer it leads to, and alpha > 1 teaches it to fail.
 - score: the rl stages in order are stage I, then stage II.
 """
 
@@ -60,5 +60,6 @@ def recipe_for(rl: RLConfig, stages: list[StageConfig], stage: int) -> Recipe:
         return Recipe(name, 2, (False, True), (sc.beta2, sc.beta1))
     if name == "score_stage2":
         per_attempt = sc.credit == "attempt"
-        return Recipe(name, 2, (True, True), (sc.beta1, sc.beta1), sc.alpha, per_attempt)
+        t1_kl = sc.beta1 if sc.stage2_t1_kl is None else sc.stage2_t1_kl
+        return Recipe(name, 2, (True, True), (t1_kl, sc.beta1), sc.alpha, per_attempt)
     return Recipe("grpo", rl.attempts, (True,) * rl.attempts, (rl.kl_coef,) * rl.attempts)
