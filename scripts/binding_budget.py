@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     todo = runs(args.which, args.examples)
     if args.only:
-        todo = {n: todo[n] for n in args.only.split(",")}
+        names = args.only.split(",")
+        if unknown := sorted(set(names) - set(todo)):
+            raise SystemExit(f"--only: {unknown} not in set {args.which!r} ({', '.join(todo)})")
+        todo = {n: todo[n] for n in names}
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     procs = {n: launch(n, *todo[n], args) for n in todo}

@@ -3,6 +3,7 @@ read back as curves and final evals (issue 16's budget measurements)."""
 
 import json
 
+import pytest
 import yaml
 from scriptmod import load_script
 from tinyexp import tiny_raw
@@ -39,3 +40,19 @@ def test_a_torn_metrics_line_is_skipped(tmp_path):
     got = bb.read_run(tmp_path)
     assert got["last_step"] == 10 and got["curve"] == {10: [0.5, None, None, None]}
     assert "final" not in got
+
+
+def test_an_unknown_run_name_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="not in set 'lr'"):
+        bb.main(
+            [
+                "--data",
+                str(tmp_path),
+                "--work",
+                str(tmp_path / "w"),
+                "--set",
+                "lr",
+                "--only",
+                "lr6e-4,nope",
+            ]
+        )
