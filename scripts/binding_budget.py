@@ -1,7 +1,7 @@
 """Issue 16: how many steps the demo's model needs before it binds attributes to objects.
 
-Trains many variants of the demo (or --config) on one prepared data directory at once (on a GPU they share
-the device; on CPU give each one thread), each with a during-training eval of VQA and text QA,
+Trains many variants of the demo (or --config) on one prepared data directory at once (on a
+GPU they share the device; on CPU give each one thread), each with a during-training eval of VQA and text QA,
 and prints each run's curve of position / shape accuracy (picture, then words) and, for runs
 that finished, the final eval. Runs still going at the deadline are stopped and read as far as
 they got, so a fixed device budget still yields every curve up to where it reached.
@@ -26,6 +26,8 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+from vloom.report.runfiles import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.yaml")
@@ -123,16 +125,11 @@ def launch(
 def read_run(d: Path) -> dict:
     """The run's curve (step -> the four accuracies) and, if it finished, its final eval."""
     out: dict = {"curve": {}, "last_step": 0}
-    if (d / "metrics.jsonl").exists():
-        for line in (d / "metrics.jsonl").read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:  # the line a kill tore
-                continue
-            if "loss" in r:
-                out["last_step"] = r["step"]
-            if any(f"eval/{t}" in r for t in TYPES):
-                out["curve"][r["step"]] = [r.get(f"eval/{t}") for t in TYPES]
+    for r in read_metrics(d)[0]:  # skips the line a kill tore
+        if "loss" in r:
+            out["last_step"] = r["step"]
+        if any(f"eval/{t}" in r for t in TYPES):
+            out["curve"][r["step"]] = [r.get(f"eval/{t}") for t in TYPES]
     if (d / "results.json").exists():
         ev = json.loads((d / "results.json").read_text())["eval"]
         out["final"] = {
