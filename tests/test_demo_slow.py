@@ -3,7 +3,9 @@ The demo runs once (module fixture); one test holds what it reaches today, anoth
 16's bounds, not reached yet; the last fine-tunes it (configs/sft.yaml, issue 17)."""
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from vloom.pipeline import run_experiment
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ("colour", "count", "position", "shape")
 PICTURE_ONLY = ("colour", "position", "shape")  # count has a prior a text model can learn
+SCORE_TEST_S = 40 * 60  # the SCoRe test's three RL runs and evals: 33 min on 2 AVX-512 cores
 
 
 def _pooled(res: dict, types: tuple[str, ...]) -> float:
@@ -52,6 +55,7 @@ def test_demo_vlm_reads_colour_and_count_and_the_control_does_not(demo):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
+    raises=AssertionError,  # only the bounds may fail: a crash is a failure
     reason="issue 16 bounds not reached: binding needs at least 6x the demo's budget (last full run, "
     "2026-12-04, 1,200 questions: VQA colour 1.00 / count 1.00 / position 0.26 / shape 0.30, "
     "text_qa colour 1.00 / count 1.00 / position 0.27 / shape 1.00). On a GPU the demo's config "
@@ -110,3 +114,64 @@ def test_sft_raises_free_answer_vqa_over_the_demo_checkpoint(demo, tmp_path):
         base.mean(),
         np.percentile(gain, [2.5, 97.5]),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,  # only the bound may fail: a crash is a failure
+    reason="issue 17's SCoRe bound not reached robustly: a second attempt gains about what RL "
+    "teaches it while attempt 1 is held. configs/score.yaml seeds 0/1/2, 4,800 held-out "
+    "questions: from this test's demo checkpoint (asked twice -0.0277) +0.0402 / +0.0106 / "
+    "+0.0050, but seed 0's attempt 1 fell 0.039 (count 1.00 -> 0.85) for attempt 2 to fix; "
+    "from another demo checkpoint (-0.0327) +0.0035 / +0.0002 / -0.0023; from the 1,500-step "
+    "SFT base (-0.1133) -0.0035 / -0.0042 / -0.0025; from an 800-step SFT base (-0.0148) "
+    "+0.0004 / +0.0046 / -0.0115 (README, post-training)",
+)
+def test_score_self_corrects_where_asking_twice_does_not(demo, tmp_path):
+    """Issue 17: configs/score.yaml (SCoRe's stages I and II) from the demo checkpoint gives
+    delta(t1, t2) > 0 on the held-out questions in each of three seeds, where the checkpoint
+    itself asked for a second attempt gives delta <= 0, and no seed's attempt 1 falls below the
+    base's. The demo checkpoint is the base here (the README's tables also start from SFT
+    bases), so the test adds only three 640-step RL runs (33 min on 2 cores)."""
+    deadline = float(os.environ.get("VLOOM_CI_DEADLINE", "inf"))  # set by .ci/run
+    if deadline - time.time() < SCORE_TEST_S:
+        pytest.skip(
+            f"CI time: {max(deadline - time.time(), 0) / 60:.0f} min left before the CI limit, "
+            f"this test takes about {SCORE_TEST_S / 60:.0f} (three 640-step RL runs on 2 cores)"
+        )
+    run, _, _ = demo
+    ckpt = run / "checkpoints" / "final"
+    score_seeds = load_script("scripts/score_seeds.py")  # the README table's reader
+    write_results(
+        tmp_path / "base", evaluate(ckpt, run / "synth" / "eval", ["self_correct"]), {}, None
+    )
+    ids, b1, b2 = score_seeds.load(tmp_path / "base")
+    assert len(ids) >= 1112  # an accuracy's standard error <= 0.015
+    assert b2.mean() - b1.mean() <= 0, (b1.mean(), b2.mean())  # the premise: no gain unasked
+    deltas, held = [], []
+    for seed in (0, 1, 2):
+        out = tmp_path / f"score{seed}"
+        out.mkdir()
+        shutil.copytree(run / "synth", out / "synth")  # the same world: not built again
+        cfg = load_config(
+            ROOT / "configs" / "score.yaml",
+            {
+                "train.init_from": str(ckpt),
+                "rl.reference": str(ckpt),
+                "seed": seed,
+                "train.threads": 2,
+                "out_dir": str(out),
+            },
+        )
+        run_experiment(cfg, out, quiet=True)
+        rid, t1, t2 = score_seeds.load(out)
+        assert rid == ids  # the same held-out questions as the base's
+        deltas.append(t2.mean() - t1.mean())
+        # A delta bought by a worse first attempt is not self-correction (trajectory credit
+        # can teach attempt 1 to answer wrong for attempt 2 to fix): attempt 1 must not fall
+        # below the base's, paired over the questions (95% bootstrap).
+        idx = np.random.default_rng(0).integers(0, len(ids), (2000, len(ids)))
+        held.append(float(np.percentile((t1 - b1)[idx].mean(1), 97.5)))
+    assert all(d > 0 for d in deltas), deltas
+    assert all(h >= 0 for h in held), (deltas, held)
