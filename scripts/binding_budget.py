@@ -1,10 +1,11 @@
 """Issue 16: how many steps the demo's model needs before it binds attributes to objects.
 
 Trains many variants of the demo (or --config) on one prepared data directory at once (on a
-GPU they share the device; on CPU give each one thread), each with a during-training eval of VQA and text QA,
-and prints each run's curve of position / shape accuracy (picture, then words) and, for runs
-that finished, the final eval. Runs still going at the deadline are stopped and read as far as
-they got, so a fixed device budget still yields every curve up to where it reached.
+GPU they share the device; on CPU give each one thread), each with a during-training eval of
+VQA and text QA, and prints each run's curve of position / shape accuracy (picture, then
+words) and, for runs that finished, the final eval. Runs still going at the deadline are
+stopped and read as far as they got, so a fixed device budget still yields every curve up to
+where it reached.
 
     vloom run configs/demo.yaml --set control=false          # builds runs/demo/{synth,...}
     python scripts/binding_budget.py --data runs/demo --work /tmp/bb --set budget --deadline 400
