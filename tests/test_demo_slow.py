@@ -137,7 +137,9 @@ def test_sft_raises_free_answer_vqa_over_the_demo_checkpoint(demo, tmp_path):
     "+0.0050, but seed 0's attempt 1 fell 0.039 (count 1.00 -> 0.85) for attempt 2 to fix; "
     "from another demo checkpoint (-0.0327) +0.0035 / +0.0002 / -0.0023; from the 1,500-step "
     "SFT base (-0.1133) -0.0035 / -0.0042 / -0.0025; from an 800-step SFT base (-0.0148) "
-    "+0.0004 / +0.0046 / -0.0115 (README, post-training)",
+    "+0.0004 / +0.0046 / -0.0115. On all three bases 99.7%+ of the wrong first answers are "
+    "shape or position, the binding issue 16 finds beyond the demo's budget (README, "
+    "post-training)",
 )
 def test_score_self_corrects_where_asking_twice_does_not(demo, tmp_path):
     """Issue 17: configs/score.yaml (SCoRe's stages I and II) from the demo checkpoint gives
