@@ -391,3 +391,63 @@ def test_caption_class_names_count_in_any_case():
     ]
     text = "\n\n".join(i for i in items if isinstance(i, str))
     assert "dusk" not in text and "Evening" not in text and "Residents" in text
+
+
+# Erlang/OTP's reference pages (erlang-doc): the manual page's sections, with one function's entry
+# marked up as the page's only <article>, inside div#content beside a navigation column.
+def _erlang_like(entry: str) -> str:
+    nav = "".join(f'<li><a href="#f{i}">fun{i}/1</a></li>' for i in range(40))
+    return (
+        '<html><body><div id="container"><div class="topbar"><h1>erl</h1></div>'
+        f'<div id="leftnav"><h3>Table of Contents</h3><ul class="flipMenu">{nav}</ul></div>'
+        '<div id="content"><div class="innertube"><h1>erl</h1></div>'
+        '<section class="description"><h3>Description</h3><p>The erl program starts an Erlang '
+        "runtime system. The exact details are system-dependent, and the program must be used in "
+        "pipelines or to redirect standard input or output.</p></section>"
+        f'<div class="exports-body">{entry}</div>'
+        '<section class="innertube"><h3>Flags</h3><dl><dt>-boot File</dt><dd><p>Specifies the '
+        "name of the boot file, File.boot, which is used to start the system.</p></dd>"
+        "<dt>-config Config</dt><dd><p>Specifies the name of one or more configuration files, "
+        "Config.config, which is used to configure applications.</p></dd>"
+        "<dt>-detached</dt><dd><p>Starts the Erlang runtime system detached from the system "
+        "console. Useful for running daemons and background processes.</p></dd></dl></section>"
+        "</div></div></body></html>"
+    )
+
+
+ERLANG_ENTRY = (
+    '<article class="func"><div class="bold_code">erl &lt;arguments&gt;</div>'
+    "<p>Starts an Erlang runtime system.</p></article>"
+)
+
+
+def test_lone_article_that_is_one_entry_of_the_page_is_not_the_root():
+    # the only <article> holds one function's entry, no heading; the page's prose stands around
+    # it: the body is walked, so the description and the flags stay (they were lost)
+    text = _text(_erlang_like(ERLANG_ENTRY))
+    for words in ("The erl program starts", "Starts an Erlang runtime", "name of the boot file"):
+        assert words in text, words
+    assert "fun12/1" not in text  # the navigation still goes
+
+
+def test_lone_article_holding_the_prose_stays_the_root():
+    # the same page whose article holds most of the paragraphs (a news story whose headline
+    # sits outside it): the article is the main content, the aside prose around it goes
+    story = ARTICLE.replace("<h1>River levels rise</h1>", "") * 3
+    text = _text(_erlang_like(f'<article class="func">{story}</article>'))
+    assert "Heavy rain" in text and "The erl program starts" not in text
+    # ... and one with its own headline stays the root whatever stands around it
+    text = _text(_erlang_like(f"<article><h2>News</h2><p>{ARTICLE[30:90]}</p></article>"))
+    assert "News" in text and "name of the boot file" not in text
+
+
+ERLANG = Path("/usr/share/doc/erlang-doc/erts-13.1.5/doc/html")
+
+
+@pytest.mark.skipif(not (ERLANG / "erl.html").is_file(), reason="erlang-doc 25 not installed")
+def test_erlang_reference_pages_keep_their_sections():
+    text = _text((ERLANG / "erl.html").read_bytes())
+    assert "The erl program starts an Erlang runtime system" in text  # the description
+    assert "Starts an Erlang runtime system." in text  # the one <article>
+    assert "Specifies the name of the boot file" in text  # the flags section
+    assert len(text) > 40_000

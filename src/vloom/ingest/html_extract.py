@@ -1,7 +1,8 @@
 """One HTML page -> text blocks and image references where they stand, boilerplate out.
 
 `extract_page` parses with selectolax (lexbor) and walks the DOM of the main content
-(<main> unless it is a stub, role=main, a lone <article> unless it is hidden, else <body>)
+(<main> unless it is a stub, role=main, a lone <article> unless it is hidden or only one entry
+of the content, else <body>)
 iteratively, so nesting depth cannot exhaust Python's stack. Boilerplate (navigation,
 headers/footers, menus, cookie banners, scripts and styles, forms, hidden and screen-reader-only
 elements, and class/id names from the common vocabularies: nav, menu, footer, sidebar, comment,
@@ -788,7 +789,8 @@ def meta_redirect(content: str) -> str:
 
 
 def _main_root(parser: LexborHTMLParser, found: dict[str, list[LexborNode]]) -> LexborNode | None:
-    """<main> or role=main unless it is a stub, else a lone visible <article>, else <body>."""
+    """<main> or role=main unless it is a stub, else a lone visible <article> that is not one
+    entry of the content, else <body>."""
     body = parser.body
     total = -1
     for key in ("main", "role_main"):
@@ -804,9 +806,37 @@ def _main_root(parser: LexborHTMLParser, found: dict[str, list[LexborNode]]) -> 
                 return n
             break
     arts = found["article"]
-    if len(arts) == 1 and not _hidden(arts[0]):
+    if len(arts) == 1 and not _hidden(arts[0]) and not _article_is_part(arts[0], body):
         return arts[0]
     return body
+
+
+def _para_chars(node: LexborNode) -> int:
+    """The text of the <p> elements in `node`'s subtree, itself included."""
+    return sum(len(p.text(deep=True) or "") for p in node.css("p"))
+
+
+def _article_is_part(art: LexborNode, body: LexborNode | None) -> bool:
+    """A lone <article> that is one entry of the page's content, not the content: it holds no
+    <h1>/<h2> while the page's <h1> stands outside it, and the paragraphs beside it (in the
+    nearest ancestor that holds any) outweigh its own. Erlang/OTP's reference pages mark up one
+    function of many as <article class="func">, the rest of the manual page in <section>s; a
+    news article holds its headline, or most of the page's paragraphs."""
+    if body is None or art.css_first("h1, h2") is not None or body.css_first("h1") is None:
+        return False
+    inside = _para_chars(art)
+    child, node = art, art.parent
+    while node is not None:  # each sibling subtree is read once: linear in the page
+        beside = 0
+        sib = node.first_child
+        while sib is not None:
+            if sib.mem_id != child.mem_id and (sib.tag or "-")[0] != "-":
+                beside += _para_chars(sib)
+            sib = sib.next
+        if beside > 0:
+            return beside > inside
+        child, node = node, node.parent
+    return False
 
 
 def text_chars(items: list[str | ImageRef]) -> int:
