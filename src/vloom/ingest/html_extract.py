@@ -299,7 +299,7 @@ def _is_prose_sidebar(node: LexborNode, words: int) -> bool:
     cls = (node.attributes.get("class") or "").lower().split()
     if not any("sidebar" in _PART_SPLIT.split(c) for c in cls):
         return False
-    link_words = sum(len((a.text(deep=True) or "").split()) for a in node.css("a"))
+    link_words = sum(len((a.text(deep=True) or "").split()) for a in node.css("a[href]"))
     return link_words < 0.25 * words
 
 
@@ -578,6 +578,18 @@ _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p head
 # its name in that document's heap, so those are never remembered.
 _TAG_NAMES: dict[int, str] = {}
 _STATIC_TAG_IDS = 1 << 16
+_ANCHOR = "a:target"  # a link target, as the walk names it: no link text, no link
+_TARGET_ATTRS = frozenset("id name class xmlns lang xml:lang title".split())
+
+
+def _is_target(a: LexborNode) -> bool:
+    """An <a> without href that only names a place (id= or name=): no link. DocBook's XHTML
+    writes them as <a id="x"/>, which an HTML parser opens and, once its heading closes,
+    reopens around the text after it up to the next link; counted as links, most sections of
+    a Debian Reference chapter were link lists. An <a> with a script's attributes (data-*,
+    onclick, role, tabindex) is a link a script follows."""
+    attrs = a.attributes
+    return ("id" in attrs or "name" in attrs) and all(k in _TARGET_ATTRS for k in attrs)
 
 
 def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int, str]) -> Entries:
@@ -639,7 +651,10 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
                     if kind > em.pending:
                         em.pending = kind
                 if tag == "a":
-                    n_links += 1
+                    if "href" in node.attrs or not _is_target(node):
+                        n_links += 1
+                    else:  # a link target, no link (see _is_target)
+                        tag = _ANCHOR
                 child = node.first_child
                 if child is not None:
                     if len(exits) >= MAX_DEPTH:
