@@ -538,3 +538,43 @@ def test_debian_reference_chapter_keeps_its_sections():
     assert "Many useful GUI applications are available on Debian now" in text  # 7.4
     assert "From user's perspective" in text  # 7.2, the one section kept before
     assert len(text) > 8000
+
+
+# Chinese prose with Latin words in it (package names, commands): debian-reference-zh-cn's
+# sentences. Their characters weigh three as in a sentence of Chinese alone.
+MIXED = [
+    "在 Debian 系统上，有几个功能全面的 GUI 桌面环境选择，每个都是一个 task 元软件包。",
+    "使用从 GNOME 终端启动的 xeyes 程序，你能够检查每个 GUI 应用程序使用的图形通信协议。",
+    "现代 X 服务器具有 MIT-SHM 共享内存扩展，它们和本地 X 客户端通过本地共享内存进行通讯。",
+]
+PURE = [
+    "对于使用这种协议的应用，由远程桌面软件来支持从一个远程主机上访问它们显示的内容和应用。",
+    "如果鼠标是在使用这种显示协议的应用程序上，比如终端，眼睛不会跟随鼠标移动，请注意观察。",
+    "到二零二一年四月，许多流行的图形应用程序已经被移植到了新的显示协议，其余的仍然使用旧协议。",
+]
+
+
+def test_chinese_sentences_among_latin_words_weigh_as_chinese():
+    # each mixed sentence has 40-odd characters, two thirds of them Chinese: weighed as 40
+    # (UTF-8 spends under 2.5 bytes per character on it) it was a label, not prose, and its
+    # section went beside the one of Chinese alone, which holds 3 such sentences
+    assert all(len(s.encode()) < 2.5 * len(s) for s in MIXED)
+    paras = "".join(f"<p>{s}</p>" for s in MIXED)
+    pure = "".join(f"<p>{s}</p>" for s in PURE)
+    html = (
+        '<html lang="zh-CN"><body><div class="chapter"><h1>第 7 章 图形用户界面系统</h1>'
+        f'<div class="sect-a"><h2>7.1. 桌面环境</h2>{paras}</div>'
+        f'<div class="sect-b"><h2>7.2. 通信协议</h2>{pure}</div></div></body></html>'
+    )
+    text = _text(html)
+    for s in MIXED + PURE:
+        assert s in text, s
+
+
+@pytest.mark.skipif(
+    not (DEBREF / "ch07.zh-cn.html").is_file(), reason="debian-reference-zh-cn absent"
+)
+def test_debian_reference_chinese_chapter_keeps_its_mixed_sentences():
+    text = _text((DEBREF / "ch07.zh-cn.html").read_bytes())
+    assert "在 Debian 系统上，有几个功能全面的 GUI 桌面环境选择。" in text  # 7.1's opening
+    assert "使用从 GNOME 终端启动的 xeyes 程序" in text

@@ -526,11 +526,21 @@ class _Emitter:
         ent.items.append(text)
         ent.seps.append(self.pending or _LINE)
         n = len(text)
-        if not text.isascii() and len(text.encode("utf-8", "surrogatepass")) > 2.5 * n:
-            # Chinese/Japanese/Korean: a character says about as much as a Latin word's third,
-            # so weigh it as three when telling prose from labels (UTF-8 spends 3 bytes on it)
-            n *= 3
-            links *= 3
+        if not text.isascii():
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > 2.5 * n:
+                # Chinese/Japanese/Korean: a character says about as much as a Latin word's
+                # third, so weigh it as three when telling prose from labels (UTF-8 spends 3
+                # bytes on it)
+                n *= 3
+                links *= 3
+            elif size > n + 1:
+                # ... also among Latin words (package names, commands, numbers in a Chinese
+                # sentence): those characters weigh three each, the rest one
+                wide = len(_WIDE.findall(text))
+                if wide:
+                    links = links * (n + 2 * wide) // n
+                    n += 2 * wide
         ent.chars.append(n)
         ent.links.append(min(links, n))
         ent.heads.append(self.head_level if self.in_head else 0)
@@ -573,6 +583,11 @@ _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _BOX_TAGS = frozenset("div section article main body td ul ol dl table li p header footer".split())
 
 
+# Chinese, Japanese and Korean characters (Han, kana, Hangul, their punctuation and full-width
+# forms), not the typographic quotes and dashes of Latin text
+_WIDE = re.compile(
+    "[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
+)
 # lexbor's tag id -> name (`tag_id` is about half the cost of `tag`, which decodes the name each
 # time). Ids of the tags lexbor knows are small constants; an unknown tag's id is the address of
 # its name in that document's heap, so those are never remembered.
