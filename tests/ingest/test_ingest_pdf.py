@@ -728,3 +728,38 @@ def test_pdf_that_raises_outside_its_pages_is_rejected_and_the_next_is_read(tmp_
     docs = list(read_documents(out))
     assert [Path(d.url).name for d in docs] == ["a.pdf", "c.pdf"]
     assert led.input == 3 and led.kept == 2 and dict(led.rejected) == {"file_error:KeyError": 1}
+
+
+def test_pdf_running_lines_just_inside_the_page_are_removed(tmp_path):
+    # Erlang/OTP's manuals (erlang-doc): the header line ends 83 pt down an 842 pt page and the
+    # footer starts 74 pt up, both past the 8% margin bands, alternating sides like a book's.
+    pdf = pymupdf.open()
+    for n in range(1, 7):
+        page = pdf.new_page()
+        page.insert_text((57 if n % 2 else 330, 80), "1.1  EUnit - a Unit Testing", fontsize=9)
+        paras = 1 if n == 6 else 3  # the last page: one paragraph, nothing to measure beside
+        for i in range(paras):
+            page.insert_text((57, 125 + 24 * i), f"Paragraph {i} of page {n}.", fontsize=10)
+        page.insert_text((57, 700), f"The last paragraph of page {n}.", fontsize=10)
+        foot = f"Ericsson AB, All Rights Reserved: EUnit | {n}"
+        if n % 2 == 0:
+            foot = f"{n} | Ericsson AB, All Rights Reserved: EUnit"
+        page.insert_text((349 if n % 2 else 57, 778), foot, fontsize=9)
+    # Kept: the FreedomBox manual's pages opening on a numbered heading ("7.9.2 Download", the
+    # same line once its numbers are blanked) and closing on a loose list (every item as far
+    # from the next as the last from the one before)
+    for n in range(7, 11):
+        page = pdf.new_page()
+        page.insert_text((57, 95), f"7.{n}.2 Download", fontsize=14)
+        page.insert_text((57, 150), f"Paragraph 0 of page {n}.", fontsize=10)
+        for i, item in enumerate(("• Ethernet: 10/100, RJ45", "• WiFi: None", "• SATA: None")):
+            page.insert_text((57, 700 + 26 * i), item, fontsize=9)
+    pdf.save(tmp_path / "eunit.pdf")
+    (doc,), _ = _run([tmp_path / "eunit.pdf"])
+    text = doc.text
+    assert "EUnit - a Unit Testing" not in text and "Ericsson AB" not in text
+    assert doc.metadata["running_lines_removed"] == 12
+    for n in range(1, 11):
+        assert f"Paragraph 0 of page {n}." in text
+    assert text.count("SATA: None") == 4 and text.count("Ethernet: 10/100") == 4
+    assert all(f"7.{n}.2 Download" in text for n in range(7, 11))

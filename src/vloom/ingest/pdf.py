@@ -72,10 +72,10 @@ from vloom.ingest.pdf_layout import (
     behind_text,
     continues,
     coverage,
-    is_running,
     join_split,
     margin_keys,
     reading_order,
+    running_blocks,
     running_lines,
     text_blocks,
 )
@@ -430,7 +430,7 @@ def _place(
             skip("behind_text")  # a page scan under its OCR layer, or a page background
         elif (data := images.take(b, inline)) is not None:
             taken[id(b)] = data
-    running_ids = {id(b) for b in blocks if running and is_running(b, rect, running)}
+    running_ids = {id(b) for b in running_blocks(blocks, rect, running)} if running else set()
     captions = (
         find_captions(
             [b for b in ordered if id(b) in taken],

@@ -17,6 +17,7 @@ least MIN_REPEATS pages ("Chapter 2 · Setup", page numbers).
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ SCANNED_COVERAGE = 0.5  # share of the page covered by images on a page without 
 _MAX_XY_BOXES = 2000  # beyond this many blocks on one page, plain top-to-bottom order
 MARGIN = 0.08  # top and bottom share of the page where running headers and footers live
 MIN_REPEATS = 3  # pages a margin line must recur on to count as a running header/footer
+WIDE_MARGIN = 0.12  # ... or the page's first/last line of text, if it ends within this share
+_SAME_LINE = 2.0  # points: blocks starting this close to the page's first line are on it
+_APART = 1.5  # ... and a first line stands apart unless its gap is within this factor of the next
 _DIGITS = re.compile(r"\d+")
 _ROMAN = re.compile(r"[ivxlcdm]+")
 _MONOSPACED = 8  # PyMuPDF span flag bit
@@ -92,9 +96,73 @@ def textpage(page: pymupdf.Page, dl: pymupdf.DisplayList, flags: int) -> pymupdf
     return tp
 
 
+def margin_lines(
+    blocks: Iterable[Block], rect: pymupdf.Rect, strict: bool = True
+) -> list[tuple[str, list[Block]]]:
+    """One page's candidate running headers and footers, each as (normalised key, its blocks):
+    every text block in the MARGIN bands, and at an end of the page with none there, the
+    page's first (last) line of text (its blocks side by side, as one key) when it lies within
+    WIDE_MARGIN, stands apart (see _apart) and is set no larger than most of the page's blocks
+    (a heading is). Erlang/OTP's manuals set their headers 83 pt down an 842 pt page and their
+    footers 74 pt up; a label beside a code line is one line with it. Not `strict` (a page
+    whose running lines are known): the line need not stand further apart than the next."""
+    texts = [b for b in blocks if b.text is not None]
+    band, wide = MARGIN * rect.height, WIDE_MARGIN * rect.height
+    top = [b for b in texts if b.bbox[3] <= rect.y0 + band]
+    foot = [b for b in texts if b.bbox[1] >= rect.y1 - band and b.bbox[3] > rect.y0 + band]
+    out = [(_norm(b.text), [b]) for b in top + foot]
+    if len(out) == len(texts) or (top and foot):
+        return out
+    rest = [b for b in texts if b.bbox[3] > rect.y0 + band and b.bbox[1] < rect.y1 - band]
+    body = statistics.median_low(b.size for b in rest)  # no larger: not a heading
+    # each end of the page without a margin line, as distances from that edge
+    ends = [] if top else [[(b.bbox[1] - rect.y0, b.bbox[3] - rect.y0, b) for b in rest]]
+    if not foot:
+        ends.append([(rect.y1 - b.bbox[3], rect.y1 - b.bbox[1], b) for b in rest])
+    for spans in ends:
+        line = _apart(sorted(spans, key=lambda t: t[0]), wide, strict)
+        if line and all(b.size <= body for b in line) and (not out or line != out[-1][1]):
+            out.append((_line_key(line), line))
+    return out
+
+
+def _apart(spans: list[tuple[float, float, Block]], wide: float, strict: bool) -> list[Block]:
+    """The blocks of the first line (spans sorted by their distance from the page's edge) if
+    the line ends within `wide` of the edge and stands apart from the text after it: a gap of
+    at least its own height and, if `strict`, not about the gap after the next line (a body
+    line that opens or closes a page, or an item of a loose list, sits as close to its
+    neighbours as they do to theirs)."""
+    lines: list[tuple[float, float, list[Block]]] = []
+    for start, end, b in spans:
+        if lines and start <= lines[-1][0] + _SAME_LINE:
+            s0, e0, bs = lines[-1]
+            lines[-1] = (s0, max(e0, end), bs + [b])
+        elif len(lines) == 3:
+            break
+        else:
+            lines.append((start, end, [b]))
+    if not lines or lines[0][1] > wide:
+        return []
+    start, end, first = lines[0]
+    if len(lines) == 1:
+        return first
+    gap = lines[1][0] - end
+    if gap < end - start:
+        return []
+    if strict and len(lines) == 3:
+        after = lines[2][0] - lines[1][1]
+        if after / _APART <= gap <= _APART * after:  # evenly spaced: a list, body lines
+            return []
+    return first
+
+
+def _line_key(line: list[Block]) -> str:
+    return _norm(" ".join(b.text or "" for b in sorted(line, key=lambda b: b.bbox[0])))
+
+
 def margin_keys(blocks: Iterable[Block], rect: pymupdf.Rect) -> set[str]:
     """The normalised margin lines of one page (what running-header detection counts)."""
-    return {_norm(b.text) for b in blocks if b.text is not None and in_margin(b, rect)}
+    return {key for key, _ in margin_lines(blocks, rect)}
 
 
 def running_lines(counts: dict[str, int]) -> set[str]:
@@ -102,9 +170,9 @@ def running_lines(counts: dict[str, int]) -> set[str]:
     return {k for k, n in counts.items() if n >= MIN_REPEATS}
 
 
-def is_running(b: Block, rect: pymupdf.Rect, running: set[str]) -> bool:
-    """Whether the text block `b` is one of the PDF's running headers or footers."""
-    return b.text is not None and in_margin(b, rect) and _norm(b.text) in running
+def running_blocks(blocks: Iterable[Block], rect: pymupdf.Rect, running: set[str]) -> list[Block]:
+    """One page's text blocks that are the PDF's running headers or footers."""
+    return [b for key, line in margin_lines(blocks, rect, False) if key in running for b in line]
 
 
 def _norm(text: str) -> str:
@@ -112,11 +180,6 @@ def _norm(text: str) -> str:
     and so are the roman page numbers of front matter ("iv", "v")."""
     text = " ".join(text.lower().split())
     return "#" if _ROMAN.fullmatch(text) else _DIGITS.sub("#", text)
-
-
-def in_margin(b: Block, rect: pymupdf.Rect) -> bool:
-    band = MARGIN * rect.height
-    return b.bbox[3] <= rect.y0 + band or b.bbox[1] >= rect.y1 - band
 
 
 def continues(prev: str, nxt: str) -> bool:
