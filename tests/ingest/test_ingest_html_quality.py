@@ -578,3 +578,59 @@ def test_debian_reference_chinese_chapter_keeps_its_mixed_sentences():
     text = _text((DEBREF / "ch07.zh-cn.html").read_bytes())
     assert "在 Debian 系统上，有几个功能全面的 GUI 桌面环境选择。" in text  # 7.1's opening
     assert "使用从 GNOME 终端启动的 xeyes 程序" in text
+
+
+def _erlang_reference(n_funcs: int) -> str:
+    """An Erlang/OTP module reference (stdlib's ordsets.html): a description of two paragraphs in
+    div.description-body, then the functions, each a signature, its types and one short line,
+    but for one whose description is a paragraph."""
+    funcs = "".join(
+        f'<div class="bold_code"><a name="f{i}"></a>f{i}(Element, Ordset1) -&gt; Ordset2</div>'
+        f'<div class="REFBODY"><p>Types</p><div class="REFTYPES"><span class="bold_code">'
+        f"Element = term()</span><br><span>Ordset1 = Ordset2 = ordset(T)</span></div></div>"
+        f'<div class="REFBODY rb-3"><p>Returns a new ordered set {i} formed from Ordset1.</p>'
+        "</div>"
+        for i in range(n_funcs)
+    )
+    funcs += (  # is_set/1's description is the one long enough to read as prose
+        '<div class="bold_code">is_set(Ordset) -&gt; boolean()</div><div class="REFBODY">'
+        "<p>Returns true if Ordset is an ordered set of elements, otherwise false. This "
+        "function will return true for any ordered list, even when not constructed here.</p>"
+        "</div>"
+    )
+    nav = "".join(f'<li><a href="#f{i}">f{i}/2</a></li>' for i in range(n_funcs))
+    return (
+        '<html><body><div id="leftnav"><ul class="flipMenu">' + nav + "</ul></div>"
+        '<div id="content"><div class="innertube"><h1>ordsets</h1></div>'
+        '<section class="description"><h3>Description</h3><div class="REFBODY '
+        'description-body"><p>Sets are collections of elements with no duplicate elements. An '
+        "ordset is a representation of a set, where an ordered list is used to store the "
+        "elements of the set.</p><p>This module provides the same interface as the sets(3) "
+        "module but with a defined representation, and compares elements with ==.</p></div>"
+        f'</section><div class="innertube"><h3>Exports</h3></div>{funcs}</div></body></html>'
+    )
+
+
+def test_named_description_holding_little_of_the_text_is_not_the_column():
+    # the description holds all the prose, the functions' short lines most of the text: the
+    # column is the content, not "description-body" (the functions went)
+    text = _text(_erlang_reference(12))
+    assert "Sets are collections" in text and "sets(3)" in text
+    for i in (0, 5, 11):
+        assert f"f{i}(Element, Ordset1) -> Ordset2" in text
+        assert f"Returns a new ordered set {i} formed" in text
+    assert "f3/2" not in text  # the navigation still goes
+    # with one function the description is most of the text: it stays the column
+    text = _text(_erlang_reference(1))
+    assert "Sets are collections" in text and "f0(Element" not in text
+
+
+@pytest.mark.skipif(not (ERLANG.parent.parent.parent / "lib").is_dir(), reason="erlang-doc absent")
+def test_erlang_module_reference_keeps_its_functions():
+    page = ERLANG.parent.parent.parent / "lib/stdlib-4.2/doc/html/ordsets.html"
+    if not page.is_file():
+        pytest.skip("erlang-doc's stdlib 4.2 absent")
+    text = _text(page.read_bytes())
+    assert "Sets are collections of elements with no duplicate elements" in text
+    assert "Returns a new ordered set formed from Ordset1 with Element inserted." in text
+    assert "Returns the intersection of Ordset1 and Ordset2." in text

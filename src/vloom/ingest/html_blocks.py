@@ -13,7 +13,7 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
 2. The main column: the deepest container that still holds most of the page's prose (blocks of
    100+ characters outside links), so header, sidebars and footers around it fall away without
    being named; a class/id that names an article body (entry-content, articleBody, ...) wins
-   when it holds enough of that prose. The column then climbs while its parent adds prose and
+   when it holds enough of that prose and a third of the column's text. The column then climbs while its parent adds prose and
    images rather than labels, or when it is one of a document's sections (a sibling of the same
    tag and class); prose a few containers outside it stays (readability's sibling rule).
    Pages without two paragraphs of prose in one container have no column and skip this step.
@@ -45,8 +45,10 @@ _MIN_LINKS = 3
 _LIST_PROSE = 400
 # the main column: the deepest container with this share of the page's prose
 _MAIN_SHARE = 0.8
-# a named article body wins when it holds this share of the page's prose
+# a named article body wins when it holds this share of the page's prose, and this share of the
+# text that the column holds
 _NAMED_SHARE = 0.5
+_NAMED_TEXT = 1 / 3
 # the column climbs into its parent while the labels it adds are under this share of the prose
 # it adds, an image counting as this many characters of prose
 _CLIMB_RATIO = 0.25
@@ -224,7 +226,8 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
     if best_depth < 0 and named is None:
         return False
     if named is not None and named[2] > best_depth:
-        lo, hi, best_depth, best = named
+        if best_depth < 0 or _holds_text(ent, keep, named, lo, hi):
+            lo, hi, best_depth, best = named
     # climb while the enclosing container adds prose rather than other text: a section's
     # siblings in a manual, an article's lead in its own wrapper; not a sidebar or a footer
     kc = [0] * (n + 1)  # kept characters outside prose blocks
@@ -264,6 +267,22 @@ def _main_column(ent: Entries, keep: list[bool], pp: list[int], kp: list[int], n
         ):
             keep[i] = False
     return True
+
+
+def _holds_text(ent: Entries, keep: list[bool], named: tuple, lo: int, hi: int) -> bool:
+    """Whether a named article body holds _NAMED_TEXT of the text (outside links) that the
+    column found by prose holds: an Erlang/OTP reference page names its description
+    "description-body", the prose of the page, while its functions' one-line descriptions
+    beside it weigh as labels, not prose (ordsets.html kept 0.8k of its 3k characters)."""
+    chars, links = ent.chars, ent.links
+    inside = outside = 0
+    for i in range(lo, hi):
+        if keep[i]:
+            if named[0] <= i < named[1]:
+                inside += chars[i] - links[i]
+            else:
+                outside += chars[i] - links[i]
+    return inside >= _NAMED_TEXT * (inside + outside)
 
 
 def _has_twin(node) -> bool:
