@@ -13,9 +13,10 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
 2. The main column: the deepest container that still holds most of the page's prose (blocks of
    100+ characters outside links), so header, sidebars and footers around it fall away without
    being named; a class/id that names an article body (entry-content, articleBody, ...) wins
-   when it holds enough of that prose and a third of the column's text. The column then climbs while its parent adds prose and
-   images rather than labels, or when it is one of a document's sections (a sibling of the same
-   tag and class); prose a few containers outside it stays (readability's sibling rule).
+   when it holds enough of that prose and a third of the column's text. The column then climbs
+   while its parent adds prose and images rather than labels, or when it is one of a document's
+   sections (a sibling of the same tag and class); prose a few containers outside it stays
+   (readability's sibling rule).
    Pages without two paragraphs of prose in one container have no column and skip this step.
 3. Edges of the column: short text after its last paragraph ("Share", "Leave a reply") goes,
    and short non-heading text before its first (a date line, a photo credit).
