@@ -238,7 +238,7 @@ def test_calls_to_action_at_the_end_go_prose_naming_a_network_stays():
         "<p>Follow us on Twitter and Instagram for the latest updates.</p>"
         "<p>If you enjoyed this post, would you consider supporting our work?</p>"
     )
-    text = _text(page("t", f"<article>{ARTICLE}{tail}</article>"))
+    text = _text(page("t", f"<div class='post'>{ARTICLE}{tail}</div><div><p>x</p></div>"))
     assert "shared on Facebook by a resident" in text and "Forecasters expect" in text
     assert "Subscribe now" not in text and "Follow us" not in text and "enjoyed" not in text
     # the last paragraph tells of a donation, it asks for none
@@ -634,3 +634,38 @@ def test_erlang_module_reference_keeps_its_functions():
     assert "Sets are collections of elements with no duplicate elements" in text
     assert "Returns a new ordered set formed from Ordset1 with Element inserted." in text
     assert "Returns the intersection of Ordset1 and Ordset2." in text
+
+
+ERRNO = [
+    ("EIO", "I/O error"),
+    ("ENXIO", "No such device or address"),
+    ("E2BIG", "Arg list too long"),
+]
+
+
+def test_short_entries_after_the_introduction_stay_when_they_are_most_of_the_page():
+    # Python's errno page (python3.11-doc): two paragraphs, then ~130 symbols with a short line
+    # each; cut as a tail of "Share"/"Reply" labels, all but the few longer lines went
+    entries = "".join(
+        f'<dl class="py data"><dt class="sig" id="errno.{k}{i}">errno.{k}{i}</dt>'
+        f"<dd><p>{v}</p></dd></dl>"
+        for i in range(10)
+        for k, v in ERRNO
+    )
+    body = (
+        "<h1>errno — Standard errno system symbols</h1><p>This module makes available "
+        "standard errno system symbols. The value of each symbol is the corresponding integer "
+        "value. The names and descriptions are borrowed from linux/include/errno.h.</p>"
+        "<p>Of the following list, symbols that are not used on the current platform are not "
+        "defined by the module. The specific list of defined symbols is available as "
+        "errno.errorcode.keys().</p>"
+    )
+    text = _text(page("errno", f'<div class="body" role="main"><section>{body}{entries}'))
+    assert "This module makes available" in text
+    for i in (0, 9):
+        assert f"errno.EIO{i}\n" in text and f"errno.E2BIG{i}" in text
+    assert text.count("No such device or address") == 10
+    # a few labels after an article still go
+    tail = "<p>Share</p><p>Tweet</p><p>Leave a reply</p>"
+    text = _text(page("t", f"<div class='post'>{ARTICLE}{tail}</div><div><p>x</p></div>"))
+    assert "Forecasters expect" in text and "Tweet" not in text

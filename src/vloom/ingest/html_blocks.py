@@ -57,6 +57,8 @@ _IMAGE_PROSE = 100
 # short text (characters) trimmed before the column's first paragraph and after its last
 _EDGE_CHARS_BEFORE = 40
 _EDGE_CHARS_AFTER = 40
+# ... unless the text after the last paragraph is this many times the text up to it
+_TAIL_RATIO = 2
 # context rule: a block this much link text is bad; this many characters outside links make it
 # good, this many near-good (below: short)
 _LINK_BAD = 0.5
@@ -407,8 +409,9 @@ def _is_call_to_action(text: str) -> bool:
 
 def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[int]) -> None:
     """jusText's context rule at the column's edges: short text after the last paragraph of
-    prose ("Share", "Read more", "Leave a reply") goes, and short text before the first one
-    that is not a heading (a date line, a section label, a photo credit)."""
+    prose ("Share", "Read more", "Leave a reply") goes, unless it is most of the column, and
+    short text before the first one that is not a heading (a date line, a section label, a
+    photo credit)."""
     n = len(keep)
     prose = [i for i in range(n) if keep[i] and pp[i + 1] > pp[i]]
     if not prose:
@@ -417,6 +420,11 @@ def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[i
     for i in range(first):
         if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE and not heads[i]:
             keep[i] = False
+    # ... unless what follows outweighs the prose: a reference's entries (Python's errno page,
+    # a glossary), each a name and a short line, after its introduction
+    tail = sum(chars[i] for i in range(last + 1, n) if keep[i])
+    if tail > _TAIL_RATIO * sum(chars[i] for i in range(first, last + 1) if keep[i]):
+        return
     for i in range(last + 1, n):
         if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER:
             keep[i] = False
