@@ -478,6 +478,33 @@ def test_pdf_missing_input_is_a_clear_error(tmp_path):
         _run([tmp_path / "nope.pdf"])
 
 
+def test_pdf_directory_without_pdfs_is_an_error_not_an_empty_run(tmp_path, capsys):
+    # Debian's /usr/share/doc/debian-reference-en holds docs -> ../../debian-reference: the
+    # walk does not follow it, and the run ended 0 with an empty ledger (html said why)
+    from vloom.cli import main
+
+    (tmp_path / "manuals").mkdir()
+    _interleaved_pdf(tmp_path / "manuals" / "guide.pdf")
+    pkg = tmp_path / "doc" / "manual-en"
+    pkg.mkdir(parents=True)
+    (pkg / "docs").symlink_to("../../manuals")
+    (pkg / "copyright").write_text("GPL\n")
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        args = ["ingest", "pdf", str(pkg), "--out", str(out), "--quiet", "--workers", workers]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "no .pdf files found" in err and "docs: symlinks to directories" in err, err
+        assert not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="empty: no .pdf files found$"):
+        _run([empty])
+    html = tmp_path / "out-html"
+    assert main(["ingest", "html", str(pkg), "--out", str(html), "--quiet"]) == 2
+    assert "docs: symlinks to directories are not followed" in capsys.readouterr().err
+
+
 def test_pdf_language_from_catalog(tmp_path):
     pdf = pymupdf.open()
     pdf.new_page().insert_text((72, 72), "Bonjour tout le monde.", fontsize=11)

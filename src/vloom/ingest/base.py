@@ -66,6 +66,30 @@ def inside_root(path: Path, root: Path) -> bool:
     return real == base or base in real.parents
 
 
+def symlinked_dirs_note(inputs: list[Path], limit: int = 10_000) -> str:
+    """ " (... are symlinks to directories, not followed)" when an input directory holds such
+    links (Debian's /usr/share/doc/<package>/docs -> ../../<package>), else "": why a walk
+    found nothing. At most `limit` entries are looked at."""
+    links: list[str] = []
+    seen = 0
+    for inp in inputs:
+        if not Path(inp).is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(inp):
+            seen += len(dirnames)
+            links += [
+                os.path.join(dirpath, d)
+                for d in dirnames
+                if os.path.islink(os.path.join(dirpath, d))
+            ]
+            if seen > limit:
+                break
+    if not links:
+        return ""
+    more = f" and {len(links) - 1} more" if len(links) > 1 else ""
+    return f" ({links[0]}{more}: symlinks to directories are not followed)"
+
+
 def open_regular_fd(path: Path) -> int:
     """A read-only descriptor of a regular file. A FIFO, device, socket or directory raises
     OSError before any read can block: the open is non-blocking and the check is fstat on the

@@ -20,6 +20,7 @@ from vloom.ingest.base import (
     UnitBoundary,
     inside_root,
     read_regular_file,
+    symlinked_dirs_note,
 )
 from vloom.ingest.html_decode import decode_html
 from vloom.ingest.html_extract import MAX_DEPTH, ImageRef, Page, PageError, extract_page, text_chars
@@ -145,7 +146,8 @@ def ingest_html(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iter
             yield doc
     if n == 0:
         names = ", ".join(str(p) for p in inputs)
-        raise IngestError(f"{names}: no {' / '.join(HTML_SUFFIXES)} files found")
+        note = symlinked_dirs_note(inputs)
+        raise IngestError(f"{names}: no {' / '.join(HTML_SUFFIXES)} files found{note}")
 
 
 def _local_page(

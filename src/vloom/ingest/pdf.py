@@ -63,6 +63,7 @@ from vloom.ingest.base import (
     UnitBoundary,
     inside_root,
     read_regular_file,
+    symlinked_dirs_note,
 )
 from vloom.ingest.pdf_captions import find_captions
 from vloom.ingest.pdf_images import PdfImages, page_image_dicts, placements
@@ -161,17 +162,24 @@ def _one_pdf(
 
 
 def _walk(inputs: list[Path]) -> Iterator[tuple[Path | None, Path]]:
-    """(root, file): files found under a directory carry it as their root; named files None."""
+    """(root, file): files found under a directory carry it as their root; named files None.
+    Inputs that hold no PDF at all are an error, as for html: not a run of nothing."""
+    n = 0
     for p in inputs:
         p = Path(p)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.suffix.lower() == ".pdf" and not f.is_dir():
+                    n += 1
                     yield p, f
         elif p.exists():
+            n += 1
             yield None, p
         else:
             raise IngestError(f"{p}: no such file or directory")
+    if n == 0:
+        names = ", ".join(str(p) for p in inputs)
+        raise IngestError(f"{names}: no .pdf files found{symlinked_dirs_note(inputs)}")
 
 
 def _read(
