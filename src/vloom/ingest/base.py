@@ -67,9 +67,9 @@ def inside_root(path: Path, root: Path) -> bool:
 
 
 def symlinked_dirs_note(inputs: list[Path], limit: int = 10_000) -> str:
-    """ " (... are symlinks to directories, not followed)" when an input directory holds such
-    links (Debian's /usr/share/doc/<package>/docs -> ../../<package>), else "": why a walk
-    found nothing. At most `limit` entries are looked at."""
+    """Why a walk of `inputs` found nothing, when an input directory holds symlinks to
+    directories (Debian's /usr/share/doc/<package>/docs -> ../../<package>), which walks do
+    not follow: " (<first link> and N more: ...)", else "". Looks at `limit` entries at most."""
     links: list[str] = []
     seen = 0
     for inp in inputs:
@@ -84,6 +84,8 @@ def symlinked_dirs_note(inputs: list[Path], limit: int = 10_000) -> str:
             ]
             if seen > limit:
                 break
+        if seen > limit:
+            break
     if not links:
         return ""
     more = f" and {len(links) - 1} more" if len(links) > 1 else ""
