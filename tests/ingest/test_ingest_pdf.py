@@ -514,6 +514,40 @@ def test_pdf_language_from_catalog(tmp_path):
     assert doc.language == "fr"
 
 
+def test_pdf_language_private_use_tag_is_no_language(tmp_path):
+    # Apache FOP writes /Lang (x-unknown) when a document names none (Erlang/OTP's 38 manuals):
+    # it was stored as language "x"
+    for name, lang, want in [("fop", "x-unknown", ""), ("und", "und", ""), ("br", "pt_BR", "pt")]:
+        pdf = pymupdf.open()
+        pdf.new_page().insert_text((72, 72), "Some words on a page.", fontsize=11)
+        pdf.xref_set_key(pdf.pdf_catalog(), "Lang", f"({lang})")
+        pdf.save(tmp_path / f"{name}.pdf")
+        (doc,), _ = _run([tmp_path / f"{name}.pdf"])
+        assert doc.language == want, lang
+
+
+@pytest.mark.parametrize(
+    "tag,want",
+    [
+        ("en-US", "en"),
+        ("EN", "en"),
+        ("zh-Hans-CN", "zh"),
+        ("gsw", "gsw"),
+        ("x-unknown", ""),
+        ("i-klingon", ""),
+        ("und", ""),
+        ("zxx", ""),
+        ("", ""),
+        ("english", ""),
+        ("é", ""),
+    ],
+)
+def test_primary_language(tag, want):
+    from vloom.ingest.base import primary_language
+
+    assert primary_language(tag) == want
+
+
 # Real PDFs a Debian system may hold (the handbook when its package ships one; otherwise manuals
 # that common packages install).
 _REAL_PDFS = [

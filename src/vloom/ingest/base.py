@@ -66,6 +66,17 @@ def inside_root(path: Path, root: Path) -> bool:
     return real == base or base in real.parents
 
 
+def primary_language(tag: str) -> str:
+    """A language tag's primary subtag, lower case ("en-US", "pt_BR" -> "en", "pt"), or "" when
+    it names no language: empty, private use ("x-unknown", Apache FOP's default /Lang, which
+    was stored as "x"), grandfathered "i-...", "und" (undetermined), "zxx" (no linguistic
+    content), or not two or three letters."""
+    primary = tag.strip().replace("_", "-").split("-")[0].lower()
+    if len(primary) not in (2, 3) or not primary.isascii() or not primary.isalpha():
+        return ""
+    return "" if primary in ("und", "zxx") else primary
+
+
 def symlinked_dirs_note(inputs: list[Path], limit: int = 10_000) -> str:
     """Why a walk of `inputs` found nothing, when an input directory holds symlinks to
     directories (Debian's /usr/share/doc/<package>/docs -> ../../<package>), which walks do

@@ -19,6 +19,7 @@ from vloom.ingest.base import (
     IngestOptions,
     UnitBoundary,
     inside_root,
+    primary_language,
     read_regular_file,
     symlinked_dirs_note,
 )
@@ -88,7 +89,7 @@ def page_document(
         metadata["canonical_url"] = page.canonical
     if extra_meta:
         metadata.update(extra_meta)
-    lang = opts.language or page.lang.split("-")[0].split("_")[0].lower()
+    lang = opts.language or primary_language(page.lang)
     return Document.from_items(
         doc_id,
         items,

@@ -62,6 +62,7 @@ from vloom.ingest.base import (
     IngestOptions,
     UnitBoundary,
     inside_root,
+    primary_language,
     read_regular_file,
     symlinked_dirs_note,
 )
@@ -495,11 +496,12 @@ class _InlineImages:
 
 
 def _language(pdf: pymupdf.Document) -> str:
-    """The catalog's /Lang as a primary subtag ("en-US" -> "en"), or "" when absent."""
+    """The catalog's /Lang as a primary subtag ("en-US" -> "en"), or "" when absent or no
+    language (see primary_language)."""
     try:
         kind, value = pdf.xref_get_key(pdf.pdf_catalog(), "Lang")
     except Exception:
         return ""
     if kind != "string" or not value:
         return ""
-    return value.replace("_", "-").split("-")[0].strip().lower()
+    return primary_language(value)
