@@ -669,3 +669,35 @@ def test_short_entries_after_the_introduction_stay_when_they_are_most_of_the_pag
     tail = "<p>Share</p><p>Tweet</p><p>Leave a reply</p>"
     text = _text(page("t", f"<div class='post'>{ARTICLE}{tail}</div><div><p>x</p></div>"))
     assert "Forecasters expect" in text and "Tweet" not in text
+
+
+@pytest.mark.parametrize(
+    "head,nav_item",
+    [
+        ("", '<iframe src="https://github.com/sponsors/x/button" title="Sponsor" height="35"/>'),
+        ('<script type="text/javascript" src="js/ie-fix.js"/>', "Home"),
+        ("<title/>", "Home"),
+    ],
+)
+def test_raw_text_element_written_self_closed_does_not_swallow_the_page(head, nav_item):
+    # Debian's ImageMagick manual (imagemagick-6-doc, 130 pages) writes XHTML's <iframe .../>
+    # in its navigation bar: an HTML parser reads the rest of the page as the iframe's text,
+    # and each page was dropped as "no_content"
+    html = (
+        f"<!DOCTYPE html><html lang='en'><head>{head}<meta charset='utf-8'/></head><body>"
+        f'<nav class="navbar"><ul><li><a href="index.html">Home</a></li><li>{nav_item}</li>'
+        f'</ul></nav><main class="container">{ARTICLE}</main></body></html>'
+    )
+    page_ = extract_page(html.encode())
+    text = "\n\n".join(i for i in page_.items if isinstance(i, str))
+    assert "Heavy rain over the weekend" in text and "Forecasters expect" in text
+    assert page_.lang == "en"
+
+
+IMAGEMAGICK = Path("/usr/share/doc/imagemagick-6-common/html/www")
+
+
+@pytest.mark.skipif(not (IMAGEMAGICK / "compare.html").is_file(), reason="imagemagick-6-doc absent")
+def test_imagemagick_manual_pages_keep_their_content():
+    text = _text((IMAGEMAGICK / "compare.html").read_bytes())
+    assert "Use the compare program to mathematically and visually annotate" in text

@@ -221,6 +221,30 @@ _VOID = frozenset("area base br col embed hr img input link meta source track wb
 _SELF_CLOSING_KIN = frozenset("p li dt dd option tr td th".split())
 
 
+# An element whose content HTML parses as raw text, written self-closed as XHTML does
+# (<iframe src="..."/>): a parser takes the rest of the document for its text, lost with it.
+# Debian's ImageMagick manual (130 pages) has <iframe .../> before every page's content.
+_RAW_TEXT_TAGS = frozenset("iframe script style textarea title noembed noframes xmp".split())
+_SELF_CLOSED_RAW = re.compile(
+    r"<(iframe|script|style|textarea|title|noembed|noframes|xmp)(\s[^<>]*)?/>", re.I
+)
+
+
+def _swallowed(parser: LexborHTMLParser) -> bool:
+    """Whether the document, or its <head>, ends inside a raw-text element holding markup: one
+    written self-closed took the rest of the page (the last node of each is looked at, not
+    every element; after a <head> so ended, the parser adds an empty <body>)."""
+    for node in (parser.root, parser.head):
+        depth = 0
+        while node is not None and node.last_child is not None and depth < MAX_DEPTH:
+            node = node.last_child
+            depth += 1
+        if node is not None and node.parent is not None and node.parent.tag in _RAW_TEXT_TAGS:
+            if "<" in (node.text_content or ""):
+                return True
+    return False
+
+
 def _too_deep(text: str, limit: int) -> bool:
     """Rough nesting depth from tags alone (a guard, not a parser): True if it passes `limit`."""
     depth = 0
@@ -887,6 +911,10 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
         raise PageError("html_too_deep", f"nesting deeper than {MAX_DEPTH} levels")
     # lexbor parses UTF-8 bytes; the text would be encoded back to the page's own bytes
     parser = LexborHTMLParser(html if utf8 else text)
+    if _swallowed(parser):  # parse again with those elements closed where they were written
+        closed = _SELF_CLOSED_RAW.sub(r"<\1\2></\1>", text)
+        if closed != text:
+            parser = LexborHTMLParser(closed)
     title_node = parser.css_first("title")
     title = " ".join(title_node.text().split()) if title_node is not None else ""
     html_node = parser.css_first("html")
