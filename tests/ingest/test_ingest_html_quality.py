@@ -701,3 +701,46 @@ IMAGEMAGICK = Path("/usr/share/doc/imagemagick-6-common/html/www")
 def test_imagemagick_manual_pages_keep_their_content():
     text = _text((IMAGEMAGICK / "compare.html").read_bytes())
     assert "Use the compare program to mathematically and visually annotate" in text
+
+
+def test_doxygen_code_fragment_is_one_code_block():
+    # libstdc++-12-doc's source pages: each line a div.line of linked identifiers after its
+    # span.lineno; walked as one short block per line, mostly link text, the listing went as a
+    # link list and the page kept only the project's name
+    code = [
+        "// Copyright (C) 2005-2022 Free Software Foundation, Inc.",
+        "template&lt;typename Key&gt;",
+        'inline std::pair&lt;<a class="code" href="a01.html">point_iterator</a>, bool&gt;',
+        '<a class="code" href="a02.html">insert_imp</a>(<a href="a03.html">const_reference</a>'
+        " r_val, true_type)",
+        "{",
+        '  <a class="code" href="a04.html">PB_DS_ASSERT_VALID</a>((*this))',
+        "  return std::make_pair(&amp;p_e-&gt;m_value, true);",
+        "}",
+    ]
+    lines = "".join(
+        f'<div class="line"><a id="l{i:05}" name="l{i:05}"></a><span class="lineno">{i:5}'
+        f"</span>{c}</div>\n"
+        for i, c in enumerate(code, 1)
+    )
+    html = (
+        '<html><body><div id="top"><div id="projectname">libstdc++</div></div>'
+        '<div id="side-nav" class="ui-resizable side-nav-resizable"><a href="index.html">'
+        'Main</a></div><div class="header"><div class="headertitle"><div class="title">'
+        'insert_fn_imps.hpp</div></div></div><div class="contents"><a href="a05.html">Go to '
+        f'the documentation of this file.</a><div class="fragment">{lines}</div></div>'
+        "</body></html>"
+    )
+    text = _text(html)
+    assert "template<typename Key>\ninline std::pair<point_iterator, bool>\n" in text
+    assert "  PB_DS_ASSERT_VALID((*this))\n  return std::make_pair" in text
+    assert "    3template" not in text  # the line numbers go
+
+
+LIBSTDCXX = Path("/usr/share/doc/gcc-12-base/libstdc++/user")
+
+
+@pytest.mark.skipif(not (LIBSTDCXX / "a20372_source.html").is_file(), reason="libstdc++-12-doc")
+def test_libstdcxx_source_page_keeps_its_listing():
+    text = _text((LIBSTDCXX / "a20372_source.html").read_bytes())
+    assert "// This file is part of the GNU ISO C++ Library." in text

@@ -631,9 +631,16 @@ def _is_target(a: LexborNode) -> bool:
     return ("id" in attrs or "name" in attrs) and all(k in _TARGET_ATTRS for k in attrs)
 
 
-def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int, str]) -> Entries:
+def _walk(
+    root: LexborNode,
+    skip: set[int],
+    tags: frozenset[str],
+    caps: dict[int, str],
+    code: set[int] | frozenset[int] = frozenset(),
+) -> Entries:
     """Iterative depth-first walk of `root`'s subtree in document order (no recursion); elements
-    in `skip` or named in `tags` are passed over with their subtree."""
+    in `skip` or named in `tags` are passed over with their subtree. Elements in `code` (mem_ids
+    of Doxygen's div.fragment) are code blocks, as <pre> is."""
     em = _Emitter()
     ent = em.ent
     buf = em.buf
@@ -676,9 +683,10 @@ def _walk(root: LexborNode, skip: set[int], tags: frozenset[str], caps: dict[int
                 )
             elif tag == "br":
                 buf.append(_BR)
-            elif tag == "pre" or tag == "listing" or tag == "xmp":
+            elif tag == "pre" or tag == "listing" or tag == "xmp" or (code and node.mem_id in code):
                 em.boundary(_PARA)
-                text = _pre_text(node, tags).strip("\n").rstrip()
+                text = _pre_text(node, tags) if tag != "div" else _fragment_text(node, tags)
+                text = text.strip("\n").rstrip()
                 if text.strip():
                     em.add_block(text)
                 em.boundary(_PARA)
@@ -762,6 +770,26 @@ def _pre_text(node: LexborNode, tags: frozenset[str]) -> str:
     return "".join(out)
 
 
+def _fragment_text(node: LexborNode, tags: frozenset[str]) -> str:
+    """A Doxygen code fragment (a source listing, an @code example) as its lines: one
+    div.line each, without its span.lineno. Written as divs of linked identifiers, not as a
+    <pre>, it was walked as one short block per line, mostly link text, and went as a link
+    list (libstdc++'s source pages kept nothing but the project's name)."""
+    lines = node.css("div.line")
+    if not lines:
+        return _pre_text(node, tags)
+    out: list[str] = []
+    for line in lines:
+        text = line.text(deep=True) or ""
+        num = line.css_first("span.lineno")
+        if num is not None:
+            n = num.text(deep=True) or ""
+            if text.startswith(n):
+                text = text[len(n) :]
+        out.append(text.rstrip())
+    return "\n".join(out)
+
+
 def _name_of(node: LexborNode) -> str:
     a = node.attributes
     return f"{a.get('class') or ''} {a.get('id') or ''} {a.get('itemprop') or ''}"
@@ -794,7 +822,7 @@ def _page_nodes(parser: LexborHTMLParser) -> dict[str, list[LexborNode]]:
     """{"base", "canonical", "main", "role_main", "article", "refresh"}: what
     parser.css(<its selector>) returns, in document order."""
     out: dict[str, list[LexborNode]] = {
-        k: [] for k in ("base", "canonical", "main", "role_main", "article", "refresh")
+        k: [] for k in ("base", "canonical", "main", "role_main", "article", "refresh", "fragment")
     }
     seen: set[int] = set()
     for n in parser.css(_PAGE_SEL):
@@ -936,6 +964,8 @@ def extract_page(html: str | bytes, declared_charset: str | None = None) -> Page
         return Page(title, lang, [], base, canonical, redirect)
     tags = _skip_tags(root)
     skip = _skip_set(root, tags)
-    ent = _walk(root, skip, tags, _captions(root, skip, parser.body))
+    # Doxygen's code fragments (a lexbor query only where the word is: it costs every page)
+    code = {n.mem_id for n in root.css("div.fragment")} if "fragment" in text else set()
+    ent = _walk(root, skip, tags, _captions(root, skip, parser.body), code)
     items = _join(ent, select(ent, _name_of, title))
     return Page(title, lang, items, base, canonical, redirect)
