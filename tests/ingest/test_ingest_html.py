@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -15,7 +16,7 @@ from ingestfix import BOILER, BOILER_WORDS, FOOTER, bomb_png, make_site, page, p
 
 from vloom.doc import read_documents
 from vloom.ingest.base import IngestOptions
-from vloom.ingest.html import decode_html, extract_page
+from vloom.ingest.html import MAX_PAGE_BYTES, decode_html, extract_page
 from vloom.ingest.run import run_ingest
 from vloom.ledger import Ledger
 
@@ -385,3 +386,24 @@ def test_code_blocks_lose_their_copy_button_and_headings_their_permalink():
         "plain   block\n  kept as written",
         "See Usage and footnote 1.",
     ]
+
+
+def test_gzipped_pages_read_as_pages_and_bad_gzip_counted(tmp_path):
+    """Debian ships many manual pages as page.html.gz: walked and read like page.html; a
+    stream that does not decompress, or inflates past the page cap, is a counted rejection."""
+    site = tmp_path / "site"
+    site.mkdir()
+    html = page("G", '<p>A page that was gzipped.</p><img src="fig.png" alt="fig">').encode()
+    (site / "fig.png").write_bytes(png(7))
+    (site / "plain.html").write_bytes(html)
+    (site / "zipped.html.gz").write_bytes(gzip.compress(html))
+    (site / "truncated.html.gz").write_bytes(gzip.compress(html)[:-12])
+    (site / "not_gzip.htm.gz").write_bytes(html)
+    (site / "bomb.xhtml.gz").write_bytes(gzip.compress(b"<p>" + b" " * (MAX_PAGE_BYTES + 1)))
+    (site / "notes.txt.gz").write_bytes(gzip.compress(b"not a page"))  # not walked
+    led, docs = _ingest([site], tmp_path / "out")
+    by_url = {d.url: d for d in docs}
+    assert sorted(by_url) == ["plain.html", "zipped.html.gz"]
+    assert list(by_url["zipped.html.gz"].items()) == list(by_url["plain.html"].items())
+    assert by_url["zipped.html.gz"].images[1] == png(7)
+    assert led.input == 5 and led.rejected == {"gzip_corrupt": 2, "page_too_large": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -494,11 +495,11 @@ def test_pdf_directory_without_pdfs_is_an_error_not_an_empty_run(tmp_path, capsy
         args = ["ingest", "pdf", str(pkg), "--out", str(out), "--quiet", "--workers", workers]
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "no .pdf files found" in err and "docs: symlinks to directories" in err, err
+        assert "no .pdf / .pdf.gz files found" in err and "docs: symlinks to directories" in err, err
         assert not out.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="empty: no .pdf files found$"):
+    with pytest.raises(ValueError, match="empty: no .pdf / .pdf.gz files found$"):
         _run([empty])
     html = tmp_path / "out-html"
     assert main(["ingest", "html", str(pkg), "--out", str(html), "--quiet"]) == 2
@@ -824,3 +825,21 @@ def test_pdf_running_lines_just_inside_the_page_are_removed(tmp_path):
         assert f"Paragraph 0 of page {n}." in text
     assert text.count("SATA: None") == 4 and text.count("Ethernet: 10/100") == 4
     assert all(f"7.{n}.2 Download" in text for n in range(7, 11))
+
+
+def test_pdf_gzipped_reads_as_the_pdf_and_bad_gzip_is_counted(tmp_path):
+    """Debian gzips its larger PDF manuals (guide.pdf.gz): a directory walk finds them and they
+    read as the PDF itself; a stream that does not decompress is a counted rejection."""
+    docs_dir = tmp_path / "doc"
+    docs_dir.mkdir()
+    _interleaved_pdf(docs_dir / "guide.pdf")
+    data = (docs_dir / "guide.pdf").read_bytes()
+    (docs_dir / "guide.pdf").rename(tmp_path / "guide.pdf")
+    (docs_dir / "guide.pdf.gz").write_bytes(gzip.compress(data))
+    (docs_dir / "broken.pdf.gz").write_bytes(gzip.compress(data)[: len(data) // 3])
+    docs, ledger = _run([docs_dir])
+    plain, _ = _run([tmp_path / "guide.pdf"])
+    row, want = docs[0].to_row(), plain[0].to_row()
+    assert row.pop("url").endswith("guide.pdf.gz") and want.pop("url").endswith("guide.pdf")
+    assert len(docs) == 1 and row == want
+    assert ledger.input == 2 and ledger.rejected == {"gzip_corrupt": 1}

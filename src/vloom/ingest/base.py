@@ -19,9 +19,11 @@ Sources register by name in `SOURCES` as "module:function" so the CLI imports on
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +134,33 @@ def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
         data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:  # it grew after the fstat
         raise ValueError(f"{path}: file_too_large (> {max_bytes} bytes)")
+    return data
+
+
+GZIP_SUFFIX = ".gz"
+MAX_GUNZIP_BYTES = 1 << 30  # a gzipped file read whole (a PDF) stops here once inflated
+
+
+class CorruptGzip(ValueError):
+    """A `*.gz` input whose stream does not decompress (bad header, truncated, bad CRC)."""
+
+
+def read_input_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """`read_regular_file`, or for a `*.gz` file its decompressed bytes (Debian ships manuals as
+    page.html.gz and guide.pdf.gz). Inflation stops past `max_bytes` (MAX_GUNZIP_BYTES when
+    None), so a gzip bomb costs no more memory than an honest file: ValueError
+    ("file_too_large"); a stream that does not decompress raises CorruptGzip."""
+    if not path.name.lower().endswith(GZIP_SUFFIX):
+        return read_regular_file(path, max_bytes)
+    cap = MAX_GUNZIP_BYTES if max_bytes is None else max_bytes
+    with open_regular_file(path) as f:
+        try:
+            with gzip.GzipFile(fileobj=f) as z:
+                data = z.read(cap + 1)
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            raise CorruptGzip(f"{path}: gzip_corrupt ({e})") from None
+    if len(data) > cap:
+        raise ValueError(f"{path}: file_too_large (> {cap} bytes decompressed)")
     return data
 
 

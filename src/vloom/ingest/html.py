@@ -1,9 +1,10 @@
 """The `html` source: local pages -> interleaved Documents (text blocks and images in order).
 
-`ingest_html` walks directories for *.html / *.htm / *.xhtml, sorted; each page is extracted
-(`html_extract`: DOM walk and boilerplate, decoded by `html_decode`), its images resolved
-(`html_images`), and made a Document (`page_document`, shared with the WARC source). A page found
-by walking a directory must lie inside it once symlinks are followed, and must be a regular file.
+`ingest_html` walks directories for *.html / *.htm / *.xhtml (each also gzipped), sorted; each
+page is extracted (`html_extract`: DOM walk and boilerplate, decoded by `html_decode`), its images
+resolved (`html_images`), and made a Document (`page_document`, shared with the WARC source). A
+page found by walking a directory must lie inside it once symlinks are followed, and must be a
+regular file.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 
 from vloom.doc import Document
 from vloom.ingest.base import (
+    CorruptGzip,
     IngestError,
     IngestOptions,
     UnitBoundary,
     inside_root,
     primary_language,
-    read_regular_file,
+    read_input_file,
     symlinked_dirs_note,
 )
 from vloom.ingest.html_decode import decode_html
@@ -55,7 +57,7 @@ __all__ = [
     "walk_inputs",
 ]
 
-HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz", ".xhtml.gz")
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 
 
@@ -155,7 +157,10 @@ def _local_page(
     path: Path, root: Path, rel: str, ledger: Ledger, opts: IngestOptions, checker: ImageChecker
 ) -> Document | None:
     try:
-        data = read_regular_file(path, MAX_PAGE_BYTES)
+        data = read_input_file(path, MAX_PAGE_BYTES)
+    except CorruptGzip:
+        ledger.reject("gzip_corrupt")
+        return None
     except ValueError:
         ledger.reject("page_too_large")
         return None

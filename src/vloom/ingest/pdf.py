@@ -58,12 +58,13 @@ from vloom.doc import Document
 from vloom.guard import UnitTimeout, time_budget
 from vloom.ingest.base import (
     UNIT_HOOKS,
+    CorruptGzip,
     IngestError,
     IngestOptions,
     UnitBoundary,
     inside_root,
     primary_language,
-    read_regular_file,
+    read_input_file,
     symlinked_dirs_note,
 )
 from vloom.ingest.pdf_captions import find_captions
@@ -88,6 +89,7 @@ from vloom.media import MAX_IMAGE_PIXELS
 __all__ = ["ingest_pdf", "reading_order"]
 
 STEP = "pdf"
+PDF_SUFFIXES = (".pdf", ".pdf.gz")  # Debian gzips its larger manuals
 MIN_IMAGE_SIDE = 32
 MAX_PAGES = 2000
 MAX_PDF_IMAGE_BYTES = 256 * 1024 * 1024
@@ -113,7 +115,8 @@ class _Stats:
 
 
 def ingest_pdf(inputs: list[Path], ledger: Ledger, opts: IngestOptions) -> Iterator[Document]:
-    """The `pdf` source: one Document per PDF file (directories are walked for *.pdf)."""
+    """The `pdf` source: one Document per PDF file (directories are walked for *.pdf and
+    *.pdf.gz)."""
     stats = ledger.extra.setdefault(
         "pdf", {"pages": 0, "scanned_pages": 0, "page_errors": 0, "images_skipped": {}}
     )
@@ -135,7 +138,13 @@ def _one_pdf(
 ) -> Document | None:
     """The PDF's Document, or None after counting why not."""
     try:
-        data = read_regular_file(path)
+        data = read_input_file(path)
+    except CorruptGzip:
+        ledger.reject("gzip_corrupt")
+        return None
+    except ValueError:
+        ledger.reject("file_too_large")  # a *.pdf.gz inflating past MAX_GUNZIP_BYTES
+        return None
     except OSError:
         ledger.reject("unreadable")  # also a FIFO or device named *.pdf: never opened
         return None
@@ -170,7 +179,7 @@ def _walk(inputs: list[Path]) -> Iterator[tuple[Path | None, Path]]:
         p = Path(p)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.suffix.lower() == ".pdf" and not f.is_dir():
+                if f.name.lower().endswith(PDF_SUFFIXES) and not f.is_dir():
                     n += 1
                     yield p, f
         elif p.exists():
@@ -180,7 +189,8 @@ def _walk(inputs: list[Path]) -> Iterator[tuple[Path | None, Path]]:
             raise IngestError(f"{p}: no such file or directory")
     if n == 0:
         names = ", ".join(str(p) for p in inputs)
-        raise IngestError(f"{names}: no .pdf files found{symlinked_dirs_note(inputs)}")
+        found = " / ".join(PDF_SUFFIXES)
+        raise IngestError(f"{names}: no {found} files found{symlinked_dirs_note(inputs)}")
 
 
 def _read(
