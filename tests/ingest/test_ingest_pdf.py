@@ -495,7 +495,9 @@ def test_pdf_directory_without_pdfs_is_an_error_not_an_empty_run(tmp_path, capsy
         args = ["ingest", "pdf", str(pkg), "--out", str(out), "--quiet", "--workers", workers]
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "no .pdf / .pdf.gz files found" in err and "docs: symlinks to directories" in err, err
+        assert "no .pdf / .pdf.gz files found" in err and "docs: symlinks to directories" in err, (
+            err
+        )
         assert not out.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
