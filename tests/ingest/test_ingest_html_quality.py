@@ -744,3 +744,120 @@ LIBSTDCXX = Path("/usr/share/doc/gcc-12-base/libstdc++/user")
 def test_libstdcxx_source_page_keeps_its_listing():
     text = _text((LIBSTDCXX / "a20372_source.html").read_bytes())
     assert "// This file is part of the GNU ISO C++ Library." in text
+
+
+def _package_table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
+    """A package list as Debian Reference writes it: package, popcon and size are links, the
+    description is text (or a link with a few words after it)."""
+    body = "".join(
+        "<tr>"
+        f'<td><a class="ulink" href="http://packages.debian.org/sid/{p}"> '
+        f'<code class="literal">{p}</code> </a></td>'
+        f'<td><a class="ulink" href="http://qa.debian.org/popcon-graph.php?packages={p}">'
+        f"{pop}</a></td>"
+        f'<td><a class="ulink" href="http://packages.qa.debian.org/{p[0]}/{p}.html">{size}</a></td>'
+        f"<td> {desc} </td></tr>"
+        for p, pop, size, desc in rows
+    )
+    return (
+        f'<div class="table"><a id="t{len(rows)}"/><p class="title"><strong>{title}</strong></p>'
+        f'<div class="table-contents"><table class="table" summary="{title}" border="1">'
+        "<colgroup><col/><col/><col/><col/></colgroup><thead><tr><th> package </th>"
+        "<th> popcon </th><th> size </th><th> description </th></tr></thead>"
+        f"<tbody>{body}</tbody></table></div></div><br/>"
+    )
+
+
+DESKTOPS = [
+    ("task-gnome-desktop", "I:179", "9", "GNOME desktop environment"),
+    ("task-xfce-desktop", "I:97", "9", "Xfce desktop environment"),
+    ("task-kde-desktop", "I:64", "6", "KDE Plasma desktop environment"),
+    ("task-mate-desktop", "I:44", "9", "MATE desktop environment"),
+    ("task-lxde-desktop", "I:30", "9", "LXDE desktop environment"),
+]
+WIKI = '<a class="ulink" href="https://en.wikipedia.org/wiki/PipeWire">audio and video engine</a>'
+SOUND = [
+    ("alsa-utils", "V:314, I:444", "2475", "utilities for configuring and using ALSA"),
+    ("pipewire", "V:235, I:298", "97", f"{WIKI} - metapackage"),
+    ("pipewire-bin", "V:251, I:298", "1537", f"{WIKI} - audio server and CLI programs"),
+    ("pipewire-alsa", "V:1, I:5", "193", f"{WIKI} - audio server to replace ALSA"),
+    ("pipewire-pulse", "V:17, I:30", "47", f"{WIKI} - audio server to replace PulseAudio"),
+]
+
+
+def test_package_table_keeps_its_descriptions_beside_linked_cells():
+    # Debian Reference's package | popcon | size | description tables: cell by cell the first
+    # three are link text, and the short descriptions between them went as link-list context
+    # (7.1's desktops); a table whose descriptions are mostly a link went whole as a link list
+    # (9.7's sound packages). Every package description of the manual was lost.
+    sections = [
+        (
+            GUI_SECTIONS[0][0],
+            "<p>There are several choices for the full featured GUI desktop environment on "
+            "the Debian system.</p>" + _package_table("Table 7.1. Desktops", DESKTOPS),
+        ),
+        GUI_SECTIONS[1],
+        (
+            "9.7. Sound",
+            "<p>Device drivers for sound cards for current Linux are provided by the Advanced "
+            "Linux Sound Architecture, and the packages below configure and serve it.</p>"
+            + _package_table("Table 9.15. List of sound packages", SOUND),
+        ),
+    ]
+    text = _text(_docbook_xhtml(sections))
+    assert "task-gnome-desktop\tI:179\t9\tGNOME desktop environment" in text
+    assert "task-lxde-desktop\tI:30\t9\tLXDE desktop environment" in text
+    assert "alsa-utils\tV:314, I:444\t2475\tutilities for configuring and using ALSA" in text
+    assert "pipewire-pulse\tV:17, I:30\t47\taudio and video engine - audio server to" in text
+    assert "package\tpopcon\tsize\tdescription" in text
+    assert "is a same-host" in text and "Prev" not in text
+
+
+def test_link_grid_and_navigation_tables_are_still_dropped():
+    # every cell a link, or links with separators, dates or counts between them: no data
+    grid = "".join(
+        "<tr>"
+        + "".join(f'<td><a href="/c/{r}{c}">Category {r}{c}</a></td>' for c in range(4))
+        + "</tr>"
+        for r in range(4)
+    )
+    nav = "".join(
+        f'<tr><td><a href="/p/{i}">Previous story {i}</a></td><td>|</td>'
+        f'<td><a href="/n/{i}">Next story {i}</a></td><td>{i + 3}</td></tr>'
+        for i in range(4)
+    )
+    calendar = "".join(
+        "<tr>"
+        + "".join(
+            f'<td><a href="/d/{7 * w + d}">{7 * w + d + 1}</a></td>'
+            if d % 2
+            else f"<td>{7 * w + d + 1}</td>"
+            for d in range(7)
+        )
+        + "</tr>"
+        for w in range(4)
+    )
+    html = page(
+        "t",
+        f'<div class="x"><table>{grid}</table></div><div>{ARTICLE}</div>'
+        f"<div><table>{nav}</table><table>{calendar}</table></div>",
+    )
+    text = _text(html)
+    assert "Heavy rain" in text and "Forecasters expect" in text
+    assert "Category" not in text and "story" not in text
+    assert "\t" not in text  # no row of the calendar either
+
+
+@pytest.mark.skipif(not (DEBREF / "ch09.en.html").is_file(), reason="debian-reference-en absent")
+def test_debian_reference_package_tables_keep_their_descriptions():
+    ch07 = _text((DEBREF / "ch07.en.html").read_bytes())
+    assert "task-gnome-desktop\tI:" in ch07 and "GNOME desktop environment" in ch07
+    ch09 = _text((DEBREF / "ch09.en.html").read_bytes())
+    for words in (
+        "utilities for configuring and using ALSA",  # a table that went whole
+        "screenshot application for GNOME",  # short cells between links
+        "log analyzer with nice output written in Perl",
+        "ban IPs that cause multiple authentication errors",
+    ):
+        assert words in ch09, words
+    assert "Chapter 10. Data management" not in ch09  # the navigation footer's table

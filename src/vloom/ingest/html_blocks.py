@@ -10,6 +10,9 @@ Selection then works on ranges and prefix sums, so it stays linear in the page:
 1. Link lists go whole (navigation, "related" teasers, tag clouds, tables of contents): most of
    their text is link text and they hold several links (trafilatura's and readability's test),
    unless they also hold several paragraphs of prose (a section with a list of links in it).
+   A data table's links are its data: a table whose rows hold text outside links beside their
+   linked cells (a package list's descriptions) is no link list, and its cells stay through the
+   edge and context rules (3, 4) wherever the column keeps them.
 2. The main column: the deepest container that still holds most of the page's prose (blocks of
    100+ characters outside links), so header, sidebars and footers around it fall away without
    being named; a class/id that names an article body (entry-content, articleBody, ...) wins
@@ -72,6 +75,14 @@ _TITLE_SPLIT = re.compile(r"\s+[|\u2013\u2014\u00b7\u2022:\u00bb\u00ab/-]+\s+")
 # a teaser's excerpt under its linked headline is shorter than this; a page's teasers repeat
 _TEASER_CHARS = 300
 _TEASER_REPEAT = 2
+# a data table: this many rows, this share of them with this many characters outside links
+# (some of them letters); none of its cells holds more than this many blocks
+_TABLE_ROWS = 2
+_TABLE_SHARE = 2 / 3
+_ROW_TEXT = 8
+_CELL_BLOCKS = 4
+_LETTER = re.compile(r"[^\W\d_]")
+_ROW_GROUPS = frozenset("tbody thead tfoot".split())
 # a label of a dropped link list is shorter than this
 _LABEL_CHARS = 100
 # calls to action: looked for among the last this many kept blocks, each shorter than this
@@ -137,6 +148,7 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     chars, links = ent.chars, ent.links
     for i in _teasers(ent):
         keep[i] = False
+    table = _data_tables(ent)
     # prefix sums: characters, link characters, prose characters (outside links, long blocks)
     pc = [0] * (n + 1)
     pl = [0] * (n + 1)
@@ -144,7 +156,7 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     for i in range(n):
         c, lk = (chars[i], links[i]) if keep[i] else (0, 0)
         pc[i + 1] = pc[i] + c
-        pl[i + 1] = pl[i] + lk
+        pl[i + 1] = pl[i] + (0 if table[i] else lk)  # a data table's links are its data
         pp[i + 1] = pp[i] + (c - lk if c - lk >= _PROSE_CHARS and lk < 0.5 * c else 0)
     # 1. link-dense containers
     diff = [0] * (n + 1)
@@ -170,13 +182,60 @@ def select(ent: Entries, name_of, title: str = "") -> list[bool]:
     if total == 0:  # no prose at all (a gallery, a short note): keep what step 1 kept
         return keep if any(keep) else [True] * n
     if _main_column(ent, keep, pp, kp, name_of):
-        _trim_edges(keep, chars, pp, ent.heads)
-    _context(keep, chars, links)
+        _trim_edges(keep, chars, pp, ent.heads, table)
+    _context(keep, chars, links, table)
     _drop_orphan_headings(keep, ent.heads)
     _drop_list_labels(keep, ent)
     _drop_calls_to_action(keep, ent)
     _title_and_lead(keep, ent, title)
     return keep
+
+
+def _data_tables(ent: Entries) -> list[bool]:
+    """table[i]: entry i is in a data table, whose rows hold a cell of text outside links beside
+    their linked cells (Debian Reference's package | popcon | size | description lists, where
+    the first three are links). Cell by cell, the linked ones are link text and the short
+    descriptions between them went with them, or the table went whole as a link list. A
+    navigation table or a link grid has no such cells; a layout table has cells of many blocks."""
+    n = len(ent.items)
+    table = [False] * n
+    tables = {b[4].mem_id: b for b in ent.boxes if b[5] == "table" and b[2] and b[1] > b[0]}
+    if not tables:
+        return table
+    chars, links = ent.chars, ent.links
+    pc = [0] * (n + 1)
+    pl = [0] * (n + 1)
+    for i in range(n):
+        pc[i + 1] = pc[i] + chars[i]
+        pl[i + 1] = pl[i] + links[i]
+    items = ent.items
+    rows: dict[int, dict[int, list[int]]] = {}  # table -> its rows -> [text outside links, letters]
+    layout: set[int] = set()
+    for start, end, _n_links, _depth, node, tag in ent.boxes:
+        if tag != "td" or end <= start:
+            continue
+        tr = node.parent
+        if tr is None or tr.tag != "tr":
+            continue
+        t = tr.parent
+        if t is not None and t.tag in _ROW_GROUPS:
+            t = t.parent
+        if t is None or t.mem_id not in tables:
+            continue
+        if end - start > _CELL_BLOCKS:
+            layout.add(t.mem_id)
+        row = rows.setdefault(t.mem_id, {}).setdefault(tr.mem_id, [0, 0])
+        text = pc[end] - pc[start] - (pl[end] - pl[start])
+        if text:
+            row[0] += text
+            if not row[1]:
+                row[1] = any(_LETTER.search(items[i]) for i in range(start, end) if chars[i])
+    for tid, r in rows.items():
+        texts = sum(1 for text, letters in r.values() if text >= _ROW_TEXT and letters)
+        if tid not in layout and texts >= _TABLE_ROWS and texts >= _TABLE_SHARE * len(r):
+            start, end = tables[tid][0], tables[tid][1]
+            table[start:end] = [True] * (end - start)
+    return table
 
 
 def _teasers(ent: Entries) -> list[int]:
@@ -407,7 +466,9 @@ def _is_call_to_action(text: str) -> bool:
     return len(names) >= 2 or (len(names) == 1 and len(text) < _NETWORK_LINE)
 
 
-def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[int]) -> None:
+def _trim_edges(
+    keep: list[bool], chars: list[int], pp: list[int], heads: list[int], table: list[bool]
+) -> None:
     """jusText's context rule at the column's edges: short text after the last paragraph of
     prose ("Share", "Read more", "Leave a reply") goes, unless it is most of the column, and
     short text before the first one that is not a heading (a date line, a section label, a
@@ -418,7 +479,7 @@ def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[i
         return
     first, last = prose[0], prose[-1]
     for i in range(first):
-        if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE and not heads[i]:
+        if keep[i] and 0 < chars[i] < _EDGE_CHARS_BEFORE and not heads[i] and not table[i]:
             keep[i] = False
     # ... unless what follows outweighs the prose: a reference's entries (Python's errno page,
     # a glossary), each a name and a short line, after its introduction
@@ -426,14 +487,14 @@ def _trim_edges(keep: list[bool], chars: list[int], pp: list[int], heads: list[i
     if tail > _TAIL_RATIO * sum(chars[i] for i in range(first, last + 1) if keep[i]):
         return
     for i in range(last + 1, n):
-        if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER:
+        if keep[i] and 0 < chars[i] < _EDGE_CHARS_AFTER and not table[i]:
             keep[i] = False
 
 
 _GOOD, _NEAR, _SHORT, _BAD = 0, 1, 2, 3
 
 
-def _context(keep: list[bool], chars: list[int], links: list[int]) -> None:
+def _context(keep: list[bool], chars: list[int], links: list[int], table: list[bool]) -> None:
     """jusText's classification of the kept text blocks: link text blocks are bad, long ones good,
     and short ones take their class from the nearest good or bad neighbours (the page's edges
     count as bad), so a lone label between teasers goes and a subheading between paragraphs
@@ -442,7 +503,9 @@ def _context(keep: list[bool], chars: list[int], links: list[int]) -> None:
     cls = []
     for i in idx:
         c, lk = chars[i], links[i]
-        if lk >= _LINK_BAD * c:
+        if table[i]:  # a data table's cells, short or linked, are its content
+            cls.append(_GOOD)
+        elif lk >= _LINK_BAD * c:
             cls.append(_BAD)
         elif c - lk >= _GOOD_CHARS and lk < 0.5 * c:
             cls.append(_GOOD)
